@@ -1,0 +1,120 @@
+//! Every NATS subject Instaface uses, built from the prefix in this one place.
+//!
+//! With the default prefix `instaface`, `nats sub 'instaface.>'` shows all cluster traffic.
+
+use crate::NodeId;
+
+/// The queue group followers join on [`Subjects::graph_read`].
+pub const READERS_GROUP: &str = "readers";
+
+/// Subject builder for one cluster (one prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// Subjects under `prefix` (a NATS token sequence such as `instaface` or `test.c42`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Subjects { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The leader's heartbeat, every heartbeat interval.
+    pub fn heartbeat(&self) -> String {
+        format!("{}.heartbeat", self.prefix)
+    }
+
+    /// Vote requests (PreVote and real), answered by every member.
+    pub fn vote(&self) -> String {
+        format!("{}.vote", self.prefix)
+    }
+
+    /// Invalidations broadcast by the leader after a write commits.
+    pub fn invalidate(&self) -> String {
+        format!("{}.invalidate", self.prefix)
+    }
+
+    /// Read requests; followers holding a read lease serve them in queue group `readers`.
+    pub fn graph_read(&self) -> String {
+        format!("{}.graph.read", self.prefix)
+    }
+
+    /// Monitoring events from every node.
+    pub fn events(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    /// Admin command: unplug or plug back a node.
+    pub fn control_unplug(&self) -> String {
+        format!("{}.control.unplug", self.prefix)
+    }
+
+    /// Everything addressed to one node: `P.node.<id>.>`.
+    pub fn node_all(&self, node: &str) -> String {
+        format!("{}.node.{}.>", self.prefix, node)
+    }
+
+    /// A request addressed to one node, e.g. `node(id, "write")`.
+    pub fn node(&self, node: &str, endpoint: &str) -> String {
+        format!("{}.node.{}.{}", self.prefix, node, endpoint)
+    }
+
+    /// Acks (of heartbeats and invalidations) sent to the leader.
+    pub fn ack(&self, leader: &NodeId) -> String {
+        self.node(leader, "ack")
+    }
+
+    /// Vote replies addressed to a candidate.
+    pub fn vote_reply(&self, candidate: &NodeId) -> String {
+        self.node(candidate, "vote_reply")
+    }
+
+    /// Leadership transfer: the leader tells the chosen successor to campaign now.
+    pub fn timeout_now(&self, target: &NodeId) -> String {
+        self.node(target, "timeout_now")
+    }
+
+    /// Writes sent to the leader.
+    pub fn write(&self, leader: &NodeId) -> String {
+        self.node(leader, "write")
+    }
+
+    /// Cache fills sent to the leader by followers.
+    pub fn fill(&self, leader: &NodeId) -> String {
+        self.node(leader, "fill")
+    }
+
+    /// Reads addressed to one node (the leader, when no follower can serve).
+    pub fn read_at(&self, node: &NodeId) -> String {
+        self.node(node, "read")
+    }
+
+    /// Everything under the prefix, for taps and eavesdroppers.
+    pub fn all(&self) -> String {
+        format!("{}.>", self.prefix)
+    }
+
+    /// The Redis key prefix (same string as the subject prefix).
+    pub fn redis_key(&self, what: &str) -> String {
+        format!("{}:{}", self.prefix, what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_from_the_prefix() {
+        let s = Subjects::new("instaface");
+        assert_eq!(s.heartbeat(), "instaface.heartbeat");
+        assert_eq!(s.graph_read(), "instaface.graph.read");
+        assert_eq!(s.write(&"n2".to_string()), "instaface.node.n2.write");
+        assert_eq!(s.node_all("n2"), "instaface.node.n2.>");
+        assert_eq!(s.redis_key("members"), "instaface:members");
+    }
+}
