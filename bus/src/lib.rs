@@ -18,6 +18,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod graph;
+pub mod graph_client;
 pub mod membership;
 pub mod messages;
 pub mod subjects;

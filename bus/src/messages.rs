@@ -204,3 +204,28 @@ impl Event {
         }
     }
 }
+
+/// A node's answer on its status endpoint (`P.node.<id>.status`, part of its NATS micro
+/// service `instaface-node`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub members: Vec<NodeId>,
+    pub unplugged: bool,
+    pub applied_seq: u64,
+    /// Milliseconds left on the node's read lease (0 when it holds none).
+    pub lease_ms: u64,
+    pub cache: CacheCounters,
+}
+
+/// Cache counters reported by a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: u64,
+    pub fills: u64,
+}
