@@ -11,5 +11,6 @@
 
 pub mod cache;
 pub mod election;
+pub mod node;
 pub mod query;
 pub mod store;

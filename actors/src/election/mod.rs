@@ -1,1 +1,117 @@
-//! (being written)
+//! The election core: Raft's leader election without a log, with PreVote, CheckQuorum,
+//! leadership transfer and the read leases of DESIGN.md's Consistency section, as a pure
+//! state machine. No I/O, no async, no clock reads: the election actor feeds it
+//! [`Input`]s with `now` (a monotonic reading since an arbitrary origin of the node's
+//! own) and performs the [`Output`]s; randomness comes from a seed given at construction.
+//!
+//! - [`config`]: [`ElectionConfig`], its validation and the bounds derived from it.
+//! - [`signals`]: [`Input`], [`Output`] and [`FollowerView`].
+//! - `core`: [`ElectionCore`] — state, `step`, the follower side, the queries.
+//! - `campaign`: election timeout, PreVote, real votes, `TimeoutNow`.
+//! - `leading`: heartbeats, answering acks, CheckQuorum, reachability, transfer.
+//! - `lease`: a follower's lease and a leader's tenure (its lease, its bounds on
+//!   followers' leases).
+//! - `sim` (tests only): a deterministic simulation of whole clusters over a faulty network.
+//!
+//! # Rules
+//!
+//! - Terms, one vote per term; a randomized election timeout in
+//!   `[election_min, election_max)`, reset by a heartbeat from the current leader and by
+//!   granting a vote. On timeout a follower becomes a pre-candidate and asks for
+//!   pre-votes for `term + 1` without changing its term; a majority of pre-votes makes it
+//!   a candidate (`term += 1`, votes for itself), a majority of votes makes it leader, and
+//!   it heartbeats at once and every `heartbeat`. A campaign round lasts one election
+//!   timeout.
+//! - Majorities are over the members: the `Membership` input (Redis) unioned with the
+//!   members in heartbeats and this node. The set only grows, so a node never campaigns
+//!   on a smaller set than it has seen; before its first `Membership` it never campaigns.
+//!   Only members' votes and acks count.
+//! - Lease stickiness: a node refuses pre-votes and votes while
+//!   `now < last heartbeat received + election_min`, and a leader refuses them while it
+//!   leads, unless the request carries `transfer`. A refused request changes nothing, not
+//!   even the term, so a node returning from a partition cannot depose a healthy leader.
+//!   Pre-votes are granted only for a term above the voter's.
+//! - A heartbeat, vote request that is not refused, vote reply, ack or ack confirmation of
+//!   a higher term makes the node a follower of that term. Learning a term from its
+//!   leader's heartbeat bars voting in it. A leader that sees a heartbeat of its own
+//!   term from another leader steps down (that would be a safety violation). A
+//!   heartbeat of a lower term is answered with an ack carrying the higher term (and no
+//!   number, so no lease), so a deposed leader steps down at once.
+//! - A follower follows one leader per term; a heartbeat of that term from another is
+//!   ignored.
+//! - CheckQuorum: a leader steps down when fewer than a majority (counting itself) acked
+//!   within `election_max` ([`ElectionConfig::check_quorum_window`]); a follower with no
+//!   ack within that window is reported unreachable.
+//! - Transfer: on `TransferLeadership` the leader steps down at once (no more heartbeats,
+//!   no lease) and sends `TimeoutNow` to the follower with the latest ack (highest
+//!   applied seq breaking ties), which campaigns at once, skipping PreVote, with
+//!   `transfer` set so stickiness does not stop its voters.
+//!
+//! # Leases, and why they are safe
+//!
+//! `drift` bounds how much faster one node's clock can run than another's. The
+//! settings satisfy `lease * (1 + drift)^2 < election_min` ([`ElectionConfig::validate`]).
+//!
+//! - **Leader.** It holds its lease while `now < h + lease`, `h` being the send time of
+//!   the latest heartbeat that a majority acked (or a later one; the leader counts as
+//!   acking each heartbeat as it sends it). Every node of that majority received the
+//!   heartbeat after `h` and then refused votes for `election_min` of its own time,
+//!   which is longer than `lease` of the leader's time even with drift. Any new leader
+//!   needs a vote from one of them, so it cannot take office while the old lease holds.
+//! - **Follower.** Every heartbeat from its leader, and every `AckNow`, is answered with
+//!   a numbered ack whose send time the follower remembers. When the leader confirms ack
+//!   `k`, the follower's lease runs until `sent[k] + lease` (its own clock), so the lease
+//!   is never longer than one `lease` from a moment before the leader received the ack,
+//!   whatever the delays. Any change of term or leader drops it.
+//! - **Leader's bound on a follower.** The leader confirms only under its own lease, and
+//!   bounds follower `f`'s lease by `receipt of f's latest confirmed ack +
+//!   lease * (1 + drift)` on its own clock, which ends no earlier than the follower's
+//!   lease. On taking office it sets every bound to `office + lease * (1 + drift)`: a lease
+//!   confirmed by an earlier leader came from an ack sent before that confirmation,
+//!   which came before the earlier leader's lease ended, hence before this office began.
+//!   Bounds never decrease. So when a leader's bound on `f` has passed, `f` holds no lease
+//!   from it or from any earlier leader — which is what lets a write be answered once
+//!   every follower acked its invalidation or was bounded out.
+//!
+//! # Restarts
+//!
+//! A node keeps no state across restarts, so a restarted node could vote a second time in
+//! a term it already voted in, or forget the heartbeat that made it refuse votes. It
+//! therefore neither votes, campaigns nor acks for
+//! [`ElectionConfig::restart_quarantine`] (`2 * election_max * (1 + drift)`) after it
+//! starts (every start, since it cannot tell a first start from a restart). That keeps
+//! both leases safe (it needs only `election_min`), outlasts every campaign its lost
+//! votes could have counted in, and outlasts the CheckQuorum window of a leader its lost
+//! acks supported, so two leaders never hold the same term at the same moment. It can
+//! not stop a term from being reused later: if the only nodes that knew of term `T` are
+//! gone (a restarted voter, and a winner that crashed or was cut off), the others can
+//! elect a second leader of `T` after the first one stepped down. Only persisted votes
+//! prevent that. The store's fence should therefore tell leaders apart by term *and*
+//! leader id, and [`Input::ObservedTerm`] lets the runtime move the core past a term it
+//! found elsewhere (such as the fence after the whole cluster restarted).
+//!
+//! # Timing bounds (checked by the simulation)
+//!
+//! - A leader cut off from a majority steps down within `election_max` (its clock) of
+//!   the last acks it received.
+//! - After the network heals and every node has been up for the restart quarantine, a
+//!   leader followed by every node is elected within `10 * election_max`.
+//! - After `TransferLeadership` in a healthy network, a new leader takes office within
+//!   a few round trips, well under `election_min`.
+
+pub mod config;
+pub mod signals;
+
+mod campaign;
+mod core;
+mod leading;
+mod lease;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+pub use self::config::ElectionConfig;
+pub use self::core::ElectionCore;
+pub use self::signals::{FollowerView, Input, Output};

@@ -1,1 +1,239 @@
-//! (being written)
+//! The MySQL graph store: the leader's only way to MySQL.
+//!
+//! [`GraphStore`] owns a small connection pool and offers:
+//!
+//! - [`GraphStore::connect`] — creates the database when missing and migrates it
+//!   (`schema.rs`).
+//! - [`GraphStore::write`] — every write is one transaction: check the leadership fence
+//!   (`fence.rs`), apply the change (`entities.rs`, `associations.rs`, with the inverse
+//!   association where the type has one), append the invalidation to the outbox
+//!   (`outbox.rs`), commit. The fence row lock taken first also serialises writes, so outbox
+//!   seqs grow in commit order.
+//! - Reads for cache fills: [`GraphStore::get_entities`], [`GraphStore::list_assocs`],
+//!   [`GraphStore::fetch`] (`fetch.rs`), [`GraphStore::random_ids`] and counts.
+//! - The outbox: [`GraphStore::outbox_since`] and friends, and the fence itself.
+//!
+//! Every value travels as a bound parameter; the only text spliced into SQL is the
+//! validated, backquoted database name and `?,?,?` placeholder lists built from a count.
+
+mod associations;
+mod entities;
+mod error;
+mod fence;
+mod fetch;
+mod merge_patch;
+mod outbox;
+mod schema;
+
+use std::time::Duration;
+
+use mysql_async::{Conn, Pool, Transaction, TxOpts};
+
+use instaface_bus::graph::{CacheKey, WriteOutcome, WriteRequest, WriteResult};
+
+pub use entities::MAX_RANDOM_IDS;
+pub use error::StoreError;
+pub use merge_patch::apply_merge_patch;
+pub use schema::{CONNECT_TIMEOUT, SCHEMA_VERSION};
+
+/// Connections the pool keeps at most: the leader is the only client, and writes are
+/// serialised by the fence lock anyway.
+const POOL_MAX: usize = 8;
+/// Idle connections the pool keeps.
+const POOL_MIN: usize = 1;
+/// How long taking a connection from the pool may take (connecting included) before the
+/// operation fails: a server that silently dropped off the network must not hang the leader
+/// for the kernel's TCP timeout.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The graph in MySQL. Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct GraphStore {
+    pool: Pool,
+}
+
+/// A committed write: its outbox seq and result, and the cache keys it invalidates.
+///
+/// A write that changed nothing (deleting a missing entity, removing a missing association)
+/// appends no outbox row: its `keys` are empty and its seq is the latest seq at the time,
+/// which is still a correct `min_seq` for reading one's own (non-)write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommittedWrite {
+    pub outcome: WriteOutcome,
+    pub keys: Vec<CacheKey>,
+}
+
+/// What applying one write request inside its transaction did.
+pub(crate) enum Change {
+    /// Something changed: the outbox gets a row with these keys.
+    Applied {
+        result: WriteResult,
+        keys: Vec<CacheKey>,
+    },
+    /// Nothing changed: no outbox row.
+    Nothing { result: WriteResult },
+}
+
+impl GraphStore {
+    /// Connects to `url` (`mysql://user[:pass]@host:port/database`), creating the database
+    /// when it is missing and migrating it to [`SCHEMA_VERSION`].
+    ///
+    /// Fails with [`StoreError::Invalid`] when the URL names no valid database
+    /// (`[A-Za-z0-9_]{1,64}`), and with [`StoreError::Mysql`] when the server cannot be
+    /// reached (within [`CONNECT_TIMEOUT`]).
+    #[tracing::instrument(skip(url))]
+    pub async fn connect(url: &str) -> Result<GraphStore, StoreError> {
+        let opts = schema::prepare(url).await?;
+        let pool_opts = opts.pool_opts().clone().with_constraints(
+            mysql_async::PoolConstraints::new(POOL_MIN, POOL_MAX).expect("min <= max"),
+        );
+        let opts = mysql_async::OptsBuilder::from_opts(opts)
+            .pool_opts(pool_opts)
+            // Reads rely on snapshots; do not inherit a server-wide READ COMMITTED.
+            .setup(vec![
+                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            ]);
+        Ok(GraphStore {
+            pool: Pool::new(opts),
+        })
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn disconnect(self) -> Result<(), StoreError> {
+        self.pool.disconnect().await?;
+        Ok(())
+    }
+
+    /// Applies one write at leader `term` in one transaction: fence check, change, outbox row.
+    ///
+    /// Refused with [`StoreError::Fenced`] (nothing changed) when the stored fence term is
+    /// above `term`.
+    #[tracing::instrument(skip(self, req), fields(op = req.op_name()))]
+    pub async fn write(&self, term: u64, req: &WriteRequest) -> Result<CommittedWrite, StoreError> {
+        let mut tx = self.begin(TxOpts::default()).await?;
+        match apply_in(&mut tx, term, req).await {
+            Ok(Change::Applied { result, keys }) => {
+                let seq = outbox::append(&mut tx, term, &keys).await;
+                let seq = match seq {
+                    Ok(seq) => seq,
+                    Err(e) => {
+                        rollback_quietly(tx).await;
+                        return Err(e);
+                    }
+                };
+                tx.commit().await?;
+                tracing::debug!(seq, keys = keys.len(), "write committed");
+                Ok(CommittedWrite {
+                    outcome: WriteOutcome { seq, result },
+                    keys,
+                })
+            }
+            Ok(Change::Nothing { result }) => {
+                let seq = outbox::latest(&mut tx).await;
+                rollback_quietly(tx).await;
+                let seq = seq?;
+                tracing::debug!(seq, "write changed nothing");
+                Ok(CommittedWrite {
+                    outcome: WriteOutcome { seq, result },
+                    keys: Vec::new(),
+                })
+            }
+            Err(e) => {
+                rollback_quietly(tx).await;
+                tracing::debug!(error = %e, "write refused");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl GraphStore {
+    /// A pooled connection, within [`ACQUIRE_TIMEOUT`].
+    pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get_conn()).await {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(StoreError::timed_out(
+                "taking a MySQL connection",
+                ACQUIRE_TIMEOUT,
+            )),
+        }
+    }
+
+    /// A transaction on a pooled connection, within [`ACQUIRE_TIMEOUT`].
+    pub(crate) async fn begin(&self, opts: TxOpts) -> Result<Transaction<'static>, StoreError> {
+        match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.start_transaction(opts)).await {
+            Ok(tx) => Ok(tx?),
+            Err(_) => Err(StoreError::timed_out(
+                "starting a MySQL transaction",
+                ACQUIRE_TIMEOUT,
+            )),
+        }
+    }
+}
+
+/// Checks the fence and applies `req`; the caller commits or rolls back.
+async fn apply_in(
+    tx: &mut Transaction<'static>,
+    term: u64,
+    req: &WriteRequest,
+) -> Result<Change, StoreError> {
+    fence::check(tx, term).await?;
+    match req {
+        WriteRequest::CreateEntity { etype, attributes } => {
+            entities::create(tx, etype, attributes).await
+        }
+        WriteRequest::UpdateEntity { id, patch } => entities::update(tx, *id, patch).await,
+        WriteRequest::DeleteEntity { id } => entities::delete(tx, *id).await,
+        WriteRequest::AddAssoc {
+            from,
+            atype,
+            to,
+            attributes,
+        } => associations::add(tx, *from, atype, *to, attributes).await,
+        WriteRequest::RemoveAssoc { from, atype, to } => {
+            associations::remove(tx, *from, atype, *to).await
+        }
+    }
+}
+
+/// Rolls back, logging (not returning) a failure: the connection is discarded or reset by
+/// the pool anyway, and the caller has a more useful error or result to return.
+async fn rollback_quietly(tx: Transaction<'static>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rollback failed");
+    }
+}
+
+/// `?,?,?` for `n` bound values (`n` ≥ 1).
+pub(crate) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+/// Rejects a type name that can never be stored.
+pub(crate) fn check_type(kind: &str, name: &str) -> Result<(), StoreError> {
+    if instaface_bus::graph::valid_type_name(name) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "invalid {kind} type {name:?}: 1-32 characters of [a-z0-9_], starting with a letter"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_count() {
+        assert_eq!(placeholders(1), "?");
+        assert_eq!(placeholders(3), "?,?,?");
+    }
+}

@@ -1,0 +1,877 @@
+//! A deterministic simulation of whole clusters (tests only): N election cores over an
+//! in-memory network with seeded delays (some longer than the lease and the election
+//! timeout), loss, duplication, reordering, symmetric and one-way partitions, crashes
+//! and restarts, and per-node clock drift, on one global simulated clock.
+//!
+//! After every event it checks: never two leaders of one term at once (and never two
+//! leaders of one term at all in runs without restarts); no node holds its leader lease
+//! while another leads the same or a higher term; and no follower's read lease outlives
+//! the bound any leader of the same or a higher term keeps on it. After the faults heal
+//! it checks liveness within a stated bound. Dedicated scenarios check PreVote,
+//! CheckQuorum and leadership transfer.
+//!
+//! `ELECTION_SIM_SEEDS=N` runs N seeds per test instead of the default;
+//! `ELECTION_SIM_SEED=S` replays one seed with a trace of every event.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use instaface_bus::messages::{Ack, AckConfirm, Role, TimeoutNow, VoteReply, VoteRequest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{ElectionConfig, ElectionCore, Input, Output};
+
+const HEARTBEAT: Duration = Duration::from_millis(100);
+const ELECTION_MIN: Duration = Duration::from_millis(750);
+const ELECTION_MAX: Duration = Duration::from_millis(1000);
+const DRIFT: f64 = 0.05;
+
+fn config(id: &str) -> ElectionConfig {
+    ElectionConfig {
+        id: id.to_string(),
+        heartbeat: HEARTBEAT,
+        election_min: ELECTION_MIN,
+        election_max: ELECTION_MAX,
+        lease: ElectionConfig::default_lease(ELECTION_MIN, DRIFT),
+        drift: DRIFT,
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn rand_dur(rng: &mut StdRng, lo: Duration, hi: Duration) -> Duration {
+    if hi <= lo {
+        return lo;
+    }
+    Duration::from_nanos(rng.random_range(lo.as_nanos() as u64..hi.as_nanos() as u64))
+}
+
+/// One node's clock: `local = local0 + (real - real0) * (1 + ppm / 1e6)`.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    real0: u128,
+    local0: u128,
+    ppm: u128,
+}
+
+const MILLION: u128 = 1_000_000;
+
+impl Clock {
+    fn local(&self, real: Duration) -> Duration {
+        let dr = real.as_nanos().saturating_sub(self.real0);
+        nanos(self.local0 + dr * (MILLION + self.ppm) / MILLION)
+    }
+
+    /// The first real moment at which the local clock reads at least `local`.
+    fn real(&self, local: Duration) -> Duration {
+        let dl = local.as_nanos().saturating_sub(self.local0);
+        nanos(self.real0 + (dl * MILLION).div_ceil(MILLION + self.ppm))
+    }
+}
+
+fn nanos(n: u128) -> Duration {
+    Duration::from_nanos(n.min(u64::MAX as u128) as u64)
+}
+
+/// A message on the simulated wire.
+#[derive(Clone, Debug)]
+enum Msg {
+    Heartbeat { term: u64, leader: String, hb: u64, members: Vec<String> },
+    Vote(VoteRequest),
+    Reply(VoteReply),
+    Ack(Ack),
+    Confirm(AckConfirm),
+    TimeoutNow(TimeoutNow),
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Deliver { from: usize, to: usize, msg: Msg },
+    Tick { node: usize, incarnation: u32 },
+    Membership { node: usize, incarnation: u32 },
+    AckNow { node: usize },
+    Fault(Fault),
+}
+
+#[derive(Clone, Debug)]
+enum Fault {
+    /// Block `from -> to` (and back when `both`).
+    Cut { from: usize, to: usize, both: bool },
+    Uncut { from: usize, to: usize, both: bool },
+    /// Cut every link between the nodes in the mask and the others.
+    Split(u32),
+    Unsplit(u32),
+    Crash(usize),
+    Restart(usize),
+    Weather(Weather),
+    Transfer,
+}
+
+/// The network's behaviour for a while.
+#[derive(Clone, Copy, Debug)]
+struct Weather {
+    loss: f64,
+    dup: f64,
+    /// Probability of a long delay (up to `long_max`).
+    long: f64,
+    long_max: Duration,
+    delay_max: Duration,
+}
+
+impl Weather {
+    const CALM: Weather =
+        Weather { loss: 0.0, dup: 0.0, long: 0.0, long_max: Duration::ZERO, delay_max: Duration::from_millis(10) };
+
+    fn random(rng: &mut StdRng) -> Weather {
+        Weather {
+            loss: [0.0, 0.02, 0.1, 0.3][rng.random_range(0..4)],
+            dup: [0.0, 0.05, 0.2][rng.random_range(0..3)],
+            long: [0.0, 0.01, 0.05][rng.random_range(0..3)],
+            long_max: ms(3000),
+            delay_max: [ms(2), ms(20), ms(100)][rng.random_range(0..3)],
+        }
+    }
+}
+
+/// An event due at `at`; `seq` keeps equal times in scheduling order.
+struct Scheduled {
+    at: Duration,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Node {
+    id: String,
+    core: Option<ElectionCore>,
+    clock: Clock,
+    incarnation: u32,
+    tick_at: Option<Duration>,
+    applied_seq: u64,
+}
+
+/// Counters reported by the tests.
+#[derive(Default, Debug, Clone, Copy)]
+struct Stats {
+    events: u64,
+    elections: u64,
+    crashes: u64,
+    /// Terms that had two leaders one after the other (only possible across restarts).
+    term_reuses: u64,
+}
+
+/// The cluster, the network and the global clock.
+struct Sim {
+    seed: u64,
+    rng: StdRng,
+    now: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<Node>,
+    blocked: Vec<Vec<bool>>,
+    weather: Weather,
+    /// Faults stop once the network healed.
+    healed: bool,
+    /// Term -> the first node that led it.
+    leaders: HashMap<u64, usize>,
+    restarted: bool,
+    quarantine: bool,
+    stats: Stats,
+    trace: Option<Vec<String>>,
+    /// The first invariant broken, with how to replay it.
+    failure: Option<String>,
+}
+
+impl Sim {
+    fn new(seed: u64, n: usize, trace: bool) -> Sim {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let clock = Clock {
+                real0: 0,
+                local0: rng.random_range(0..1_000_000_000_000u128),
+                ppm: rng.random_range(0..(DRIFT * 0.999 * MILLION as f64) as u128),
+            };
+            let id = format!("n{i}");
+            let core = ElectionCore::new(config(&id), rng.random(), clock.local(Duration::ZERO));
+            nodes.push(Node { id, core: Some(core), clock, incarnation: 0, tick_at: None, applied_seq: 0 });
+        }
+        let mut sim = Sim {
+            seed,
+            rng,
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            blocked: vec![vec![false; n]; n],
+            weather: Weather::CALM,
+            healed: false,
+            leaders: HashMap::new(),
+            restarted: false,
+            quarantine: true,
+            stats: Stats::default(),
+            trace: trace.then(Vec::new),
+            failure: None,
+        };
+        for i in 0..n {
+            sim.schedule_tick(i);
+            let at = rand_dur(&mut sim.rng, Duration::ZERO, ms(1500));
+            sim.push(at, Ev::Membership { node: i, incarnation: 0 });
+            let at = rand_dur(&mut sim.rng, Duration::ZERO, ms(300));
+            sim.push(at, Ev::AckNow { node: i });
+        }
+        sim
+    }
+
+    fn n(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn push(&mut self, at: Duration, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            let line = format!("{:>10.3}ms {}", self.now.as_secs_f64() * 1e3, line());
+            eprintln!("{line}");
+            trace.push(line);
+        }
+    }
+
+    /// Records the first failure; the run stops after the current event.
+    fn fail(&mut self, what: &str) {
+        if self.failure.is_some() {
+            return;
+        }
+        let mut msg = format!(
+            "election sim seed {} ({} nodes) failed at t = {:?}: {what}\nreplay: ELECTION_SIM_SEED={} cargo test -p instaface-actors election_sim -- --nocapture",
+            self.seed,
+            self.n(),
+            self.now,
+            self.seed
+        );
+        if let Some(trace) = &self.trace {
+            msg.push_str("\nlast events:\n");
+            for line in trace.iter().rev().take(60).rev() {
+                let _ = writeln!(msg, "  {line}");
+            }
+        }
+        self.failure = Some(msg);
+    }
+
+    /// The recorded failure, as an error.
+    fn result(&mut self) -> Result<(), String> {
+        self.failure.take().map_or(Ok(()), Err)
+    }
+
+    fn local(&self, i: usize) -> Duration {
+        self.nodes[i].clock.local(self.now)
+    }
+
+    fn index(&self, id: &str) -> Option<usize> {
+        let i: usize = id.strip_prefix('n')?.parse().ok()?;
+        (i < self.n()).then_some(i)
+    }
+
+    fn schedule_tick(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let Some(core) = &node.core else { return };
+        let at = node.clock.real(core.next_deadline()).max(self.now);
+        if node.tick_at.is_none_or(|p| at < p) {
+            let incarnation = node.incarnation;
+            self.nodes[i].tick_at = Some(at);
+            self.push(at, Ev::Tick { node: i, incarnation });
+        }
+    }
+
+    /// Steps node `i` (if up) with `input`, then performs the outputs and checks.
+    fn step(&mut self, i: usize, input: Input) {
+        let local = self.local(i);
+        let Some(core) = self.nodes[i].core.as_mut() else { return };
+        let outs = core.step(local, input);
+        for out in outs {
+            self.perform(i, out);
+        }
+        self.schedule_tick(i);
+        if let Some(violation) = self.check() {
+            self.fail(&violation);
+        }
+    }
+
+    fn perform(&mut self, i: usize, out: Output) {
+        if self.trace.is_some() {
+            let id = self.nodes[i].id.clone();
+            let text = format!("{out:?}");
+            self.log(|| format!("{id} -> {text}"));
+        }
+        match out {
+            Output::BroadcastHeartbeat { term, hb, members } => {
+                let leader = self.nodes[i].id.clone();
+                let msg = Msg::Heartbeat { term, leader, hb, members };
+                self.broadcast(i, msg);
+            }
+            Output::SendAck { to, ack } => self.send_to(i, &to, Msg::Ack(ack)),
+            Output::AckReply { to, confirm } => self.send_to(i, &to, Msg::Confirm(confirm)),
+            Output::BroadcastVoteRequest(req) => self.broadcast(i, Msg::Vote(req)),
+            Output::SendVoteReply { to, reply } => self.send_to(i, &to, Msg::Reply(reply)),
+            Output::SendTimeoutNow { to, msg } => self.send_to(i, &to, Msg::TimeoutNow(msg)),
+            Output::RoleChanged { role: Role::Leader, term, .. } => {
+                self.stats.elections += 1;
+                match self.leaders.get(&term) {
+                    None => {
+                        self.leaders.insert(term, i);
+                    }
+                    Some(&first) if first != i => {
+                        if !self.restarted {
+                            self.fail(&format!(
+                                "two leaders of term {term}: {} and {}",
+                                self.nodes[first].id, self.nodes[i].id
+                            ));
+                        }
+                        self.stats.term_reuses += 1;
+                    }
+                    Some(_) => {}
+                }
+            }
+            Output::RoleChanged { .. } | Output::Candidacy { .. } | Output::Reachability { .. } => {}
+        }
+    }
+
+    fn broadcast(&mut self, from: usize, msg: Msg) {
+        for to in 0..self.n() {
+            if to != from {
+                self.send(from, to, msg.clone());
+            }
+        }
+    }
+
+    fn send_to(&mut self, from: usize, to: &str, msg: Msg) {
+        if let Some(to) = self.index(to) {
+            self.send(from, to, msg);
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, msg: Msg) {
+        let w = self.weather;
+        if self.blocked[from][to] || self.rng.random_bool(w.loss) {
+            return;
+        }
+        let copies = if self.rng.random_bool(w.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = if self.rng.random_bool(w.long) {
+                rand_dur(&mut self.rng, Duration::ZERO, w.long_max)
+            } else {
+                rand_dur(&mut self.rng, ms(0), w.delay_max)
+            };
+            self.push(self.now + delay, Ev::Deliver { from, to, msg: msg.clone() });
+        }
+    }
+
+    /// Runs events up to `end`; stops early (returning true) once `done` holds.
+    /// Stops at the first failure (returning false).
+    fn run_until(&mut self, end: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        while self.queue.peek().is_some_and(|next| next.0.at <= end) {
+            let Some(Reverse(next)) = self.queue.pop() else { break };
+            self.now = next.at;
+            self.stats.events += 1;
+            self.handle(next.ev);
+            if self.failure.is_some() {
+                return false;
+            }
+            if done(self) {
+                return true;
+            }
+        }
+        self.now = self.now.max(end);
+        done(self)
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { from, to, msg } => {
+                if self.nodes[to].core.is_none() {
+                    return;
+                }
+                if self.trace.is_some() {
+                    let (f, t) = (self.nodes[from].id.clone(), self.nodes[to].id.clone());
+                    let text = format!("{msg:?}");
+                    self.log(|| format!("{f} => {t}: {text}"));
+                }
+                let input = match msg {
+                    Msg::Heartbeat { term, leader, hb, members } => {
+                        Input::Heartbeat { term, leader, hb, members, applied_seq: self.nodes[to].applied_seq }
+                    }
+                    Msg::Vote(r) => Input::VoteRequest(r),
+                    Msg::Reply(r) => Input::VoteReply(r),
+                    Msg::Ack(a) => Input::Ack(a),
+                    Msg::Confirm(c) => Input::AckConfirm(c),
+                    Msg::TimeoutNow(t) => Input::TimeoutNow(t),
+                };
+                self.step(to, input);
+            }
+            Ev::Tick { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation || n.tick_at != Some(self.now) {
+                    return;
+                }
+                n.tick_at = None;
+                self.step(node, Input::Tick);
+            }
+            Ev::Membership { node, incarnation } => {
+                if self.nodes[node].incarnation != incarnation {
+                    return;
+                }
+                let all: BTreeSet<String> = self.nodes.iter().map(|n| n.id.clone()).collect();
+                self.step(node, Input::Membership(all));
+                // Redis is polled every two seconds.
+                self.push(self.now + ms(2000), Ev::Membership { node, incarnation });
+            }
+            Ev::AckNow { node } => {
+                let n = &mut self.nodes[node];
+                n.applied_seq += 1;
+                let applied_seq = n.applied_seq;
+                self.step(node, Input::AckNow { applied_seq });
+                let next = rand_dur(&mut self.rng, ms(100), ms(600));
+                self.push(self.now + next, Ev::AckNow { node });
+            }
+            Ev::Fault(f) => {
+                if !self.healed {
+                    self.log(|| format!("fault {f:?}"));
+                    self.fault(f);
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self, f: Fault) {
+        match f {
+            Fault::Cut { from, to, both } | Fault::Uncut { from, to, both } => {
+                let cut = matches!(f, Fault::Cut { .. });
+                self.blocked[from][to] = cut;
+                if both {
+                    self.blocked[to][from] = cut;
+                }
+            }
+            Fault::Split(mask) | Fault::Unsplit(mask) => {
+                let cut = matches!(f, Fault::Split(_));
+                for a in 0..self.n() {
+                    for b in 0..self.n() {
+                        if (mask >> a) & 1 != (mask >> b) & 1 {
+                            self.blocked[a][b] = cut;
+                        }
+                    }
+                }
+            }
+            Fault::Crash(i) => self.crash(i),
+            Fault::Restart(i) => self.restart(i),
+            Fault::Weather(w) => self.weather = w,
+            Fault::Transfer => {
+                if let Some(l) = self.current_leader() {
+                    self.step(l, Input::TransferLeadership);
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        if n.core.take().is_some() {
+            n.incarnation += 1;
+            n.tick_at = None;
+            self.stats.crashes += 1;
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        if self.nodes[i].core.is_some() {
+            return;
+        }
+        self.restarted = true;
+        let clock = Clock {
+            real0: self.now.as_nanos(),
+            local0: self.rng.random_range(0..1_000_000_000_000u128),
+            ppm: self.rng.random_range(0..(DRIFT * 0.999 * MILLION as f64) as u128),
+        };
+        let seed = self.rng.random();
+        let n = &mut self.nodes[i];
+        n.clock = clock;
+        n.tick_at = None;
+        let local = clock.local(self.now);
+        let mut core = ElectionCore::new(config(&n.id), seed, local);
+        if !self.quarantine {
+            core.quarantine_until = local;
+            core.reset_election_timer(local);
+        }
+        n.core = Some(core);
+        let incarnation = n.incarnation;
+        let at = self.now + rand_dur(&mut self.rng, Duration::ZERO, ms(500));
+        self.push(at, Ev::Membership { node: i, incarnation });
+        self.schedule_tick(i);
+    }
+
+    /// The leader of the highest term among the nodes up.
+    fn current_leader(&self) -> Option<usize> {
+        (0..self.n())
+            .filter_map(|i| self.nodes[i].core.as_ref().map(|c| (i, c)))
+            .filter(|(_, c)| c.role() == Role::Leader)
+            .max_by_key(|(_, c)| c.term())
+            .map(|(i, _)| i)
+    }
+
+    fn up(&self) -> impl Iterator<Item = (usize, &ElectionCore)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.core.as_ref().map(|c| (i, c)))
+    }
+
+    /// The safety invariants, at this moment.
+    fn check(&self) -> Option<String> {
+        let leaders: Vec<(usize, &ElectionCore)> =
+            self.up().filter(|(_, c)| c.role() == Role::Leader).collect();
+        for (k, &(i, a)) in leaders.iter().enumerate() {
+            for &(j, b) in &leaders[k + 1..] {
+                if a.term() == b.term() {
+                    return Some(format!(
+                        "{} and {} both lead term {}",
+                        self.nodes[i].id,
+                        self.nodes[j].id,
+                        a.term()
+                    ));
+                }
+            }
+        }
+        for &(i, old) in &leaders {
+            if !old.leader_lease_holds(self.local(i)) {
+                continue;
+            }
+            for &(j, new) in &leaders {
+                if j != i && new.term() >= old.term() {
+                    return Some(format!(
+                        "{} holds its leader lease of term {} while {} leads term {}",
+                        self.nodes[i].id,
+                        old.term(),
+                        self.nodes[j].id,
+                        new.term()
+                    ));
+                }
+            }
+        }
+        for (f, fc) in self.up() {
+            if fc.role() != Role::Follower {
+                continue;
+            }
+            let Some(until) = fc.read_lease_until(self.local(f)) else { continue };
+            // The follower serves reads until this real moment...
+            let lease_end = self.nodes[f].clock.real(until);
+            for &(l, lc) in &leaders {
+                if l == f || lc.term() < fc.term() {
+                    continue;
+                }
+                // ...and the leader believes it lapsed from this one on.
+                let bound = lc.follower_lease_bound(&self.nodes[f].id).map(|b| self.nodes[l].clock.real(b));
+                if bound.is_none_or(|b| b < lease_end) {
+                    return Some(format!(
+                        "{} (term {}) holds a read lease until {:?} but leader {} (term {}) bounds it at {:?}",
+                        self.nodes[f].id,
+                        fc.term(),
+                        lease_end,
+                        self.nodes[l].id,
+                        lc.term(),
+                        bound
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Every node up, one leader under its lease, every other node following it under a
+    /// read lease.
+    fn converged(&self) -> bool {
+        if self.nodes.iter().any(|n| n.core.is_none()) {
+            return false;
+        }
+        let Some(l) = self.current_leader() else { return false };
+        let Some(lc) = self.nodes[l].core.as_ref() else { return false };
+        if !lc.leader_lease_holds(self.local(l)) {
+            return false;
+        }
+        self.up().all(|(i, c)| {
+            i == l
+                || (c.role() == Role::Follower
+                    && c.term() == lc.term()
+                    && c.leader() == Some(&self.nodes[l].id)
+                    && c.read_lease_holds(self.local(i)))
+        })
+    }
+
+    /// Ends the faults: links restored, calm weather, every crashed node restarted.
+    fn heal(&mut self) {
+        self.log(|| "heal".into());
+        self.healed = true;
+        self.weather = Weather::CALM;
+        for row in &mut self.blocked {
+            row.fill(false);
+        }
+        for i in 0..self.n() {
+            self.restart(i);
+        }
+    }
+
+    /// Plans random faults over `[0, until)`.
+    fn plan_chaos(&mut self, until: Duration) {
+        let n = self.n();
+        self.weather = Weather::random(&mut self.rng);
+        let mut t = Duration::ZERO;
+        loop {
+            t += rand_dur(&mut self.rng, ms(100), ms(1500));
+            if t >= until {
+                break;
+            }
+            let lasts = rand_dur(&mut self.rng, ms(200), ms(4000));
+            let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
+            match self.rng.random_range(0..10) {
+                0 | 1 => {
+                    let mask = self.rng.random_range(1..(1u32 << n) - 1);
+                    self.push(t, Ev::Fault(Fault::Split(mask)));
+                    self.push(t + lasts, Ev::Fault(Fault::Unsplit(mask)));
+                }
+                2 | 3 if a != b => {
+                    let both = self.rng.random_bool(0.3);
+                    self.push(t, Ev::Fault(Fault::Cut { from: a, to: b, both }));
+                    self.push(t + lasts, Ev::Fault(Fault::Uncut { from: a, to: b, both }));
+                }
+                4 => {
+                    let mask = 1u32 << a;
+                    self.push(t, Ev::Fault(Fault::Split(mask)));
+                    self.push(t + lasts, Ev::Fault(Fault::Unsplit(mask)));
+                }
+                5 | 6 => {
+                    self.push(t, Ev::Fault(Fault::Crash(a)));
+                    let down = rand_dur(&mut self.rng, Duration::ZERO, ms(3000));
+                    self.push(t + down, Ev::Fault(Fault::Restart(a)));
+                }
+                7 => {
+                    let w = Weather::random(&mut self.rng);
+                    self.push(t, Ev::Fault(Fault::Weather(w)));
+                }
+                8 => self.push(t, Ev::Fault(Fault::Transfer)),
+                _ => {}
+            }
+        }
+    }
+}
+
+// ----- running seeds -----
+
+/// The seeds to run: `ELECTION_SIM_SEED` alone (traced), else `ELECTION_SIM_SEEDS` or
+/// `default` of them from `base`.
+fn seeds(base: u64, default: u64) -> (Vec<u64>, bool) {
+    if let Some(seed) = std::env::var("ELECTION_SIM_SEED").ok().and_then(|s| s.trim().parse().ok()) {
+        return (vec![seed], true);
+    }
+    let count = std::env::var("ELECTION_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(default);
+    ((base..base + count).collect(), false)
+}
+
+/// Odd seeds run five nodes, even seeds three.
+fn cluster_size(seed: u64) -> usize {
+    if seed % 2 == 0 {
+        3
+    } else {
+        5
+    }
+}
+
+/// The liveness bound once faults heal: every crashed node restarts at the heal, so the
+/// restart quarantine comes first, then `10 * election_max`.
+fn liveness_bound() -> Duration {
+    config("n0").restart_quarantine() + ELECTION_MAX * 10
+}
+
+/// Random faults for 3–9 s, then heal and require a converged cluster within the bound.
+fn chaos(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, String> {
+    let mut sim = Sim::new(seed, cluster_size(seed), trace);
+    sim.quarantine = quarantine;
+    let faults_end = rand_dur(&mut StdRng::seed_from_u64(seed ^ 0x5eed), ms(3000), ms(9000));
+    sim.plan_chaos(faults_end);
+    sim.run_until(faults_end, |_| false);
+    sim.result()?;
+    sim.heal();
+    let healed_at = sim.now;
+    if !sim.run_until(healed_at + liveness_bound(), Sim::converged) {
+        sim.fail(&format!("no converged leader within {:?} of the heal", liveness_bound()));
+    }
+    sim.result()?;
+    Ok(sim.stats)
+}
+
+/// Runs `scenario` over the seeds (from `base`), panicking with the first failure.
+fn run(base: u64, default: u64, scenario: impl Fn(u64, bool) -> Result<Stats, String>) -> Stats {
+    let (seeds, trace) = seeds(base, default);
+    let mut total = Stats::default();
+    for seed in seeds {
+        match scenario(seed, trace) {
+            Ok(s) => {
+                total.events += s.events;
+                total.elections += s.elections;
+                total.crashes += s.crashes;
+                total.term_reuses += s.term_reuses;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    total
+}
+
+/// Default seed counts keep the whole election suite well under 30 s in a debug build on
+/// two cores.
+const CHAOS_SEEDS: u64 = 1000;
+const SCENARIO_SEEDS: u64 = 100;
+
+#[test]
+fn election_sim_chaos_even_seeds_3_nodes() {
+    let stats = run(0, CHAOS_SEEDS, |seed, trace| chaos(seed * 2, trace, true));
+    eprintln!("election sim, 3 nodes: {stats:?}");
+}
+
+#[test]
+fn election_sim_chaos_odd_seeds_5_nodes() {
+    let stats = run(0, CHAOS_SEEDS, |seed, trace| chaos(seed * 2 + 1, trace, true));
+    eprintln!("election sim, 5 nodes: {stats:?}");
+}
+
+/// A calm cluster started at 0, run until it converged (within the bound).
+fn calm(seed: u64, trace: bool) -> Result<Sim, String> {
+    let mut sim = Sim::new(seed, cluster_size(seed), trace);
+    if !sim.run_until(liveness_bound(), Sim::converged) {
+        sim.fail("a calm cluster did not converge within the bound");
+    }
+    sim.result()?;
+    Ok(sim)
+}
+
+/// The leader of a converged cluster, and its term.
+fn leader_of(sim: &Sim) -> (usize, u64) {
+    let l = sim.current_leader().unwrap_or(0);
+    (l, sim.nodes[l].core.as_ref().map_or(0, ElectionCore::term))
+}
+
+#[test]
+fn election_sim_prevote_returning_node_does_not_raise_the_term() {
+    run(10_000, SCENARIO_SEEDS, |seed, trace| {
+        let mut sim = calm(seed, trace)?;
+        let n = sim.n();
+        let (leader, term) = leader_of(&sim);
+        let x = (leader + 1 + sim.rng.random_range(0..n - 1)) % n;
+        sim.fault(Fault::Split(1 << x));
+        let back = sim.now + rand_dur(&mut sim.rng, ms(3000), ms(10_000));
+        sim.run_until(back, |_| false);
+        if sim.nodes[x].core.as_ref().map(ElectionCore::term) != Some(term) {
+            sim.fail("the cut-off node raised its term");
+        }
+        sim.fault(Fault::Unsplit(1 << x));
+        sim.run_until(back + ms(3000), |_| false);
+        let moved = sim.up().find(|(_, c)| c.term() != term).map(|(i, c)| (i, c.term()));
+        if let Some((i, t)) = moved {
+            let what = format!("{} is at term {t} after the node returned, not {term}", sim.nodes[i].id);
+            sim.fail(&what);
+        }
+        if sim.current_leader() != Some(leader) || !sim.converged() {
+            sim.fail("the healthy leader was disturbed by the returning node");
+        }
+        sim.result()?;
+        Ok(sim.stats)
+    });
+}
+
+#[test]
+fn election_sim_check_quorum_steps_a_cut_off_leader_down() {
+    run(20_000, SCENARIO_SEEDS, |seed, trace| {
+        let mut sim = calm(seed, trace)?;
+        let (leader, term) = leader_of(&sim);
+        // Half the seeds cut it off both ways, half only its incoming links (it still
+        // heartbeats, but hears no acks).
+        let cut_at = sim.now;
+        let both = seed % 4 < 2;
+        for other in (0..sim.n()).filter(|&o| o != leader) {
+            sim.fault(Fault::Cut { from: other, to: leader, both });
+        }
+        // Acks in flight arrive within the calm weather's delay; then one window of the
+        // leader's clock, no longer in real time (simulated clocks run fast, if at all).
+        let bound = cut_at + Weather::CALM.delay_max + config("n0").check_quorum_window();
+        let stepped_down = sim.run_until(bound, |s| {
+            s.nodes[leader].core.as_ref().is_some_and(|c| c.role() != Role::Leader || c.term() != term)
+        });
+        if !stepped_down {
+            sim.fail("the cut-off leader did not step down within election_max");
+        }
+        // The majority goes on to elect a leader of its own.
+        let elected = sim.run_until(sim.now + liveness_bound(), |s| s.current_leader().is_some_and(|l| l != leader));
+        if !elected {
+            sim.fail("the majority elected no new leader");
+        }
+        sim.result()?;
+        Ok(sim.stats)
+    });
+}
+
+#[test]
+fn election_sim_transfer_is_faster_than_an_election_timeout() {
+    run(30_000, SCENARIO_SEEDS, |seed, trace| {
+        let mut sim = calm(seed, trace)?;
+        // A few acked heartbeats, so the leader has a target.
+        sim.run_until(sim.now + ms(300), |_| false);
+        let (old, term) = leader_of(&sim);
+        let at = sim.now;
+        sim.step(old, Input::TransferLeadership);
+        if sim.nodes[old].core.as_ref().is_some_and(|c| c.role() == Role::Leader) {
+            sim.fail("the old leader did not step down at once");
+        }
+        let handed_over = sim.run_until(at + ELECTION_MIN, |s| {
+            s.current_leader()
+                .is_some_and(|l| l != old && s.nodes[l].core.as_ref().is_some_and(|c| c.term() == term + 1))
+        });
+        if !handed_over {
+            sim.fail("no new leader within election_min of the transfer");
+        }
+        sim.result()?;
+        Ok(sim.stats)
+    });
+}
+
+/// Without the restart quarantine a restarted node votes again in a term it already
+/// voted in: the simulation must catch that (which shows it can).
+#[test]
+fn election_sim_finds_violations_without_the_restart_quarantine() {
+    if std::env::var("ELECTION_SIM_SEED").is_ok() {
+        return;
+    }
+    let found = (0..4000u64).find_map(|seed| chaos(seed, false, false).err());
+    assert!(found.is_some(), "no violation found without the quarantine");
+    eprintln!("without the quarantine: {}", found.unwrap_or_default());
+}

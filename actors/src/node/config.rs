@@ -1,0 +1,234 @@
+//! The node's configuration: flags with environment fallbacks, checked at start so an
+//! invalid setting fails with one clear line naming it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use instaface_bus::config::BusArgs;
+use instaface_bus::NodeId;
+
+/// How a write's invalidation must be covered before the write is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InvalidationMode {
+    /// Answer once every follower acked the invalidation or its read lease certainly lapsed.
+    Lease,
+    /// Answer right after commit and broadcast (TAO's trade; clients use `min_seq`).
+    Async,
+}
+
+/// `instaface-node`: one member of an Instaface cluster.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "instaface-node", version, about)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub bus: BusArgs,
+
+    /// This node's id (one NATS subject token, e.g. `n1`).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Comma-separated ids of the cluster's members, added to the Redis membership before
+    /// the node may campaign (every launcher passes it).
+    #[arg(long, env = "MEMBERS", value_delimiter = ',')]
+    pub members: Vec<String>,
+
+    /// MySQL URL; only the leader connects.
+    #[arg(long, env = "MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/instaface")]
+    pub mysql_url: String,
+
+    /// Heartbeat interval in ms.
+    #[arg(long, env = "HEARTBEAT_MS", default_value_t = 100)]
+    pub heartbeat_ms: u64,
+
+    /// Lower bound of the randomized election timeout in ms.
+    #[arg(long, env = "ELECTION_MIN_MS", default_value_t = 750)]
+    pub election_min_ms: u64,
+
+    /// Upper bound of the randomized election timeout in ms.
+    #[arg(long, env = "ELECTION_MAX_MS", default_value_t = 1000)]
+    pub election_max_ms: u64,
+
+    /// Read lease in ms (default: the election minimum less a clock-drift margin).
+    #[arg(long, env = "LEASE_MS")]
+    pub lease_ms: Option<u64>,
+
+    /// The clock drift rate the leases allow for (0.05 = clocks may run 5 % apart).
+    #[arg(long, env = "CLOCK_DRIFT", default_value_t = 0.05)]
+    pub drift: f64,
+
+    /// `lease` (default: no acknowledged write is ever read stale) or `async`.
+    #[arg(long, env = "INVALIDATION", value_enum, default_value_t = InvalidationMode::Lease)]
+    pub invalidation: InvalidationMode,
+
+    /// Cache capacity, in entries, per node.
+    #[arg(long, env = "CACHE_CAPACITY", default_value_t = 100_000)]
+    pub cache_capacity: usize,
+
+    /// Newest items of each association list a cache entry keeps.
+    #[arg(long, env = "ASSOC_WINDOW", default_value_t = 1000)]
+    pub assoc_window: u32,
+
+    /// Serve Prometheus metrics at http://<addr>/metrics.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Enables test hooks (`P.node.<id>.debug.panic`); never in production.
+    #[arg(long, env = "INSTAFACE_TEST_HOOKS", default_value_t = false)]
+    pub test_hooks: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Run the node (the default).
+    Run,
+    /// Write the expected members to the Redis membership and exit.
+    Members {
+        /// The member ids to add.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print every message under the prefix, decoded, as one JSON line each.
+    Tap {
+        /// Only subjects under this suffix (e.g. `heartbeat` or `events`).
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+/// The validated timing and behaviour of a running node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    pub members: Vec<NodeId>,
+    pub bus: BusArgs,
+    pub mysql_url: String,
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    pub election_max: Duration,
+    pub lease: Duration,
+    pub drift: f64,
+    pub invalidation: InvalidationMode,
+    pub cache_capacity: usize,
+    pub assoc_window: u32,
+    pub metrics_addr: Option<SocketAddr>,
+    pub test_hooks: bool,
+}
+
+impl NodeArgs {
+    /// Checks every setting; the error is one line naming the setting.
+    pub fn validate(&self) -> Result<NodeConfig, String> {
+        let id = self.node_id.clone().ok_or("NODE_ID is required (e.g. NODE_ID=n1)")?;
+        if !instaface_bus::valid_node_id(&id) {
+            return Err(format!("NODE_ID {id:?} must be 1-64 characters of [A-Za-z0-9_-]"));
+        }
+        let mut members = Vec::new();
+        for m in self.members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            if !instaface_bus::valid_node_id(m) {
+                return Err(format!("MEMBERS entry {m:?} must be 1-64 characters of [A-Za-z0-9_-]"));
+            }
+            members.push(m.to_string());
+        }
+        if self.heartbeat_ms == 0 {
+            return Err("HEARTBEAT_MS must be at least 1".into());
+        }
+        if self.election_min_ms <= self.heartbeat_ms * 2 {
+            return Err(format!(
+                "ELECTION_MIN_MS ({}) must be more than twice HEARTBEAT_MS ({})",
+                self.election_min_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_max_ms <= self.election_min_ms {
+            return Err(format!(
+                "ELECTION_MAX_MS ({}) must be above ELECTION_MIN_MS ({})",
+                self.election_max_ms, self.election_min_ms
+            ));
+        }
+        if !(0.0..0.5).contains(&self.drift) {
+            return Err(format!("CLOCK_DRIFT ({}) must be in [0, 0.5)", self.drift));
+        }
+        let election_min = Duration::from_millis(self.election_min_ms);
+        let max_lease = election_min.as_secs_f64() / (1.0 + self.drift).powi(2);
+        let lease = match self.lease_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => Duration::from_secs_f64(max_lease * 0.95),
+        };
+        if lease.as_secs_f64() >= max_lease {
+            return Err(format!(
+                "LEASE_MS ({}) must be below ELECTION_MIN_MS / (1 + CLOCK_DRIFT)^2 = {:.0} ms",
+                lease.as_millis(),
+                max_lease * 1000.0
+            ));
+        }
+        if lease.as_millis() <= self.heartbeat_ms as u128 {
+            return Err(format!(
+                "LEASE_MS ({}) must be above HEARTBEAT_MS ({})",
+                lease.as_millis(),
+                self.heartbeat_ms
+            ));
+        }
+        if self.cache_capacity == 0 {
+            return Err("CACHE_CAPACITY must be at least 1".into());
+        }
+        if self.assoc_window == 0 {
+            return Err("ASSOC_WINDOW must be at least 1".into());
+        }
+        if !self.mysql_url.starts_with("mysql://") {
+            return Err(format!("MYSQL_URL {:?} must start with mysql://", self.mysql_url));
+        }
+        self.bus.nats_servers()?;
+        Ok(NodeConfig {
+            id,
+            members,
+            bus: self.bus.clone(),
+            mysql_url: self.mysql_url.clone(),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            election_min,
+            election_max: Duration::from_millis(self.election_max_ms),
+            lease,
+            drift: self.drift,
+            invalidation: self.invalidation,
+            cache_capacity: self.cache_capacity,
+            assoc_window: self.assoc_window,
+            metrics_addr: self.metrics_addr,
+            test_hooks: self.test_hooks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<NodeConfig, String> {
+        let mut full = vec!["instaface-node"];
+        full.extend_from_slice(args);
+        NodeArgs::try_parse_from(full).map_err(|e| e.to_string())?.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_lease_is_below_the_election_minimum() {
+        let cfg = parse(&["--node-id", "n1", "--members", "n1,n2,n3"]).unwrap();
+        assert_eq!(cfg.members, vec!["n1", "n2", "n3"]);
+        assert!(cfg.lease < cfg.election_min);
+        assert!(cfg.lease.as_secs_f64() * 1.05f64.powi(2) < cfg.election_min.as_secs_f64());
+    }
+
+    #[test]
+    fn invalid_settings_name_themselves() {
+        assert!(parse(&[]).unwrap_err().contains("NODE_ID"));
+        assert!(parse(&["--node-id", "a.b"]).unwrap_err().contains("NODE_ID"));
+        assert!(parse(&["--node-id", "n1", "--lease-ms", "740"]).unwrap_err().contains("LEASE_MS"));
+        assert!(parse(&["--node-id", "n1", "--election-max-ms", "700"]).unwrap_err().contains("ELECTION_MAX_MS"));
+        assert!(parse(&["--node-id", "n1", "--heartbeat-ms", "500"]).unwrap_err().contains("ELECTION_MIN_MS"));
+        assert!(parse(&["--node-id", "n1", "--members", "n1,x y"]).unwrap_err().contains("MEMBERS"));
+        assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"]).unwrap_err().contains("MYSQL_URL"));
+    }
+}

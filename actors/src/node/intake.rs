@@ -1,0 +1,169 @@
+//! NATS intake: one task per subscription, decoding each message and handing it to the
+//! actor it is for. Undecodable payloads are logged once per burst and dropped; while the
+//! node is unplugged every cluster-internal message is dropped here.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use instaface_bus::codec::DecodeLog;
+use instaface_bus::messages::{Ack, EventKind, Heartbeat, Invalidate, TimeoutNow, Unplug, VoteReply, VoteRequest};
+use instaface_bus::Incoming;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use super::election_actor::ElectionMsg;
+use super::heartbeat_actor::HeartbeatMsg;
+use super::{cast_to, NodeContext};
+
+/// Whether messages on a subscription are cluster-internal (dropped while unplugged).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Internal,
+    Control,
+}
+
+/// Subscribes to `subject` and calls `route` for every decodable message.
+async fn spawn_intake<T, F>(ctx: &NodeContext, subject: String, kind: Kind, mut route: F) -> anyhow::Result<JoinHandle<()>>
+where
+    T: DeserializeOwned + Send + 'static,
+    F: FnMut(&NodeContext, T, Option<String>) + Send + 'static,
+{
+    let mut sub = ctx.net.bus().subscribe::<T>(subject.clone()).await?;
+    let ctx = ctx.clone();
+    Ok(tokio::spawn(async move {
+        let mut decode_log = DecodeLog::default();
+        while let Some(Incoming { subject, reply, payload }) = sub.next().await {
+            if kind == Kind::Internal && ctx.net.unplugged() {
+                ctx.net.dropped("unplugged_in");
+                continue;
+            }
+            match payload {
+                Ok(msg) => route(&ctx, msg, reply),
+                Err(e) => {
+                    ctx.net.dropped("undecodable");
+                    decode_log.record(&subject, &e);
+                }
+            }
+        }
+        tracing::debug!(%subject, "subscription ended");
+    }))
+}
+
+/// Starts every cluster subscription of the node; returns their tasks.
+pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let s = ctx.net.subjects().clone();
+    let me = ctx.cfg.id.clone();
+    let mut tasks = Vec::new();
+
+    let id = me.clone();
+    tasks.push(
+        spawn_intake::<Heartbeat, _>(ctx, s.heartbeat(), Kind::Internal, move |ctx, hb, _| {
+            if hb.leader != id {
+                cast_to(&ctx.names.heartbeat, HeartbeatMsg::Received(hb));
+            }
+        })
+        .await?,
+    );
+    let id = me.clone();
+    tasks.push(
+        spawn_intake::<VoteRequest, _>(ctx, s.vote(), Kind::Internal, move |ctx, req, _| {
+            if req.candidate != id {
+                cast_to(&ctx.names.election, ElectionMsg::VoteRequest(req));
+            }
+        })
+        .await?,
+    );
+    tasks.push(
+        spawn_intake::<VoteReply, _>(ctx, s.vote_reply(&me), Kind::Internal, |ctx, reply, _| {
+            cast_to(&ctx.names.election, ElectionMsg::VoteReply(reply));
+        })
+        .await?,
+    );
+    tasks.push(
+        spawn_intake::<Ack, _>(ctx, s.ack(&me), Kind::Internal, |ctx, ack, reply| {
+            cast_to(&ctx.names.election, ElectionMsg::Ack { ack, reply });
+        })
+        .await?,
+    );
+    tasks.push(
+        spawn_intake::<TimeoutNow, _>(ctx, s.timeout_now(&me), Kind::Internal, |ctx, msg, _| {
+            cast_to(&ctx.names.election, ElectionMsg::TimeoutNow(msg));
+        })
+        .await?,
+    );
+    let id = me.clone();
+    tasks.push(
+        spawn_intake::<Invalidate, _>(ctx, s.invalidate(), Kind::Internal, move |ctx, inv, _| {
+            if inv.leader != id {
+                cast_to(&ctx.names.heartbeat, HeartbeatMsg::Invalidate(inv));
+            }
+        })
+        .await?,
+    );
+    let id = me.clone();
+    tasks.push(
+        spawn_intake::<Unplug, _>(ctx, s.control_unplug(), Kind::Control, move |ctx, cmd, _| {
+            if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged) {
+                tracing::warn!(unplugged = cmd.unplugged, "unplug switch flipped");
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let term = ctx.view.borrow().term;
+                    ctx.net.event(term, EventKind::Unplugged { unplugged: cmd.unplugged }).await;
+                });
+            }
+        })
+        .await?,
+    );
+    if ctx.cfg.test_hooks {
+        tasks.push(
+            spawn_intake::<String, _>(ctx, s.node(&me, "debug.panic"), Kind::Control, |ctx, actor, _| {
+                tracing::warn!(%actor, "test hook: panicking an actor");
+                if actor == "election" {
+                    cast_to(&ctx.names.election, ElectionMsg::Panic);
+                }
+            })
+            .await?,
+        );
+    }
+    ctx.net.bus().flush().await?;
+    Ok(tasks)
+}
+
+/// Registers this node and the expected `MEMBERS` in Redis, then feeds the membership to
+/// the election actor every second. Retries with backoff while Redis is away.
+pub fn spawn_membership(ctx: &NodeContext) -> JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let me = ctx.cfg.id.clone();
+        let mut registered = false;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if !registered {
+                let mut ids = ctx.cfg.members.clone();
+                ids.push(me.clone());
+                match ctx.membership.ensure(&ids, &me).await {
+                    Ok(()) => {
+                        registered = true;
+                        tracing::info!(members = ?ids, "registered in the membership");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "redis membership unavailable; retrying"),
+                }
+            }
+            if registered {
+                match ctx.membership.list().await {
+                    Ok(members) => {
+                        let set: BTreeSet<String> = members.into_keys().collect();
+                        cast_to(&ctx.names.election, ElectionMsg::Membership(set));
+                        delay = Duration::from_millis(100);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the membership failed; retrying"),
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(3));
+        }
+    })
+}

@@ -1,0 +1,147 @@
+//! Starting and stopping a node: connects to NATS and Redis (retrying while they are
+//! away), starts the supervision tree, the NATS intake, the micro service and the metrics
+//! endpoint, and shuts down in order on SIGTERM or Ctrl-C (a leader hands over first).
+//! Also the `members` and `tap` subcommands.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use instaface_bus::membership::Membership;
+use instaface_bus::{Bus, Subjects};
+use ractor::Actor;
+use tokio::sync::watch;
+
+use super::config::NodeConfig;
+use super::metrics::Metrics;
+use super::net::Net;
+use super::supervisor::{NodeSupervisor, SupervisorMsg};
+use super::view::ClusterView;
+use super::{intake, service, ActorNames, NodeContext};
+use instaface_bus::config::BusArgs;
+
+/// Connects to Redis, retrying with backoff until it answers.
+pub async fn connect_membership(bus: &BusArgs) -> Membership {
+    let subjects = Subjects::new(bus.prefix.clone());
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match Membership::connect(&bus.redis_url, &subjects).await {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "redis unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+        }
+    }
+}
+
+/// Runs the node until SIGTERM/SIGINT (exit 0 after an orderly shutdown) or until the
+/// supervisor gives up (an error).
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let span = tracing::info_span!("node", node = %cfg.id);
+    let _enter = span.enter();
+    let metrics = Metrics::new(&cfg.id);
+    let bus = Bus::connect(&cfg.bus, &format!("instaface-node-{}", cfg.id)).await?;
+    let membership = connect_membership(&cfg.bus).await;
+    let (view, _) = watch::channel(ClusterView::initial());
+    let ctx = NodeContext {
+        net: Net::new(bus, cfg.id.clone(), metrics.clone()),
+        membership,
+        metrics: metrics.clone(),
+        view,
+        applied_seq: Arc::new(AtomicU64::new(0)),
+        origin: Instant::now(),
+        names: ActorNames::new(&cfg.id),
+        counters: Arc::new(Mutex::new(Default::default())),
+        cfg: Arc::new(cfg),
+    };
+    tracing::info!(
+        prefix = ctx.net.subjects().prefix(),
+        heartbeat_ms = ctx.cfg.heartbeat.as_millis() as u64,
+        election_ms = ?(ctx.cfg.election_min, ctx.cfg.election_max),
+        lease_ms = ctx.cfg.lease.as_millis() as u64,
+        invalidation = ?ctx.cfg.invalidation,
+        "starting node"
+    );
+    if let Some(addr) = ctx.cfg.metrics_addr {
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = m.serve(addr).await {
+                tracing::error!(%addr, error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+
+    let (supervisor, supervisor_done) =
+        Actor::spawn(Some(ctx.names.supervisor.clone()), NodeSupervisor, ctx.clone()).await?;
+    let mut tasks = intake::start(&ctx).await?;
+    tasks.extend(super::requests::start(&ctx).await?);
+    tasks.push(intake::spawn_membership(&ctx));
+    match service::start(&ctx, ctx.counters.clone()).await {
+        Ok(t) => tasks.push(t),
+        Err(e) => tracing::warn!(error = %e, "NATS micro service not registered"),
+    }
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        _ = sigterm.recv() => Ok("SIGTERM"),
+        _ = tokio::signal::ctrl_c() => Ok("Ctrl-C"),
+        _ = supervisor_done => Err(anyhow::anyhow!("the node supervisor stopped (an actor kept failing)")),
+    };
+    match result {
+        Ok(why) => {
+            tracing::info!(why, "shutting down");
+            let _ = supervisor.call(SupervisorMsg::Shutdown, Some(ctx.cfg.election_max * 2)).await;
+            for t in &tasks {
+                t.abort();
+            }
+            let _ = ctx.net.bus().flush().await;
+            Ok(())
+        }
+        Err(e) => {
+            for t in &tasks {
+                t.abort();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `instaface-node members ID…`: adds the expected members to the Redis membership.
+pub async fn members(bus: &BusArgs, ids: Vec<String>) -> anyhow::Result<()> {
+    for id in &ids {
+        anyhow::ensure!(instaface_bus::valid_node_id(id), "member id {id:?} must be 1-64 characters of [A-Za-z0-9_-]");
+    }
+    let membership = Membership::connect(&bus.redis_url, &Subjects::new(bus.prefix.clone())).await?;
+    membership.ensure(&ids, "members-command").await?;
+    let all = membership.list().await?;
+    println!("members of {}: {}", bus.prefix, all.keys().cloned().collect::<Vec<_>>().join(","));
+    Ok(())
+}
+
+/// `instaface-node tap`: prints every message under the prefix as one JSON line
+/// (`{"subject", "message"}`), decoding the MessagePack for people without a decoder.
+pub async fn tap(bus: &BusArgs, only: Option<String>) -> anyhow::Result<()> {
+    let client = Bus::connect(bus, "instaface-tap").await?;
+    let subject = match &only {
+        Some(suffix) => format!("{}.{}", bus.prefix, suffix),
+        None => format!("{}.>", bus.prefix),
+    };
+    let mut sub = client.raw().subscribe(subject.clone()).await?;
+    eprintln!("tapping {subject} (Ctrl-C to stop)");
+    while let Some(msg) = sub.next().await {
+        let decoded = rmp_serde::from_slice::<serde_json::Value>(&msg.payload);
+        let line = match decoded {
+            Ok(message) => serde_json::json!({"subject": msg.subject.as_str(), "message": message}),
+            Err(_) => serde_json::json!({
+                "subject": msg.subject.as_str(),
+                "undecodable": true,
+                "bytes": msg.payload.len(),
+            }),
+        };
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! The store actor: the leader's only way to MySQL. It opens a pool when the node takes
+//! office, raises the fence to the new term before anything else, loads the outbox for the
+//! heartbeat actor to replay, and then runs writes one at a time (each one transaction with
+//! the fence check and its outbox row). Fills read through the same pool in tasks of their
+//! own. When the node stops leading the pool is closed: followers never hold connections.
+
+use std::time::Duration;
+
+use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, ErrorCode, WriteOutcome, WriteRequest};
+use instaface_bus::messages::Role;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::election_actor::ElectionMsg;
+use super::heartbeat_actor::{HeartbeatMsg, WINDOW_MAX};
+use super::{cast_to, NodeContext};
+use crate::store::{GraphStore, StoreError};
+
+pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
+
+pub enum StoreMsg {
+    RoleChanged { role: Role, term: u64 },
+    /// The pool for `term` is open (from the connect task).
+    Opened { term: u64, store: GraphStore },
+    Write { req: WriteRequest, reply: WriteReply },
+    /// A fill: values for `keys` and the seq they reflect.
+    Fill { keys: Vec<CacheKey>, reply: RpcReplyPort<Result<(u64, Vec<CacheValue>), ErrorBody>> },
+    Random { etype: String, count: u32, reply: RpcReplyPort<Result<Vec<EntityId>, ErrorBody>> },
+    /// An association range read straight from MySQL (past the cached window).
+    ListAssocs { from: EntityId, atype: String, limit: u32, offset: u32, reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>> },
+    PruneOutbox { through: u64 },
+}
+
+pub struct StoreActor;
+
+pub struct StoreState {
+    ctx: NodeContext,
+    role: Role,
+    term: u64,
+    store: Option<GraphStore>,
+    /// The fence is raised and the outbox loaded for `term`: writes may run.
+    ready: bool,
+}
+
+fn unavailable(msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotLeader, msg)
+}
+
+impl Actor for StoreActor {
+    type Msg = StoreMsg;
+    type State = StoreState;
+    type Arguments = NodeContext;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, ctx: NodeContext) -> Result<Self::State, ActorProcessingErr> {
+        let view = ctx.view.borrow().clone();
+        if view.role == Role::Leader {
+            // Restarted while leading: open the pool again.
+            let _ = myself.cast(StoreMsg::RoleChanged { role: view.role, term: view.term });
+        }
+        Ok(StoreState { ctx, role: Role::Follower, term: 0, store: None, ready: false })
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if let Some(store) = state.store.take() {
+            let _ = store.disconnect().await;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StoreMsg::RoleChanged { role, term } => {
+                let was_leading = state.role == Role::Leader;
+                state.role = role;
+                state.term = term;
+                state.ready = false;
+                if role == Role::Leader {
+                    if let Some(store) = state.store.take() {
+                        let _ = store.disconnect().await;
+                    }
+                    spawn_connect(&state.ctx, myself.clone(), term);
+                } else if was_leading || state.store.is_some() {
+                    if let Some(store) = state.store.take() {
+                        tracing::info!(term, "no longer leading: closing the MySQL pool");
+                        let _ = store.disconnect().await;
+                    }
+                }
+            }
+            StoreMsg::Opened { term, store } => {
+                if state.role != Role::Leader || term != state.term {
+                    let _ = store.disconnect().await;
+                    return Ok(());
+                }
+                match take_office(&state.ctx, &store, term).await {
+                    Ok(()) => {
+                        state.store = Some(store);
+                        state.ready = true;
+                    }
+                    Err(StoreError::Fenced { stored, .. }) => {
+                        tracing::warn!(term, stored, "fence is above our term: stepping down");
+                        let _ = store.disconnect().await;
+                        cast_to(&state.ctx.names.election, ElectionMsg::Fenced { term: stored });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "taking office in MySQL failed; retrying");
+                        let _ = store.disconnect().await;
+                        let me = myself.clone();
+                        let ctx = state.ctx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            if ctx.view.borrow().term == term {
+                                spawn_connect(&ctx, me, term);
+                            }
+                        });
+                    }
+                }
+            }
+            StoreMsg::Write { req, reply } => {
+                let (Some(store), true) = (&state.store, state.ready) else {
+                    let _ = reply.send(Err(unavailable(if state.role == Role::Leader {
+                        "the leader is taking office; retry shortly"
+                    } else {
+                        "not the leader"
+                    })));
+                    return Ok(());
+                };
+                let op = req.op_name();
+                match store.write(state.term, &req).await {
+                    Ok(committed) if committed.keys.is_empty() => {
+                        state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
+                        let _ = reply.send(Ok(committed.outcome));
+                    }
+                    Ok(committed) => {
+                        state.ctx.metrics.writes.with_label_values(&["ok"]).inc();
+                        let keys = committed.keys.iter().map(|k| k.to_string()).collect();
+                        cast_to(
+                            &state.ctx.names.heartbeat,
+                            HeartbeatMsg::Committed { term: state.term, outcome: committed.outcome, keys, op, reply },
+                        );
+                    }
+                    Err(StoreError::Fenced { stored, mine }) => {
+                        state.ctx.metrics.writes.with_label_values(&["fenced"]).inc();
+                        tracing::warn!(stored, mine, "write refused by the fence: a later leader exists");
+                        state.ready = false;
+                        cast_to(&state.ctx.names.election, ElectionMsg::Fenced { term: stored });
+                        let _ = reply.send(Err(unavailable(format!("fenced: term {mine} is over (stored {stored})"))));
+                    }
+                    Err(e) => {
+                        state.ctx.metrics.writes.with_label_values(&["error"]).inc();
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            StoreMsg::Fill { keys, reply } => {
+                let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                    let _ = reply.send(Err(unavailable("not the leader")));
+                    return Ok(());
+                };
+                let window = state.ctx.cfg.assoc_window;
+                tokio::spawn(async move {
+                    let _ = reply.send(store.fetch_with_seq(&keys, window).await.map_err(ErrorBody::from));
+                });
+            }
+            StoreMsg::Random { etype, count, reply } => {
+                let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                    let _ = reply.send(Err(unavailable("not the leader")));
+                    return Ok(());
+                };
+                tokio::spawn(async move {
+                    let _ = reply.send(store.random_ids(&etype, count).await.map_err(ErrorBody::from));
+                });
+            }
+            StoreMsg::ListAssocs { from, atype, limit, offset, reply } => {
+                let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                    let _ = reply.send(Err(unavailable("not the leader")));
+                    return Ok(());
+                };
+                tokio::spawn(async move {
+                    let _ = reply.send(store.list_assocs(from, &atype, limit, offset).await.map_err(ErrorBody::from));
+                });
+            }
+            StoreMsg::PruneOutbox { through } => {
+                if let (Some(store), true) = (&state.store, state.ready) {
+                    match store.outbox_delete_through(through).await {
+                        Ok(n) if n > 0 => tracing::debug!(through, deleted = n, "outbox pruned"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Raises the fence to `term` and hands the retained outbox to the heartbeat actor.
+async fn take_office(ctx: &NodeContext, store: &GraphStore, term: u64) -> Result<(), StoreError> {
+    store.raise_fence(term).await?;
+    let latest = store.outbox_latest().await?;
+    let entries = store.outbox_since(0, WINDOW_MAX as u32 * 4).await?;
+    // Keep the newest ones if there are more than a heartbeat can carry.
+    let skip = entries.len().saturating_sub(WINDOW_MAX);
+    let entries = entries.into_iter().skip(skip).collect();
+    tracing::info!(term, latest, "fence raised; leader holds the MySQL pool");
+    cast_to(&ctx.names.heartbeat, HeartbeatMsg::OutboxLoaded { term, latest, entries });
+    Ok(())
+}
+
+/// Connects in a task (with backoff while this node still leads `term`), then reports back.
+fn spawn_connect(ctx: &NodeContext, store_actor: ActorRef<StoreMsg>, term: u64) {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            {
+                let view = ctx.view.borrow();
+                if view.role != Role::Leader || view.term != term {
+                    return;
+                }
+            }
+            match GraphStore::connect(&ctx.cfg.mysql_url).await {
+                Ok(store) => {
+                    if let Err(e) = store_actor.cast(StoreMsg::Opened { term, store }) {
+                        tracing::debug!(error = %e, "store actor gone before the pool opened");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "MySQL unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(3));
+                }
+            }
+        }
+    });
+}

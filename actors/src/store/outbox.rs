@@ -1,0 +1,95 @@
+//! The invalidation outbox: one row per committed write, `(seq, term, keys)`.
+//!
+//! Rows are appended inside the write's transaction ([`append`]) while it holds the fence
+//! lock, so seqs grow in commit order (a rolled-back write may leave a gap; never a
+//! reordering). A new leader reads the rows it must carry on broadcasting with
+//! [`GraphStore::outbox_since`]; rows every member has applied are deleted with
+//! [`GraphStore::outbox_delete_through`], which always keeps the newest row so the
+//! `AUTO_INCREMENT` counter cannot fall back (and seqs be reused) after a server restart.
+
+use mysql_async::prelude::*;
+use mysql_async::Transaction;
+
+use instaface_bus::graph::CacheKey;
+use instaface_bus::messages::InvalidationEntry;
+
+use super::{GraphStore, StoreError};
+
+impl GraphStore {
+    /// The latest seq, or 0 when nothing was ever written.
+    pub async fn outbox_latest(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        latest(&mut conn).await
+    }
+
+    /// The oldest retained seq, if any.
+    pub async fn outbox_oldest(&self) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn().await?;
+        let oldest: Option<Option<u64>> = conn.query_first("SELECT MIN(seq) FROM outbox").await?;
+        Ok(oldest.flatten())
+    }
+
+    /// Up to `limit` entries with `seq > after_seq`, oldest first.
+    pub async fn outbox_since(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<InvalidationEntry>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(u64, String)> = conn
+            .exec(
+                "SELECT seq, keys_json FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(seq, keys_json)| {
+                let keys = serde_json::from_str(&keys_json)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox row {seq}: keys: {e}")))?;
+                Ok(InvalidationEntry { seq, keys })
+            })
+            .collect()
+    }
+
+    /// Deletes the rows with `seq <= through`, except the newest row, which is always kept.
+    /// Returns how many rows went.
+    #[tracing::instrument(skip(self))]
+    pub async fn outbox_delete_through(&self, through: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let newest = latest(&mut conn).await?;
+        // A write committing meanwhile only makes the newest row newer: still kept.
+        let bound = through.min(newest.saturating_sub(1));
+        if bound == 0 {
+            return Ok(0);
+        }
+        conn.exec_drop("DELETE FROM outbox WHERE seq <= ?", (bound,))
+            .await?;
+        let deleted = conn.affected_rows();
+        tracing::debug!(bound, deleted, "outbox trimmed");
+        Ok(deleted)
+    }
+}
+
+/// Appends the invalidation of a write to the outbox and returns its seq.
+pub(super) async fn append(
+    tx: &mut Transaction<'static>,
+    term: u64,
+    keys: &[CacheKey],
+) -> Result<u64, StoreError> {
+    let keys_json = serde_json::to_string(keys).expect("cache keys serialise");
+    tx.exec_drop(
+        "INSERT INTO outbox (term, keys_json, created) VALUES (?, ?, ?)",
+        (term, keys_json, instaface_bus::now_ms()),
+    )
+    .await?;
+    tx.last_insert_id()
+        .ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))
+}
+
+/// The latest seq, or 0.
+pub(super) async fn latest<Q: Queryable>(q: &mut Q) -> Result<u64, StoreError> {
+    let latest: Option<u64> = q
+        .query_first("SELECT COALESCE(MAX(seq), 0) FROM outbox")
+        .await?;
+    Ok(latest.unwrap_or(0))
+}

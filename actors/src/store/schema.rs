@@ -1,0 +1,205 @@
+//! The schema: database creation and the ordered list of migrations.
+//!
+//! `schema_version` holds one row per applied migration; the database is at the highest
+//! version listed. [`prepare`] connects without a database, creates it when missing, takes
+//! a per-database advisory lock (two nodes starting at once must not migrate twice), and
+//! applies the migrations above the stored version, each in its own transaction. MySQL
+//! commits DDL implicitly, so the transaction really guards the version row; the statements
+//! themselves are idempotent (`IF NOT EXISTS`, `INSERT IGNORE`), and the version row is
+//! written last, so a migration cut short is simply applied again.
+
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts, OptsBuilder, TxOpts};
+
+use super::StoreError;
+
+/// The schema version this binary writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// How long the first connection may take before `connect` gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `connect` waits for another process's migration to finish, in seconds.
+const MIGRATION_LOCK_SECS: u32 = 30;
+
+struct Migration {
+    version: u32,
+    description: &'static str,
+    statements: &'static [&'static str],
+}
+
+/// Every migration, in order. Never edit a released one; append a new one.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "entities, associations, outbox, fence",
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS entities (
+            id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+            etype VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
+            attributes LONGTEXT NOT NULL,
+            created BIGINT UNSIGNED NOT NULL,
+            updated BIGINT UNSIGNED NOT NULL,
+            version BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (id),
+            KEY by_type (etype)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        "CREATE TABLE IF NOT EXISTS associations (
+            from_id BIGINT UNSIGNED NOT NULL,
+            atype VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
+            to_id BIGINT UNSIGNED NOT NULL,
+            attributes LONGTEXT NOT NULL,
+            created BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (from_id, atype, to_id),
+            KEY newest_first (from_id, atype, created, to_id),
+            KEY by_to (to_id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        // MEDIUMTEXT: deleting a hub entity can name tens of thousands of lists.
+        "CREATE TABLE IF NOT EXISTS outbox (
+            seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+            term BIGINT UNSIGNED NOT NULL,
+            keys_json MEDIUMTEXT NOT NULL,
+            created BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (seq)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        "CREATE TABLE IF NOT EXISTS fence (
+            id TINYINT UNSIGNED NOT NULL,
+            term BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        "INSERT IGNORE INTO fence (id, term) VALUES (1, 0)",
+    ],
+}];
+
+/// Parses `url`, creates its database when missing and migrates it. Returns the options
+/// for the pool.
+pub(super) async fn prepare(url: &str) -> Result<Opts, StoreError> {
+    let opts = Opts::from_url(url)?;
+    let db = opts
+        .db_name()
+        .ok_or_else(|| StoreError::Invalid(format!("the MySQL URL names no database: {url}")))?
+        .to_string();
+    check_db_name(&db)?;
+
+    let server_only = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
+    let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(server_only)).await {
+        Ok(conn) => conn?,
+        Err(_) => {
+            let what = format!(
+                "connecting to MySQL at {}:{}",
+                opts.ip_or_hostname(),
+                opts.tcp_port()
+            );
+            return Err(StoreError::timed_out(&what, CONNECT_TIMEOUT));
+        }
+    };
+    let result = create_and_migrate(&mut conn, &db).await;
+    // Closing also releases the advisory lock; a failure to close cleanly changes nothing.
+    if let Err(e) = conn.disconnect().await {
+        tracing::debug!(error = %e, "closing the migration connection");
+    }
+    result.map(|()| opts)
+}
+
+async fn create_and_migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
+    // A database name cannot be a bound parameter: it is validated and backquoted instead.
+    conn.query_drop(format!(
+        "CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    ))
+    .await?;
+    conn.query_drop(format!("USE `{db}`")).await?;
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+            version INT UNSIGNED NOT NULL,
+            description VARCHAR(200) NOT NULL,
+            applied BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (version)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    )
+    .await?;
+
+    let locked: Option<Option<i64>> = conn
+        .exec_first(
+            "SELECT GET_LOCK(CONCAT('instaface.migrate.', DATABASE()), ?)",
+            (MIGRATION_LOCK_SECS,),
+        )
+        .await?;
+    if locked.flatten() != Some(1) {
+        return Err(StoreError::Conflict(format!(
+            "another process has been migrating database {db} for {MIGRATION_LOCK_SECS} s"
+        )));
+    }
+    let result = migrate(conn, db).await;
+    let _: Option<Option<i64>> = conn
+        .query_first("SELECT RELEASE_LOCK(CONCAT('instaface.migrate.', DATABASE()))")
+        .await?;
+    result
+}
+
+async fn migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
+    let current: u32 = conn
+        .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        .await?
+        .unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Conflict(format!(
+            "database {db} is at schema version {current}, newer than this binary's {SCHEMA_VERSION}"
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tracing::info!(
+            db,
+            version = m.version,
+            description = m.description,
+            "migrating"
+        );
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        for statement in m.statements {
+            tx.query_drop(*statement).await?;
+        }
+        tx.exec_drop(
+            "INSERT INTO schema_version (version, description, applied) VALUES (?, ?, ?)",
+            (m.version, m.description, instaface_bus::now_ms()),
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A database name we are willing to splice (backquoted) into SQL: `[A-Za-z0-9_]{1,64}`.
+fn check_db_name(db: &str) -> Result<(), StoreError> {
+    let ok = !db.is_empty()
+        && db.len() <= 64
+        && db.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "database name {db:?} is not 1-64 characters of [A-Za-z0-9_]"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_are_checked() {
+        for ok in ["instaface", "instaface_t_0a1b", "A_9"] {
+            assert!(check_db_name(ok).is_ok(), "{ok}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", "a-b", "a`b", "a b", "db;drop", long.as_str()] {
+            assert!(check_db_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn migrations_are_in_order() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert_eq!(MIGRATIONS[0].version, 1);
+    }
+}

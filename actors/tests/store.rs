@@ -1,0 +1,839 @@
+//! The graph store against a real MySQL/MariaDB (`INSTAFACE_TEST_MYSQL`, default
+//! `mysql://root@127.0.0.1:3306`). Each test works in a database of its own,
+//! `instaface_t_<random hex>`, dropped when the test ends, passed or failed.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use serde_json::json;
+
+use instaface_actors::store::{CommittedWrite, GraphStore, StoreError, SCHEMA_VERSION};
+use instaface_bus::graph::{
+    Attributes, CacheKey, CacheValue, Entity, EntityId, ErrorBody, ErrorCode, WriteRequest,
+    WriteResult,
+};
+
+const TERM: u64 = 1;
+
+/// A database of the test's own, dropped on drop (also when the test panics).
+struct TestDb {
+    server: String,
+    name: String,
+}
+
+impl TestDb {
+    fn new() -> TestDb {
+        let server = std::env::var("INSTAFACE_TEST_MYSQL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string());
+        TestDb {
+            server,
+            name: format!("instaface_t_{:016x}", rand::random::<u64>()),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    async fn store(&self) -> GraphStore {
+        GraphStore::connect(&self.url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A plain connection to the test database, for looking behind the store's back.
+    async fn raw(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(self.url())
+            .await
+            .expect("raw connection")
+    }
+
+    async fn exists(&self) -> bool {
+        let mut conn = mysql_async::Conn::from_url(&self.server).await.unwrap();
+        let found: Option<String> = conn
+            .exec_first(
+                "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+                (&self.name,),
+            )
+            .await
+            .unwrap();
+        conn.disconnect().await.unwrap();
+        found.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop cannot await, and may run inside the test's runtime: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut conn = mysql_async::Conn::from_url(&server).await?;
+                conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await?;
+                conn.disconnect().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+fn attrs(value: serde_json::Value) -> Attributes {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn key_strings(w: &CommittedWrite) -> Vec<String> {
+    w.keys.iter().map(ToString::to_string).collect()
+}
+
+async fn create(store: &GraphStore, etype: &str, attributes: serde_json::Value) -> Entity {
+    let req = WriteRequest::CreateEntity {
+        etype: etype.into(),
+        attributes: attrs(attributes),
+    };
+    match store.write(TERM, &req).await.unwrap().outcome.result {
+        WriteResult::Entity { entity } => entity,
+        other => panic!("create gave {other:?}"),
+    }
+}
+
+async fn add(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> CommittedWrite {
+    let req = WriteRequest::AddAssoc {
+        from,
+        atype: atype.into(),
+        to,
+        attributes: Attributes::new(),
+    };
+    store.write(TERM, &req).await.unwrap()
+}
+
+async fn remove(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> CommittedWrite {
+    let req = WriteRequest::RemoveAssoc {
+        from,
+        atype: atype.into(),
+        to,
+    };
+    store.write(TERM, &req).await.unwrap()
+}
+
+/// The `to` ids of a list, newest first, and its count.
+async fn list(store: &GraphStore, from: EntityId, atype: &str) -> (u64, Vec<EntityId>) {
+    let (count, items) = store.list_assocs(from, atype, 100, 0).await.unwrap();
+    (count, items.into_iter().map(|a| a.to).collect())
+}
+
+#[tokio::test]
+async fn entities_are_created_read_patched_and_deleted() {
+    let db = TestDb::new();
+    let store = db.store().await;
+
+    let alice = create(
+        &store,
+        "user",
+        json!({"name": "Alice", "age": 30, "tags": {"a": 1}}),
+    )
+    .await;
+    assert_eq!((alice.etype.as_str(), alice.version), ("user", 1));
+    assert_eq!(alice.created, alice.updated);
+    assert_eq!(
+        store.get_entities(&[alice.id]).await.unwrap(),
+        vec![alice.clone()]
+    );
+
+    let patch = json!({"name": "Alicia", "age": null, "tags": {"b": 2, "a": null}, "x": [1]});
+    let req = WriteRequest::UpdateEntity {
+        id: alice.id,
+        patch,
+    };
+    let written = store.write(TERM, &req).await.unwrap();
+    assert_eq!(key_strings(&written), [format!("e:{}", alice.id)]);
+    let WriteResult::Entity { entity: patched } = written.outcome.result else {
+        panic!()
+    };
+    assert_eq!(
+        patched.attributes,
+        attrs(json!({"name": "Alicia", "tags": {"b": 2}, "x": [1]}))
+    );
+    assert_eq!(patched.version, 2);
+    assert!(patched.updated >= alice.updated);
+    assert_eq!(patched.created, alice.created);
+    assert_eq!(
+        store.get_entities(&[alice.id]).await.unwrap(),
+        vec![patched.clone()]
+    );
+
+    let empty_patch = WriteRequest::UpdateEntity {
+        id: alice.id,
+        patch: json!({}),
+    };
+    let again = store.write(TERM, &empty_patch).await.unwrap();
+    let WriteResult::Entity { entity } = again.outcome.result else {
+        panic!()
+    };
+    assert_eq!(entity.version, 3);
+
+    let bad_patch = WriteRequest::UpdateEntity {
+        id: alice.id,
+        patch: json!([1]),
+    };
+    assert!(matches!(
+        store.write(TERM, &bad_patch).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let missing = WriteRequest::UpdateEntity {
+        id: alice.id + 1000,
+        patch: json!({}),
+    };
+    let err = store.write(TERM, &missing).await.unwrap_err();
+    assert!(matches!(&err, StoreError::NotFound(m) if m.contains(&(alice.id + 1000).to_string())));
+    assert_eq!(ErrorBody::from(err).code, ErrorCode::NotFound);
+    let bad_type = WriteRequest::CreateEntity {
+        etype: "Bad-Type".into(),
+        attributes: Attributes::new(),
+    };
+    assert!(matches!(
+        store.write(TERM, &bad_type).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let deleted = store
+        .write(TERM, &WriteRequest::DeleteEntity { id: alice.id })
+        .await
+        .unwrap();
+    assert_eq!(deleted.outcome.result, WriteResult::Deleted { found: true });
+    assert_eq!(key_strings(&deleted), [format!("e:{}", alice.id)]);
+    assert!(store.get_entities(&[alice.id]).await.unwrap().is_empty());
+
+    // A delete that finds nothing changes nothing: no outbox row, the latest seq.
+    let noop = store
+        .write(TERM, &WriteRequest::DeleteEntity { id: alice.id })
+        .await
+        .unwrap();
+    assert_eq!(noop.outcome.result, WriteResult::Deleted { found: false });
+    assert!(noop.keys.is_empty());
+    assert_eq!(noop.outcome.seq, deleted.outcome.seq);
+    assert_eq!(store.outbox_latest().await.unwrap(), deleted.outcome.seq);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn get_entities_keeps_the_order_asked_and_skips_the_missing() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({"n": 1})).await;
+    let b = create(&store, "status", json!({"text": "héllo ✓"})).await;
+    let found = store.get_entities(&[b.id, 999_999, a.id]).await.unwrap();
+    assert_eq!(found, vec![b.clone(), a.clone()]);
+    assert!(store.get_entities(&[]).await.unwrap().is_empty());
+    assert_eq!(store.count_entities(None).await.unwrap(), 2);
+    assert_eq!(store.count_entities(Some("user")).await.unwrap(), 1);
+    assert_eq!(store.count_entities(Some("group")).await.unwrap(), 0);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn inverse_associations_appear_and_vanish_together() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    let b = create(&store, "user", json!({})).await.id;
+    let s = create(&store, "status", json!({})).await.id;
+
+    let w = add(&store, a, "friend", b).await;
+    assert_eq!(
+        key_strings(&w),
+        [format!("a:{a}:friend"), format!("a:{b}:friend")]
+    );
+    assert_eq!(list(&store, a, "friend").await, (1, vec![b]));
+    assert_eq!(list(&store, b, "friend").await, (1, vec![a]));
+
+    add(&store, a, "likes", s).await;
+    assert_eq!(list(&store, s, "likedby").await, (1, vec![a]));
+    add(&store, a, "posted", s).await;
+    assert_eq!(list(&store, s, "postedby").await, (1, vec![a]));
+    // Adding from the inverse side makes the forward one too.
+    add(&store, s, "likedby", b).await;
+    assert_eq!(list(&store, b, "likes").await, (1, vec![s]));
+
+    let before = store.count_assocs().await.unwrap();
+    assert_eq!(before, 8);
+    let w = add(&store, a, "follows", b).await;
+    assert_eq!(key_strings(&w), [format!("a:{a}:follows")]);
+    assert_eq!(store.count_assocs().await.unwrap(), before + 1);
+    assert_eq!(list(&store, b, "follows").await, (0, vec![]));
+
+    let w = remove(&store, b, "friend", a).await;
+    assert_eq!(w.outcome.result, WriteResult::Deleted { found: true });
+    assert_eq!(
+        key_strings(&w),
+        [format!("a:{b}:friend"), format!("a:{a}:friend")]
+    );
+    assert_eq!(list(&store, a, "friend").await, (0, vec![]));
+    assert_eq!(list(&store, b, "friend").await, (0, vec![]));
+
+    remove(&store, s, "likedby", a).await;
+    assert_eq!(list(&store, a, "likes").await, (0, vec![]));
+    remove(&store, a, "posted", s).await;
+    assert_eq!(list(&store, s, "postedby").await, (0, vec![]));
+    remove(&store, a, "follows", b).await;
+
+    let latest = store.outbox_latest().await.unwrap();
+    let noop = remove(&store, a, "likes", s).await;
+    assert_eq!(noop.outcome.result, WriteResult::Deleted { found: false });
+    assert!(noop.keys.is_empty());
+    assert_eq!(noop.outcome.seq, latest);
+    assert_eq!(store.count_assocs().await.unwrap(), 2); // b likes s, s likedby b
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn adding_checks_the_ends_and_re_adding_keeps_created() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    let b = create(&store, "user", json!({})).await.id;
+
+    let missing = 4242;
+    let req = WriteRequest::AddAssoc {
+        from: a,
+        atype: "friend".into(),
+        to: missing,
+        attributes: Attributes::new(),
+    };
+    let err = store.write(TERM, &req).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound(m) if m.contains("4242")),
+        "{err}"
+    );
+    let req = WriteRequest::AddAssoc {
+        from: a,
+        atype: "friend".into(),
+        to: a,
+        attributes: Attributes::new(),
+    };
+    assert!(matches!(
+        store.write(TERM, &req).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let req = WriteRequest::AddAssoc {
+        from: a,
+        atype: "No Way".into(),
+        to: b,
+        attributes: Attributes::new(),
+    };
+    assert!(matches!(
+        store.write(TERM, &req).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.count_assocs().await.unwrap(), 0);
+    assert_eq!(
+        store.outbox_latest().await.unwrap(),
+        2,
+        "only the two creates wrote"
+    );
+
+    let first = WriteRequest::AddAssoc {
+        from: a,
+        atype: "friend".into(),
+        to: b,
+        attributes: attrs(json!({"since": 2001})),
+    };
+    let WriteResult::Assoc { association: one } =
+        store.write(TERM, &first).await.unwrap().outcome.result
+    else {
+        panic!()
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = WriteRequest::AddAssoc {
+        from: a,
+        atype: "friend".into(),
+        to: b,
+        attributes: attrs(json!({"since": 1999})),
+    };
+    let WriteResult::Assoc { association: two } =
+        store.write(TERM, &second).await.unwrap().outcome.result
+    else {
+        panic!()
+    };
+    assert_eq!(two.created, one.created);
+    assert_eq!(two.attributes, attrs(json!({"since": 1999})));
+    let (_, back) = store.list_assocs(b, "friend", 10, 0).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].to, back[0].created), (a, one.created));
+    assert_eq!(back[0].attributes, two.attributes);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn deleting_an_entity_removes_its_associations_both_ways() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    let b = create(&store, "user", json!({})).await.id;
+    let c = create(&store, "user", json!({})).await.id;
+    let s = create(&store, "status", json!({})).await.id;
+    add(&store, a, "friend", b).await;
+    add(&store, c, "follows", a).await;
+    add(&store, a, "posted", s).await;
+    add(&store, b, "likes", s).await;
+    add(&store, a, "follows", c).await;
+
+    let w = store
+        .write(TERM, &WriteRequest::DeleteEntity { id: a })
+        .await
+        .unwrap();
+    assert_eq!(w.outcome.result, WriteResult::Deleted { found: true });
+    let mut expected = vec![
+        format!("a:{a}:follows"),
+        format!("a:{a}:friend"),
+        format!("a:{a}:posted"),
+        format!("a:{b}:friend"),
+        format!("a:{c}:follows"),
+        format!("a:{s}:postedby"),
+    ];
+    expected.sort_by_key(|k| k.parse::<CacheKey>().unwrap());
+    expected.insert(0, format!("e:{a}"));
+    assert_eq!(key_strings(&w), expected);
+
+    assert_eq!(list(&store, b, "friend").await, (0, vec![]));
+    assert_eq!(list(&store, c, "follows").await, (0, vec![]));
+    assert_eq!(list(&store, s, "postedby").await, (0, vec![]));
+    assert_eq!(list(&store, s, "likedby").await, (1, vec![b]));
+    assert_eq!(store.count_assocs().await.unwrap(), 2);
+    let since = store.outbox_since(w.outcome.seq - 1, 10).await.unwrap();
+    assert_eq!(since.len(), 1);
+    assert_eq!(since[0].keys, expected);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn lists_are_newest_first_with_counts_limits_and_offsets() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    let mut targets = Vec::new();
+    for _ in 0..5 {
+        let t = create(&store, "user", json!({})).await.id;
+        add(&store, a, "follows", t).await;
+        targets.push(t);
+    }
+    let newest_first: Vec<EntityId> = targets.iter().rev().copied().collect();
+
+    let (count, items) = store.list_assocs(a, "follows", 10, 0).await.unwrap();
+    assert_eq!(count, 5);
+    assert_eq!(items.iter().map(|x| x.to).collect::<Vec<_>>(), newest_first);
+    assert!(items
+        .windows(2)
+        .all(|w| (w[0].created, w[0].to) > (w[1].created, w[1].to)));
+    assert!(items.iter().all(|x| x.from == a && x.atype == "follows"));
+
+    let (count, items) = store.list_assocs(a, "follows", 2, 1).await.unwrap();
+    assert_eq!(count, 5);
+    assert_eq!(
+        items.iter().map(|x| x.to).collect::<Vec<_>>(),
+        newest_first[1..3]
+    );
+    let (count, items) = store.list_assocs(a, "follows", 10, 4).await.unwrap();
+    assert_eq!((count, items.len()), (5, 1));
+    let (count, items) = store.list_assocs(a, "follows", 10, 9).await.unwrap();
+    assert_eq!((count, items.len()), (5, 0));
+    let (count, items) = store.list_assocs(a, "follows", 0, 0).await.unwrap();
+    assert_eq!((count, items.len()), (5, 0));
+    assert_eq!(
+        store.list_assocs(a, "friend", 10, 0).await.unwrap(),
+        (0, vec![])
+    );
+    assert!(matches!(
+        store.list_assocs(a, "Bad", 10, 0).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_term_is_fenced_off_and_changes_nothing() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    assert_eq!(store.fence_term().await.unwrap(), 0);
+    let a = create(&store, "user", json!({})).await.id;
+    let b = create(&store, "user", json!({})).await.id;
+
+    assert_eq!(store.raise_fence(5).await.unwrap(), 5);
+    assert_eq!(store.fence_term().await.unwrap(), 5);
+    assert!(matches!(
+        store.raise_fence(3).await,
+        Err(StoreError::Fenced { stored: 5, mine: 3 })
+    ));
+    assert_eq!(
+        store.raise_fence(5).await.unwrap(),
+        5,
+        "raising to the same term is fine"
+    );
+    assert_eq!(store.fence_term().await.unwrap(), 5);
+
+    let entities = store.count_entities(None).await.unwrap();
+    let latest = store.outbox_latest().await.unwrap();
+    let stale = [
+        WriteRequest::CreateEntity {
+            etype: "user".into(),
+            attributes: Attributes::new(),
+        },
+        WriteRequest::UpdateEntity {
+            id: a,
+            patch: json!({"x": 1}),
+        },
+        WriteRequest::DeleteEntity { id: a },
+        WriteRequest::AddAssoc {
+            from: a,
+            atype: "friend".into(),
+            to: b,
+            attributes: Attributes::new(),
+        },
+        WriteRequest::RemoveAssoc {
+            from: a,
+            atype: "friend".into(),
+            to: b,
+        },
+    ];
+    for req in &stale {
+        let err = store.write(4, req).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Fenced { stored: 5, mine: 4 }),
+            "{req:?}: {err}"
+        );
+        assert_eq!(ErrorBody::from(err).code, ErrorCode::NotLeader);
+    }
+    assert_eq!(store.count_entities(None).await.unwrap(), entities);
+    assert_eq!(store.count_assocs().await.unwrap(), 0);
+    assert_eq!(store.outbox_latest().await.unwrap(), latest);
+    assert_eq!(store.get_entities(&[a]).await.unwrap()[0].version, 1);
+
+    // The current term and later ones may write.
+    store.write(5, &stale[1]).await.unwrap();
+    store.write(6, &stale[3]).await.unwrap();
+    assert_eq!(
+        store.fence_term().await.unwrap(),
+        5,
+        "writing does not raise the fence"
+    );
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_outbox_grows_in_order_and_keeps_its_newest_row() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    assert_eq!(store.outbox_latest().await.unwrap(), 0);
+    assert_eq!(store.outbox_oldest().await.unwrap(), None);
+    assert_eq!(store.outbox_delete_through(10).await.unwrap(), 0);
+
+    let mut written = Vec::new();
+    for i in 0..5 {
+        let req = WriteRequest::CreateEntity {
+            etype: "user".into(),
+            attributes: attrs(json!({"i": i})),
+        };
+        written.push(store.write(TERM, &req).await.unwrap());
+    }
+    let seqs: Vec<u64> = written.iter().map(|w| w.outcome.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(store.outbox_latest().await.unwrap(), seqs[4]);
+    assert_eq!(store.outbox_oldest().await.unwrap(), Some(seqs[0]));
+
+    let all = store.outbox_since(0, 100).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    for (entry, w) in all.iter().zip(&written) {
+        assert_eq!(entry.keys, key_strings(w));
+    }
+    let some = store.outbox_since(seqs[1], 2).await.unwrap();
+    assert_eq!(some.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..4]);
+    assert!(store.outbox_since(seqs[4], 10).await.unwrap().is_empty());
+
+    assert_eq!(store.outbox_delete_through(seqs[1]).await.unwrap(), 2);
+    assert_eq!(store.outbox_oldest().await.unwrap(), Some(seqs[2]));
+    // Everything acknowledged: the newest row still stays.
+    assert_eq!(store.outbox_delete_through(u64::MAX).await.unwrap(), 2);
+    assert_eq!(store.outbox_oldest().await.unwrap(), Some(seqs[4]));
+    assert_eq!(store.outbox_latest().await.unwrap(), seqs[4]);
+    assert_eq!(store.outbox_delete_through(u64::MAX).await.unwrap(), 0);
+
+    let next = create(&store, "user", json!({})).await;
+    let entries = store.outbox_since(seqs[4], 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].keys, [format!("e:{}", next.id)]);
+    assert!(entries[0].seq > seqs[4]);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_creates_the_database_and_migrates_only_once() {
+    let db = TestDb::new();
+    assert!(!db.exists().await);
+    let store = db.store().await;
+    assert!(db.exists().await);
+    let a = create(&store, "user", json!({"keep": true})).await;
+    store.raise_fence(3).await.unwrap();
+    store.disconnect().await.unwrap();
+
+    let mut raw = db.raw().await;
+    let versions = "SELECT version, applied FROM schema_version ORDER BY version";
+    let before: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
+    assert_eq!(
+        before.iter().map(|v| v.0).collect::<Vec<_>>(),
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let store = db.store().await;
+    let after: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
+    assert_eq!(
+        after, before,
+        "a database at the latest version is left alone"
+    );
+    assert_eq!(store.get_entities(&[a.id]).await.unwrap(), vec![a.clone()]);
+    assert_eq!(store.fence_term().await.unwrap(), 3);
+    store.disconnect().await.unwrap();
+
+    // A database behind (here: at version 0, its fence table lost) is migrated forward,
+    // keeping its data.
+    raw.query_drop("DELETE FROM schema_version").await.unwrap();
+    raw.query_drop("DROP TABLE fence").await.unwrap();
+    let store = db.store().await;
+    let after: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
+    assert_eq!(after.len(), SCHEMA_VERSION as usize);
+    assert_eq!(store.fence_term().await.unwrap(), 0);
+    assert_eq!(store.get_entities(&[a.id]).await.unwrap(), vec![a]);
+    raw.disconnect().await.unwrap();
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn fetch_answers_every_key_in_order() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({"name": "a"})).await;
+    let b = create(&store, "user", json!({"name": "b"})).await;
+    let mut followed = Vec::new();
+    for _ in 0..3 {
+        let t = create(&store, "user", json!({})).await.id;
+        add(&store, a.id, "follows", t).await;
+        followed.push(t);
+    }
+    add(&store, a.id, "friend", b.id).await;
+
+    let keys = vec![
+        CacheKey::Assocs {
+            from: a.id,
+            atype: "follows".into(),
+        },
+        CacheKey::Entity(b.id),
+        CacheKey::Entity(987_654),
+        CacheKey::Assocs {
+            from: b.id,
+            atype: "friend".into(),
+        },
+        CacheKey::Assocs {
+            from: b.id,
+            atype: "likes".into(),
+        },
+        CacheKey::Entity(a.id),
+        CacheKey::Assocs {
+            from: a.id,
+            atype: "follows".into(),
+        },
+    ];
+    let (seq, values) = store.fetch_with_seq(&keys, 2).await.unwrap();
+    assert_eq!(seq, store.outbox_latest().await.unwrap());
+    assert_eq!(values.len(), keys.len());
+
+    let CacheValue::Assocs {
+        count,
+        items,
+        complete,
+    } = &values[0]
+    else {
+        panic!("{:?}", values[0])
+    };
+    assert_eq!((*count, *complete), (3, false));
+    assert_eq!(
+        items.iter().map(|x| x.to).collect::<Vec<_>>(),
+        [followed[2], followed[1]]
+    );
+    assert_eq!(
+        values[1],
+        CacheValue::Entity {
+            entity: Some(b.clone())
+        }
+    );
+    assert_eq!(values[2], CacheValue::Entity { entity: None });
+    let CacheValue::Assocs {
+        count,
+        items,
+        complete,
+    } = &values[3]
+    else {
+        panic!()
+    };
+    assert_eq!((*count, *complete), (1, true));
+    assert_eq!(items[0].to, a.id);
+    assert_eq!(
+        values[4],
+        CacheValue::Assocs {
+            count: 0,
+            items: vec![],
+            complete: true
+        }
+    );
+    assert_eq!(
+        values[5],
+        CacheValue::Entity {
+            entity: Some(a.clone())
+        }
+    );
+    assert_eq!(values[6], values[0]);
+
+    let wide = store.fetch(&keys[..1], 10).await.unwrap();
+    let CacheValue::Assocs {
+        count,
+        items,
+        complete,
+    } = &wide[0]
+    else {
+        panic!()
+    };
+    assert_eq!((*count, items.len(), *complete), (3, 3, true));
+    let narrow = store.fetch(&keys[..1], 0).await.unwrap();
+    assert_eq!(
+        narrow[0],
+        CacheValue::Assocs {
+            count: 3,
+            items: vec![],
+            complete: false
+        }
+    );
+    assert!(store.fetch(&[], 10).await.unwrap().is_empty());
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn random_ids_are_distinct_ids_of_the_type() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let mut users = Vec::new();
+    for i in 0..40 {
+        users.push(create(&store, "user", json!({})).await.id);
+        if i % 8 == 0 {
+            create(&store, "status", json!({})).await;
+        }
+    }
+    let picked = store.random_ids("user", 10).await.unwrap();
+    assert_eq!(picked.len(), 10);
+    let distinct: std::collections::HashSet<_> = picked.iter().collect();
+    assert_eq!(distinct.len(), 10);
+    assert!(picked.iter().all(|id| users.contains(id)));
+
+    let statuses = store.random_ids("status", 10).await.unwrap();
+    assert_eq!(statuses.len(), 5);
+    let found = store.get_entities(&statuses).await.unwrap();
+    assert!(found.iter().all(|e| e.etype == "status") && found.len() == 5);
+    assert_eq!(store.random_ids("user", 100).await.unwrap().len(), 40);
+    assert!(store.random_ids("group", 3).await.unwrap().is_empty());
+    assert!(store.random_ids("user", 0).await.unwrap().is_empty());
+    assert!(matches!(
+        store.random_ids("Nope!", 3).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_commit_with_distinct_increasing_seqs() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let hub = create(&store, "user", json!({})).await.id;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in 0..10 {
+                    let req = WriteRequest::CreateEntity {
+                        etype: "user".into(),
+                        attributes: attrs(json!({"task": t, "i": i})),
+                    };
+                    let w = store.write(TERM, &req).await.unwrap();
+                    let WriteResult::Entity { entity } = &w.outcome.result else {
+                        panic!()
+                    };
+                    add(&store, entity.id, "friend", hub).await;
+                    done.push((w.outcome.seq, entity.id));
+                }
+                done
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let done = task.await.unwrap();
+        assert!(
+            done.windows(2).all(|w| w[0].0 < w[1].0),
+            "a task's seqs grow: {done:?}"
+        );
+        all.extend(done);
+    }
+    all.sort();
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "seqs are distinct");
+    // Ids are assigned under the fence lock too: seq order is id order.
+    assert!(
+        all.windows(2).all(|w| w[0].1 < w[1].1),
+        "seq order is commit order"
+    );
+
+    let entries = store.outbox_since(0, 1000).await.unwrap();
+    assert_eq!(entries.len(), 1 + 8 * 10 * 2);
+    assert!(entries.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.count_entities(Some("user")).await.unwrap(), 81);
+    assert_eq!(store.list_assocs(hub, "friend", 0, 0).await.unwrap().0, 80);
+    assert_eq!(store.count_assocs().await.unwrap(), 160);
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_urls_and_unreachable_servers_are_errors_not_panics() {
+    let started = Instant::now();
+    for url in [
+        "not a url",
+        "postgres://root@127.0.0.1:3306/x",
+        "mysql://root@127.0.0.1:3306/?x=1",
+    ] {
+        assert!(GraphStore::connect(url).await.is_err(), "{url}");
+    }
+    for url in [
+        "mysql://root@127.0.0.1:3306/bad-name",
+        "mysql://root@127.0.0.1:3306",
+    ] {
+        let err = GraphStore::connect(url).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{url}: {err}");
+    }
+    // Nothing listens on port 1.
+    let err = GraphStore::connect("mysql://root@127.0.0.1:1/instaface_t_nothing")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Mysql(_)), "{err}");
+    assert_eq!(ErrorBody::from(err).code, ErrorCode::Internal);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

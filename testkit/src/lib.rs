@@ -1,0 +1,243 @@
+//! Test support for multi-process tests: a [`Cluster`] of real `instaface-node` processes
+//! on real NATS, MySQL and Redis, with a subject prefix, a database and a Redis prefix of
+//! its own, so tests run in parallel without seeing each other.
+//!
+//! Binaries are taken from the cargo target directory (`target/debug` by default,
+//! `INSTAFACE_BIN_DIR` to override); `compose/test.sh` builds them before the tests run.
+//! Node logs go to `target/test-logs/<prefix>/<node>.log`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use instaface_bus::config::BusArgs;
+use instaface_bus::graph_client::{ClientConfig, GraphClient};
+use instaface_bus::membership::Membership;
+use instaface_bus::messages::Unplug;
+use instaface_bus::{Bus, NodeId, Subjects};
+
+/// Where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("INSTAFACE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| manifest.join("../target"));
+    target.join("debug")
+}
+
+/// The path of a workspace binary (`instaface-node`, `instaface-gateway`, `instaface-bot`).
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (compose/test.sh does)", path.display());
+    path
+}
+
+/// Waits for `cond` to hold, polling every 20 ms, failing with `what` after `timeout`.
+pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How to start a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOpts {
+    pub nodes: usize,
+    /// Extra environment for every node (e.g. `INVALIDATION=async`).
+    pub env: Vec<(String, String)>,
+    /// Fast timing (heartbeat 30 ms, election 150–300 ms) instead of the defaults.
+    pub fast: bool,
+}
+
+impl Default for ClusterOpts {
+    fn default() -> Self {
+        ClusterOpts { nodes: 3, env: Vec::new(), fast: false }
+    }
+}
+
+/// A running test cluster. Dropping it kills its processes, drops its database and
+/// removes its Redis membership.
+pub struct Cluster {
+    pub prefix: String,
+    pub database: String,
+    pub ids: Vec<NodeId>,
+    pub bus: Bus,
+    pub client: GraphClient,
+    pub membership: Membership,
+    opts: ClusterOpts,
+    procs: BTreeMap<NodeId, Child>,
+    log_dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `opts.nodes` nodes named `n1…nN`, all given the full `MEMBERS` list.
+    pub async fn start(name: &str, opts: ClusterOpts) -> Cluster {
+        let tag = format!("{:08x}", rand::random::<u32>());
+        let prefix = format!("t{tag}.{name}");
+        let database = format!("instaface_t{tag}");
+        let args = BusArgs::local(&prefix);
+        let bus = Bus::connect(&args, &format!("test-{name}")).await.expect("nats");
+        wait_until(Duration::from_secs(10), "the test's NATS connection", || bus.is_connected()).await;
+        let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");
+        let membership = Membership::connect(&args.redis_url, &Subjects::new(prefix.clone())).await.expect("redis");
+        let ids = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
+        let log_dir = bin_dir().join("../test-logs").join(&prefix);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let mut cluster = Cluster { prefix, database, ids, bus, client, membership, opts, procs: BTreeMap::new(), log_dir };
+        for id in cluster.ids.clone() {
+            cluster.spawn(&id);
+        }
+        cluster
+    }
+
+    /// Starts (or restarts) node `id`.
+    pub fn spawn(&mut self, id: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_dir.join(format!("{id}.log")))
+            .expect("log file");
+        let mut cmd = Command::new(binary("instaface-node"));
+        cmd.env("NODE_ID", id)
+            .env("MEMBERS", self.ids.join(","))
+            .env("INSTAFACE_PREFIX", &self.prefix)
+            .env("MYSQL_URL", format!("mysql://root@127.0.0.1:3306/{}", self.database))
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("INSTAFACE_TEST_HOOKS", "true")
+            .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log));
+        if self.opts.fast {
+            cmd.env("HEARTBEAT_MS", "30").env("ELECTION_MIN_MS", "150").env("ELECTION_MAX_MS", "300");
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn instaface-node");
+        self.procs.insert(id.to_string(), child);
+    }
+
+    /// The OS pid of node `id`.
+    pub fn pid(&self, id: &str) -> u32 {
+        self.procs[id].id()
+    }
+
+    /// Sends `signal` (e.g. "KILL", "TERM", "STOP", "CONT") to node `id`.
+    pub fn signal(&self, id: &str, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid(id).to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{signal} {id}");
+    }
+
+    /// Kills node `id` with SIGKILL and reaps it.
+    pub fn kill9(&mut self, id: &str) {
+        if let Some(mut child) = self.procs.remove(id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for node `id` to exit (after SIGTERM, say); returns its exit code.
+    pub async fn wait_exit(&mut self, id: &str, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.procs.get_mut(id)?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.procs.remove(id);
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "{id} did not exit within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether node `id`'s process is still running.
+    pub fn is_running(&mut self, id: &str) -> bool {
+        match self.procs.get_mut(id) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Unplugs (or plugs back) node `id` through `P.control.unplug`.
+    pub async fn unplug(&self, id: &str, unplugged: bool) {
+        self.bus
+            .publish(self.bus.subjects().control_unplug(), &Unplug { node: id.to_string(), unplugged })
+            .await
+            .expect("publish unplug");
+        self.bus.flush().await.expect("flush");
+    }
+
+    /// Waits until the client tracks a leader (optionally one that is not `not`, with a
+    /// term above `above`).
+    pub async fn wait_leader(&self, timeout: Duration, not: Option<&str>, above: u64) -> (NodeId, u64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((l, t)) = self.client.leader_info().current() {
+                if Some(l.as_str()) != not && t > above {
+                    return (l.clone(), t);
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader (not {not:?}, term > {above}) within {timeout:?}; logs in {}", self.log_dir.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The node's status from its micro-service endpoint (`None` if it does not answer).
+    pub async fn status(&self, id: &str) -> Option<instaface_bus::messages::NodeStatus> {
+        self.bus.request(self.bus.subjects().node(id, "status"), &(), Duration::from_millis(500)).await.ok()
+    }
+
+    /// Waits until every running, plugged node holds a read lease (so reads are served
+    /// by followers), up to `timeout`.
+    pub async fn wait_serving(&self, ids: &[&str], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut all = true;
+            for id in ids {
+                match self.status(id).await {
+                    Some(s) if s.lease_ms > 0 => {}
+                    _ => all = false,
+                }
+            }
+            if all {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes {ids:?} did not all hold a read lease within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A MySQL connection to the cluster's database (for checking what reached it).
+    pub async fn mysql(&self) -> mysql_async::Conn {
+        mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{}", self.database)).await.expect("mysql")
+    }
+
+    pub fn log_dir(&self) -> &PathBuf {
+        &self.log_dir
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Best-effort cleanup with the command-line clients (no runtime needed in Drop).
+        let _ = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e", &format!("DROP DATABASE IF EXISTS `{}`", self.database)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "DEL", &format!("{}:members", self.prefix)])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
