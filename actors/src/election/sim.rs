@@ -108,6 +108,10 @@ enum Fault {
     Unsplit(u32),
     Crash(usize),
     Restart(usize),
+    /// Crash whoever leads then, restart it `down` later.
+    CrashLeader { down: Duration },
+    /// Cut whoever leads then off both ways for `lasts`.
+    IsolateLeader { lasts: Duration },
     Weather(Weather),
     Transfer,
 }
@@ -487,6 +491,18 @@ impl Sim {
             }
             Fault::Crash(i) => self.crash(i),
             Fault::Restart(i) => self.restart(i),
+            Fault::CrashLeader { down } => {
+                if let Some(l) = self.current_leader() {
+                    self.crash(l);
+                    self.push(self.now + down, Ev::Fault(Fault::Restart(l)));
+                }
+            }
+            Fault::IsolateLeader { lasts } => {
+                if let Some(l) = self.current_leader() {
+                    self.fault(Fault::Split(1 << l));
+                    self.push(self.now + lasts, Ev::Fault(Fault::Unsplit(1 << l)));
+                }
+            }
             Fault::Weather(w) => self.weather = w,
             Fault::Transfer => {
                 if let Some(l) = self.current_leader() {
@@ -651,7 +667,7 @@ impl Sim {
             }
             let lasts = rand_dur(&mut self.rng, ms(200), ms(4000));
             let (a, b) = (self.rng.random_range(0..n), self.rng.random_range(0..n));
-            match self.rng.random_range(0..10) {
+            match self.rng.random_range(0..12) {
                 0 | 1 => {
                     let mask = self.rng.random_range(1..(1u32 << n) - 1);
                     self.push(t, Ev::Fault(Fault::Split(mask)));
@@ -677,6 +693,11 @@ impl Sim {
                     self.push(t, Ev::Fault(Fault::Weather(w)));
                 }
                 8 => self.push(t, Ev::Fault(Fault::Transfer)),
+                9 => {
+                    let down = rand_dur(&mut self.rng, Duration::ZERO, ms(3000));
+                    self.push(t, Ev::Fault(Fault::CrashLeader { down }));
+                }
+                10 => self.push(t, Ev::Fault(Fault::IsolateLeader { lasts })),
                 _ => {}
             }
         }
@@ -713,11 +734,11 @@ fn liveness_bound() -> Duration {
     config("n0").restart_quarantine() + ELECTION_MAX * 10
 }
 
-/// Random faults for 3–9 s, then heal and require a converged cluster within the bound.
+/// Random faults for 3–12 s, then heal and require a converged cluster within the bound.
 fn chaos(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, String> {
     let mut sim = Sim::new(seed, cluster_size(seed), trace);
     sim.quarantine = quarantine;
-    let faults_end = rand_dur(&mut StdRng::seed_from_u64(seed ^ 0x5eed), ms(3000), ms(9000));
+    let faults_end = rand_dur(&mut StdRng::seed_from_u64(seed ^ 0x5eed), ms(3000), ms(12_000));
     sim.plan_chaos(faults_end);
     sim.run_until(faults_end, |_| false);
     sim.result()?;
