@@ -123,6 +123,11 @@ impl Cluster {
         self.procs.insert(id.to_string(), child);
     }
 
+    /// The OS pid of node `id`, if it is running.
+    pub fn pid_of(&self, id: &str) -> Option<u32> {
+        self.procs.get(id).map(|c| c.id())
+    }
+
     /// The OS pid of node `id`.
     pub fn pid(&self, id: &str) -> u32 {
         self.procs[id].id()

@@ -41,7 +41,11 @@ impl ElectionCore {
             term,
             granted: BTreeSet::from([self.cfg.id.clone()]),
         });
-        out.push(Output::Candidacy { state: CandidacyState::Started, pre_vote: true, term });
+        out.push(Output::Candidacy {
+            state: CandidacyState::Started,
+            pre_vote: true,
+            term,
+        });
         out.push(Output::BroadcastVoteRequest(VoteRequest {
             term,
             candidate: self.cfg.id.clone(),
@@ -64,7 +68,11 @@ impl ElectionCore {
             term,
             granted: BTreeSet::from([self.cfg.id.clone()]),
         });
-        out.push(Output::Candidacy { state: CandidacyState::Started, pre_vote: false, term });
+        out.push(Output::Candidacy {
+            state: CandidacyState::Started,
+            pre_vote: false,
+            term,
+        });
         out.push(Output::BroadcastVoteRequest(VoteRequest {
             term,
             candidate: self.cfg.id.clone(),
@@ -77,19 +85,30 @@ impl ElectionCore {
 
     /// Moves on once a majority of members granted.
     fn check_campaign(&mut self, now: Duration, out: &mut Vec<Output>) {
-        let State::Campaign(c) = &self.state else { return };
+        let State::Campaign(c) = &self.state else {
+            return;
+        };
         if c.granted.len() < self.majority() {
             return;
         }
         if c.pre_vote {
             self.start_campaign(now, false, out);
         } else {
-            out.push(Output::Candidacy { state: CandidacyState::Won, pre_vote: false, term: c.term });
+            out.push(Output::Candidacy {
+                state: CandidacyState::Won,
+                pre_vote: false,
+                term: c.term,
+            });
             self.become_leader(now, out);
         }
     }
 
-    pub(super) fn on_vote_request(&mut self, now: Duration, req: VoteRequest, out: &mut Vec<Output>) {
+    pub(super) fn on_vote_request(
+        &mut self,
+        now: Duration,
+        req: VoteRequest,
+        out: &mut Vec<Output>,
+    ) {
         if req.candidate == self.cfg.id {
             return; // our own broadcast
         }
@@ -120,10 +139,19 @@ impl ElectionCore {
             free
         };
         // A granted pre-vote answers with the proposed term; anything else with ours.
-        let term = if granted && req.pre_vote { req.term } else { self.term };
+        let term = if granted && req.pre_vote {
+            req.term
+        } else {
+            self.term
+        };
         out.push(Output::SendVoteReply {
             to: req.candidate,
-            reply: VoteReply { term, voter: self.cfg.id.clone(), granted, pre_vote: req.pre_vote },
+            reply: VoteReply {
+                term,
+                voter: self.cfg.id.clone(),
+                granted,
+                pre_vote: req.pre_vote,
+            },
         });
     }
 
@@ -137,7 +165,9 @@ impl ElectionCore {
         }
         let is_member = self.members.contains(&reply.voter);
         let term = self.term;
-        let State::Campaign(c) = &mut self.state else { return };
+        let State::Campaign(c) = &mut self.state else {
+            return;
+        };
         let counts = if c.pre_vote {
             reply.pre_vote && reply.term == term.saturating_add(1)
         } else {

@@ -132,7 +132,13 @@ impl ElectionCore {
         match input {
             Input::Tick => {}
             Input::Membership(ids) => self.add_members(ids),
-            Input::Heartbeat { term, leader, hb, members, applied_seq } => {
+            Input::Heartbeat {
+                term,
+                leader,
+                hb,
+                members,
+                applied_seq,
+            } => {
                 self.applied_seq = applied_seq;
                 self.on_heartbeat(now, term, leader, hb, members, &mut out);
             }
@@ -316,9 +322,14 @@ impl ElectionCore {
     pub(super) fn reset_election_timer(&mut self, now: Duration) {
         let lo = self.cfg.election_min.as_nanos().min(u64::MAX as u128) as u64;
         let hi = self.cfg.election_max.as_nanos().min(u64::MAX as u128) as u64;
-        let timeout = if hi > lo { self.rng.random_range(lo..hi) } else { lo };
-        self.election_deadline =
-            now.saturating_add(Duration::from_nanos(timeout)).max(self.quarantine_until);
+        let timeout = if hi > lo {
+            self.rng.random_range(lo..hi)
+        } else {
+            lo
+        };
+        self.election_deadline = now
+            .saturating_add(Duration::from_nanos(timeout))
+            .max(self.quarantine_until);
     }
 
     fn fire_timers(&mut self, now: Duration, out: &mut Vec<Output>) {
@@ -376,7 +387,13 @@ impl ElectionCore {
             // behind a node's after lost messages).
             out.push(Output::SendAck {
                 to: leader,
-                ack: Ack { term: self.term, node: self.cfg.id.clone(), ack: 0, hb: 0, applied_seq: self.applied_seq },
+                ack: Ack {
+                    term: self.term,
+                    node: self.cfg.id.clone(),
+                    ack: 0,
+                    hb: 0,
+                    applied_seq: self.applied_seq,
+                },
             });
             return;
         }
@@ -393,7 +410,10 @@ impl ElectionCore {
         }
         match &self.leader {
             Some(known) if *known != leader => {
-                tracing::error!(term, known = %known, other = %leader, "heartbeat from a second leader of one term ignored");
+                tracing::error!(
+                    term, known = %known, other = %leader,
+                    "heartbeat from a second leader of one term ignored"
+                );
                 return;
             }
             Some(_) => {}
@@ -417,7 +437,13 @@ impl ElectionCore {
         let ack = self.lease.send(now, self.cfg.lease);
         out.push(Output::SendAck {
             to: leader.clone(),
-            ack: Ack { term: self.term, node: self.cfg.id.clone(), ack, hb, applied_seq: self.applied_seq },
+            ack: Ack {
+                term: self.term,
+                node: self.cfg.id.clone(),
+                ack,
+                hb,
+                applied_seq: self.applied_seq,
+            },
         });
     }
 
@@ -427,7 +453,11 @@ impl ElectionCore {
             return;
         }
         let from_leader = self.leader.as_ref() == Some(&c.leader);
-        if c.term == self.term && c.confirmed && from_leader && matches!(self.state, State::Follower) {
+        if c.term == self.term
+            && c.confirmed
+            && from_leader
+            && matches!(self.state, State::Follower)
+        {
             self.lease.confirm(c.ack, self.cfg.lease);
         }
     }

@@ -20,7 +20,9 @@ impl ElectionCore {
     }
 
     fn broadcast_heartbeat(&mut self, now: Duration, out: &mut Vec<Output>) {
-        let State::Leader(t) = &mut self.state else { return };
+        let State::Leader(t) = &mut self.state else {
+            return;
+        };
         let hb = t.send_heartbeat(now, self.cfg.lease, self.cfg.heartbeat);
         out.push(Output::BroadcastHeartbeat {
             term: self.term,
@@ -33,9 +35,14 @@ impl ElectionCore {
     /// down), then reachability, then the heartbeat if due.
     pub(super) fn leader_timers(&mut self, now: Duration, out: &mut Vec<Output>) {
         let window = self.cfg.check_quorum_window();
-        let State::Leader(t) = &mut self.state else { return };
+        let State::Leader(t) = &mut self.state else {
+            return;
+        };
         if now >= t.quorum_deadline(window) {
-            tracing::info!(term = self.term, "no acks from a majority within the window; stepping down");
+            tracing::info!(
+                term = self.term,
+                "no acks from a majority within the window; stepping down"
+            );
             self.become_follower(None, out);
             return;
         }
@@ -64,7 +71,10 @@ impl ElectionCore {
         if let (true, State::Leader(t)) = (ack.term == self.term, &mut self.state) {
             if let Some(became_reachable) = t.record_ack(&ack.node, now, ack.hb, ack.applied_seq) {
                 if became_reachable {
-                    out.push(Output::Reachability { peer: ack.node.clone(), reachable: true });
+                    out.push(Output::Reachability {
+                        peer: ack.node.clone(),
+                        reachable: true,
+                    });
                 }
                 confirmed = t.lease_until(lease).is_some_and(|u| now < u);
                 if confirmed {
@@ -74,20 +84,30 @@ impl ElectionCore {
         }
         out.push(Output::AckReply {
             to: ack.node,
-            confirm: AckConfirm { term: self.term, leader: self.cfg.id.clone(), ack: ack.ack, confirmed },
+            confirm: AckConfirm {
+                term: self.term,
+                leader: self.cfg.id.clone(),
+                ack: ack.ack,
+                confirmed,
+            },
         });
     }
 
     /// Graceful shutdown: step down at once (no more heartbeats, no lease) and tell the
     /// most up-to-date follower to campaign.
     pub(super) fn transfer_leadership(&mut self, _now: Duration, out: &mut Vec<Output>) {
-        let State::Leader(t) = &self.state else { return };
+        let State::Leader(t) = &self.state else {
+            return;
+        };
         let target = t.transfer_target().cloned();
         self.become_follower(None, out);
         if let Some(to) = target {
             out.push(Output::SendTimeoutNow {
                 to,
-                msg: TimeoutNow { term: self.term, leader: self.cfg.id.clone() },
+                msg: TimeoutNow {
+                    term: self.term,
+                    leader: self.cfg.id.clone(),
+                },
             });
         }
     }

@@ -33,7 +33,11 @@ impl FollowerLease {
     /// `first_ack` must differ between incarnations of a node (it is drawn at random), so
     /// a confirmation meant for an ack of a previous incarnation matches nothing.
     pub(super) fn new(first_ack: u64) -> Self {
-        FollowerLease { next_ack: first_ack.max(1), unconfirmed: BTreeMap::new(), until: None }
+        FollowerLease {
+            next_ack: first_ack.max(1),
+            unconfirmed: BTreeMap::new(),
+            until: None,
+        }
     }
 
     /// Numbers an ack sent at `now` and remembers its send time.
@@ -41,7 +45,8 @@ impl FollowerLease {
         let ack = self.next_ack;
         self.next_ack = self.next_ack.checked_add(1).unwrap_or(1);
         // An ack confirmed after `sent + lease` could not extend anything.
-        self.unconfirmed.retain(|_, sent| sent.saturating_add(lease) > now);
+        self.unconfirmed
+            .retain(|_, sent| sent.saturating_add(lease) > now);
         self.unconfirmed.insert(ack, now);
         while self.unconfirmed.len() > MAX_UNCONFIRMED {
             self.unconfirmed.pop_first();
@@ -105,7 +110,7 @@ pub(super) struct Tenure {
 
 /// Acks needed besides the leader's own for a majority of `followers + 1` members.
 fn acks_needed(followers: usize) -> usize {
-    (followers + 1) / 2
+    followers.div_ceil(2)
 }
 
 impl Tenure {
@@ -147,7 +152,12 @@ impl Tenure {
     }
 
     /// Records a heartbeat sent at `now` and returns its number.
-    pub(super) fn send_heartbeat(&mut self, now: Duration, lease: Duration, interval: Duration) -> u64 {
+    pub(super) fn send_heartbeat(
+        &mut self,
+        now: Duration,
+        lease: Duration,
+        interval: Duration,
+    ) -> u64 {
         self.hb += 1;
         self.sent.retain(|_, sent| sent.saturating_add(lease) > now);
         self.sent.insert(self.hb, now);
@@ -215,12 +225,19 @@ impl Tenure {
         }
         let mut heard: Vec<Duration> = self.followers.values().map(|f| f.last_heard).collect();
         heard.sort_unstable_by(|a, b| b.cmp(a));
-        heard.get(needed - 1).map_or(self.office, |t| *t).saturating_add(window)
+        heard
+            .get(needed - 1)
+            .map_or(self.office, |t| *t)
+            .saturating_add(window)
     }
 
     /// Marks followers not heard from within `window` unreachable (and heard ones
     /// reachable); returns the changes.
-    pub(super) fn update_reachability(&mut self, now: Duration, window: Duration) -> Vec<(NodeId, bool)> {
+    pub(super) fn update_reachability(
+        &mut self,
+        now: Duration,
+        window: Duration,
+    ) -> Vec<(NodeId, bool)> {
         let mut changes = Vec::new();
         for (id, f) in &mut self.followers {
             let reachable = now < f.last_heard.saturating_add(window);
@@ -379,7 +396,10 @@ mod tests {
         assert_eq!(t.quorum_deadline(w), ms(11_500));
         assert_eq!(t.record_ack("stranger", ms(10_700), 0, 5), None);
         let changes = t.update_reachability(ms(11_000), w);
-        assert_eq!(changes, vec![("n3".to_string(), false), ("n4".to_string(), false)]);
+        assert_eq!(
+            changes,
+            vec![("n3".to_string(), false), ("n4".to_string(), false)]
+        );
         assert_eq!(t.reachability_deadline(w), Some(ms(11_500)));
         assert_eq!(t.record_ack("n3", ms(11_100), 0, 9), Some(true));
         assert_eq!(t.transfer_target().map(String::as_str), Some("n3"));

@@ -36,6 +36,8 @@ pub enum CacheMsg {
     Get { keys: Vec<CacheKey>, reply: Waiter },
     /// A fetch finished.
     Filled { id: FetchId, result: Result<Vec<CacheValue>, ErrorBody> },
+    /// Test hook: panic inside the handler.
+    Panic,
 }
 
 /// What a failed fetch carries.
@@ -158,6 +160,7 @@ impl Actor for CacheActor {
                     start_fetch(state, order);
                 }
             }
+            CacheMsg::Panic => panic!("test hook: cache actor panic"),
             CacheMsg::Filled { id, result } => {
                 for answer in state.core.complete_fetch_in_order(id, result) {
                     deliver(answer);
@@ -170,7 +173,7 @@ impl Actor for CacheActor {
                     c.hits = s.hits;
                     c.misses = s.misses;
                     c.entries = s.entries;
-                    c.fills = s.fills;
+                    c.fills = state.ctx.metrics.cache_fills.get();
                 }
                 let now = (s.hits, s.misses, s.entries);
                 if now != state.last_published {

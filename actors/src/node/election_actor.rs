@@ -89,6 +89,7 @@ impl Actor for ElectionActor {
         async move {
             let now = state.ctx.now();
             let mut ack_reply = None;
+            let mut ack_applied = 0;
             let input = match msg {
                 ElectionMsg::Tick => Input::Tick,
                 ElectionMsg::Heartbeat { term, leader, hb, members } => {
@@ -100,6 +101,7 @@ impl Actor for ElectionActor {
                 ElectionMsg::Ack { ack, reply } => {
                     state.ctx.metrics.acks_received.inc();
                     ack_reply = reply;
+                    ack_applied = ack.applied_seq;
                     Input::Ack(ack)
                 }
                 ElectionMsg::AckConfirm(c) => Input::AckConfirm(c),
@@ -111,16 +113,17 @@ impl Actor for ElectionActor {
                 ElectionMsg::Transfer(reply) => {
                     let was_leader = state.core.role() == Role::Leader;
                     let outs = state.core.step(now, Input::TransferLeadership);
-                    perform(state, outs, None).await;
                     publish_view(state);
+                    perform(state, outs, None).await;
                     let _ = reply.send(was_leader);
                     return;
                 }
                 ElectionMsg::Panic => panic!("test hook: election actor panic"),
             };
             let outs = state.core.step(now, input);
-            perform(state, outs, ack_reply).await;
+            // The view first, so actors told of a role change already see it.
             publish_view(state);
+            perform(state, outs, ack_reply.map(|r| (r, ack_applied))).await;
         }
         .instrument(span)
         .await;
@@ -129,7 +132,11 @@ impl Actor for ElectionActor {
 }
 
 /// Performs the core's outputs: sends, replies, events and notifications.
-async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option<String>) {
+///
+/// `ack_reply` is where the confirmation of the ack just stepped goes, with that ack's
+/// `applied_seq`: a leader that has not loaded its outbox yet, or a follower that has not
+/// applied what it replayed, gets no confirmation, hence no read lease.
+async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option<(String, u64)>) {
     let ctx = state.ctx.clone();
     let subjects = ctx.net.subjects().clone();
     for out in outs {
@@ -151,8 +158,9 @@ async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option
                     }
                 });
             }
-            Output::AckReply { to: _, confirm } => {
-                if let Some(reply) = &ack_reply {
+            Output::AckReply { to: _, mut confirm } => {
+                if let Some((reply, applied)) = &ack_reply {
+                    confirm.confirmed &= ctx.leader_ready().is_some_and(|ready| *applied >= ready);
                     if let Err(e) = ctx.net.send(reply.clone(), &confirm).await {
                         tracing::debug!(error = %e, "ack confirmation not sent");
                     }
@@ -225,7 +233,8 @@ async fn role_changed(state: &mut ElectionState, role: Role, term: u64, leader: 
 fn publish_view(state: &ElectionState) {
     let now = state.ctx.now();
     let core = &state.core;
-    let lease_until = core.read_lease_until(now).map(|d| state.instant(d));
+    let ready = core.role() != Role::Leader || state.ctx.leader_ready().is_some();
+    let lease_until = core.read_lease_until(now).filter(|_| ready).map(|d| state.instant(d));
     let followers = if core.role() == Role::Leader {
         core.followers()
             .map(|f| FollowerProgress {

@@ -43,6 +43,8 @@ pub enum HeartbeatMsg {
     Committed { term: u64, outcome: WriteOutcome, keys: Vec<String>, op: &'static str, reply: RpcReplyPort<Result<WriteOutcome, ErrorBody>> },
     /// Check pending writes against the followers' progress.
     CheckCovered,
+    /// Test hook: stop (or resume) sending invalidations, broadcast and in heartbeats.
+    Hold(bool),
 }
 
 struct PendingWrite {
@@ -68,6 +70,8 @@ pub struct HeartbeatState {
     pending: VecDeque<PendingWrite>,
     /// Through which seq the MySQL outbox was last pruned.
     pruned_through: u64,
+    /// Test hook: invalidations are held back.
+    hold: bool,
 }
 
 impl Actor for HeartbeatActor {
@@ -88,6 +92,7 @@ impl Actor for HeartbeatActor {
             loaded: false,
             pending: VecDeque::new(),
             pruned_through: 0,
+            hold: false,
         })
     }
 
@@ -100,9 +105,9 @@ impl Actor for HeartbeatActor {
                 let heartbeat = Heartbeat {
                     term,
                     leader: state.ctx.cfg.id.clone(),
-                    seq: state.seq,
+                    seq: if state.hold { state.floor } else { state.seq },
                     floor: state.floor,
-                    invalidations: state.window.iter().cloned().collect(),
+                    invalidations: if state.hold { Vec::new() } else { state.window.iter().cloned().collect() },
                     hb,
                     members,
                 };
@@ -150,6 +155,7 @@ impl Actor for HeartbeatActor {
                     }
                     state.loaded = false;
                     state.window.clear();
+                    state.ctx.ready_seq.store(super::NOT_READY, std::sync::atomic::Ordering::SeqCst);
                 }
                 state.role = role;
                 state.term = term;
@@ -167,8 +173,19 @@ impl Actor for HeartbeatActor {
                 }
                 state.seq = latest;
                 state.pruned_through = state.floor;
+                // This node's own cache, filled while it followed, may miss what it
+                // replays now: apply the retained window to it like any follower would.
+                let applied = apply_at_cache(
+                    &state.ctx,
+                    CacheApply::Window { floor: state.floor, seq: latest, entries: state.window.iter().cloned().collect() },
+                )
+                .await;
+                if applied.is_none_or(|a| a < latest) {
+                    tracing::warn!(?applied, latest, "own cache could not catch up; not serving yet");
+                    return Ok(());
+                }
                 state.loaded = true;
-                state.ctx.applied_seq.store(latest, std::sync::atomic::Ordering::SeqCst);
+                state.ctx.ready_seq.store(latest, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(term, latest, retained = state.window.len(), "outbox loaded; replaying it in heartbeats");
             }
             HeartbeatMsg::Committed { term, outcome, keys, op, reply } => {
@@ -191,7 +208,9 @@ impl Actor for HeartbeatActor {
                 // Own cache first, then the followers.
                 apply_at_cache(&state.ctx, CacheApply::Own { seq, keys: keys.clone() }).await;
                 let inv = Invalidate { term, leader: state.ctx.cfg.id.clone(), seq, prev_seq, keys: keys.clone() };
-                if let Err(e) = state.ctx.net.send(state.ctx.net.subjects().invalidate(), &inv).await {
+                if state.hold {
+                    tracing::warn!(seq, "test hook: invalidation held back");
+                } else if let Err(e) = state.ctx.net.send(state.ctx.net.subjects().invalidate(), &inv).await {
                     tracing::debug!(error = %e, "invalidation not broadcast; heartbeats carry it");
                 }
                 state.ctx.net.event(term, EventKind::Write { seq, op: op.to_string(), keys }).await;
@@ -200,6 +219,9 @@ impl Actor for HeartbeatActor {
                     InvalidationMode::Async => answer(&state.ctx, pending),
                     InvalidationMode::Lease => state.pending.push_back(pending),
                 }
+            }
+            HeartbeatMsg::Hold(on) => {
+                state.hold = on;
             }
             HeartbeatMsg::CheckCovered => {
                 if state.role == Role::Leader {

@@ -116,18 +116,48 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
         .await?,
     );
     if ctx.cfg.test_hooks {
-        tasks.push(
-            spawn_intake::<String, _>(ctx, s.node(&me, "debug.panic"), Kind::Control, |ctx, actor, _| {
-                tracing::warn!(%actor, "test hook: panicking an actor");
-                if actor == "election" {
-                    cast_to(&ctx.names.election, ElectionMsg::Panic);
-                }
-            })
-            .await?,
-        );
+        tasks.push(spawn_test_hooks(ctx).await?);
     }
     ctx.net.bus().flush().await?;
     Ok(tasks)
+}
+
+/// Test hooks (only with `INSTAFACE_TEST_HOOKS=true`), on `P.node.<id>.debug.<hook>` with
+/// a MessagePack string or integer payload:
+/// - `panic` ("election" | "cache" | "heartbeat" | "store"): panic inside that actor;
+/// - `hold` (1 | 0): the leader stops (or resumes) sending invalidations, broadcast and
+///   in heartbeats — to kill a leader between a commit and its followers' acks;
+/// - `stall` (ms): the store actor waits that long before running its next write.
+async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
+    let subject = ctx.net.subjects().node(&ctx.cfg.id, "debug.>");
+    let mut sub = ctx.net.bus().raw().subscribe(subject).await?;
+    let ctx = ctx.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            let hook = msg.subject.rsplit('.').next().unwrap_or_default().to_string();
+            let text: Option<String> = instaface_bus::decode(&msg.payload).ok();
+            let number: Option<u64> = instaface_bus::decode(&msg.payload).ok();
+            tracing::warn!(%hook, ?text, ?number, "test hook");
+            match (hook.as_str(), text.as_deref(), number) {
+                ("panic", Some("election"), _) => {
+                    cast_to(&ctx.names.election, ElectionMsg::Panic);
+                }
+                ("panic", Some("cache"), _) => {
+                    cast_to(&ctx.names.cache, super::cache_actor::CacheMsg::Panic);
+                }
+                ("hold", _, Some(on)) => {
+                    cast_to(&ctx.names.heartbeat, HeartbeatMsg::Hold(on != 0));
+                }
+                ("stall", _, Some(ms)) => {
+                    cast_to(&ctx.names.store, super::store_actor::StoreMsg::Stall(Duration::from_millis(ms)));
+                }
+                _ => tracing::warn!(%hook, "unknown test hook"),
+            }
+            if let Some(reply) = msg.reply {
+                let _ = ctx.net.bus().publish(reply.to_string(), &true).await;
+            }
+        }
+    }))
 }
 
 /// Registers this node and the expected `MEMBERS` in Redis, then feeds the membership to

@@ -58,7 +58,15 @@ pub struct NodeContext {
     pub names: ActorNames,
     /// The cache's latest counters, for the status endpoint and events.
     pub counters: service::SharedCounters,
+    /// Leader only: the outbox seq loaded on taking office, once the fence is raised and
+    /// the outbox replayed into heartbeats; `u64::MAX` until then (and on followers). The
+    /// leader confirms no ack (grants no read lease) and serves nothing before that, and
+    /// then only acks of followers that have applied at least this seq.
+    pub ready_seq: Arc<AtomicU64>,
 }
+
+/// [`NodeContext::ready_seq`] while the leader is not ready.
+pub const NOT_READY: u64 = u64::MAX;
 
 impl NodeContext {
     /// Monotonic time since this node started, as the election core counts it.
@@ -68,6 +76,12 @@ impl NodeContext {
 
     pub fn applied_seq(&self) -> u64 {
         self.applied_seq.load(Ordering::SeqCst)
+    }
+
+    /// Leader only: whether the outbox is loaded for this term (see `ready_seq`).
+    pub fn leader_ready(&self) -> Option<u64> {
+        let seq = self.ready_seq.load(Ordering::SeqCst);
+        (seq != NOT_READY).then_some(seq)
     }
 
     pub fn id(&self) -> &str {

@@ -55,6 +55,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         origin: Instant::now(),
         names: ActorNames::new(&cfg.id),
         counters: Arc::new(Mutex::new(Default::default())),
+        ready_seq: Arc::new(AtomicU64::new(super::NOT_READY)),
         cfg: Arc::new(cfg),
     };
     tracing::info!(

@@ -34,7 +34,12 @@ pub fn status(ctx: &NodeContext, counters: &SharedCounters) -> NodeStatus {
         unplugged: ctx.net.unplugged(),
         applied_seq: ctx.applied_seq(),
         lease_ms: view.lease_until.map(|u| u.saturating_duration_since(now).as_millis() as u64).unwrap_or(0),
-        cache: counters.lock().map(|c| c.clone()).unwrap_or_default(),
+        cache: CacheCounters {
+            hits: ctx.metrics.cache_hits.get(),
+            misses: ctx.metrics.cache_misses.get(),
+            fills: ctx.metrics.cache_fills.get(),
+            entries: counters.lock().map(|c| c.entries).unwrap_or_default(),
+        },
     }
 }
 

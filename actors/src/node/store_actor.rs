@@ -28,6 +28,8 @@ pub enum StoreMsg {
     /// An association range read straight from MySQL (past the cached window).
     ListAssocs { from: EntityId, atype: String, limit: u32, offset: u32, reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>> },
     PruneOutbox { through: u64 },
+    /// Test hook: wait this long before running the next write.
+    Stall(Duration),
 }
 
 pub struct StoreActor;
@@ -39,6 +41,8 @@ pub struct StoreState {
     store: Option<GraphStore>,
     /// The fence is raised and the outbox loaded for `term`: writes may run.
     ready: bool,
+    /// Test hook: the next write waits this long first.
+    stall: Option<Duration>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorBody {
@@ -56,7 +60,7 @@ impl Actor for StoreActor {
             // Restarted while leading: open the pool again.
             let _ = myself.cast(StoreMsg::RoleChanged { role: view.role, term: view.term });
         }
-        Ok(StoreState { ctx, role: Role::Follower, term: 0, store: None, ready: false })
+        Ok(StoreState { ctx, role: Role::Follower, term: 0, store: None, ready: false, stall: None })
     }
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
@@ -107,9 +111,7 @@ impl Actor for StoreActor {
                         let ctx = state.ctx.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_millis(500)).await;
-                            if ctx.view.borrow().term == term {
-                                spawn_connect(&ctx, me, term);
-                            }
+                            spawn_connect(&ctx, me, term);
                         });
                     }
                 }
@@ -124,6 +126,10 @@ impl Actor for StoreActor {
                     return Ok(());
                 };
                 let op = req.op_name();
+                if let Some(stall) = state.stall.take() {
+                    tracing::warn!(?stall, "test hook: stalling a write");
+                    tokio::time::sleep(stall).await;
+                }
                 match store.write(state.term, &req).await {
                     Ok(committed) if committed.keys.is_empty() => {
                         state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
@@ -178,6 +184,7 @@ impl Actor for StoreActor {
                     let _ = reply.send(store.list_assocs(from, &atype, limit, offset).await.map_err(ErrorBody::from));
                 });
             }
+            StoreMsg::Stall(d) => state.stall = Some(d),
             StoreMsg::PruneOutbox { through } => {
                 if let (Some(store), true) = (&state.store, state.ready) {
                     match store.outbox_delete_through(through).await {
@@ -211,11 +218,10 @@ fn spawn_connect(ctx: &NodeContext, store_actor: ActorRef<StoreMsg>, term: u64) 
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            {
-                let view = ctx.view.borrow();
-                if view.role != Role::Leader || view.term != term {
-                    return;
-                }
+            // The store actor checks again when the pool arrives; this only stops retrying
+            // for a term that is over.
+            if ctx.view.borrow().term > term {
+                return;
             }
             match GraphStore::connect(&ctx.cfg.mysql_url).await {
                 Ok(store) => {
