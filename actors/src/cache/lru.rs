@@ -35,7 +35,14 @@ pub struct Lru<K, V> {
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     /// An empty map bounded to `capacity` entries. With capacity 0 it stores nothing.
     pub fn new(capacity: usize) -> Self {
-        Lru { index: HashMap::new(), slots: Vec::new(), free: Vec::new(), newest: NIL, oldest: NIL, capacity }
+        Lru {
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            newest: NIL,
+            oldest: NIL,
+            capacity,
+        }
     }
 
     /// The bound on the number of entries.
@@ -86,8 +93,17 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
             self.push_newest(at);
             return None;
         }
-        let evicted = if self.index.len() >= self.capacity { self.pop_oldest() } else { None };
-        let slot = Slot { key: key.clone(), value, newer: NIL, older: NIL };
+        let evicted = if self.index.len() >= self.capacity {
+            self.pop_oldest()
+        } else {
+            None
+        };
+        let slot = Slot {
+            key: key.clone(),
+            value,
+            newer: NIL,
+            older: NIL,
+        };
         let at = match self.free.pop() {
             Some(at) => {
                 self.slots[at] = Some(slot);
@@ -143,7 +159,9 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
 
     /// Takes the linked slot `at` out of the recency list (it stays in the slab).
     fn unlink(&mut self, at: usize) {
-        let Some(slot) = self.slots[at].as_mut() else { return };
+        let Some(slot) = self.slots[at].as_mut() else {
+            return;
+        };
         let (newer, older) = (slot.newer, slot.older);
         slot.newer = NIL;
         slot.older = NIL;

@@ -37,6 +37,7 @@ mod lru;
 mod tests;
 
 pub use cache_core::{
-    value_fits_key, Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder, KeyResult, Lookup, WaiterId,
+    value_fits_key, Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder, KeyResult,
+    Lookup, WaiterId,
 };
 pub use lru::Lru;

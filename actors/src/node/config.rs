@@ -34,7 +34,11 @@ pub struct NodeArgs {
     pub members: Vec<String>,
 
     /// MySQL URL; only the leader connects.
-    #[arg(long, env = "MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/instaface")]
+    #[arg(
+        long,
+        env = "MYSQL_URL",
+        default_value = "mysql://root@127.0.0.1:3306/instaface"
+    )]
     pub mysql_url: String,
 
     /// Heartbeat interval in ms.
@@ -125,14 +129,26 @@ pub struct NodeConfig {
 impl NodeArgs {
     /// Checks every setting; the error is one line naming the setting.
     pub fn validate(&self) -> Result<NodeConfig, String> {
-        let id = self.node_id.clone().ok_or("NODE_ID is required (e.g. NODE_ID=n1)")?;
+        let id = self
+            .node_id
+            .clone()
+            .ok_or("NODE_ID is required (e.g. NODE_ID=n1)")?;
         if !instaface_bus::valid_node_id(&id) {
-            return Err(format!("NODE_ID {id:?} must be 1-64 characters of [A-Za-z0-9_-]"));
+            return Err(format!(
+                "NODE_ID {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
+            ));
         }
         let mut members = Vec::new();
-        for m in self.members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        for m in self
+            .members
+            .iter()
+            .map(|m| m.trim())
+            .filter(|m| !m.is_empty())
+        {
             if !instaface_bus::valid_node_id(m) {
-                return Err(format!("MEMBERS entry {m:?} must be 1-64 characters of [A-Za-z0-9_-]"));
+                return Err(format!(
+                    "MEMBERS entry {m:?} must be 1-64 characters of [A-Za-z0-9_-]"
+                ));
             }
             members.push(m.to_string());
         }
@@ -181,7 +197,10 @@ impl NodeArgs {
             return Err("ASSOC_WINDOW must be at least 1".into());
         }
         if !self.mysql_url.starts_with("mysql://") {
-            return Err(format!("MYSQL_URL {:?} must start with mysql://", self.mysql_url));
+            return Err(format!(
+                "MYSQL_URL {:?} must start with mysql://",
+                self.mysql_url
+            ));
         }
         self.bus.nats_servers()?;
         Ok(NodeConfig {
@@ -210,7 +229,9 @@ mod tests {
     fn parse(args: &[&str]) -> Result<NodeConfig, String> {
         let mut full = vec!["instaface-node"];
         full.extend_from_slice(args);
-        NodeArgs::try_parse_from(full).map_err(|e| e.to_string())?.validate()
+        NodeArgs::try_parse_from(full)
+            .map_err(|e| e.to_string())?
+            .validate()
     }
 
     #[test]
@@ -224,11 +245,23 @@ mod tests {
     #[test]
     fn invalid_settings_name_themselves() {
         assert!(parse(&[]).unwrap_err().contains("NODE_ID"));
-        assert!(parse(&["--node-id", "a.b"]).unwrap_err().contains("NODE_ID"));
-        assert!(parse(&["--node-id", "n1", "--lease-ms", "740"]).unwrap_err().contains("LEASE_MS"));
-        assert!(parse(&["--node-id", "n1", "--election-max-ms", "700"]).unwrap_err().contains("ELECTION_MAX_MS"));
-        assert!(parse(&["--node-id", "n1", "--heartbeat-ms", "500"]).unwrap_err().contains("ELECTION_MIN_MS"));
-        assert!(parse(&["--node-id", "n1", "--members", "n1,x y"]).unwrap_err().contains("MEMBERS"));
-        assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"]).unwrap_err().contains("MYSQL_URL"));
+        assert!(parse(&["--node-id", "a.b"])
+            .unwrap_err()
+            .contains("NODE_ID"));
+        assert!(parse(&["--node-id", "n1", "--lease-ms", "740"])
+            .unwrap_err()
+            .contains("LEASE_MS"));
+        assert!(parse(&["--node-id", "n1", "--election-max-ms", "700"])
+            .unwrap_err()
+            .contains("ELECTION_MAX_MS"));
+        assert!(parse(&["--node-id", "n1", "--heartbeat-ms", "500"])
+            .unwrap_err()
+            .contains("ELECTION_MIN_MS"));
+        assert!(parse(&["--node-id", "n1", "--members", "n1,x y"])
+            .unwrap_err()
+            .contains("MEMBERS"));
+        assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"])
+            .unwrap_err()
+            .contains("MYSQL_URL"));
     }
 }

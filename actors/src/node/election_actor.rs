@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use instaface_bus::messages::{Ack, AckConfirm, CandidacyState, EventKind, Role, TimeoutNow, VoteReply, VoteRequest};
+use instaface_bus::messages::{
+    Ack, AckConfirm, CandidacyState, EventKind, Role, TimeoutNow, VoteReply, VoteRequest,
+};
 use instaface_bus::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
@@ -25,18 +27,28 @@ const TICK: Duration = Duration::from_millis(10);
 pub enum ElectionMsg {
     Tick,
     /// A heartbeat from a leader, after its invalidations were applied to the cache.
-    Heartbeat { term: u64, leader: NodeId, hb: u64, members: Vec<NodeId> },
+    Heartbeat {
+        term: u64,
+        leader: NodeId,
+        hb: u64,
+        members: Vec<NodeId>,
+    },
     VoteRequest(VoteRequest),
     VoteReply(VoteReply),
     /// An ack at the leader; `reply` is where its confirmation goes.
-    Ack { ack: Ack, reply: Option<String> },
+    Ack {
+        ack: Ack,
+        reply: Option<String>,
+    },
     AckConfirm(AckConfirm),
     /// Send an ack now (after an invalidation was applied).
     AckNow,
     TimeoutNow(TimeoutNow),
     Membership(BTreeSet<NodeId>),
     /// The store could not raise the fence: a later term exists; step down.
-    Fenced { term: u64 },
+    Fenced {
+        term: u64,
+    },
     /// Graceful shutdown: hand leadership over; replies whether it was handed over.
     Transfer(RpcReplyPort<bool>),
     /// Test hook: panic inside the handler.
@@ -66,7 +78,11 @@ impl Actor for ElectionActor {
     type State = ElectionState;
     type Arguments = NodeContext;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, ctx: NodeContext) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: NodeContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let cfg = &ctx.cfg;
         let ecfg = ElectionConfig {
             id: cfg.id.clone(),
@@ -76,15 +92,25 @@ impl Actor for ElectionActor {
             lease: cfg.lease,
             drift: cfg.drift,
         };
-        ecfg.validate().map_err(|e| format!("election config: {e}"))?;
+        ecfg.validate()
+            .map_err(|e| format!("election config: {e}"))?;
         let seed = rand::random::<u64>();
         let core = ElectionCore::new(ecfg, seed, ctx.now());
         myself.send_interval(TICK, || ElectionMsg::Tick);
         let last_role = (core.role(), core.term(), core.leader().cloned());
-        Ok(ElectionState { ctx, core, last_role })
+        Ok(ElectionState {
+            ctx,
+            core,
+            last_role,
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let span = state.span();
         async move {
             let now = state.ctx.now();
@@ -92,9 +118,20 @@ impl Actor for ElectionActor {
             let mut ack_applied = 0;
             let input = match msg {
                 ElectionMsg::Tick => Input::Tick,
-                ElectionMsg::Heartbeat { term, leader, hb, members } => {
+                ElectionMsg::Heartbeat {
+                    term,
+                    leader,
+                    hb,
+                    members,
+                } => {
                     state.ctx.metrics.heartbeats_received.inc();
-                    Input::Heartbeat { term, leader, hb, members, applied_seq: state.ctx.applied_seq() }
+                    Input::Heartbeat {
+                        term,
+                        leader,
+                        hb,
+                        members,
+                        applied_seq: state.ctx.applied_seq(),
+                    }
                 }
                 ElectionMsg::VoteRequest(r) => Input::VoteRequest(r),
                 ElectionMsg::VoteReply(r) => Input::VoteReply(r),
@@ -105,7 +142,9 @@ impl Actor for ElectionActor {
                     Input::Ack(ack)
                 }
                 ElectionMsg::AckConfirm(c) => Input::AckConfirm(c),
-                ElectionMsg::AckNow => Input::AckNow { applied_seq: state.ctx.applied_seq() },
+                ElectionMsg::AckNow => Input::AckNow {
+                    applied_seq: state.ctx.applied_seq(),
+                },
                 ElectionMsg::TimeoutNow(t) => Input::TimeoutNow(t),
                 ElectionMsg::Membership(m) => Input::Membership(m),
                 // A later leader raised the fence: our term is over.
@@ -142,7 +181,10 @@ async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option
     for out in outs {
         match out {
             Output::BroadcastHeartbeat { term, hb, members } => {
-                cast_to(&ctx.names.heartbeat, HeartbeatMsg::Publish { term, hb, members });
+                cast_to(
+                    &ctx.names.heartbeat,
+                    HeartbeatMsg::Publish { term, hb, members },
+                );
             }
             Output::SendAck { to, mut ack } => {
                 ack.applied_seq = ctx.applied_seq();
@@ -150,7 +192,10 @@ async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option
                 let election = ctx.names.election.clone();
                 let timeout = ctx.cfg.heartbeat * 3;
                 tokio::spawn(async move {
-                    match net.request::<_, AckConfirm>(net.subjects().ack(&to), &ack, timeout).await {
+                    match net
+                        .request::<_, AckConfirm>(net.subjects().ack(&to), &ack, timeout)
+                        .await
+                    {
                         Ok(confirm) => {
                             cast_to(&election, ElectionMsg::AckConfirm(confirm));
                         }
@@ -182,16 +227,30 @@ async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option
             Output::RoleChanged { role, term, leader } => {
                 role_changed(state, role, term, leader).await;
             }
-            Output::Candidacy { state: cstate, pre_vote, term } => {
+            Output::Candidacy {
+                state: cstate,
+                pre_vote,
+                term,
+            } => {
                 if cstate == CandidacyState::Started && pre_vote {
                     ctx.metrics.elections_started.inc();
                 }
                 tracing::info!(?cstate, pre_vote, term, "candidacy");
-                ctx.net.event(term, EventKind::Candidacy { state: cstate, pre_vote }).await;
+                ctx.net
+                    .event(
+                        term,
+                        EventKind::Candidacy {
+                            state: cstate,
+                            pre_vote,
+                        },
+                    )
+                    .await;
             }
             Output::Reachability { peer, reachable } => {
                 tracing::info!(%peer, reachable, "follower reachability changed");
-                ctx.net.event(state.core.term(), EventKind::Reachable { peer, reachable }).await;
+                ctx.net
+                    .event(state.core.term(), EventKind::Reachable { peer, reachable })
+                    .await;
             }
         }
     }
@@ -220,13 +279,30 @@ async fn role_changed(state: &mut ElectionState, role: Role, term: u64, leader: 
         }
         Role::Follower => {
             tracing::info!(term, leader = ?leader, "follower");
-            ctx.net.event(term, EventKind::Follower { leader: leader.clone() }).await;
+            ctx.net
+                .event(
+                    term,
+                    EventKind::Follower {
+                        leader: leader.clone(),
+                    },
+                )
+                .await;
         }
         Role::PreCandidate | Role::Candidate => {}
     }
     cast_to(&ctx.names.store, StoreMsg::RoleChanged { role, term });
-    cast_to(&ctx.names.heartbeat, HeartbeatMsg::RoleChanged { role, term, leader: leader.clone() });
-    cast_to(&ctx.names.cache, CacheMsg::RoleChanged { role, term, leader });
+    cast_to(
+        &ctx.names.heartbeat,
+        HeartbeatMsg::RoleChanged {
+            role,
+            term,
+            leader: leader.clone(),
+        },
+    );
+    cast_to(
+        &ctx.names.cache,
+        CacheMsg::RoleChanged { role, term, leader },
+    );
 }
 
 /// Publishes the node's view for the other actors (only when it changed).
@@ -234,7 +310,10 @@ fn publish_view(state: &ElectionState) {
     let now = state.ctx.now();
     let core = &state.core;
     let ready = core.role() != Role::Leader || state.ctx.leader_ready().is_some();
-    let lease_until = core.read_lease_until(now).filter(|_| ready).map(|d| state.instant(d));
+    let lease_until = core
+        .read_lease_until(now)
+        .filter(|_| ready)
+        .map(|d| state.instant(d));
     let followers = if core.role() == Role::Leader {
         core.followers()
             .map(|f| FollowerProgress {

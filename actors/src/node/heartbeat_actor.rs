@@ -17,6 +17,7 @@ use instaface_bus::graph::{ErrorBody, ErrorCode, WriteOutcome};
 use instaface_bus::messages::{EventKind, Heartbeat, Invalidate, InvalidationEntry, Role};
 use instaface_bus::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument;
 
 use super::cache_actor::CacheMsg;
 use super::config::InvalidationMode;
@@ -31,16 +32,34 @@ const COVER_TICK: Duration = Duration::from_millis(5);
 
 pub enum HeartbeatMsg {
     /// Leader: the election core's heartbeat is due.
-    Publish { term: u64, hb: u64, members: Vec<NodeId> },
+    Publish {
+        term: u64,
+        hb: u64,
+        members: Vec<NodeId>,
+    },
     /// Follower: a heartbeat from a leader.
     Received(Heartbeat),
     /// Follower: an invalidation broadcast.
     Invalidate(Invalidate),
-    RoleChanged { role: Role, term: u64, leader: Option<NodeId> },
+    RoleChanged {
+        role: Role,
+        term: u64,
+        leader: Option<NodeId>,
+    },
     /// Leader: the outbox as loaded from MySQL on taking office.
-    OutboxLoaded { term: u64, latest: u64, entries: Vec<InvalidationEntry> },
+    OutboxLoaded {
+        term: u64,
+        latest: u64,
+        entries: Vec<InvalidationEntry>,
+    },
     /// Leader: a write committed; answer `reply` once its invalidation is covered.
-    Committed { term: u64, outcome: WriteOutcome, keys: Vec<String>, op: &'static str, reply: RpcReplyPort<Result<WriteOutcome, ErrorBody>> },
+    Committed {
+        term: u64,
+        outcome: WriteOutcome,
+        keys: Vec<String>,
+        op: &'static str,
+        reply: RpcReplyPort<Result<WriteOutcome, ErrorBody>>,
+    },
     /// Check pending writes against the followers' progress.
     CheckCovered,
     /// Test hook: stop (or resume) sending invalidations, broadcast and in heartbeats.
@@ -79,7 +98,11 @@ impl Actor for HeartbeatActor {
     type State = HeartbeatState;
     type Arguments = NodeContext;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, ctx: NodeContext) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: NodeContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(COVER_TICK, || HeartbeatMsg::CheckCovered);
         let view = ctx.view.borrow().clone();
         Ok(HeartbeatState {
@@ -96,145 +119,257 @@ impl Actor for HeartbeatActor {
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        match msg {
-            HeartbeatMsg::Publish { term, hb, members } => {
-                if state.role != Role::Leader || term != state.term {
-                    return Ok(());
-                }
-                let heartbeat = Heartbeat {
-                    term,
-                    leader: state.ctx.cfg.id.clone(),
-                    seq: if state.hold { state.floor } else { state.seq },
-                    floor: state.floor,
-                    invalidations: if state.hold { Vec::new() } else { state.window.iter().cloned().collect() },
-                    hb,
-                    members,
-                };
-                state.ctx.metrics.heartbeats_sent.inc();
-                if let Err(e) = state.ctx.net.send(state.ctx.net.subjects().heartbeat(), &heartbeat).await {
-                    tracing::debug!(error = %e, "heartbeat not published");
-                }
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!("heartbeat", node = %state.ctx.cfg.id, term = state.term);
+        on_message(myself, msg, state).instrument(span).await
+    }
+}
+
+async fn on_message(
+    _myself: ActorRef<HeartbeatMsg>,
+    msg: HeartbeatMsg,
+    state: &mut HeartbeatState,
+) -> Result<(), ActorProcessingErr> {
+    match msg {
+        HeartbeatMsg::Publish { term, hb, members } => {
+            if state.role != Role::Leader || term != state.term {
+                return Ok(());
             }
-            HeartbeatMsg::Received(hb) => {
-                let applied = apply_at_cache(&state.ctx, CacheApply::Window {
+            let heartbeat = Heartbeat {
+                term,
+                leader: state.ctx.cfg.id.clone(),
+                seq: if state.hold { state.floor } else { state.seq },
+                floor: state.floor,
+                invalidations: if state.hold {
+                    Vec::new()
+                } else {
+                    state.window.iter().cloned().collect()
+                },
+                hb,
+                members,
+            };
+            state.ctx.metrics.heartbeats_sent.inc();
+            if let Err(e) = state
+                .ctx
+                .net
+                .send(state.ctx.net.subjects().heartbeat(), &heartbeat)
+                .await
+            {
+                tracing::debug!(error = %e, "heartbeat not published");
+            }
+        }
+        HeartbeatMsg::Received(hb) => {
+            let applied = apply_at_cache(
+                &state.ctx,
+                CacheApply::Window {
                     floor: hb.floor,
                     seq: hb.seq,
                     entries: hb.invalidations,
-                })
-                .await;
-                if applied.is_some() {
-                    cast_to(
-                        &state.ctx.names.election,
-                        ElectionMsg::Heartbeat { term: hb.term, leader: hb.leader, hb: hb.hb, members: hb.members },
-                    );
-                }
+                },
+            )
+            .await;
+            if applied.is_some() {
+                cast_to(
+                    &state.ctx.names.election,
+                    ElectionMsg::Heartbeat {
+                        term: hb.term,
+                        leader: hb.leader,
+                        hb: hb.hb,
+                        members: hb.members,
+                    },
+                );
             }
-            HeartbeatMsg::Invalidate(inv) => {
-                if state.role == Role::Leader {
-                    return Ok(());
-                }
-                let applied =
-                    apply_at_cache(&state.ctx, CacheApply::One { prev_seq: inv.prev_seq, seq: inv.seq, keys: inv.keys }).await;
-                if applied.is_some() {
-                    cast_to(&state.ctx.names.election, ElectionMsg::AckNow);
-                }
+        }
+        HeartbeatMsg::Invalidate(inv) => {
+            if state.role == Role::Leader {
+                return Ok(());
             }
-            HeartbeatMsg::RoleChanged { role, term, .. } => {
-                if role != state.role || term != state.term {
-                    // Writes still waiting belong to a term that is over: their outcome is
-                    // committed but unconfirmed, which the client must hear as such.
-                    for p in state.pending.drain(..) {
-                        let _ = p.reply.send(Err(ErrorBody::new(
+            let applied = apply_at_cache(
+                &state.ctx,
+                CacheApply::One {
+                    prev_seq: inv.prev_seq,
+                    seq: inv.seq,
+                    keys: inv.keys,
+                },
+            )
+            .await;
+            if applied.is_some() {
+                cast_to(&state.ctx.names.election, ElectionMsg::AckNow);
+            }
+        }
+        HeartbeatMsg::RoleChanged { role, term, .. } => {
+            if role != state.role || term != state.term {
+                // Writes still waiting belong to a term that is over: their outcome is
+                // committed but unconfirmed, which the client must hear as such.
+                for p in state.pending.drain(..) {
+                    let _ = p.reply.send(Err(ErrorBody::new(
                             ErrorCode::Unavailable,
                             format!(
                                 "write committed as seq {} but leadership changed before its invalidation was confirmed; it will be applied",
                                 p.seq
                             ),
                         )));
-                    }
-                    state.loaded = false;
-                    state.window.clear();
-                    state.ctx.ready_seq.store(super::NOT_READY, std::sync::atomic::Ordering::SeqCst);
                 }
-                state.role = role;
-                state.term = term;
+                state.loaded = false;
+                state.window.clear();
+                state
+                    .ctx
+                    .ready_seq
+                    .store(super::NOT_READY, std::sync::atomic::Ordering::SeqCst);
             }
-            HeartbeatMsg::OutboxLoaded { term, latest, entries } => {
-                if term != state.term || state.role != Role::Leader {
-                    return Ok(());
+            state.role = role;
+            state.term = term;
+        }
+        HeartbeatMsg::OutboxLoaded {
+            term,
+            latest,
+            entries,
+        } => {
+            if term != state.term || state.role != Role::Leader {
+                return Ok(());
+            }
+            state.floor = entries
+                .first()
+                .map(|e| e.seq.saturating_sub(1))
+                .unwrap_or(latest);
+            state.window = entries.into_iter().collect();
+            while state.window.len() > WINDOW_MAX {
+                if let Some(e) = state.window.pop_front() {
+                    state.floor = e.seq;
                 }
-                state.floor = entries.first().map(|e| e.seq.saturating_sub(1)).unwrap_or(latest);
-                state.window = entries.into_iter().collect();
-                while state.window.len() > WINDOW_MAX {
-                    if let Some(e) = state.window.pop_front() {
-                        state.floor = e.seq;
-                    }
+            }
+            state.seq = latest;
+            state.pruned_through = state.floor;
+            // This node's own cache, filled while it followed, may miss what it
+            // replays now: apply the retained window to it like any follower would.
+            let applied = apply_at_cache(
+                &state.ctx,
+                CacheApply::Window {
+                    floor: state.floor,
+                    seq: latest,
+                    entries: state.window.iter().cloned().collect(),
+                },
+            )
+            .await;
+            if applied.is_none_or(|a| a < latest) {
+                tracing::warn!(
+                    ?applied,
+                    latest,
+                    "own cache could not catch up; not serving yet"
+                );
+                return Ok(());
+            }
+            state.loaded = true;
+            state
+                .ctx
+                .ready_seq
+                .store(latest, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(
+                term,
+                latest,
+                retained = state.window.len(),
+                "outbox loaded; replaying it in heartbeats"
+            );
+        }
+        HeartbeatMsg::Committed {
+            term,
+            outcome,
+            keys,
+            op,
+            reply,
+        } => {
+            if term != state.term || state.role != Role::Leader {
+                let _ = reply.send(Err(ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "write committed as seq {} but this node stopped leading",
+                        outcome.seq
+                    ),
+                )));
+                return Ok(());
+            }
+            let prev_seq = state.seq;
+            let seq = outcome.seq;
+            state.seq = seq.max(state.seq);
+            state.window.push_back(InvalidationEntry {
+                seq,
+                keys: keys.clone(),
+            });
+            while state.window.len() > WINDOW_MAX {
+                if let Some(e) = state.window.pop_front() {
+                    state.floor = e.seq;
                 }
-                state.seq = latest;
-                state.pruned_through = state.floor;
-                // This node's own cache, filled while it followed, may miss what it
-                // replays now: apply the retained window to it like any follower would.
-                let applied = apply_at_cache(
-                    &state.ctx,
-                    CacheApply::Window { floor: state.floor, seq: latest, entries: state.window.iter().cloned().collect() },
+            }
+            // Own cache first, then the followers.
+            apply_at_cache(
+                &state.ctx,
+                CacheApply::Own {
+                    seq,
+                    keys: keys.clone(),
+                },
+            )
+            .await;
+            let inv = Invalidate {
+                term,
+                leader: state.ctx.cfg.id.clone(),
+                seq,
+                prev_seq,
+                keys: keys.clone(),
+            };
+            if state.hold {
+                tracing::warn!(seq, "test hook: invalidation held back");
+            } else if let Err(e) = state
+                .ctx
+                .net
+                .send(state.ctx.net.subjects().invalidate(), &inv)
+                .await
+            {
+                tracing::debug!(error = %e, "invalidation not broadcast; heartbeats carry it");
+            }
+            state
+                .ctx
+                .net
+                .event(
+                    term,
+                    EventKind::Write {
+                        seq,
+                        op: op.to_string(),
+                        keys,
+                    },
                 )
                 .await;
-                if applied.is_none_or(|a| a < latest) {
-                    tracing::warn!(?applied, latest, "own cache could not catch up; not serving yet");
-                    return Ok(());
-                }
-                state.loaded = true;
-                state.ctx.ready_seq.store(latest, std::sync::atomic::Ordering::SeqCst);
-                tracing::info!(term, latest, retained = state.window.len(), "outbox loaded; replaying it in heartbeats");
-            }
-            HeartbeatMsg::Committed { term, outcome, keys, op, reply } => {
-                if term != state.term || state.role != Role::Leader {
-                    let _ = reply.send(Err(ErrorBody::new(
-                        ErrorCode::Unavailable,
-                        format!("write committed as seq {} but this node stopped leading", outcome.seq),
-                    )));
-                    return Ok(());
-                }
-                let prev_seq = state.seq;
-                let seq = outcome.seq;
-                state.seq = seq.max(state.seq);
-                state.window.push_back(InvalidationEntry { seq, keys: keys.clone() });
-                while state.window.len() > WINDOW_MAX {
-                    if let Some(e) = state.window.pop_front() {
-                        state.floor = e.seq;
-                    }
-                }
-                // Own cache first, then the followers.
-                apply_at_cache(&state.ctx, CacheApply::Own { seq, keys: keys.clone() }).await;
-                let inv = Invalidate { term, leader: state.ctx.cfg.id.clone(), seq, prev_seq, keys: keys.clone() };
-                if state.hold {
-                    tracing::warn!(seq, "test hook: invalidation held back");
-                } else if let Err(e) = state.ctx.net.send(state.ctx.net.subjects().invalidate(), &inv).await {
-                    tracing::debug!(error = %e, "invalidation not broadcast; heartbeats carry it");
-                }
-                state.ctx.net.event(term, EventKind::Write { seq, op: op.to_string(), keys }).await;
-                let pending = PendingWrite { seq, outcome, reply, since: Instant::now() };
-                match state.ctx.cfg.invalidation {
-                    InvalidationMode::Async => answer(&state.ctx, pending),
-                    InvalidationMode::Lease => state.pending.push_back(pending),
-                }
-            }
-            HeartbeatMsg::Hold(on) => {
-                state.hold = on;
-            }
-            HeartbeatMsg::CheckCovered => {
-                if state.role == Role::Leader {
-                    check_covered(state).await;
-                }
+            let pending = PendingWrite {
+                seq,
+                outcome,
+                reply,
+                since: Instant::now(),
+            };
+            match state.ctx.cfg.invalidation {
+                InvalidationMode::Async => answer(&state.ctx, pending),
+                InvalidationMode::Lease => state.pending.push_back(pending),
             }
         }
-        Ok(())
+        HeartbeatMsg::Hold(on) => {
+            state.hold = on;
+        }
+        HeartbeatMsg::CheckCovered => {
+            if state.role == Role::Leader {
+                check_covered(state).await;
+            }
+        }
     }
+    Ok(())
 }
 
 fn answer(ctx: &NodeContext, p: PendingWrite) {
-    ctx.metrics.write_seconds.observe(p.since.elapsed().as_secs_f64());
+    ctx.metrics
+        .write_seconds
+        .observe(p.since.elapsed().as_secs_f64());
     let _ = p.reply.send(Ok(p.outcome));
 }
 
@@ -248,18 +383,38 @@ async fn check_covered(state: &mut HeartbeatState) {
     let me = &state.ctx.cfg.id;
     let others: Vec<_> = view.followers.iter().filter(|f| &f.id != me).collect();
     while let Some(p) = state.pending.front() {
-        let covered = others.iter().all(|f| f.applied_seq >= p.seq || now >= f.lease_bound);
+        let covered = others
+            .iter()
+            .all(|f| f.applied_seq >= p.seq || now >= f.lease_bound);
         if !covered {
             break;
         }
         if let Some(p) = state.pending.pop_front() {
-            let acked_by = others.iter().filter(|f| f.applied_seq >= p.seq).map(|f| f.id.clone()).collect();
-            state.ctx.net.event(state.term, EventKind::Invalidation { seq: p.seq, acked_by }).await;
+            let acked_by = others
+                .iter()
+                .filter(|f| f.applied_seq >= p.seq)
+                .map(|f| f.id.clone())
+                .collect();
+            state
+                .ctx
+                .net
+                .event(
+                    state.term,
+                    EventKind::Invalidation {
+                        seq: p.seq,
+                        acked_by,
+                    },
+                )
+                .await;
             answer(&state.ctx, p);
         }
     }
     // Every member (each follower that acked, and this leader) applied up to `min`.
-    let min_applied = others.iter().map(|f| f.applied_seq).min().unwrap_or(state.seq);
+    let min_applied = others
+        .iter()
+        .map(|f| f.applied_seq)
+        .min()
+        .unwrap_or(state.seq);
     let all_applied = min_applied.min(state.seq);
     while state.window.front().is_some_and(|e| e.seq <= all_applied) {
         if let Some(e) = state.window.pop_front() {
@@ -269,16 +424,27 @@ async fn check_covered(state: &mut HeartbeatState) {
     let prune_to = state.floor;
     if state.loaded && prune_to > state.pruned_through {
         state.pruned_through = prune_to;
-        cast_to(&state.ctx.names.store, StoreMsg::PruneOutbox { through: prune_to });
+        cast_to(
+            &state.ctx.names.store,
+            StoreMsg::PruneOutbox { through: prune_to },
+        );
     }
 }
 
 /// What a cache is asked to apply.
 pub enum CacheApply {
     /// A heartbeat's window: every invalidation with `seq > floor`, up to `seq`.
-    Window { floor: u64, seq: u64, entries: Vec<InvalidationEntry> },
+    Window {
+        floor: u64,
+        seq: u64,
+        entries: Vec<InvalidationEntry>,
+    },
     /// One broadcast invalidation that follows `prev_seq`.
-    One { prev_seq: u64, seq: u64, keys: Vec<String> },
+    One {
+        prev_seq: u64,
+        seq: u64,
+        keys: Vec<String>,
+    },
     /// The leader's own write.
     Own { seq: u64, keys: Vec<String> },
 }
@@ -287,7 +453,13 @@ pub enum CacheApply {
 /// (`None` if the cache actor is not running).
 async fn apply_at_cache(ctx: &NodeContext, apply: CacheApply) -> Option<u64> {
     let cache = lookup::<CacheMsg>(&ctx.names.cache)?;
-    match cache.call(|reply| CacheMsg::Apply(apply, reply), Some(Duration::from_secs(2))).await {
+    match cache
+        .call(
+            |reply| CacheMsg::Apply(apply, reply),
+            Some(Duration::from_secs(2)),
+        )
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(seq)) => Some(seq),
         _ => None,
     }

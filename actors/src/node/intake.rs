@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use instaface_bus::codec::DecodeLog;
-use instaface_bus::messages::{Ack, EventKind, Heartbeat, Invalidate, TimeoutNow, Unplug, VoteReply, VoteRequest};
+use instaface_bus::messages::{
+    Ack, EventKind, Heartbeat, Invalidate, TimeoutNow, Unplug, VoteReply, VoteRequest,
+};
 use instaface_bus::Incoming;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -24,7 +26,12 @@ enum Kind {
 }
 
 /// Subscribes to `subject` and calls `route` for every decodable message.
-async fn spawn_intake<T, F>(ctx: &NodeContext, subject: String, kind: Kind, mut route: F) -> anyhow::Result<JoinHandle<()>>
+async fn spawn_intake<T, F>(
+    ctx: &NodeContext,
+    subject: String,
+    kind: Kind,
+    mut route: F,
+) -> anyhow::Result<JoinHandle<()>>
 where
     T: DeserializeOwned + Send + 'static,
     F: FnMut(&NodeContext, T, Option<String>) + Send + 'static,
@@ -33,7 +40,12 @@ where
     let ctx = ctx.clone();
     Ok(tokio::spawn(async move {
         let mut decode_log = DecodeLog::default();
-        while let Some(Incoming { subject, reply, payload }) = sub.next().await {
+        while let Some(Incoming {
+            subject,
+            reply,
+            payload,
+        }) = sub.next().await
+        {
             if kind == Kind::Internal && ctx.net.unplugged() {
                 ctx.net.dropped("unplugged_in");
                 continue;
@@ -103,16 +115,28 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     );
     let id = me.clone();
     tasks.push(
-        spawn_intake::<Unplug, _>(ctx, s.control_unplug(), Kind::Control, move |ctx, cmd, _| {
-            if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged) {
-                tracing::warn!(unplugged = cmd.unplugged, "unplug switch flipped");
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let term = ctx.view.borrow().term;
-                    ctx.net.event(term, EventKind::Unplugged { unplugged: cmd.unplugged }).await;
-                });
-            }
-        })
+        spawn_intake::<Unplug, _>(
+            ctx,
+            s.control_unplug(),
+            Kind::Control,
+            move |ctx, cmd, _| {
+                if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged) {
+                    tracing::warn!(unplugged = cmd.unplugged, "unplug switch flipped");
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let term = ctx.view.borrow().term;
+                        ctx.net
+                            .event(
+                                term,
+                                EventKind::Unplugged {
+                                    unplugged: cmd.unplugged,
+                                },
+                            )
+                            .await;
+                    });
+                }
+            },
+        )
         .await?,
     );
     if ctx.cfg.test_hooks {
@@ -134,7 +158,12 @@ async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
     let ctx = ctx.clone();
     Ok(tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
-            let hook = msg.subject.rsplit('.').next().unwrap_or_default().to_string();
+            let hook = msg
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             let text: Option<String> = instaface_bus::decode(&msg.payload).ok();
             let number: Option<u64> = instaface_bus::decode(&msg.payload).ok();
             tracing::warn!(%hook, ?text, ?number, "test hook");
@@ -149,7 +178,10 @@ async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
                     cast_to(&ctx.names.heartbeat, HeartbeatMsg::Hold(on != 0));
                 }
                 ("stall", _, Some(ms)) => {
-                    cast_to(&ctx.names.store, super::store_actor::StoreMsg::Stall(Duration::from_millis(ms)));
+                    cast_to(
+                        &ctx.names.store,
+                        super::store_actor::StoreMsg::Stall(Duration::from_millis(ms)),
+                    );
                 }
                 _ => tracing::warn!(%hook, "unknown test hook"),
             }

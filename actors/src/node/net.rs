@@ -25,7 +25,12 @@ pub struct Net {
 
 impl Net {
     pub fn new(bus: Bus, node: NodeId, metrics: Metrics) -> Net {
-        Net { bus, node, unplugged: Arc::new(AtomicBool::new(false)), metrics }
+        Net {
+            bus,
+            node,
+            unplugged: Arc::new(AtomicBool::new(false)),
+            metrics,
+        }
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -53,11 +58,18 @@ impl Net {
 
     /// Counts a message dropped because the node is unplugged (or for another `reason`).
     pub fn dropped(&self, reason: &str) {
-        self.metrics.dropped_messages.with_label_values(&[reason]).inc();
+        self.metrics
+            .dropped_messages
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// Publishes a cluster-internal message, unless unplugged.
-    pub async fn send<T: Serialize + ?Sized>(&self, subject: String, msg: &T) -> Result<(), BusError> {
+    pub async fn send<T: Serialize + ?Sized>(
+        &self,
+        subject: String,
+        msg: &T,
+    ) -> Result<(), BusError> {
         if self.unplugged() {
             self.dropped("unplugged_out");
             return Ok(());
@@ -74,13 +86,19 @@ impl Net {
     ) -> Result<R, BusError> {
         if self.unplugged() {
             self.dropped("unplugged_out");
-            return Err(BusError::Timeout { subject, timeout: Duration::ZERO });
+            return Err(BusError::Timeout {
+                subject,
+                timeout: Duration::ZERO,
+            });
         }
         let reply = self.bus.request(subject, msg, timeout).await?;
         if self.unplugged() {
             // Unplugged while the request was out: the answer is dropped like any input.
             self.dropped("unplugged_in");
-            return Err(BusError::Timeout { subject: "<unplugged>".into(), timeout });
+            return Err(BusError::Timeout {
+                subject: "<unplugged>".into(),
+                timeout,
+            });
         }
         Ok(reply)
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use instaface_bus::codec::DecodeLog;
 use instaface_bus::graph::{
-    CacheKey, CacheValue, Consistency, ErrorBody, ErrorCode, FillReply, FillRequest, ReadQuery, ReadRequest, ReadResult,
-    Reply, WriteOutcome, WriteRequest,
+    CacheKey, CacheValue, Consistency, ErrorBody, ErrorCode, FillReply, FillRequest, ReadQuery,
+    ReadRequest, ReadResult, Reply, WriteOutcome, WriteRequest,
 };
 use instaface_bus::messages::Role;
 use instaface_bus::subjects::READERS_GROUP;
@@ -42,9 +42,27 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let s = ctx.net.subjects().clone();
     let me = ctx.cfg.id.clone();
     let mut tasks = Vec::new();
-    tasks.push(serve::<ReadRequest, ReadResult, _, _>(ctx, s.read_at(&me), true, |ctx, req| async move { read(&ctx, req).await }).await?);
-    tasks.push(serve::<WriteRequest, WriteOutcome, _, _>(ctx, s.write(&me), false, |ctx, req| async move { write(&ctx, req).await }).await?);
-    tasks.push(serve::<FillRequest, FillReply, _, _>(ctx, s.fill(&me), true, |ctx, req| async move { fill(&ctx, req).await }).await?);
+    tasks.push(
+        serve::<ReadRequest, ReadResult, _, _>(ctx, s.read_at(&me), true, |ctx, req| async move {
+            read(&ctx, req).await
+        })
+        .await?,
+    );
+    tasks.push(
+        serve::<WriteRequest, WriteOutcome, _, _>(
+            ctx,
+            s.write(&me),
+            false,
+            |ctx, req| async move { write(&ctx, req).await },
+        )
+        .await?,
+    );
+    tasks.push(
+        serve::<FillRequest, FillReply, _, _>(ctx, s.fill(&me), true, |ctx, req| async move {
+            fill(&ctx, req).await
+        })
+        .await?,
+    );
     tasks.push(spawn_readers_group(ctx));
     Ok(tasks)
 }
@@ -52,7 +70,12 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
 /// Subscribes to `subject` and answers each request in a task with `handler`'s [`Reply`].
 /// `internal` requests are dropped while unplugged (a client's write is not internal, but
 /// an unplugged node cannot commit it either: it answers with an error instead).
-async fn serve<Req, Res, F, Fut>(ctx: &NodeContext, subject: String, internal: bool, handler: F) -> anyhow::Result<JoinHandle<()>>
+async fn serve<Req, Res, F, Fut>(
+    ctx: &NodeContext,
+    subject: String,
+    internal: bool,
+    handler: F,
+) -> anyhow::Result<JoinHandle<()>>
 where
     Req: DeserializeOwned + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
@@ -60,18 +83,32 @@ where
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     let sub = ctx.net.bus().subscribe::<Req>(subject).await?;
-    Ok(tokio::spawn(answer_all(ctx.clone(), sub, internal, handler)))
+    Ok(tokio::spawn(answer_all(
+        ctx.clone(),
+        sub,
+        internal,
+        handler,
+    )))
 }
 
-async fn answer_all<Req, Res, F, Fut>(ctx: NodeContext, mut sub: instaface_bus::client::Subscription<Req>, internal: bool, handler: F)
-where
+async fn answer_all<Req, Res, F, Fut>(
+    ctx: NodeContext,
+    mut sub: instaface_bus::client::Subscription<Req>,
+    internal: bool,
+    handler: F,
+) where
     Req: DeserializeOwned + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
     F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     let mut decode_log = DecodeLog::default();
-    while let Some(Incoming { subject, reply, payload }) = sub.next().await {
+    while let Some(Incoming {
+        subject,
+        reply,
+        payload,
+    }) = sub.next().await
+    {
         if internal && ctx.net.unplugged() {
             ctx.net.dropped("unplugged_in");
             continue;
@@ -108,16 +145,28 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
         loop {
             let should = {
                 let view = view_rx.borrow_and_update();
-                view.role == Role::Follower && view.lease_holds(Instant::now()) && !ctx.net.unplugged()
+                view.role == Role::Follower
+                    && view.lease_holds(Instant::now())
+                    && !ctx.net.unplugged()
             };
             match (should, serving.is_some()) {
                 (true, false) => {
                     let subject = ctx.net.subjects().graph_read();
-                    match ctx.net.bus().queue_subscribe::<ReadRequest>(subject, READERS_GROUP).await {
+                    match ctx
+                        .net
+                        .bus()
+                        .queue_subscribe::<ReadRequest>(subject, READERS_GROUP)
+                        .await
+                    {
                         Ok(sub) => {
                             tracing::info!("read lease held: joined the readers group");
                             let c = ctx.clone();
-                            serving = Some(tokio::spawn(answer_all(c, sub, true, |ctx, req| async move { read(&ctx, req).await })));
+                            serving = Some(tokio::spawn(answer_all(
+                                c,
+                                sub,
+                                true,
+                                |ctx, req| async move { read(&ctx, req).await },
+                            )));
                         }
                         Err(e) => tracing::warn!(error = %e, "could not join the readers group"),
                     }
@@ -138,15 +187,28 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
 }
 
 /// Values for `keys` from the cache actor (which fills misses).
-async fn cache_get(ctx: &NodeContext, keys: Vec<CacheKey>) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
+async fn cache_get(
+    ctx: &NodeContext,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let cache = lookup::<CacheMsg>(&ctx.names.cache).ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
-    match cache.call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT)).await {
+    let cache = lookup::<CacheMsg>(&ctx.names.cache)
+        .ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
+    match cache
+        .call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT))
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(err(ErrorCode::Unavailable, "the cache did not answer in time")),
-        Err(e) => Err(err(ErrorCode::Unavailable, format!("the cache is unavailable: {e}"))),
+        Ok(_) => Err(err(
+            ErrorCode::Unavailable,
+            "the cache did not answer in time",
+        )),
+        Err(e) => Err(err(
+            ErrorCode::Unavailable,
+            format!("the cache is unavailable: {e}"),
+        )),
     }
 }
 
@@ -156,16 +218,26 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     let started = Instant::now();
     let view = ctx.view.borrow().clone();
     if !view.lease_holds(started) || ctx.net.unplugged() {
-        return Err(err(ErrorCode::Unavailable, format!("{} holds no read lease", ctx.cfg.id)));
+        return Err(err(
+            ErrorCode::Unavailable,
+            format!("{} holds no read lease", ctx.cfg.id),
+        ));
     }
     match req.consistency {
         Consistency::Strong if view.role != Role::Leader => {
-            return Err(err(ErrorCode::NotLeader, format!("strong reads go to the leader ({:?})", view.leader)));
+            return Err(err(
+                ErrorCode::NotLeader,
+                format!("strong reads go to the leader ({:?})", view.leader),
+            ));
         }
         Consistency::MinSeq { min_seq } if ctx.applied_seq() < min_seq => {
             return Err(err(
                 ErrorCode::Unavailable,
-                format!("{} has applied seq {} < min_seq {min_seq}", ctx.cfg.id, ctx.applied_seq()),
+                format!(
+                    "{} has applied seq {} < min_seq {min_seq}",
+                    ctx.cfg.id,
+                    ctx.applied_seq()
+                ),
             ));
         }
         _ => {}
@@ -179,11 +251,18 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     };
     let result = run_query(ctx, req.query, &view).await;
     ctx.metrics.reads.with_label_values(&[kind]).inc();
-    ctx.metrics.read_seconds.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .read_seconds
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &super::view::ClusterView) -> Result<ReadResult, ErrorBody> {
+async fn run_query(
+    ctx: &NodeContext,
+    query: ReadQuery,
+    view: &super::view::ClusterView,
+) -> Result<ReadResult, ErrorBody> {
+    let started = Instant::now();
     match query {
         ReadQuery::Entities { ids } => {
             if ids.len() > 1000 {
@@ -200,30 +279,54 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &super::view::Clus
                 .collect();
             Ok(ReadResult::Entities { entities })
         }
-        ReadQuery::Assocs { from, atype, limit, offset } => {
-            let key = CacheKey::Assocs { from, atype: atype.clone() };
+        ReadQuery::Assocs {
+            from,
+            atype,
+            limit,
+            offset,
+        } => {
+            let key = CacheKey::Assocs {
+                from,
+                atype: atype.clone(),
+            };
             let values = cache_get(ctx, vec![key]).await?;
             match values.into_iter().next() {
-                Some((_, CacheValue::Assocs { count, items, complete })) => {
+                Some((
+                    _,
+                    CacheValue::Assocs {
+                        count,
+                        items,
+                        complete,
+                    },
+                )) => {
                     let end = offset.saturating_add(limit) as usize;
                     if complete || end <= items.len() {
-                        let items = items.into_iter().skip(offset as usize).take(limit as usize).collect();
+                        let items = items
+                            .into_iter()
+                            .skip(offset as usize)
+                            .take(limit as usize)
+                            .collect();
                         Ok(ReadResult::Assocs { count, items })
                     } else {
                         beyond_window(ctx, view, from, atype, limit, offset).await
                     }
                 }
-                _ => Err(err(ErrorCode::Internal, "the cache returned no association list")),
+                _ => Err(err(
+                    ErrorCode::Internal,
+                    "the cache returned no association list",
+                )),
             }
         }
         ReadQuery::Query { entities, template } => {
-            let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
+            let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize)
+                .map_err(query_err)?;
             while let Some(keys) = plan.next_batch() {
                 let values = cache_get(ctx, keys).await?;
                 plan.feed(values).map_err(query_err)?;
             }
             let (entities, mut stats) = plan.finish().map_err(query_err)?;
             stats.node = ctx.cfg.id.clone();
+            stats.micros = started.elapsed().as_micros() as u64;
             Ok(ReadResult::Query { entities, stats })
         }
         ReadQuery::Timeline { user, limit } => {
@@ -237,9 +340,22 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &super::view::Clus
         }
         ReadQuery::Random { etype, count } => {
             if view.role == Role::Leader {
-                let store = lookup::<StoreMsg>(&ctx.names.store).ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
-                match store.call(|reply| StoreMsg::Random { etype, count: count.min(1000), reply }, Some(CACHE_TIMEOUT)).await {
-                    Ok(ractor::rpc::CallResult::Success(r)) => r.map(|ids| ReadResult::Random { ids }),
+                let store = lookup::<StoreMsg>(&ctx.names.store)
+                    .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
+                match store
+                    .call(
+                        |reply| StoreMsg::Random {
+                            etype,
+                            count: count.min(1000),
+                            reply,
+                        },
+                        Some(CACHE_TIMEOUT),
+                    )
+                    .await
+                {
+                    Ok(ractor::rpc::CallResult::Success(r)) => {
+                        r.map(|ids| ReadResult::Random { ids })
+                    }
                     _ => Err(err(ErrorCode::Unavailable, "the store did not answer")),
                 }
             } else {
@@ -259,23 +375,65 @@ async fn beyond_window(
     offset: u32,
 ) -> Result<ReadResult, ErrorBody> {
     if view.role == Role::Leader {
-        let store = lookup::<StoreMsg>(&ctx.names.store).ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
-        match store.call(|reply| StoreMsg::ListAssocs { from, atype, limit, offset, reply }, Some(CACHE_TIMEOUT)).await {
-            Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(count, items)| ReadResult::Assocs { count, items }),
+        let store = lookup::<StoreMsg>(&ctx.names.store)
+            .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
+        match store
+            .call(
+                |reply| StoreMsg::ListAssocs {
+                    from,
+                    atype,
+                    limit,
+                    offset,
+                    reply,
+                },
+                Some(CACHE_TIMEOUT),
+            )
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(r)) => {
+                r.map(|(count, items)| ReadResult::Assocs { count, items })
+            }
             _ => Err(err(ErrorCode::Unavailable, "the store did not answer")),
         }
     } else {
-        forward_to_leader(ctx, view, ReadQuery::Assocs { from, atype, limit, offset }).await
+        forward_to_leader(
+            ctx,
+            view,
+            ReadQuery::Assocs {
+                from,
+                atype,
+                limit,
+                offset,
+            },
+        )
+        .await
     }
 }
 
 /// Sends a read this follower cannot serve from its cache to the leader (strong).
-async fn forward_to_leader(ctx: &NodeContext, view: &super::view::ClusterView, query: ReadQuery) -> Result<ReadResult, ErrorBody> {
-    let leader = view.leader.clone().ok_or_else(|| err(ErrorCode::Unavailable, "no leader"))?;
-    let req = ReadRequest { consistency: Consistency::Strong, query };
-    match ctx.net.request::<_, Reply<ReadResult>>(ctx.net.subjects().read_at(&leader), &req, CACHE_TIMEOUT).await {
+async fn forward_to_leader(
+    ctx: &NodeContext,
+    view: &super::view::ClusterView,
+    query: ReadQuery,
+) -> Result<ReadResult, ErrorBody> {
+    let leader = view
+        .leader
+        .clone()
+        .ok_or_else(|| err(ErrorCode::Unavailable, "no leader"))?;
+    let req = ReadRequest {
+        consistency: Consistency::Strong,
+        query,
+    };
+    match ctx
+        .net
+        .request::<_, Reply<ReadResult>>(ctx.net.subjects().read_at(&leader), &req, CACHE_TIMEOUT)
+        .await
+    {
         Ok(reply) => reply.into(),
-        Err(e) => Err(err(ErrorCode::Unavailable, format!("forwarding to the leader failed: {e}"))),
+        Err(e) => Err(err(
+            ErrorCode::Unavailable,
+            format!("forwarding to the leader failed: {e}"),
+        )),
     }
 }
 
@@ -284,15 +442,31 @@ async fn forward_to_leader(ctx: &NodeContext, view: &super::view::ClusterView, q
 pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome, ErrorBody> {
     let view = ctx.view.borrow().clone();
     if view.role != Role::Leader || ctx.net.unplugged() {
-        return Err(err(ErrorCode::NotLeader, format!("{} is not the leader (leader: {:?})", ctx.cfg.id, view.leader)));
+        return Err(err(
+            ErrorCode::NotLeader,
+            format!(
+                "{} is not the leader (leader: {:?})",
+                ctx.cfg.id, view.leader
+            ),
+        ));
     }
-    let store = lookup::<StoreMsg>(&ctx.names.store).ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
+    let store = lookup::<StoreMsg>(&ctx.names.store)
+        .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
     // A lease-mode write waits at most one lease for a cut-off follower, once.
     let timeout = ctx.cfg.lease * 3 + Duration::from_secs(5);
-    match store.call(|reply| StoreMsg::Write { req, reply }, Some(timeout)).await {
+    match store
+        .call(|reply| StoreMsg::Write { req, reply }, Some(timeout))
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(err(ErrorCode::Unavailable, "the write's outcome is unknown (no answer in time)")),
-        Err(e) => Err(err(ErrorCode::Unavailable, format!("the store is unavailable: {e}"))),
+        Ok(_) => Err(err(
+            ErrorCode::Unavailable,
+            "the write's outcome is unknown (no answer in time)",
+        )),
+        Err(e) => Err(err(
+            ErrorCode::Unavailable,
+            format!("the store is unavailable: {e}"),
+        )),
     }
 }
 
@@ -307,5 +481,9 @@ pub async fn fill(ctx: &NodeContext, req: FillRequest) -> Result<FillReply, Erro
         return Err(err(ErrorCode::Invalid, "at most 10000 keys per fill"));
     }
     let values = cache_get(ctx, req.keys).await?;
-    Ok(FillReply { term: view.term, seq: ctx.applied_seq(), values: values.into_iter().map(|(_, v)| v).collect() })
+    Ok(FillReply {
+        term: view.term,
+        seq: ctx.applied_seq(),
+        values: values.into_iter().map(|(_, v)| v).collect(),
+    })
 }

@@ -6,9 +6,12 @@
 
 use std::time::Duration;
 
-use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, ErrorCode, WriteOutcome, WriteRequest};
+use instaface_bus::graph::{
+    Association, CacheKey, CacheValue, EntityId, ErrorBody, ErrorCode, WriteOutcome, WriteRequest,
+};
 use instaface_bus::messages::Role;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::Instrument;
 
 use super::election_actor::ElectionMsg;
 use super::heartbeat_actor::{HeartbeatMsg, WINDOW_MAX};
@@ -18,16 +21,40 @@ use crate::store::{GraphStore, StoreError};
 pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
 
 pub enum StoreMsg {
-    RoleChanged { role: Role, term: u64 },
+    RoleChanged {
+        role: Role,
+        term: u64,
+    },
     /// The pool for `term` is open (from the connect task).
-    Opened { term: u64, store: GraphStore },
-    Write { req: WriteRequest, reply: WriteReply },
+    Opened {
+        term: u64,
+        store: GraphStore,
+    },
+    Write {
+        req: WriteRequest,
+        reply: WriteReply,
+    },
     /// A fill: values for `keys` and the seq they reflect.
-    Fill { keys: Vec<CacheKey>, reply: RpcReplyPort<Result<(u64, Vec<CacheValue>), ErrorBody>> },
-    Random { etype: String, count: u32, reply: RpcReplyPort<Result<Vec<EntityId>, ErrorBody>> },
+    Fill {
+        keys: Vec<CacheKey>,
+        reply: RpcReplyPort<Result<(u64, Vec<CacheValue>), ErrorBody>>,
+    },
+    Random {
+        etype: String,
+        count: u32,
+        reply: RpcReplyPort<Result<Vec<EntityId>, ErrorBody>>,
+    },
     /// An association range read straight from MySQL (past the cached window).
-    ListAssocs { from: EntityId, atype: String, limit: u32, offset: u32, reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>> },
-    PruneOutbox { through: u64 },
+    ListAssocs {
+        from: EntityId,
+        atype: String,
+        limit: u32,
+        offset: u32,
+        reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>>,
+    },
+    PruneOutbox {
+        through: u64,
+    },
     /// Test hook: wait this long before running the next write.
     Stall(Duration),
 }
@@ -54,149 +81,229 @@ impl Actor for StoreActor {
     type State = StoreState;
     type Arguments = NodeContext;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, ctx: NodeContext) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: NodeContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let view = ctx.view.borrow().clone();
         if view.role == Role::Leader {
             // Restarted while leading: open the pool again.
-            let _ = myself.cast(StoreMsg::RoleChanged { role: view.role, term: view.term });
+            let _ = myself.cast(StoreMsg::RoleChanged {
+                role: view.role,
+                term: view.term,
+            });
         }
-        Ok(StoreState { ctx, role: Role::Follower, term: 0, store: None, ready: false, stall: None })
+        Ok(StoreState {
+            ctx,
+            role: Role::Follower,
+            term: 0,
+            store: None,
+            ready: false,
+            stall: None,
+        })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(store) = state.store.take() {
             let _ = store.disconnect().await;
         }
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        match msg {
-            StoreMsg::RoleChanged { role, term } => {
-                let was_leading = state.role == Role::Leader;
-                state.role = role;
-                state.term = term;
-                state.ready = false;
-                if role == Role::Leader {
-                    if let Some(store) = state.store.take() {
-                        let _ = store.disconnect().await;
-                    }
-                    spawn_connect(&state.ctx, myself.clone(), term);
-                } else if was_leading || state.store.is_some() {
-                    if let Some(store) = state.store.take() {
-                        tracing::info!(term, "no longer leading: closing the MySQL pool");
-                        let _ = store.disconnect().await;
-                    }
-                }
-            }
-            StoreMsg::Opened { term, store } => {
-                if state.role != Role::Leader || term != state.term {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = tracing::info_span!("store", node = %state.ctx.cfg.id, term = state.term);
+        on_message(myself, msg, state).instrument(span).await
+    }
+}
+
+async fn on_message(
+    myself: ActorRef<StoreMsg>,
+    msg: StoreMsg,
+    state: &mut StoreState,
+) -> Result<(), ActorProcessingErr> {
+    match msg {
+        StoreMsg::RoleChanged { role, term } => {
+            let was_leading = state.role == Role::Leader;
+            state.role = role;
+            state.term = term;
+            state.ready = false;
+            if role == Role::Leader {
+                if let Some(store) = state.store.take() {
                     let _ = store.disconnect().await;
-                    return Ok(());
                 }
-                match take_office(&state.ctx, &store, term).await {
-                    Ok(()) => {
-                        state.store = Some(store);
-                        state.ready = true;
-                    }
-                    Err(StoreError::Fenced { stored, .. }) => {
-                        tracing::warn!(term, stored, "fence is above our term: stepping down");
-                        let _ = store.disconnect().await;
-                        cast_to(&state.ctx.names.election, ElectionMsg::Fenced { term: stored });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "taking office in MySQL failed; retrying");
-                        let _ = store.disconnect().await;
-                        let me = myself.clone();
-                        let ctx = state.ctx.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            spawn_connect(&ctx, me, term);
-                        });
-                    }
-                }
-            }
-            StoreMsg::Write { req, reply } => {
-                let (Some(store), true) = (&state.store, state.ready) else {
-                    let _ = reply.send(Err(unavailable(if state.role == Role::Leader {
-                        "the leader is taking office; retry shortly"
-                    } else {
-                        "not the leader"
-                    })));
-                    return Ok(());
-                };
-                let op = req.op_name();
-                if let Some(stall) = state.stall.take() {
-                    tracing::warn!(?stall, "test hook: stalling a write");
-                    tokio::time::sleep(stall).await;
-                }
-                match store.write(state.term, &req).await {
-                    Ok(committed) if committed.keys.is_empty() => {
-                        state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
-                        let _ = reply.send(Ok(committed.outcome));
-                    }
-                    Ok(committed) => {
-                        state.ctx.metrics.writes.with_label_values(&["ok"]).inc();
-                        let keys = committed.keys.iter().map(|k| k.to_string()).collect();
-                        cast_to(
-                            &state.ctx.names.heartbeat,
-                            HeartbeatMsg::Committed { term: state.term, outcome: committed.outcome, keys, op, reply },
-                        );
-                    }
-                    Err(StoreError::Fenced { stored, mine }) => {
-                        state.ctx.metrics.writes.with_label_values(&["fenced"]).inc();
-                        tracing::warn!(stored, mine, "write refused by the fence: a later leader exists");
-                        state.ready = false;
-                        cast_to(&state.ctx.names.election, ElectionMsg::Fenced { term: stored });
-                        let _ = reply.send(Err(unavailable(format!("fenced: term {mine} is over (stored {stored})"))));
-                    }
-                    Err(e) => {
-                        state.ctx.metrics.writes.with_label_values(&["error"]).inc();
-                        let _ = reply.send(Err(e.into()));
-                    }
-                }
-            }
-            StoreMsg::Fill { keys, reply } => {
-                let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                    let _ = reply.send(Err(unavailable("not the leader")));
-                    return Ok(());
-                };
-                let window = state.ctx.cfg.assoc_window;
-                tokio::spawn(async move {
-                    let _ = reply.send(store.fetch_with_seq(&keys, window).await.map_err(ErrorBody::from));
-                });
-            }
-            StoreMsg::Random { etype, count, reply } => {
-                let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                    let _ = reply.send(Err(unavailable("not the leader")));
-                    return Ok(());
-                };
-                tokio::spawn(async move {
-                    let _ = reply.send(store.random_ids(&etype, count).await.map_err(ErrorBody::from));
-                });
-            }
-            StoreMsg::ListAssocs { from, atype, limit, offset, reply } => {
-                let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                    let _ = reply.send(Err(unavailable("not the leader")));
-                    return Ok(());
-                };
-                tokio::spawn(async move {
-                    let _ = reply.send(store.list_assocs(from, &atype, limit, offset).await.map_err(ErrorBody::from));
-                });
-            }
-            StoreMsg::Stall(d) => state.stall = Some(d),
-            StoreMsg::PruneOutbox { through } => {
-                if let (Some(store), true) = (&state.store, state.ready) {
-                    match store.outbox_delete_through(through).await {
-                        Ok(n) if n > 0 => tracing::debug!(through, deleted = n, "outbox pruned"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
-                    }
+                spawn_connect(&state.ctx, myself.clone(), term);
+            } else if was_leading || state.store.is_some() {
+                if let Some(store) = state.store.take() {
+                    tracing::info!(term, "no longer leading: closing the MySQL pool");
+                    let _ = store.disconnect().await;
                 }
             }
         }
-        Ok(())
+        StoreMsg::Opened { term, store } => {
+            if state.role != Role::Leader || term != state.term {
+                let _ = store.disconnect().await;
+                return Ok(());
+            }
+            match take_office(&state.ctx, &store, term).await {
+                Ok(()) => {
+                    state.store = Some(store);
+                    state.ready = true;
+                }
+                Err(StoreError::Fenced { stored, .. }) => {
+                    tracing::warn!(term, stored, "fence is above our term: stepping down");
+                    let _ = store.disconnect().await;
+                    cast_to(
+                        &state.ctx.names.election,
+                        ElectionMsg::Fenced { term: stored },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "taking office in MySQL failed; retrying");
+                    let _ = store.disconnect().await;
+                    let me = myself.clone();
+                    let ctx = state.ctx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        spawn_connect(&ctx, me, term);
+                    });
+                }
+            }
+        }
+        StoreMsg::Write { req, reply } => {
+            let (Some(store), true) = (&state.store, state.ready) else {
+                let _ = reply.send(Err(unavailable(if state.role == Role::Leader {
+                    "the leader is taking office; retry shortly"
+                } else {
+                    "not the leader"
+                })));
+                return Ok(());
+            };
+            let op = req.op_name();
+            if let Some(stall) = state.stall.take() {
+                tracing::warn!(?stall, "test hook: stalling a write");
+                tokio::time::sleep(stall).await;
+            }
+            match store.write(state.term, &req).await {
+                Ok(committed) if committed.keys.is_empty() => {
+                    state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
+                    let _ = reply.send(Ok(committed.outcome));
+                }
+                Ok(committed) => {
+                    state.ctx.metrics.writes.with_label_values(&["ok"]).inc();
+                    let keys = committed.keys.iter().map(|k| k.to_string()).collect();
+                    cast_to(
+                        &state.ctx.names.heartbeat,
+                        HeartbeatMsg::Committed {
+                            term: state.term,
+                            outcome: committed.outcome,
+                            keys,
+                            op,
+                            reply,
+                        },
+                    );
+                }
+                Err(StoreError::Fenced { stored, mine }) => {
+                    state
+                        .ctx
+                        .metrics
+                        .writes
+                        .with_label_values(&["fenced"])
+                        .inc();
+                    tracing::warn!(
+                        stored,
+                        mine,
+                        "write refused by the fence: a later leader exists"
+                    );
+                    state.ready = false;
+                    cast_to(
+                        &state.ctx.names.election,
+                        ElectionMsg::Fenced { term: stored },
+                    );
+                    let _ = reply.send(Err(unavailable(format!(
+                        "fenced: term {mine} is over (stored {stored})"
+                    ))));
+                }
+                Err(e) => {
+                    state.ctx.metrics.writes.with_label_values(&["error"]).inc();
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+        StoreMsg::Fill { keys, reply } => {
+            let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                let _ = reply.send(Err(unavailable("not the leader")));
+                return Ok(());
+            };
+            let window = state.ctx.cfg.assoc_window;
+            tokio::spawn(async move {
+                let _ = reply.send(
+                    store
+                        .fetch_with_seq(&keys, window)
+                        .await
+                        .map_err(ErrorBody::from),
+                );
+            });
+        }
+        StoreMsg::Random {
+            etype,
+            count,
+            reply,
+        } => {
+            let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                let _ = reply.send(Err(unavailable("not the leader")));
+                return Ok(());
+            };
+            tokio::spawn(async move {
+                let _ = reply.send(
+                    store
+                        .random_ids(&etype, count)
+                        .await
+                        .map_err(ErrorBody::from),
+                );
+            });
+        }
+        StoreMsg::ListAssocs {
+            from,
+            atype,
+            limit,
+            offset,
+            reply,
+        } => {
+            let Some(store) = state.store.clone().filter(|_| state.ready) else {
+                let _ = reply.send(Err(unavailable("not the leader")));
+                return Ok(());
+            };
+            tokio::spawn(async move {
+                let _ = reply.send(
+                    store
+                        .list_assocs(from, &atype, limit, offset)
+                        .await
+                        .map_err(ErrorBody::from),
+                );
+            });
+        }
+        StoreMsg::Stall(d) => state.stall = Some(d),
+        StoreMsg::PruneOutbox { through } => {
+            if let (Some(store), true) = (&state.store, state.ready) {
+                match store.outbox_delete_through(through).await {
+                    Ok(n) if n > 0 => tracing::debug!(through, deleted = n, "outbox pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+                }
+            }
+        }
     }
+    Ok(())
 }
 
 /// Raises the fence to `term` and hands the retained outbox to the heartbeat actor.
@@ -208,7 +315,14 @@ async fn take_office(ctx: &NodeContext, store: &GraphStore, term: u64) -> Result
     let skip = entries.len().saturating_sub(WINDOW_MAX);
     let entries = entries.into_iter().skip(skip).collect();
     tracing::info!(term, latest, "fence raised; leader holds the MySQL pool");
-    cast_to(&ctx.names.heartbeat, HeartbeatMsg::OutboxLoaded { term, latest, entries });
+    cast_to(
+        &ctx.names.heartbeat,
+        HeartbeatMsg::OutboxLoaded {
+            term,
+            latest,
+            entries,
+        },
+    );
     Ok(())
 }
 

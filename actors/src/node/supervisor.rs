@@ -31,7 +31,12 @@ pub enum Child {
 }
 
 impl Child {
-    pub const ALL: [Child; 4] = [Child::Store, Child::Cache, Child::Heartbeat, Child::Election];
+    pub const ALL: [Child; 4] = [
+        Child::Store,
+        Child::Cache,
+        Child::Heartbeat,
+        Child::Election,
+    ];
 
     fn name(self, ctx: &NodeContext) -> &str {
         match self {
@@ -51,13 +56,29 @@ impl Child {
         }
     }
 
-    async fn spawn(self, ctx: &NodeContext, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+    async fn spawn(
+        self,
+        ctx: &NodeContext,
+        supervisor: ActorCell,
+    ) -> Result<ActorCell, ActorProcessingErr> {
         let name = Some(self.name(ctx).to_string());
         let cell = match self {
-            Child::Store => Actor::spawn_linked(name, StoreActor, ctx.clone(), supervisor).await?.0.get_cell(),
-            Child::Cache => Actor::spawn_linked(name, CacheActor, ctx.clone(), supervisor).await?.0.get_cell(),
-            Child::Heartbeat => Actor::spawn_linked(name, HeartbeatActor, ctx.clone(), supervisor).await?.0.get_cell(),
-            Child::Election => Actor::spawn_linked(name, ElectionActor, ctx.clone(), supervisor).await?.0.get_cell(),
+            Child::Store => Actor::spawn_linked(name, StoreActor, ctx.clone(), supervisor)
+                .await?
+                .0
+                .get_cell(),
+            Child::Cache => Actor::spawn_linked(name, CacheActor, ctx.clone(), supervisor)
+                .await?
+                .0
+                .get_cell(),
+            Child::Heartbeat => Actor::spawn_linked(name, HeartbeatActor, ctx.clone(), supervisor)
+                .await?
+                .0
+                .get_cell(),
+            Child::Election => Actor::spawn_linked(name, ElectionActor, ctx.clone(), supervisor)
+                .await?
+                .0
+                .get_cell(),
         };
         Ok(cell)
     }
@@ -83,15 +104,29 @@ impl Actor for NodeSupervisor {
     type State = SupervisorState;
     type Arguments = NodeContext;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, ctx: NodeContext) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: NodeContext,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let mut children = HashMap::new();
         for child in Child::ALL {
             children.insert(child, child.spawn(&ctx, myself.get_cell()).await?);
         }
-        Ok(SupervisorState { ctx, children, restarts: HashMap::new(), stopping: false })
+        Ok(SupervisorState {
+            ctx,
+            children,
+            restarts: HashMap::new(),
+            stopping: false,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Shutdown(reply) => {
                 if let Some(election) = super::lookup::<ElectionMsg>(&state.ctx.names.election) {
@@ -103,7 +138,9 @@ impl Actor for NodeSupervisor {
                 state.stopping = true;
                 for child in Child::ALL.iter().rev() {
                     if let Some(cell) = state.children.remove(child) {
-                        let _ = cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(3))).await;
+                        let _ = cell
+                            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(3)))
+                            .await;
                     }
                 }
                 let _ = reply.send(());
@@ -121,7 +158,9 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {reason:?}")),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, format!("stopped: {reason:?}"))
+            }
             _ => return Ok(()),
         };
         if state.stopping {
@@ -141,12 +180,20 @@ impl Actor for NodeSupervisor {
         if history.len() >= MAX_RESTARTS {
             tracing::error!(actor = child.label(), %why, "restart limit reached; stopping the node");
             state.stopping = true;
-            myself.stop(Some(format!("{} {why}; restart limit reached", child.label())));
+            myself.stop(Some(format!(
+                "{} {why}; restart limit reached",
+                child.label()
+            )));
             return Ok(());
         }
         history.push_back(now);
         tracing::warn!(actor = child.label(), %why, restarts = history.len(), "restarting actor");
-        state.ctx.metrics.actor_restarts.with_label_values(&[child.label()]).inc();
+        state
+            .ctx
+            .metrics
+            .actor_restarts
+            .with_label_values(&[child.label()])
+            .inc();
         // The dead child's name may linger in the registry for a moment; wait until it is free.
         let name = child.name(&state.ctx).to_string();
         for _ in 0..100 {

@@ -32,7 +32,14 @@ pub struct ClusterView {
 
 impl ClusterView {
     pub fn initial() -> ClusterView {
-        ClusterView { role: Role::Follower, term: 0, leader: None, members: Vec::new(), lease_until: None, followers: Vec::new() }
+        ClusterView {
+            role: Role::Follower,
+            term: 0,
+            leader: None,
+            members: Vec::new(),
+            lease_until: None,
+            followers: Vec::new(),
+        }
     }
 
     /// Whether this node may serve reads at `now`.

@@ -83,12 +83,11 @@ impl GraphStore {
                     .map(|_| rng.random_range(min..=max))
                     .collect()
             };
-            let probe =
-                vec![
+            let probe = vec![
                     "(SELECT id FROM entities WHERE etype = ? AND id >= ? ORDER BY id LIMIT 1)";
                     points.len()
                 ]
-                .join(" UNION ALL ");
+            .join(" UNION ALL ");
             let params: Vec<Value> = points
                 .iter()
                 .flat_map(|p| [Value::from(etype), Value::from(*p)])
