@@ -240,18 +240,9 @@ async fn on_message(
             }
         }
         StoreMsg::Fill { keys, reply } => {
-            let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                let _ = reply.send(Err(unavailable("not the leader")));
-                return Ok(());
-            };
             let window = state.ctx.cfg.assoc_window;
-            tokio::spawn(async move {
-                let _ = reply.send(
-                    store
-                        .fetch_with_seq(&keys, window)
-                        .await
-                        .map_err(ErrorBody::from),
-                );
+            spawn_read(state, reply, move |s| async move {
+                s.fetch_with_seq(&keys, window).await
             });
         }
         StoreMsg::Random {
@@ -259,17 +250,8 @@ async fn on_message(
             count,
             reply,
         } => {
-            let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                let _ = reply.send(Err(unavailable("not the leader")));
-                return Ok(());
-            };
-            tokio::spawn(async move {
-                let _ = reply.send(
-                    store
-                        .random_ids(&etype, count)
-                        .await
-                        .map_err(ErrorBody::from),
-                );
+            spawn_read(state, reply, move |s| async move {
+                s.random_ids(&etype, count).await
             });
         }
         StoreMsg::ListAssocs {
@@ -279,17 +261,8 @@ async fn on_message(
             offset,
             reply,
         } => {
-            let Some(store) = state.store.clone().filter(|_| state.ready) else {
-                let _ = reply.send(Err(unavailable("not the leader")));
-                return Ok(());
-            };
-            tokio::spawn(async move {
-                let _ = reply.send(
-                    store
-                        .list_assocs(from, &atype, limit, offset)
-                        .await
-                        .map_err(ErrorBody::from),
-                );
+            spawn_read(state, reply, move |s| async move {
+                s.list_assocs(from, &atype, limit, offset).await
             });
         }
         StoreMsg::Stall(d) => state.stall = Some(d),
@@ -304,6 +277,23 @@ async fn on_message(
         }
     }
     Ok(())
+}
+
+/// Runs a read on the leader's pool in a task of its own (reads need no ordering with
+/// writes: MySQL gives each a consistent snapshot), answering `reply`.
+fn spawn_read<T, F, Fut>(state: &StoreState, reply: RpcReplyPort<Result<T, ErrorBody>>, read: F)
+where
+    T: Send + 'static,
+    F: FnOnce(GraphStore) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    let Some(store) = state.store.clone().filter(|_| state.ready) else {
+        let _ = reply.send(Err(unavailable("not the leader")));
+        return;
+    };
+    tokio::spawn(async move {
+        let _ = reply.send(read(store).await.map_err(ErrorBody::from));
+    });
 }
 
 /// Raises the fence to `term` and hands the retained outbox to the heartbeat actor.
