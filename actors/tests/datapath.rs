@@ -13,8 +13,18 @@ fn attrs(v: serde_json::Value) -> Attributes {
 
 /// Reads entity `id` at one node directly (`P.node.<id>.read`).
 async fn read_at(c: &Cluster, node: &str, id: u64) -> Reply<ReadResult> {
-    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
-    c.bus.request(c.bus.subjects().read_at(&node.to_string()), &req, Duration::from_secs(5)).await.expect("read reply")
+    let req = ReadRequest {
+        consistency: Consistency::Eventual,
+        query: ReadQuery::Entities { ids: vec![id] },
+    };
+    c.bus
+        .request(
+            c.bus.subjects().read_at(&node.to_string()),
+            &req,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("read reply")
 }
 
 fn version_of(reply: &Reply<ReadResult>) -> Option<u64> {
@@ -29,34 +39,70 @@ async fn a_write_at_the_leader_is_read_back_at_every_follower() {
     let c = Cluster::start("dp-readback", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers: Vec<String> = c.ids.iter().filter(|id| **id != leader).cloned().collect();
-    let (user, seq) = c.client.create_entity("user", attrs(json!({"name": "Ada"}))).await.expect("create");
+    let (user, seq) = c
+        .client
+        .create_entity("user", attrs(json!({"name": "Ada"})))
+        .await
+        .expect("create");
     assert!(seq > 0);
     assert_eq!(user.version, 1);
-    c.wait_serving(&followers.iter().map(|s| s.as_str()).collect::<Vec<_>>(), Duration::from_secs(10)).await;
+    c.wait_serving(
+        &followers.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        Duration::from_secs(10),
+    )
+    .await;
     for f in &followers {
-        assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(1), "follower {f}");
+        assert_eq!(
+            version_of(&read_at(&c, f, user.id).await),
+            Some(1),
+            "follower {f}"
+        );
     }
     // An update is seen at every follower as soon as it is acknowledged.
-    let (updated, _) = c.client.update_entity(user.id, json!({"name": "Ada L."})).await.expect("update");
+    let (updated, _) = c
+        .client
+        .update_entity(user.id, json!({"name": "Ada L."}))
+        .await
+        .expect("update");
     assert_eq!(updated.version, 2);
     for f in &followers {
-        assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(2), "follower {f} after the update");
+        assert_eq!(
+            version_of(&read_at(&c, f, user.id).await),
+            Some(2),
+            "follower {f} after the update"
+        );
     }
     // Through the queue group as a client would.
-    let e = c.client.get_entity(user.id, Consistency::Eventual).await.expect("get");
+    let e = c
+        .client
+        .get_entity(user.id, Consistency::Eventual)
+        .await
+        .expect("get");
     assert_eq!(e.attributes["name"], "Ada L.");
-    let strong = c.client.get_entity(user.id, Consistency::Strong).await.expect("strong get");
+    let strong = c
+        .client
+        .get_entity(user.id, Consistency::Strong)
+        .await
+        .expect("strong get");
     assert_eq!(strong.version, 2);
 }
 
 /// Sends a test hook to a node and waits for its acknowledgement.
 async fn hook<T: serde::Serialize>(c: &Cluster, node: &str, name: &str, payload: T) {
     let subject = c.bus.subjects().node(node, &format!("debug.{name}"));
-    let _: bool = c.bus.request(subject, &payload, Duration::from_secs(5)).await.expect("hook acknowledged");
+    let _: bool = c
+        .bus
+        .request(subject, &payload, Duration::from_secs(5))
+        .await
+        .expect("hook acknowledged");
 }
 
 fn others(c: &Cluster, not: &[&str]) -> Vec<String> {
-    c.ids.iter().filter(|id| !not.contains(&id.as_str())).cloned().collect()
+    c.ids
+        .iter()
+        .filter(|id| !not.contains(&id.as_str()))
+        .cloned()
+        .collect()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -64,34 +110,61 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_unplugged_before_a_write_delays_it_at_most_one_lease_and_serves_nothing_until_caught_up() {
+async fn a_follower_unplugged_before_a_write_delays_it_at_most_one_lease_and_serves_nothing_until_caught_up(
+) {
     let c = Cluster::start("dp-unplug", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "v1"}))).await.unwrap();
-    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
+    let (user, _) = c
+        .client
+        .create_entity("user", attrs(json!({"name": "v1"})))
+        .await
+        .unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10))
+        .await;
     let cut = followers[0].clone();
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(1));
 
     c.unplug(&cut, true).await;
     let t0 = std::time::Instant::now();
-    let (e, _) = c.client.update_entity(user.id, json!({"name": "v2"})).await.expect("update while a follower is cut off");
+    let (e, _) = c
+        .client
+        .update_entity(user.id, json!({"name": "v2"}))
+        .await
+        .expect("update while a follower is cut off");
     let waited = t0.elapsed();
     println!("write with one follower unplugged answered in {waited:?}");
     assert_eq!(e.version, 2);
     // One lease (≈650 ms by default) plus generous slack for a busy machine.
-    assert!(waited < Duration::from_secs(3), "the write waited {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "the write waited {waited:?}"
+    );
 
     // The cut-off follower serves nothing: no answer reaches a client.
-    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![user.id] } };
-    let silent = c.bus.request::<_, Reply<ReadResult>>(c.bus.subjects().read_at(&cut), &req, Duration::from_millis(500)).await;
-    assert!(silent.is_err(), "an unplugged follower answered: {silent:?}");
+    let req = ReadRequest {
+        consistency: Consistency::Eventual,
+        query: ReadQuery::Entities { ids: vec![user.id] },
+    };
+    let silent = c
+        .bus
+        .request::<_, Reply<ReadResult>>(
+            c.bus.subjects().read_at(&cut),
+            &req,
+            Duration::from_millis(500),
+        )
+        .await;
+    assert!(
+        silent.is_err(),
+        "an unplugged follower answered: {silent:?}"
+    );
     let status = c.status(&cut).await.expect("status");
     assert_eq!(status.lease_ms, 0, "an unplugged follower holds no lease");
 
     // Plugged back, it catches up and serves the new value.
     c.unplug(&cut, false).await;
-    c.wait_serving(&[cut.as_str()], Duration::from_secs(10)).await;
+    c.wait_serving(&[cut.as_str()], Duration::from_secs(10))
+        .await;
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(2));
 }
 
@@ -102,9 +175,17 @@ async fn a_follower_unplugged_during_updates_catches_up_from_heartbeats() {
     let followers = others(&c, &[&leader]);
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(c.client.create_entity("user", attrs(json!({"name": format!("u{i}")}))).await.unwrap().0.id);
+        ids.push(
+            c.client
+                .create_entity("user", attrs(json!({"name": format!("u{i}")})))
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
     }
-    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
+    c.wait_serving(&strs(&followers), Duration::from_secs(10))
+        .await;
     let cut = followers[0].clone();
     for id in &ids {
         assert_eq!(version_of(&read_at(&c, &cut, *id).await), Some(1)); // now cached at `cut`
@@ -112,13 +193,21 @@ async fn a_follower_unplugged_during_updates_catches_up_from_heartbeats() {
     c.unplug(&cut, true).await;
     for round in 0..3 {
         for id in &ids {
-            c.client.update_entity(*id, json!({"round": round})).await.unwrap();
+            c.client
+                .update_entity(*id, json!({"round": round}))
+                .await
+                .unwrap();
         }
     }
     c.unplug(&cut, false).await;
-    c.wait_serving(&[cut.as_str()], Duration::from_secs(10)).await;
+    c.wait_serving(&[cut.as_str()], Duration::from_secs(10))
+        .await;
     for id in &ids {
-        assert_eq!(version_of(&read_at(&c, &cut, *id).await), Some(4), "entity {id} at {cut}");
+        assert_eq!(
+            version_of(&read_at(&c, &cut, *id).await),
+            Some(4),
+            "entity {id} at {cut}"
+        );
     }
 }
 
@@ -127,36 +216,57 @@ async fn a_leader_killed_between_commit_and_acks_is_replayed_by_the_next_leader(
     let mut c = Cluster::start("dp-replay", ClusterOpts::default()).await;
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "old"}))).await.unwrap();
-    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
+    let (user, _) = c
+        .client
+        .create_entity("user", attrs(json!({"name": "old"})))
+        .await
+        .unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10))
+        .await;
     for f in &followers {
         assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(1)); // cached everywhere
     }
     // The leader commits the update but its invalidation never leaves it.
     hook(&c, &leader, "hold", 1u64).await;
     let client = c.client.clone();
-    let pending = tokio::spawn(async move { client.update_entity(user.id, json!({"name": "new"})).await });
+    let pending =
+        tokio::spawn(async move { client.update_entity(user.id, json!({"name": "new"})).await });
     let mut conn = c.mysql().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         use mysql_async::prelude::Queryable;
-        let v: Option<u64> = conn.exec_first("SELECT version FROM entities WHERE id = ?", (user.id,)).await.unwrap();
+        let v: Option<u64> = conn
+            .exec_first("SELECT version FROM entities WHERE id = ?", (user.id,))
+            .await
+            .unwrap();
         if v == Some(2) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the update never committed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the update never committed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     c.kill9(&leader);
     // Unacknowledged: the client hears it may or may not have happened.
     let outcome = pending.await.unwrap();
-    assert!(outcome.is_err(), "a write whose invalidation was never covered was acknowledged: {outcome:?}");
-    let (new_leader, _) = c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
+    assert!(
+        outcome.is_err(),
+        "a write whose invalidation was never covered was acknowledged: {outcome:?}"
+    );
+    let (new_leader, _) = c
+        .wait_leader(Duration::from_secs(20), Some(&leader), term)
+        .await;
     let rest = others(&c, &[&leader]);
     c.wait_serving(&strs(&rest), Duration::from_secs(10)).await;
     for f in &rest {
         if *f != new_leader {
-            assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(2), "follower {f} still serves the old value");
+            assert_eq!(
+                version_of(&read_at(&c, f, user.id).await),
+                Some(2),
+                "follower {f} still serves the old value"
+            );
         }
     }
 }
@@ -166,43 +276,89 @@ async fn a_deposed_leader_cannot_write() {
     use mysql_async::prelude::Queryable;
     let c = Cluster::start("dp-fence", ClusterOpts::default()).await;
     let (old, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.client.create_entity("user", attrs(json!({"name": "before"}))).await.unwrap();
+    c.client
+        .create_entity("user", attrs(json!({"name": "before"})))
+        .await
+        .unwrap();
     let mut conn = c.mysql().await;
-    let before: u64 = conn.query_first("SELECT COUNT(*) FROM entities").await.unwrap().unwrap();
+    let before: u64 = conn
+        .query_first("SELECT COUNT(*) FROM entities")
+        .await
+        .unwrap()
+        .unwrap();
     // A write gets stuck inside the old leader's store actor; then the leader freezes.
     hook(&c, &old, "stall", 3000u64).await;
     let bus = c.bus.clone();
     let write_subject = c.bus.subjects().write(&old);
     let pending = tokio::spawn(async move {
-        let req = instaface_bus::graph::WriteRequest::CreateEntity { etype: "user".into(), attributes: attrs(json!({"name": "ghost"})) };
-        bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(write_subject, &req, Duration::from_secs(20)).await
+        let req = instaface_bus::graph::WriteRequest::CreateEntity {
+            etype: "user".into(),
+            attributes: attrs(json!({"name": "ghost"})),
+        };
+        bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(
+            write_subject,
+            &req,
+            Duration::from_secs(20),
+        )
+        .await
     });
-    instaface_testkit::wait_until(Duration::from_secs(5), "the write to reach the store actor", || {
-        std::fs::read_to_string(c.log_dir().join(format!("{old}.log"))).unwrap_or_default().contains("stalling a write")
-    })
+    instaface_testkit::wait_until(
+        Duration::from_secs(5),
+        "the write to reach the store actor",
+        || {
+            std::fs::read_to_string(c.log_dir().join(format!("{old}.log")))
+                .unwrap_or_default()
+                .contains("stalling a write")
+        },
+    )
     .await;
     c.signal(&old, "STOP");
-    let (new_leader, new_term) = c.wait_leader(Duration::from_secs(20), Some(&old), term).await;
+    let (new_leader, new_term) = c
+        .wait_leader(Duration::from_secs(20), Some(&old), term)
+        .await;
     // The new leader has raised the fence (it writes fine).
-    c.client.create_entity("user", attrs(json!({"name": "after"}))).await.unwrap();
-    let fence: u64 = conn.query_first("SELECT term FROM fence WHERE id = 1").await.unwrap().unwrap();
-    assert!(fence >= new_term && new_term > term, "fence {fence}, terms {term} -> {new_term} ({new_leader})");
+    c.client
+        .create_entity("user", attrs(json!({"name": "after"})))
+        .await
+        .unwrap();
+    let fence: u64 = conn
+        .query_first("SELECT term FROM fence WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        fence >= new_term && new_term > term,
+        "fence {fence}, terms {term} -> {new_term} ({new_leader})"
+    );
     c.signal(&old, "CONT");
     let reply = pending.await.unwrap().expect("the old leader answers");
     match reply {
-        Reply::Error(e) => assert!(e.message.contains("fence") || e.message.contains("not the leader"), "{e:?}"),
+        Reply::Error(e) => assert!(
+            e.message.contains("fence") || e.message.contains("not the leader"),
+            "{e:?}"
+        ),
         Reply::Ok(o) => panic!("a deposed leader wrote: {o:?}"),
     }
     let ghosts: u64 = conn
-        .exec_first("SELECT COUNT(*) FROM entities WHERE attributes LIKE ?", ("%ghost%",))
+        .exec_first(
+            "SELECT COUNT(*) FROM entities WHERE attributes LIKE ?",
+            ("%ghost%",),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(ghosts, 0, "the deposed leader's write reached MySQL");
-    let after: u64 = conn.query_first("SELECT COUNT(*) FROM entities").await.unwrap().unwrap();
+    let after: u64 = conn
+        .query_first("SELECT COUNT(*) FROM entities")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after, before + 1);
     let stale_rows: u64 = conn.exec_first("SELECT COUNT(*) FROM outbox WHERE term = ? AND seq > (SELECT MIN(seq) FROM outbox WHERE term = ?)", (term, new_term)).await.unwrap().unwrap_or(0);
-    assert_eq!(stale_rows, 0, "an outbox row of the old term after the new term began");
+    assert_eq!(
+        stale_rows, 0,
+        "an outbox row of the old term after the new term began"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,8 +366,13 @@ async fn concurrent_reads_of_a_cold_key_make_one_fetch_and_one_mysql_query() {
     let c = Cluster::start("dp-flight", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
-    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "cold"}))).await.unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10))
+        .await;
+    let (user, _) = c
+        .client
+        .create_entity("user", attrs(json!({"name": "cold"})))
+        .await
+        .unwrap();
     let f = followers[0].clone();
     let before_f = c.status(&f).await.unwrap().cache.fills;
     let before_l = c.status(&leader).await.unwrap().cache.fills;
@@ -220,32 +381,61 @@ async fn concurrent_reads_of_a_cold_key_make_one_fetch_and_one_mysql_query() {
     assert!(results.iter().all(|r| version_of(r) == Some(1)));
     let fills_f = c.status(&f).await.unwrap().cache.fills - before_f;
     let fills_l = c.status(&leader).await.unwrap().cache.fills - before_l;
-    assert_eq!((fills_f, fills_l), (1, 1), "fetches at the follower and MySQL queries at the leader");
+    assert_eq!(
+        (fills_f, fills_l),
+        (1, 1),
+        "fetches at the follower and MySQL queries at the leader"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_holds_mysql_connections() {
     let mut c = Cluster::start("dp-conns", ClusterOpts::default()).await;
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.client.create_entity("user", attrs(json!({"name": "x"}))).await.unwrap();
+    c.client
+        .create_entity("user", attrs(json!({"name": "x"})))
+        .await
+        .unwrap();
     let holders = |c: &Cluster| -> Vec<String> {
         let pids = mysql_client_pids();
-        c.ids.iter().filter(|id| c.pid_of(id).is_some_and(|pid| pids.contains(&pid))).cloned().collect()
+        c.ids
+            .iter()
+            .filter(|id| c.pid_of(id).is_some_and(|pid| pids.contains(&pid)))
+            .cloned()
+            .collect()
     };
     assert_eq!(holders(&c), vec![leader.clone()]);
     c.kill9(&leader);
-    let (new_leader, _) = c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
-    c.client.create_entity("user", attrs(json!({"name": "y"}))).await.unwrap();
+    let (new_leader, _) = c
+        .wait_leader(Duration::from_secs(20), Some(&leader), term)
+        .await;
+    c.client
+        .create_entity("user", attrs(json!({"name": "y"})))
+        .await
+        .unwrap();
     assert_eq!(holders(&c), vec![new_leader]);
 }
 
 /// Pids of the processes connected to the MySQL server, over TCP port 3306 or its unix
 /// socket (mysql_async prefers the socket when the server is local).
 fn mysql_client_pids() -> std::collections::BTreeSet<u32> {
-    let run = |args: &[&str]| String::from_utf8_lossy(&std::process::Command::new("ss").args(args).output().expect("ss").stdout).to_string();
+    let run = |args: &[&str]| {
+        String::from_utf8_lossy(
+            &std::process::Command::new("ss")
+                .args(args)
+                .output()
+                .expect("ss")
+                .stdout,
+        )
+        .to_string()
+    };
     let pid_of = |line: &str| -> Option<u32> {
         let at = line.find("pid=")? + 4;
-        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     };
     let mut pids = std::collections::BTreeSet::new();
     for line in run(&["-tnpH", "state", "established"]).lines() {
@@ -276,15 +466,36 @@ fn mysql_client_pids() -> std::collections::BTreeSet<u32> {
 async fn async_mode_reads_your_writes_with_min_seq() {
     let c = Cluster::start(
         "dp-async",
-        ClusterOpts { env: vec![("INVALIDATION".into(), "async".into())], ..Default::default() },
+        ClusterOpts {
+            env: vec![("INVALIDATION".into(), "async".into())],
+            ..Default::default()
+        },
     )
     .await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.wait_serving(&strs(&others(&c, &[&leader])), Duration::from_secs(10)).await;
-    let (user, _) = c.client.create_entity("user", attrs(json!({"n": 0}))).await.unwrap();
+    c.wait_serving(&strs(&others(&c, &[&leader])), Duration::from_secs(10))
+        .await;
+    let (user, _) = c
+        .client
+        .create_entity("user", attrs(json!({"n": 0})))
+        .await
+        .unwrap();
     for i in 1..=30u64 {
-        let (e, seq) = c.client.update_entity(user.id, json!({"n": i})).await.unwrap();
-        let read = c.client.get_entity(user.id, Consistency::MinSeq { min_seq: seq }).await.unwrap();
-        assert!(read.version >= e.version, "read v{} after writing v{} (seq {seq})", read.version, e.version);
+        let (e, seq) = c
+            .client
+            .update_entity(user.id, json!({"n": i}))
+            .await
+            .unwrap();
+        let read = c
+            .client
+            .get_entity(user.id, Consistency::MinSeq { min_seq: seq })
+            .await
+            .unwrap();
+        assert!(
+            read.version >= e.version,
+            "read v{} after writing v{} (seq {seq})",
+            read.version,
+            e.version
+        );
     }
 }

@@ -101,7 +101,7 @@ async fn create(store: &GraphStore, etype: &str, attributes: serde_json::Value) 
         etype: etype.into(),
         attributes: attrs(attributes),
     };
-    match store.write(TERM, &req).await.unwrap().outcome.result {
+    match store.write(TERM, "n1", &req).await.unwrap().outcome.result {
         WriteResult::Entity { entity } => entity,
         other => panic!("create gave {other:?}"),
     }
@@ -114,7 +114,7 @@ async fn add(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> C
         to,
         attributes: Attributes::new(),
     };
-    store.write(TERM, &req).await.unwrap()
+    store.write(TERM, "n1", &req).await.unwrap()
 }
 
 async fn remove(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> CommittedWrite {
@@ -123,7 +123,7 @@ async fn remove(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -
         atype: atype.into(),
         to,
     };
-    store.write(TERM, &req).await.unwrap()
+    store.write(TERM, "n1", &req).await.unwrap()
 }
 
 /// The `to` ids of a list, newest first, and its count.
@@ -155,7 +155,7 @@ async fn entities_are_created_read_patched_and_deleted() {
         id: alice.id,
         patch,
     };
-    let written = store.write(TERM, &req).await.unwrap();
+    let written = store.write(TERM, "n1", &req).await.unwrap();
     assert_eq!(key_strings(&written), [format!("e:{}", alice.id)]);
     let WriteResult::Entity { entity: patched } = written.outcome.result else {
         panic!()
@@ -176,7 +176,7 @@ async fn entities_are_created_read_patched_and_deleted() {
         id: alice.id,
         patch: json!({}),
     };
-    let again = store.write(TERM, &empty_patch).await.unwrap();
+    let again = store.write(TERM, "n1", &empty_patch).await.unwrap();
     let WriteResult::Entity { entity } = again.outcome.result else {
         panic!()
     };
@@ -187,14 +187,14 @@ async fn entities_are_created_read_patched_and_deleted() {
         patch: json!([1]),
     };
     assert!(matches!(
-        store.write(TERM, &bad_patch).await,
+        store.write(TERM, "n1", &bad_patch).await,
         Err(StoreError::Invalid(_))
     ));
     let missing = WriteRequest::UpdateEntity {
         id: alice.id + 1000,
         patch: json!({}),
     };
-    let err = store.write(TERM, &missing).await.unwrap_err();
+    let err = store.write(TERM, "n1", &missing).await.unwrap_err();
     assert!(matches!(&err, StoreError::NotFound(m) if m.contains(&(alice.id + 1000).to_string())));
     assert_eq!(ErrorBody::from(err).code, ErrorCode::NotFound);
     let bad_type = WriteRequest::CreateEntity {
@@ -202,12 +202,12 @@ async fn entities_are_created_read_patched_and_deleted() {
         attributes: Attributes::new(),
     };
     assert!(matches!(
-        store.write(TERM, &bad_type).await,
+        store.write(TERM, "n1", &bad_type).await,
         Err(StoreError::Invalid(_))
     ));
 
     let deleted = store
-        .write(TERM, &WriteRequest::DeleteEntity { id: alice.id })
+        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id })
         .await
         .unwrap();
     assert_eq!(deleted.outcome.result, WriteResult::Deleted { found: true });
@@ -216,7 +216,7 @@ async fn entities_are_created_read_patched_and_deleted() {
 
     // A delete that finds nothing changes nothing: no outbox row, the latest seq.
     let noop = store
-        .write(TERM, &WriteRequest::DeleteEntity { id: alice.id })
+        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id })
         .await
         .unwrap();
     assert_eq!(noop.outcome.result, WriteResult::Deleted { found: false });
@@ -310,7 +310,7 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         to: missing,
         attributes: Attributes::new(),
     };
-    let err = store.write(TERM, &req).await.unwrap_err();
+    let err = store.write(TERM, "n1", &req).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::NotFound(m) if m.contains("4242")),
         "{err}"
@@ -322,7 +322,7 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         attributes: Attributes::new(),
     };
     assert!(matches!(
-        store.write(TERM, &req).await,
+        store.write(TERM, "n1", &req).await,
         Err(StoreError::Invalid(_))
     ));
     let req = WriteRequest::AddAssoc {
@@ -332,7 +332,7 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         attributes: Attributes::new(),
     };
     assert!(matches!(
-        store.write(TERM, &req).await,
+        store.write(TERM, "n1", &req).await,
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(store.count_assocs().await.unwrap(), 0);
@@ -349,7 +349,7 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         attributes: attrs(json!({"since": 2001})),
     };
     let WriteResult::Assoc { association: one } =
-        store.write(TERM, &first).await.unwrap().outcome.result
+        store.write(TERM, "n1", &first).await.unwrap().outcome.result
     else {
         panic!()
     };
@@ -361,7 +361,7 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         attributes: attrs(json!({"since": 1999})),
     };
     let WriteResult::Assoc { association: two } =
-        store.write(TERM, &second).await.unwrap().outcome.result
+        store.write(TERM, "n1", &second).await.unwrap().outcome.result
     else {
         panic!()
     };
@@ -389,7 +389,7 @@ async fn deleting_an_entity_removes_its_associations_both_ways() {
     add(&store, a, "follows", c).await;
 
     let w = store
-        .write(TERM, &WriteRequest::DeleteEntity { id: a })
+        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: a })
         .await
         .unwrap();
     assert_eq!(w.outcome.result, WriteResult::Deleted { found: true });
@@ -468,14 +468,14 @@ async fn a_stale_term_is_fenced_off_and_changes_nothing() {
     let a = create(&store, "user", json!({})).await.id;
     let b = create(&store, "user", json!({})).await.id;
 
-    assert_eq!(store.raise_fence(5).await.unwrap(), 5);
+    assert_eq!(store.raise_fence(5, "n1").await.unwrap(), 5);
     assert_eq!(store.fence_term().await.unwrap(), 5);
     assert!(matches!(
-        store.raise_fence(3).await,
+        store.raise_fence(3, "n1").await,
         Err(StoreError::Fenced { stored: 5, mine: 3 })
     ));
     assert_eq!(
-        store.raise_fence(5).await.unwrap(),
+        store.raise_fence(5, "n1").await.unwrap(),
         5,
         "raising to the same term is fine"
     );
@@ -506,7 +506,7 @@ async fn a_stale_term_is_fenced_off_and_changes_nothing() {
         },
     ];
     for req in &stale {
-        let err = store.write(4, req).await.unwrap_err();
+        let err = store.write(4, "n1", req).await.unwrap_err();
         assert!(
             matches!(err, StoreError::Fenced { stored: 5, mine: 4 }),
             "{req:?}: {err}"
@@ -519,8 +519,8 @@ async fn a_stale_term_is_fenced_off_and_changes_nothing() {
     assert_eq!(store.get_entities(&[a]).await.unwrap()[0].version, 1);
 
     // The current term and later ones may write.
-    store.write(5, &stale[1]).await.unwrap();
-    store.write(6, &stale[3]).await.unwrap();
+    store.write(5, "n1", &stale[1]).await.unwrap();
+    store.write(6, "n1", &stale[3]).await.unwrap();
     assert_eq!(
         store.fence_term().await.unwrap(),
         5,
@@ -543,7 +543,7 @@ async fn the_outbox_grows_in_order_and_keeps_its_newest_row() {
             etype: "user".into(),
             attributes: attrs(json!({"i": i})),
         };
-        written.push(store.write(TERM, &req).await.unwrap());
+        written.push(store.write(TERM, "n1", &req).await.unwrap());
     }
     let seqs: Vec<u64> = written.iter().map(|w| w.outcome.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
@@ -582,7 +582,7 @@ async fn connect_creates_the_database_and_migrates_only_once() {
     let store = db.store().await;
     assert!(db.exists().await);
     let a = create(&store, "user", json!({"keep": true})).await;
-    store.raise_fence(3).await.unwrap();
+    store.raise_fence(3, "n1").await.unwrap();
     store.disconnect().await.unwrap();
 
     let mut raw = db.raw().await;
@@ -771,7 +771,7 @@ async fn concurrent_writes_commit_with_distinct_increasing_seqs() {
                         etype: "user".into(),
                         attributes: attrs(json!({"task": t, "i": i})),
                     };
-                    let w = store.write(TERM, &req).await.unwrap();
+                    let w = store.write(TERM, "n1", &req).await.unwrap();
                     let WriteResult::Entity { entity } = &w.outcome.result else {
                         panic!()
                     };
@@ -836,4 +836,26 @@ async fn bad_urls_and_unreachable_servers_are_errors_not_panics() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_second_leader_of_the_same_term_fences_off_the_first() {
+    // Nodes keep no disk state, so a restarted voter may help elect a second leader of a
+    // term whose first leader is frozen: the first must not write when it resumes.
+    let db = TestDb::new();
+    let store = db.store().await;
+    store.raise_fence(7, "n1").await.unwrap();
+    create_as(&store, 7, "n1").await.unwrap();
+    store.raise_fence(7, "n2").await.unwrap();
+    let before = store.outbox_latest().await.unwrap();
+    let err = create_as(&store, 7, "n1").await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { stored: 7, mine: 7 }), "{err}");
+    assert_eq!(store.outbox_latest().await.unwrap(), before);
+    create_as(&store, 7, "n2").await.unwrap();
+    store.disconnect().await.unwrap();
+}
+
+async fn create_as(store: &GraphStore, term: u64, leader: &str) -> Result<CommittedWrite, StoreError> {
+    let req = WriteRequest::CreateEntity { etype: "user".into(), attributes: Attributes::new() };
+    store.write(term, leader, &req).await
 }

@@ -193,7 +193,7 @@ async fn on_message(
                 tracing::warn!(?stall, "test hook: stalling a write");
                 tokio::time::sleep(stall).await;
             }
-            match store.write(state.term, &req).await {
+            match store.write(state.term, &state.ctx.cfg.id, &req).await {
                 Ok(committed) if committed.keys.is_empty() => {
                     state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
                     let _ = reply.send(Ok(committed.outcome));
@@ -298,7 +298,7 @@ where
 
 /// Raises the fence to `term` and hands the retained outbox to the heartbeat actor.
 async fn take_office(ctx: &NodeContext, store: &GraphStore, term: u64) -> Result<(), StoreError> {
-    store.raise_fence(term).await?;
+    store.raise_fence(term, &ctx.cfg.id).await?;
     let latest = store.outbox_latest().await?;
     let entries = store.outbox_since(0, WINDOW_MAX as u32 * 4).await?;
     // Keep the newest ones if there are more than a heartbeat can carry.

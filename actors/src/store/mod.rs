@@ -109,9 +109,9 @@ impl GraphStore {
     /// Refused with [`StoreError::Fenced`] (nothing changed) when the stored fence term is
     /// above `term`.
     #[tracing::instrument(skip(self, req), fields(op = req.op_name()))]
-    pub async fn write(&self, term: u64, req: &WriteRequest) -> Result<CommittedWrite, StoreError> {
+    pub async fn write(&self, term: u64, leader: &str, req: &WriteRequest) -> Result<CommittedWrite, StoreError> {
         let mut tx = self.begin(TxOpts::default()).await?;
-        match apply_in(&mut tx, term, req).await {
+        match apply_in(&mut tx, term, leader, req).await {
             Ok(Change::Applied { result, keys }) => {
                 let seq = outbox::append(&mut tx, term, &keys).await;
                 let seq = match seq {
@@ -175,9 +175,10 @@ impl GraphStore {
 async fn apply_in(
     tx: &mut Transaction<'static>,
     term: u64,
+    leader: &str,
     req: &WriteRequest,
 ) -> Result<Change, StoreError> {
-    fence::check(tx, term).await?;
+    fence::check(tx, term, leader).await?;
     match req {
         WriteRequest::CreateEntity { etype, attributes } => {
             entities::create(tx, etype, attributes).await

@@ -66,6 +66,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
         "CREATE TABLE IF NOT EXISTS fence (
             id TINYINT UNSIGNED NOT NULL,
             term BIGINT UNSIGNED NOT NULL,
+            leader VARCHAR(64) NOT NULL DEFAULT '',
             PRIMARY KEY (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         "INSERT IGNORE INTO fence (id, term) VALUES (1, 0)",
