@@ -1,0 +1,209 @@
+// The cluster pane's view: the three columns of node cards, the summary in the top bar and
+// the activity list, drawn from a `ClusterModel`.
+//
+// Cards are kept per node and updated in place, never rebuilt, so a focused "plugged in"
+// checkbox keeps its focus while updates stream in.
+
+import { h, setText, setChildren, ago, agoShort, fullTime, count, nodeHue } from "./dom.js";
+import { byId, columnOf } from "./cluster.js";
+
+const ROLE_LABEL = {
+  follower: "Follower",
+  pre_candidate: "Pre-candidate",
+  candidate: "Candidate",
+  leader: "Leader",
+  unknown: "Unknown",
+};
+
+/** The three columns, the summary in the top bar and the activity list. */
+export class ClusterView {
+  constructor({ model, onUnplug }) {
+    this.model = model;
+    this.onUnplug = onUnplug;
+    this.cards = new Map();
+    this.columns = {};
+    for (const col of document.querySelectorAll("[data-column]")) {
+      this.columns[col.dataset.column] = col;
+    }
+  }
+
+  render() {
+    const m = this.model;
+    const now = Date.now();
+    const hasNodes = m.nodes.size > 0;
+    const columns = document.getElementById("columns");
+    columns.hidden = !hasNodes;
+    // While the gateway does not answer, the cards show the last state known: say so.
+    columns.classList.toggle("is-stale", m.unreachable);
+    document.getElementById("cluster-empty").hidden = hasNodes;
+    if (!hasNodes) {
+      const [title, text] = m.unreachable
+        ? ["The gateway is not answering", "Retrying every few seconds; the cluster appears here when it answers."]
+        : m.loaded
+          ? ["No nodes yet", "The gateway reports no cluster members. Start the nodes and they appear here."]
+          : ["Connecting to the gateway…", "The cluster appears here as soon as the gateway reports it."];
+      setText(document.getElementById("cluster-empty-title"), title);
+      setText(document.getElementById("cluster-empty-text"), text);
+    }
+    setText(document.getElementById("summary-leader"), m.leader ?? "none");
+    setText(document.getElementById("summary-term"), m.term || "—");
+    setText(document.getElementById("summary-members"), m.members.length ? m.members.join(", ") : "—");
+
+    const byColumn = { followers: [], leader: [], unreachable: [] };
+    const ids = [...m.nodes.keys()].sort(byId);
+    for (const id of ids) {
+      const n = m.nodes.get(id);
+      let card = this.cards.get(id);
+      if (!card) {
+        card = this.buildCard(n);
+        this.cards.set(id, card);
+      }
+      this.updateCard(card, n, now);
+      byColumn[columnOf(n)].push(card.el);
+    }
+    for (const [id, card] of this.cards) {
+      if (!m.nodes.has(id)) {
+        card.el.remove();
+        this.cards.delete(id);
+      }
+    }
+    for (const [name, els] of Object.entries(byColumn)) {
+      const col = this.columns[name];
+      const box = col.querySelector(".cards");
+      const current = [...box.children];
+      if (current.length !== els.length || current.some((el, i) => el !== els[i])) {
+        const focused = document.activeElement;
+        for (const el of els) box.append(el);
+        if (focused && focused !== document.activeElement && document.contains(focused)) focused.focus();
+      }
+      col.classList.toggle("is-empty", els.length === 0);
+      setText(col.querySelector("[data-count]"), els.length);
+    }
+    this.renderActivity(now);
+  }
+
+  buildCard(n) {
+    const inputId = `plug-${n.id.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const checkbox = h("input", {
+      type: "checkbox",
+      id: inputId,
+      class: "switch-input",
+      dataset: { unplug: n.id },
+      checked: true,
+      onchange: () => {
+        // While a change is under way, further toggles are ignored (the box keeps focus,
+        // which `disabled` would take away).
+        if (this.model.nodes.get(n.id)?.pending) {
+          checkbox.checked = !checkbox.checked;
+          return;
+        }
+        this.onUnplug(n.id, !checkbox.checked, checkbox);
+      },
+    });
+    const el = h("article", { class: "node-card", dataset: { node: n.id, role: n.role }, "aria-label": `node ${n.id}` });
+    el.style.setProperty("--node-hue", nodeHue(n.id));
+    const parts = {
+      role: h("span", { class: "role-badge" }),
+      reason: h("span", { class: "reason-badge", hidden: true }),
+      term: h("dd"),
+      seq: h("dd"),
+      entries: h("dd"),
+      hits: h("span", { class: "cache-num" }),
+      misses: h("span", { class: "cache-num" }),
+      ratio: h("span", { class: "cache-ratio" }),
+      bar: h("span", { class: "hit-bar-fill" }),
+      statuses: h("ul", { class: "statuses", "aria-label": `recent statuses of ${n.id}` }),
+      lease: h("span", { class: "lease" }),
+      checkbox,
+    };
+    el.append(
+      h("header", { class: "card-head" },
+        h("span", { class: "node-mark", "aria-hidden": "true" }),
+        h("h4", { class: "node-id" }, n.id),
+        parts.role,
+        parts.reason),
+      h("dl", { class: "node-stats" },
+        h("div", {}, h("dt", {}, "Term"), parts.term),
+        h("div", {}, h("dt", { title: "applied seq: every invalidation up to here is applied to its cache" },
+          h("span", { class: "dt-long" }, "Applied seq"), h("span", { class: "dt-short" }, "Seq")), parts.seq),
+        h("div", {}, h("dt", {}, "Entries"), parts.entries)),
+      h("div", { class: "cache-line" },
+        h("span", {}, parts.hits, " hits"),
+        h("span", {}, parts.misses, " misses"),
+        parts.ratio),
+      h("div", { class: "hit-bar", "aria-hidden": "true" }, parts.bar),
+      parts.statuses,
+      h("div", { class: "plug" },
+        checkbox,
+        h("label", { for: inputId, class: "switch-label" },
+          h("span", { class: "switch", "aria-hidden": "true" }),
+          h("span", { class: "visually-hidden" }, `${n.id} `),
+          "plugged in"),
+        parts.lease),
+    );
+    return { el, parts, lastStatuses: "" };
+  }
+
+  updateCard(card, n, now) {
+    const { el, parts } = card;
+    if (el.dataset.role !== n.role) el.dataset.role = n.role;
+    const state = n.unplugged ? "unplugged" : n.reachable ? "ok" : "unreachable";
+    if (el.dataset.state !== state) el.dataset.state = state;
+    el.classList.toggle("is-pending", n.pending);
+    setText(parts.role, ROLE_LABEL[n.role] || n.role);
+    parts.role.className = `role-badge role-${n.role}`;
+    parts.reason.hidden = state === "ok";
+    setText(parts.reason, n.unplugged ? "unplugged" : "no contact");
+    const term = n.term ?? this.model.term;
+    setText(parts.term, term ? term : "—");
+    setText(parts.seq, count(n.applied_seq));
+    setText(parts.entries, count(n.cache.entries));
+    setText(parts.hits, count(n.cache.hits));
+    setText(parts.misses, count(n.cache.misses));
+    const lookups = n.cache.hits + n.cache.misses;
+    const pct = lookups ? (100 * n.cache.hits) / lookups : 0;
+    setText(parts.ratio, lookups ? `${pct.toFixed(pct >= 99.95 || pct < 10 ? 0 : 1)}% hit` : "no reads yet");
+    parts.bar.style.width = `${pct}%`;
+    if (n.lease_ms === null) {
+      parts.lease.hidden = true;
+    } else {
+      const serving = n.lease_ms > 0 && state === "ok";
+      parts.lease.hidden = false;
+      parts.lease.classList.toggle("is-serving", serving);
+      setText(parts.lease, serving ? "serving reads" : "not serving");
+      parts.lease.title = serving ? `holds a read lease (${n.lease_ms} ms left when last asked)` : "holds no read lease, so it serves no reads";
+    }
+    if (!n.pending) parts.checkbox.checked = !n.unplugged;
+    parts.checkbox.setAttribute("aria-busy", String(n.pending));
+
+    // Statuses carry "… ago", so they change every second; rebuild only when they differ.
+    const items = n.statuses.length
+      ? n.statuses.map((s) => [s.kind, s.text, agoShort(s.ts, now), fullTime(s.ts)])
+      : [["muted", "no events yet", "", ""]];
+    const key = JSON.stringify(items);
+    if (key !== card.lastStatuses) {
+      card.lastStatuses = key;
+      setChildren(parts.statuses, items.map(([kind, text, when, title]) =>
+        h("li", { class: `status status-${kind || "plain"}` },
+          h("span", { class: "status-text" }, text),
+          when ? h("time", { title }, when) : null)));
+    }
+  }
+
+  renderActivity(now) {
+    const list = document.getElementById("activity");
+    const items = this.model.activity;
+    document.getElementById("activity-empty").hidden = items.length > 0;
+    const key = JSON.stringify(items.map((a) => [a.text, ago(a.ts, now)]));
+    if (key === this.lastActivity) return;
+    this.lastActivity = key;
+    setChildren(list, items.map((a) => {
+      const li = h("li", { class: `activity-item activity-${a.kind}` },
+        h("span", { class: "activity-dot", "aria-hidden": "true" }),
+        h("span", { class: "activity-text" }, a.text),
+        h("time", { title: fullTime(a.ts) }, ago(a.ts, now)));
+      if (a.node) li.style.setProperty("--node-hue", nodeHue(a.node));
+      return li;
+    }));
+  }
+}

@@ -1,0 +1,237 @@
+// What the page knows of the cluster: each node's state from `/api/cluster` snapshots (the
+// truth) and the event deltas in between, each node's recent statuses, and the activity log.
+
+import { count, nodeHue } from "./dom.js";
+
+const MAX_STATUSES = 4;
+const MAX_ACTIVITY = 40;
+
+/** How long an accepted unplug command may take to show in `/api/cluster`. */
+const EXPECT_MS = 6000;
+
+/** Node ids in natural order: n2 before n10. */
+export const byId = (a, b) => a.localeCompare(b, undefined, { numeric: true });
+
+/** Which column a node belongs in. */
+export function columnOf(node) {
+  if (!node.reachable || node.unplugged) return "unreachable";
+  return node.role === "leader" ? "leader" : "followers";
+}
+
+/** What the page knows of the cluster; `onChange` fires after every update. */
+export class ClusterModel {
+  constructor({ metrics, onChange }) {
+    this.metrics = metrics;
+    this.onChange = onChange;
+    this.nodes = new Map();
+    this.leader = null;
+    this.term = 0;
+    this.members = [];
+    this.loaded = false;
+    this.unreachable = false; // the last /api/cluster poll failed
+    this.activity = [];
+  }
+
+  node(id) {
+    let n = this.nodes.get(id);
+    if (!n) {
+      n = {
+        id,
+        role: "follower",
+        term: null,
+        reachable: true,
+        unplugged: false,
+        applied_seq: 0,
+        cache: { hits: 0, misses: 0, entries: 0 },
+        lease_ms: null,
+        statuses: [],
+        pending: false,
+        expected: null, // {unplugged, until}: an accepted unplug command not yet visible
+      };
+      this.nodes.set(id, n);
+    }
+    return n;
+  }
+
+  /** A `/api/cluster` answer: the truth, replacing whatever the events suggested. */
+  applySnapshot(c) {
+    const now = Date.now();
+    this.loaded = true;
+    this.unreachable = false;
+    this.term = Number(c.term) || 0;
+    this.leader = c.leader ?? null;
+    this.members = Array.isArray(c.members) ? c.members.map(String) : [];
+    const seen = new Set();
+    const listed = Array.isArray(c.nodes) ? c.nodes : [];
+    for (const id of listed.map((s) => String(s.id)).sort(byId)) nodeHue(id);
+    for (const s of listed) {
+      const id = String(s.id);
+      seen.add(id);
+      const n = this.node(id);
+      const wasUnplugged = n.unplugged;
+      n.role = s.role || "follower";
+      n.reachable = s.reachable !== false;
+      n.unplugged = Boolean(s.unplugged);
+      if (n.expected) {
+        // The gateway accepted the command before the node applied it: keep showing what
+        // was asked for a few seconds rather than flipping the switch back and forth.
+        if (n.unplugged === n.expected.unplugged || now > n.expected.until) n.expected = null;
+        else n.unplugged = n.expected.unplugged;
+      }
+      if (s.lease_ms !== undefined && s.lease_ms !== null) n.lease_ms = Number(s.lease_ms) || 0;
+      n.applied_seq = Number(s.applied_seq) || 0;
+      if (s.term !== undefined && s.term !== null) n.term = Number(s.term);
+      if (s.cache) {
+        n.cache = { hits: Number(s.cache.hits) || 0, misses: Number(s.cache.misses) || 0, entries: Number(s.cache.entries) || 0 };
+        this.metrics.readSample(id, n.cache.hits, n.cache.misses, now);
+      }
+      if (n.unplugged !== wasUnplugged && n.statuses.length) {
+        this.status(n, n.unplugged ? "unplugged" : "plugged back in", n.unplugged ? "bad" : "good", now);
+      }
+    }
+    for (const id of [...this.nodes.keys()]) {
+      if (!seen.has(id) && !this.members.includes(id)) this.nodes.delete(id);
+    }
+    for (const id of this.members) {
+      if (!seen.has(id)) {
+        // A member the gateway could not reach at all.
+        const n = this.node(id);
+        n.reachable = false;
+      }
+    }
+    this.metrics.leaderAt(this.leader, this.term, now);
+    this.onChange();
+  }
+
+  /** One websocket event (a delta). */
+  applyEvent(e) {
+    const now = Date.now();
+    const id = e.node === undefined || e.node === null ? null : String(e.node);
+    const term = Number(e.term) || 0;
+    const n = id ? this.node(id) : null;
+    if (n && term) n.term = term;
+    switch (e.type) {
+      case "leader":
+        n.role = "leader";
+        if (term >= this.term) {
+          this.term = term;
+          this.leader = id;
+        }
+        this.metrics.leaderAt(id, term, now);
+        this.status(n, `leader of term ${term}`, "good", now);
+        this.log(now, `${id} became leader of term ${term}`, "leader", id);
+        break;
+      case "follower":
+        n.role = "follower";
+        if (this.leader === id) this.leader = e.leader ?? null;
+        if (e.leader && term >= this.term) {
+          this.leader = String(e.leader);
+          this.term = term;
+        }
+        this.status(n, e.leader ? `follower of ${e.leader}` : "follower, no leader known", "", now);
+        break;
+      case "candidacy":
+        if (e.state === "started") {
+          n.role = e.pre_vote ? "pre_candidate" : "candidate";
+          const text = e.pre_vote ? `pre-vote for term ${term}` : `standing for election in term ${term}`;
+          this.status(n, text, "warn", now);
+          if (!e.pre_vote) {
+            this.metrics.election(now);
+            this.log(now, `${id} is standing for election in term ${term}`, "election", id);
+          }
+        } else if (e.state === "abandoned") {
+          n.role = "follower";
+          this.status(n, `abandoned ${e.pre_vote ? "pre-vote" : "candidacy"} in term ${term}`, "muted", now);
+          if (!e.pre_vote) this.log(now, `${id} abandoned its candidacy in term ${term}`, "muted", id);
+        } else if (e.state === "won") {
+          this.status(n, `won ${e.pre_vote ? "the pre-vote" : "the election"} in term ${term}`, "good", now);
+        }
+        break;
+      case "reachable": {
+        if (e.peer === undefined || e.peer === null) break;
+        const peer = this.node(String(e.peer));
+        const reachable = Boolean(e.reachable);
+        if (peer.reachable !== reachable) {
+          this.log(now, `leader ${id} ${reachable ? "reaches" : "lost contact with"} ${peer.id}`, reachable ? "good" : "bad", peer.id);
+        }
+        peer.reachable = reachable;
+        this.status(peer, reachable ? `reachable from leader ${id}` : `unreachable from leader ${id}`, reachable ? "good" : "bad", now);
+        break;
+      }
+      case "cache": {
+        const hits = Number(e.hits) || 0;
+        const misses = Number(e.misses) || 0;
+        const dh = Math.max(0, hits - n.cache.hits);
+        const dm = Math.max(0, misses - n.cache.misses);
+        n.cache = { hits, misses, entries: Number(e.entries) || 0 };
+        if (e.applied_seq !== undefined) n.applied_seq = Math.max(n.applied_seq, Number(e.applied_seq) || 0);
+        this.metrics.readSample(id, hits, misses, now);
+        if (dh || dm) this.status(n, `+${count(dh)} hits · +${count(dm)} misses`, "cache", now, true);
+        break;
+      }
+      case "unplugged":
+        n.unplugged = Boolean(e.unplugged);
+        n.expected = null;
+        this.status(n, n.unplugged ? "unplugged" : "plugged back in", n.unplugged ? "bad" : "good", now);
+        this.log(now, `${id} was ${n.unplugged ? "unplugged" : "plugged back in"}`, n.unplugged ? "bad" : "good", id);
+        break;
+      case "invalidation": {
+        const seq = Number(e.seq) || 0;
+        for (const peer of Array.isArray(e.acked_by) ? e.acked_by : []) {
+          const p = this.node(String(peer));
+          p.applied_seq = Math.max(p.applied_seq, seq);
+        }
+        break;
+      }
+      case "write": {
+        const seq = Number(e.seq) || 0;
+        n.applied_seq = Math.max(n.applied_seq, seq);
+        this.metrics.write(now);
+        this.logWrite(now, id, seq, e.op);
+        break;
+      }
+      default:
+        return;
+    }
+    this.onChange();
+  }
+
+  /** An unplug command for `id` was accepted: show it until the cluster reports it. */
+  expectUnplugged(id, unplugged) {
+    const n = this.node(id);
+    n.unplugged = unplugged;
+    n.expected = { unplugged, until: Date.now() + EXPECT_MS };
+    this.onChange();
+  }
+
+  /** Adds a line to a node's recent statuses; a `sticky` line replaces one of its kind on top. */
+  status(n, text, kind, ts, sticky = false) {
+    const top = n.statuses[0];
+    if (top && (top.text === text || (sticky && top.kind === kind))) {
+      top.text = text;
+      top.ts = ts;
+      return;
+    }
+    n.statuses.unshift({ text, kind, ts });
+    n.statuses.length = Math.min(n.statuses.length, MAX_STATUSES);
+  }
+
+  log(ts, text, kind, node) {
+    this.activity.unshift({ ts, text, kind, node });
+    this.activity.length = Math.min(this.activity.length, MAX_ACTIVITY);
+  }
+
+  /** Writes come in bursts: consecutive ones within a few seconds share one line. */
+  logWrite(ts, node, seq, op) {
+    const top = this.activity[0];
+    if (top && top.kind === "write" && top.node === node && ts - top.ts < 5000) {
+      top.ts = ts;
+      top.writes += 1;
+      top.last = seq;
+      top.text = `${top.writes} writes on ${node}, seq ${top.first}–${seq}`;
+      return;
+    }
+    this.log(ts, `write on ${node}: ${op || "change"} (seq ${seq})`, "write", node);
+    Object.assign(this.activity[0], { writes: 1, first: seq, last: seq });
+  }
+}
