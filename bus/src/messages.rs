@@ -167,7 +167,8 @@ pub enum EventKind {
     Candidacy { state: CandidacyState, pre_vote: bool },
     /// The leader's view of one follower.
     Reachable { peer: NodeId, reachable: bool },
-    /// Cache activity since the last cache event.
+    /// The cache's counters (cumulative since the node started), published about once a
+    /// second while they change.
     Cache { hits: u64, misses: u64, entries: u64, fills: u64, applied_seq: u64 },
     /// This node was unplugged or plugged back in.
     Unplugged { unplugged: bool },
