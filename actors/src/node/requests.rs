@@ -450,8 +450,10 @@ pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome,
             ),
         ));
     }
+    // NotLeader means "certainly not run": the client may retry it; Unavailable means the
+    // outcome is unknown.
     let store = lookup::<StoreMsg>(&ctx.names.store)
-        .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
+        .ok_or_else(|| err(ErrorCode::NotLeader, "the store is restarting; the write did not run"))?;
     // A lease-mode write waits at most one lease for a cut-off follower, once.
     let timeout = ctx.cfg.lease * 3 + Duration::from_secs(5);
     match store
@@ -464,8 +466,8 @@ pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome,
             "the write's outcome is unknown (no answer in time)",
         )),
         Err(e) => Err(err(
-            ErrorCode::Unavailable,
-            format!("the store is unavailable: {e}"),
+            ErrorCode::NotLeader,
+            format!("the store is unavailable; the write did not run: {e}"),
         )),
     }
 }

@@ -233,6 +233,15 @@ async fn on_message(
                         "fenced: term {mine} is over (stored {stored})"
                     ))));
                 }
+                Err(StoreError::Mysql(e)) => {
+                    // The connection may have failed during COMMIT: the client must not
+                    // take this for "did not happen".
+                    state.ctx.metrics.writes.with_label_values(&["error"]).inc();
+                    let _ = reply.send(Err(ErrorBody::new(
+                        ErrorCode::Unavailable,
+                        format!("MySQL failed during the write; its outcome is unknown: {e}"),
+                    )));
+                }
                 Err(e) => {
                     state.ctx.metrics.writes.with_label_values(&["error"]).inc();
                     let _ = reply.send(Err(e.into()));
