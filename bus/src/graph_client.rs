@@ -139,7 +139,8 @@ impl GraphClient {
                 }
             })
         };
-        let _ = bus.flush().await;
+        // Bounded: while NATS is down the subscriptions are made on reconnect anyway.
+        let _ = tokio::time::timeout(Duration::from_secs(1), bus.flush()).await;
         Ok(GraphClient { bus, leader: rx, cfg, _tracker: Arc::new(TrackerGuard(Mutex::new(vec![t1, t2]))) })
     }
 
@@ -258,8 +259,12 @@ impl GraphClient {
                     let _ = self.wait_for_change(&leader, term, Instant::now() + Duration::from_millis(300).min(left)).await;
                 }
                 Ok(Reply::Error(e)) => return Err(ClientError::from_body(e)),
-                Err(BusError::NoResponders { .. }) | Err(BusError::Timeout { .. }) => {
-                    last = ClientError::Timeout(self.cfg.request_timeout);
+                Err(e @ (BusError::NoResponders { .. } | BusError::Timeout { .. })) => {
+                    // No responder: the leader is gone (an election is under way).
+                    last = match e {
+                        BusError::NoResponders { .. } => ClientError::NoLeader(self.cfg.deadline),
+                        _ => ClientError::Timeout(self.cfg.request_timeout),
+                    };
                     let _ = self.wait_for_change(&leader, term, Instant::now() + Duration::from_millis(500).min(left)).await;
                 }
                 Err(e) => return Err(ClientError::Bus(e.to_string())),

@@ -1,1 +1,58 @@
-fn main() {}
+//! `instaface-gateway`: parses its flags, connects to NATS, and serves [`instaface_gateway::app`].
+
+use anyhow::Context;
+use clap::Parser;
+use instaface_bus::Bus;
+use instaface_gateway::config::GatewayArgs;
+use instaface_gateway::{app, AppState};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = GatewayArgs::parse();
+    if let Err(e) = args.validate() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+
+    let bus = Bus::connect(&args.bus, "instaface-gateway").await.context("connecting to NATS")?;
+    let state =
+        AppState::start(bus, args.client_config(), args.gateway_config()).await.context("starting the gateway")?;
+
+    if let Some(addr) = args.metrics_addr {
+        let metrics = state.metrics.clone();
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("METRICS_ADDR {addr}"))?;
+        let router = axum::Router::new().route("/metrics", axum::routing::get(move || async move { metrics.render() }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen_addr)
+        .await
+        .with_context(|| format!("LISTEN_ADDR {}", args.listen_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, prefix = %args.bus.prefix, "gateway listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await.context("serving")?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

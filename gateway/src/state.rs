@@ -1,0 +1,88 @@
+//! [`AppState`]: what every handler shares — the graph client, the cluster view, the event
+//! feed, the metrics and the configuration — and the background tasks that keep the view and
+//! the feed running for as long as the state lives.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use instaface_bus::graph_client::{ClientConfig, GraphClient};
+use instaface_bus::{Bus, BusError};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::cluster_state::{self, ClusterState};
+use crate::config::GatewayConfig;
+use crate::event_feed;
+use crate::metrics::Metrics;
+
+/// The handlers' shared state. Cheap to clone; the background tasks stop with the last clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub client: GraphClient,
+    pub cluster: ClusterState,
+    /// Every event from `P.events`, as JSON text.
+    pub events: broadcast::Sender<Utf8Bytes>,
+    pub metrics: Metrics,
+    pub config: GatewayConfig,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Starts the gateway's view of the cluster on `bus`: the graph client, the one
+    /// `P.events` subscription, the first membership read (bounded), and the status poller.
+    pub async fn start(bus: Bus, client_config: ClientConfig, config: GatewayConfig) -> Result<AppState, BusError> {
+        let client = GraphClient::new(bus.clone(), client_config).await?;
+        let cluster = ClusterState::new(client.watch_leader());
+        let metrics = Metrics::new();
+        let (events, _) = broadcast::channel(config.ws_buffer.max(1));
+
+        let subscription = event_feed::subscribe(&bus).await?;
+        let relay = event_feed::spawn_relay(subscription, cluster.clone(), events.clone(), metrics.clone());
+
+        // Read the membership once before serving, so the unplug route knows the members
+        // from the first request on; the poller keeps trying if Redis is not there yet.
+        let mut membership = None;
+        if let Some(url) = &config.redis_url {
+            cluster_state::refresh_members(&cluster, &mut membership, url, &bus, Duration::from_secs(2)).await;
+        }
+        let poller = cluster_state::spawn_poller(
+            cluster.clone(),
+            bus.clone(),
+            config.redis_url.clone(),
+            membership,
+            config.cluster_poll,
+            config.status_timeout,
+        );
+
+        Ok(AppState(Arc::new(Shared {
+            client,
+            cluster,
+            events,
+            metrics,
+            config,
+            tasks: Mutex::new(vec![relay, poller]),
+        })))
+    }
+}

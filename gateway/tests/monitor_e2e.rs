@@ -1,0 +1,551 @@
+//! The monitor UI in a real browser: headless Chromium, driven through chromedriver's
+//! WebDriver HTTP API, against a real 3-node cluster and the `instaface-gateway` binary.
+//!
+//! - the page shows three nodes, exactly one of them in the Leader column;
+//! - unchecking the leader's "plugged in" box (the page asks for the admin token first)
+//!   moves it to Unreachable and another node to Leader within seconds; checking it again
+//!   brings it back as a follower;
+//! - from a user's timeline, the author of a post they liked is a link to the author's
+//!   timeline.
+//!
+//! A screenshot is saved as `target/artifacts/monitor.png`; `docs/monitor.png` (the
+//! README's) is written when missing, or replaced when `INSTAFACE_UPDATE_SCREENSHOT=1`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (or `CHROME_BIN` and `CHROMEDRIVER`);
+//! without them the test says so and passes without running.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use instaface_testkit::{binary, bin_dir, Cluster, ClusterOpts};
+use serde_json::{json, Value};
+
+const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() {
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        eprintln!(
+            "SKIPPED monitor_e2e: chromium and chromedriver are not installed \
+             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)"
+        );
+        return;
+    };
+
+    let cluster = Cluster::start("monitor", ClusterOpts::default()).await;
+    let (leader, term) = cluster.wait_leader(Duration::from_secs(20), None, 0).await;
+    let gateway = Gateway::start(&cluster);
+    let api = Api { http: reqwest::Client::new(), base: gateway.url.clone() };
+    api.wait_ready().await;
+
+    let browser = Browser::start(&chromium, &chromedriver).await;
+    let mut result = unplug_the_leader(&browser, &gateway.url, &leader, term).await;
+    if result.is_ok() {
+        // The graph the navigation walks: Bob posts, Alice likes Bob's post.
+        let alice = api.create("user", json!({"name": "Alice Example"})).await;
+        let bob = api.create("user", json!({"name": "Bob Sample"})).await;
+        let post = api.create("status", json!({"text": "Unplugging nodes for science"})).await;
+        api.associate(&bob, "posted", &post).await;
+        api.associate(&alice, "likes", &post).await;
+        let traffic = tokio::spawn(traffic(api.clone(), alice.clone(), bob.clone()));
+        result = navigate_the_graph(&browser, &gateway.url, &alice, &bob, &post).await;
+        // Let the charts draw some of that traffic before the picture.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        traffic.abort();
+    }
+    // A picture of the page whatever happened: on failure it shows what the page showed.
+    save_screenshot(&browser, result.is_ok()).await;
+    browser.quit().await;
+    if let Err(e) = result {
+        panic!("{e}\n(gateway log: {}; node logs: {})", gateway.log.display(), cluster.log_dir().display());
+    }
+}
+
+/// The cluster pane: one leader; unplugging it elects another; plugging it back makes it a
+/// follower. An error says what the page showed instead.
+async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> Result<(), String> {
+    b.goto(&format!("{url}/")).await;
+
+    // Three nodes, one leader (the one the cluster elected).
+    let cols = b
+        .wait_columns(Duration::from_secs(20), "three nodes with one leader", |c| {
+            c.total() == 3 && c.leader.len() == 1 && c.unreachable.is_empty()
+        })
+        .await?;
+    let shown = &cols.leader[0];
+    eprintln!("page shows {cols:?}; the cluster elected {leader} in term {term}");
+    if shown.id != leader || shown.role != "leader" {
+        // A re-election between the check and the page load is possible, not likely.
+        eprintln!("note: the page's leader {} is not {leader} (an election since?)", shown.id);
+    }
+    let old = shown.id.clone();
+
+    // Unplug it: the gateway has an admin token, so the page asks for it first.
+    b.click(&format!("[data-node=\"{old}\"] label.switch-label")).await?;
+    b.wait_js(Duration::from_secs(5), "the admin-token dialog", "return document.getElementById('token-dialog').open").await?;
+    b.send_keys("#token-input", ADMIN_TOKEN).await?;
+    b.click("#token-form button[type=submit]").await?;
+    let started = Instant::now();
+    let cols = b
+        .wait_columns(Duration::from_secs(15), "the old leader unreachable and a new leader", |c| {
+            c.unreachable.iter().any(|n| n.id == old)
+                && c.leader.len() == 1
+                && c.leader[0].id != old
+                && c.leader[0].role == "leader"
+        })
+        .await?;
+    eprintln!("after unplugging {old}: {cols:?} ({:?})", started.elapsed());
+    let unchecked = b.exec(&format!("return document.querySelector('[data-unplug=\"{old}\"]').checked"), json!([])).await;
+    if unchecked != json!(false) {
+        return Err(format!("{old}'s plugged-in box is still checked after unplugging"));
+    }
+    if b.exec("return sessionStorage.getItem('instaface.adminToken')", json!([])).await != json!(ADMIN_TOKEN) {
+        return Err("the page did not keep the admin token for the session".into());
+    }
+
+    // Plug it back: it returns as a follower (the token is remembered, no dialog).
+    b.click(&format!("[data-node=\"{old}\"] label.switch-label")).await?;
+    let started = Instant::now();
+    let cols = b
+        .wait_columns(Duration::from_secs(20), "the old leader back as a follower", |c| {
+            c.followers.iter().any(|n| n.id == old && n.role == "follower") && c.leader.len() == 1 && c.unreachable.is_empty()
+        })
+        .await?;
+    eprintln!("after plugging {old} back: {cols:?} ({:?})", started.elapsed());
+    Ok(())
+}
+
+/// The graph pane: from a user to the author of a post they liked, back and forward.
+async fn navigate_the_graph(b: &Browser, url: &str, alice: &str, bob: &str, post: &str) -> Result<(), String> {
+    // The graph: Alice's timeline lists the post she liked with its author, Bob; his name
+    // leads to his timeline, which lists the post.
+    b.goto(&format!("{url}/#/user/{alice}")).await;
+    let author = format!(".post-liked [data-rel=\"author\"][data-entity=\"{bob}\"]");
+    b.wait_js(
+        Duration::from_secs(10),
+        "Alice's timeline with Bob as the author of a post she liked",
+        &format!("return document.querySelector('[data-view=\"user\"]')?.dataset.id === '{alice}' && !!document.querySelector('{}')", author.replace('\'', "\\'")),
+    )
+    .await?;
+    b.click(&author).await?;
+    b.wait_js(
+        Duration::from_secs(10),
+        "Bob's timeline with his post",
+        &format!(
+            "return location.hash === '#/user/{bob}' && document.querySelector('[data-view=\"user\"]')?.dataset.id === '{bob}' \
+             && !!document.querySelector('[data-section=\"posts\"] [data-rel=\"post\"][data-entity=\"{post}\"]') \
+             && document.querySelector('.profile-name').textContent === 'Bob Sample'"
+        ),
+    )
+    .await?;
+    // Back goes back to Alice.
+    b.cmd(reqwest::Method::POST, "/back", json!({})).await;
+    b.wait_js(Duration::from_secs(10), "back on Alice's timeline", &format!("return document.querySelector('[data-view=\"user\"]')?.dataset.id === '{alice}'")).await?;
+    // And forward to Bob again (his timeline, with Alice among the likers, is the picture).
+    b.cmd(reqwest::Method::POST, "/forward", json!({})).await;
+    b.wait_js(
+        Duration::from_secs(10),
+        "forward on Bob's timeline, Alice among the likers of his post",
+        &format!("return document.querySelector('[data-view=\"user\"]')?.dataset.id === '{bob}' && !!document.querySelector('[data-rel=\"liker\"][data-entity=\"{alice}\"]')"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Some reads and writes while the browser works, so the charts show traffic; bounded, and
+/// failures are ignored (this is scenery, not the test).
+async fn traffic(api: Api, alice: String, bob: String) {
+    for i in 0..150u32 {
+        let path = if i % 2 == 0 { format!("/api/timeline/{alice}") } else { format!("/api/timeline/{bob}") };
+        let _ = api.http.get(format!("{}{path}", api.base)).send().await;
+        if i % 6 == 0 {
+            let created = api.http.post(format!("{}/api/entities/status", api.base)).json(&json!({"text": format!("Live post #{i}")})).send().await;
+            if let Ok(r) = created {
+                if let Ok(e) = r.json::<Value>().await {
+                    let _ = api.http.put(format!("{}/api/entities/{bob}/associations/posted/{}", api.base, e["id"])).json(&json!({})).send().await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+}
+
+async fn save_screenshot(b: &Browser, passed: bool) {
+    let Some(png) = b.screenshot().await else {
+        eprintln!("could not take a screenshot");
+        return;
+    };
+    let artifacts = bin_dir().join("../artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let path = artifacts.join(if passed { "monitor.png" } else { "monitor-failed.png" });
+    match std::fs::write(&path, &png) {
+        Ok(()) => eprintln!("screenshot: {}", path.display()),
+        Err(e) => eprintln!("could not write {}: {e}", path.display()),
+    }
+    if passed {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/monitor.png");
+        let update = std::env::var("INSTAFACE_UPDATE_SCREENSHOT").is_ok_and(|v| v == "1");
+        if update || !docs.exists() {
+            let _ = std::fs::create_dir_all(docs.parent().unwrap());
+            match std::fs::write(&docs, &png) {
+                Ok(()) => eprintln!("README screenshot: {}", docs.display()),
+                Err(e) => eprintln!("could not write {}: {e}", docs.display()),
+            }
+        }
+    }
+}
+
+// ---------- the browser tools ----------
+
+/// Chromium and chromedriver, from `CHROME_BIN`/`CHROMEDRIVER` or the PATH.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_file());
+    let chromium = from_env("CHROME_BIN").or_else(|| ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|n| on_path(n)))?;
+    let driver = from_env("CHROMEDRIVER").or_else(|| on_path("chromedriver"))?;
+    Some((chromium, driver))
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port()
+}
+
+/// Kills the child on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+// ---------- the gateway ----------
+
+struct Gateway {
+    url: String,
+    log: PathBuf,
+    _proc: Reaped,
+}
+
+impl Gateway {
+    fn start(cluster: &Cluster) -> Gateway {
+        let port = free_port();
+        let log = cluster.log_dir().join("gateway.log");
+        let file = std::fs::File::create(&log).expect("gateway log");
+        let child = Command::new(binary("instaface-gateway"))
+            .env("INSTAFACE_PREFIX", &cluster.prefix)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().expect("log")))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("spawn instaface-gateway");
+        Gateway { url: format!("http://127.0.0.1:{port}"), log, _proc: Reaped(child) }
+    }
+}
+
+/// The REST calls that set the graph up.
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/api/cluster", self.base)).send().await {
+                if r.status().is_success() {
+                    if let Ok(v) = r.json::<Value>().await {
+                        if v["leader"].is_string() && v["nodes"].as_array().is_some_and(|n| n.len() == 3) {
+                            return;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "the gateway at {} did not report the cluster within 20 s", self.base);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends a request, retrying while there is no leader (503); the JSON answer.
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let res = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            let status = res.status();
+            let text = res.text().await.unwrap_or_default();
+            if status.is_success() {
+                return if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") };
+            }
+            assert!(
+                status == reqwest::StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline,
+                "{method} {path} answered {status}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Creates an entity; its id.
+    async fn create(&self, kind: &str, attributes: Value) -> String {
+        let e = self.send(reqwest::Method::POST, &format!("/api/entities/{kind}"), Some(attributes)).await;
+        match &e["id"] {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            other => panic!("created {kind} has no id: {other} in {e}"),
+        }
+    }
+
+    async fn associate(&self, from: &str, kind: &str, to: &str) {
+        self.send(reqwest::Method::PUT, &format!("/api/entities/{from}/associations/{kind}/{to}"), Some(json!({}))).await;
+    }
+}
+
+// ---------- a small WebDriver client ----------
+
+/// The W3C key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    session: String,
+    _driver: Reaped,
+}
+
+/// The nodes in each column, as the page shows them.
+#[derive(Debug, Default)]
+struct Columns {
+    followers: Vec<Card>,
+    leader: Vec<Card>,
+    unreachable: Vec<Card>,
+}
+
+#[derive(Debug)]
+struct Card {
+    id: String,
+    role: String,
+}
+
+impl Columns {
+    fn total(&self) -> usize {
+        self.followers.len() + self.leader.len() + self.unreachable.len()
+    }
+}
+
+impl Browser {
+    async fn start(chromium: &Path, chromedriver: &Path) -> Browser {
+        let port = free_port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let driver = Reaped(driver);
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                if r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == json!(true)) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--window-size=1440,1000", "--hide-scrollbars"]
+            }
+        }}});
+        let res: Value = http.post(format!("{base}/session")).json(&caps).send().await.expect("new session").json().await.expect("session JSON");
+        let session = res["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("chromedriver refused a session: {res}")).to_string();
+        Browser { http, base, session, _driver: driver }
+    }
+
+    /// One WebDriver command; its `value` (an error is returned as `{"error": …}`).
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method.clone(), url);
+        if method != reqwest::Method::GET {
+            req = req.json(&body);
+        }
+        match req.send().await {
+            Ok(r) => r.json::<Value>().await.map(|v| v["value"].clone()).unwrap_or_else(|e| json!({"error": e.to_string()})),
+            Err(e) => json!({"error": e.to_string()}),
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        let v = self.cmd(reqwest::Method::POST, "/url", json!({ "url": url })).await;
+        assert!(v.get("error").is_none(), "navigating to {url}: {v}");
+    }
+
+    async fn exec(&self, script: &str, args: Value) -> Value {
+        self.cmd(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": args})).await
+    }
+
+    async fn find(&self, css: &str) -> Result<String, String> {
+        let v = self.cmd(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().map(str::to_string).ok_or_else(|| format!("no element {css}: {v}"))
+    }
+
+    async fn click(&self, css: &str) -> Result<(), String> {
+        let id = self.find(css).await?;
+        let v = self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), json!({})).await;
+        if v.get("error").is_some() { Err(format!("clicking {css}: {v}")) } else { Ok(()) }
+    }
+
+    async fn send_keys(&self, css: &str, text: &str) -> Result<(), String> {
+        let id = self.find(css).await?;
+        let v = self.cmd(reqwest::Method::POST, &format!("/element/{id}/value"), json!({ "text": text })).await;
+        if v.get("error").is_some() { Err(format!("typing into {css}: {v}")) } else { Ok(()) }
+    }
+
+    /// Polls `script` until it returns `true`.
+    async fn wait_js(&self, timeout: Duration, what: &str, script: &str) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.exec(script, json!([])).await;
+            if v == json!(true) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let hash = self.exec("return location.hash", json!([])).await;
+                let text = self.exec("return document.getElementById('graph-view')?.innerText.slice(0, 400)", json!([])).await;
+                return Err(format!("timed out after {timeout:?} waiting for {what} (last answer {v}; at {hash}; graph pane: {text})"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn columns(&self) -> Columns {
+        let v = self
+            .exec(
+                "const out = {};\
+                 for (const c of document.querySelectorAll('[data-column]')) \
+                   out[c.dataset.column] = [...c.querySelectorAll('[data-node]')].map(n => [n.dataset.node, n.dataset.role]);\
+                 return out;",
+                json!([]),
+            )
+            .await;
+        let cards = |col: &str| {
+            v[col]
+                .as_array()
+                .map(|a| a.iter().map(|p| Card { id: p[0].as_str().unwrap_or("").into(), role: p[1].as_str().unwrap_or("").into() }).collect())
+                .unwrap_or_default()
+        };
+        Columns { followers: cards("followers"), leader: cards("leader"), unreachable: cards("unreachable") }
+    }
+
+    /// Polls the columns until `ok` holds; the columns then.
+    async fn wait_columns(&self, timeout: Duration, what: &str, ok: impl Fn(&Columns) -> bool) -> Result<Columns, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.columns().await;
+            if ok(&c) {
+                return Ok(c);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("timed out after {timeout:?} waiting for {what}; the page shows {c:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A picture of the whole page: the window is first made as tall as the page.
+    async fn screenshot(&self) -> Option<Vec<u8>> {
+        let sizes = self.exec("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]", json!([])).await;
+        if let (Some(page), Some(chrome)) = (sizes[0].as_u64(), sizes[1].as_u64()) {
+            let height = (page + chrome).clamp(600, 2400);
+            self.cmd(reqwest::Method::POST, "/window/rect", json!({"width": 1440, "height": height})).await;
+            tokio::time::sleep(Duration::from_millis(1200)).await; // a redraw of the charts
+        }
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", Value::Null).await;
+        base64_decode(v.as_str()?)
+    }
+
+    async fn quit(mut self) {
+        let _ = self.http.delete(format!("{}/session/{}", self.base, self.session)).send().await;
+        self.session.clear();
+    }
+}
+
+impl Drop for Browser {
+    /// After a panic, ends the session too: killing chromedriver alone can leave Chromium
+    /// running. Blocking, best effort, bounded.
+    fn drop(&mut self) {
+        if self.session.is_empty() {
+            return;
+        }
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Ok(mut conn) = std::net::TcpStream::connect(&addr) {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!("DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", self.session);
+            if conn.write_all(request.as_bytes()).is_ok() {
+                let _ = conn.read(&mut [0u8; 512]);
+            }
+        }
+    }
+}
+
+/// Standard base64 (WebDriver screenshots), without pulling in a crate for it.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn base64_round_trip() {
+    assert_eq!(base64_decode("aGVsbG8gd29ybGQ=").unwrap(), b"hello world");
+    assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+    assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+    assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+    assert!(base64_decode("a*b=").is_none());
+}
