@@ -70,6 +70,14 @@ impl BusArgs {
                     other => tracing::info!(event = %other, "nats event"),
                 }
             });
+        // async-nats does not take credentials from a server URL by itself.
+        if let Some(addr) = self.nats_servers()?.into_iter().find(|a| a.has_user_pass()) {
+            let user = percent_decode(addr.username().unwrap_or_default());
+            opts = match addr.password() {
+                Some(pass) => opts.user_and_password(user, percent_decode(pass)),
+                None => opts.token(user),
+            };
+        }
         if let Some(creds) = &self.nats_creds {
             opts = opts
                 .credentials_file(creds)
@@ -94,6 +102,27 @@ impl BusArgs {
             .map(|s| s.parse::<async_nats::ServerAddr>().map_err(|e| format!("NATS_URL {s:?}: {e}")))
             .collect()
     }
+}
+
+/// Decodes `%XX` escapes (a URL's user and password may hold them).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).and_then(|b| hex(*b)), bytes.get(i + 2).and_then(|b| hex(*b))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Exponential backoff from 50 ms, capped at 2 s, with up to 20 % jitter.
@@ -125,6 +154,13 @@ mod tests {
         assert!(parse_prefix("a..b").is_err());
         assert!(parse_prefix("a.*").is_err());
         assert!(parse_prefix("a b").is_err());
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded() {
+        assert_eq!(percent_decode("p%40ss%2Fw0rd"), "p@ss/w0rd");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
     }
 
     #[test]

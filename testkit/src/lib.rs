@@ -76,10 +76,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `opts.nodes` nodes named `n1…nN`, all given the full `MEMBERS` list.
     pub async fn start(name: &str, opts: ClusterOpts) -> Cluster {
+        Self::start_on_nats(name, opts, "nats://127.0.0.1:4222").await
+    }
+
+    /// Like [`Cluster::start`], with the nodes and the test's own client on the NATS
+    /// server(s) of `nats_url` (comma-separated, as `NATS_URL`) instead of 127.0.0.1:4222.
+    /// A `NATS_URL` in `opts.env` still wins for the nodes.
+    pub async fn start_on_nats(name: &str, mut opts: ClusterOpts, nats_url: &str) -> Cluster {
+        opts.env.insert(0, ("NATS_URL".into(), nats_url.into()));
         let tag = format!("{:08x}", rand::random::<u32>());
         let prefix = format!("t{tag}.{name}");
         let database = format!("instaface_t{tag}");
-        let args = BusArgs::local(&prefix);
+        let mut args = BusArgs::local(&prefix);
+        args.nats_url = nats_url.into();
         let bus = Bus::connect(&args, &format!("test-{name}")).await.expect("nats");
         wait_until(Duration::from_secs(10), "the test's NATS connection", || bus.is_connected()).await;
         let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");

@@ -203,7 +203,9 @@ pub fn spawn_membership(ctx: &NodeContext) -> JoinHandle<()> {
         loop {
             if !registered {
                 let mut ids = ctx.cfg.members.clone();
-                ids.push(me.clone());
+                if !ids.contains(&me) {
+                    ids.push(me.clone());
+                }
                 match ctx.membership.ensure(&ids, &me).await {
                     Ok(()) => {
                         registered = true;

@@ -1,0 +1,463 @@
+//! CI checks of the Docker stack (`compose/`), without a Docker engine:
+//!
+//! - `docker-compose.yml` and the NATS-cluster override parse (YAML merge keys applied), every
+//!   service they refer to exists, every health-gated dependency has a health check;
+//! - every workspace binary is run by some service and every `instaface-*` command is a
+//!   workspace binary, built by the Dockerfile;
+//! - the nodes have unique `NODE_ID`s and `MEMBERS` lists exactly the node services;
+//! - no password is written in a compose file: each secret lives once in `compose/.env` and
+//!   every `${VAR}` the files use is defined there;
+//! - the override gives every Instaface process all three NATS servers;
+//! - the MariaDB grants of `compose/mariadb/10-instaface-user.sh` are enough for a real
+//!   cluster to migrate, write and read (needs MariaDB, NATS and Redis, as every
+//!   multi-process test does);
+//! - when a compose client is installed (`docker compose` or `docker-compose`), it accepts
+//!   both files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use instaface_testkit::{Cluster, ClusterOpts};
+use serde_yaml::Value;
+
+fn compose_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A compose file, parsed, with `<<` merge keys applied.
+fn load(name: &str) -> Value {
+    let path = compose_dir().join(name);
+    let mut doc: Value = serde_yaml::from_str(&read(&path)).unwrap_or_else(|e| panic!("{name} does not parse: {e}"));
+    // serde_yaml merges one level per pass: a merged-in mapping may itself hold `<<`.
+    for _ in 0..8 {
+        let before = doc.clone();
+        doc.apply_merge().unwrap_or_else(|e| panic!("{name}: merge keys: {e}"));
+        if doc == before {
+            return doc;
+        }
+    }
+    panic!("{name}: merge keys nested too deep")
+}
+
+/// A compose file's text without its comment lines (Compose interpolates no comment).
+fn text_of(name: &str) -> String {
+    read(&compose_dir().join(name)).lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
+/// `compose/.env` as ordered (key, value) pairs.
+fn dotenv() -> Vec<(String, String)> {
+    read(&compose_dir().join(".env"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!(".env line without `=`: {l}"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+fn is_secret(key: &str) -> bool {
+    ["PASSWORD", "TOKEN", "SECRET"].iter().any(|w| key.contains(w))
+}
+
+fn services(doc: &Value) -> &serde_yaml::Mapping {
+    doc.get("services").and_then(Value::as_mapping).expect("a `services` mapping")
+}
+
+fn str_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => panic!("expected a scalar, got {other:?}"),
+    }
+}
+
+/// A service's command as words (list or string form).
+fn command(svc: &Value) -> Vec<String> {
+    match svc.get("command") {
+        Some(Value::Sequence(words)) => words.iter().map(str_of).collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A service's environment as a map (mapping or `KEY=value` list form).
+fn environment(svc: &Value) -> BTreeMap<String, String> {
+    match svc.get("environment") {
+        Some(Value::Mapping(m)) => m.iter().map(|(k, v)| (str_of(k), if v.is_null() { String::new() } else { str_of(v) })).collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .map(|i| {
+                let s = str_of(i);
+                let (k, v) = s.split_once('=').unwrap_or((&s, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The services a service depends on, with the condition (`service_started` for list form).
+fn depends_on(svc: &Value) -> BTreeMap<String, String> {
+    match svc.get("depends_on") {
+        Some(Value::Sequence(names)) => names.iter().map(|n| (str_of(n), "service_started".into())).collect(),
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| {
+                let cond = v.get("condition").map(str_of).unwrap_or_else(|| "service_started".into());
+                (str_of(k), cond)
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// The override merged over the base, the way Compose merges the keys these files use:
+/// mappings (environment, depends_on) key by key, everything else replaced.
+fn merged(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let next = match out.get(k) {
+                    Some(old) if k.as_str() != Some("command") => merged(old, v),
+                    _ => v.clone(),
+                };
+                out.insert(k.clone(), next);
+            }
+            Value::Mapping(out)
+        }
+        _ => over.clone(),
+    }
+}
+
+/// The workspace's binaries, from `cargo metadata`.
+fn workspace_binaries() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
+    let mut bins = BTreeSet::new();
+    for package in meta["packages"].as_array().expect("packages") {
+        for target in package["targets"].as_array().expect("targets") {
+            if target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")) {
+                bins.insert(target["name"].as_str().expect("name").to_string());
+            }
+        }
+    }
+    bins
+}
+
+/// Every `${VAR}`, `${VAR:-default}` and `${VAR-default}` in `text`: (name, has a default).
+fn interpolations(text: &str) -> Vec<(String, bool)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        // `$${` is an escaped dollar, not an interpolation.
+        let escaped = start > 0 && rest.as_bytes()[start - 1] == b'$';
+        let after = &rest[start + 2..];
+        let end = after.find('}').expect("unclosed ${");
+        let inner = &after[..end];
+        if !escaped {
+            let name_end = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len());
+            let default = inner[name_end..].starts_with(":-") || inner[name_end..].starts_with('-');
+            found.push((inner[..name_end].to_string(), default));
+        }
+        rest = &after[end..];
+    }
+    found
+}
+
+const FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.nats-cluster.yml"];
+
+#[test]
+fn every_service_and_binary_is_accounted_for() {
+    let doc = load("docker-compose.yml");
+    let svcs = services(&doc);
+    let names: BTreeSet<String> = svcs.keys().map(str_of).collect();
+    for want in ["nats", "mariadb", "redis", "gateway", "bot", "n1", "n2", "n3", "n4", "n5"] {
+        assert!(names.contains(want), "docker-compose.yml has no service {want}");
+    }
+
+    for (name, svc) in svcs {
+        let name = str_of(name);
+        for (dep, condition) in depends_on(svc) {
+            assert!(names.contains(&dep), "{name} depends on {dep}, which is no service");
+            if condition == "service_healthy" {
+                assert!(svcs[dep.as_str()].get("healthcheck").is_some(), "{name} waits for {dep} to be healthy, which has no healthcheck");
+            }
+        }
+        assert!(svc.get("image").is_some() || svc.get("build").is_some(), "{name} has neither image nor build");
+    }
+
+    // Binaries: every workspace binary runs somewhere, every instaface-* command exists.
+    let bins = workspace_binaries();
+    for want in ["instaface-node", "instaface-gateway", "instaface-bot"] {
+        assert!(bins.contains(want), "the workspace has no binary {want} (cargo metadata lists {bins:?})");
+    }
+    let used: BTreeSet<String> = svcs.values().filter_map(|s| command(s).into_iter().next()).collect();
+    for bin in &bins {
+        assert!(used.contains(bin), "no service runs the workspace binary {bin}");
+    }
+    for cmd in used.iter().filter(|c| c.starts_with("instaface-")) {
+        assert!(bins.contains(cmd), "a service runs {cmd}, which is no workspace binary");
+    }
+
+    // One image holds them all: some service builds it with compose/Dockerfile, every
+    // instaface service uses that image, and the Dockerfile installs every binary.
+    let builders: Vec<&Value> = svcs.values().filter(|s| s.get("build").is_some()).collect();
+    assert_eq!(builders.len(), 1, "exactly one service builds the Instaface image");
+    let build = builders[0].get("build").unwrap();
+    assert_eq!(build.get("dockerfile").map(str_of).as_deref(), Some("compose/Dockerfile"));
+    let image = builders[0].get("image").map(str_of).expect("the building service names its image");
+    for (name, svc) in svcs {
+        if command(svc).first().is_some_and(|c| c.starts_with("instaface-")) {
+            assert_eq!(svc.get("image").map(str_of).as_ref(), Some(&image), "{} runs another image", str_of(name));
+        }
+    }
+    let dockerfile = read(&compose_dir().join("Dockerfile"));
+    for bin in &bins {
+        assert!(dockerfile.contains(&format!("target/release/{bin}")), "compose/Dockerfile does not install {bin}");
+    }
+    let user = dockerfile.lines().rev().find_map(|l| l.trim().strip_prefix("USER ")).expect("the runtime image sets USER");
+    assert!(!user.starts_with("root") && !user.starts_with('0'), "the runtime image runs as {user}");
+
+    // The gateway is published on 8080 and serves the monitor there.
+    let gateway = &svcs["gateway"];
+    let ports: Vec<String> = gateway.get("ports").and_then(Value::as_sequence).expect("gateway ports").iter().map(str_of).collect();
+    assert!(ports.iter().any(|p| p.ends_with(":8080")), "gateway ports {ports:?} do not publish 8080");
+    assert_eq!(environment(gateway).get("LISTEN_ADDR").map(String::as_str), Some("0.0.0.0:8080"));
+}
+
+#[test]
+fn nodes_have_unique_ids_and_list_every_node_as_member() {
+    let doc = load("docker-compose.yml");
+    let nodes: Vec<(String, BTreeMap<String, String>)> = services(&doc)
+        .iter()
+        .filter(|(_, s)| command(s).first().map(String::as_str) == Some("instaface-node"))
+        .map(|(n, s)| (str_of(n), environment(s)))
+        .collect();
+    assert_eq!(nodes.len(), 5, "five node services");
+    let mut ids = BTreeSet::new();
+    for (name, env) in &nodes {
+        let id = env.get("NODE_ID").unwrap_or_else(|| panic!("{name} has no NODE_ID"));
+        assert!(ids.insert(id.clone()), "NODE_ID {id} is used twice");
+        assert_eq!(id, name, "node service {name} should carry NODE_ID {name} (the id is its host name too)");
+        assert!(env.contains_key("METRICS_ADDR"), "{name} has no METRICS_ADDR (its health check reads the metrics)");
+        for key in ["NATS_URL", "MYSQL_URL", "REDIS_URL"] {
+            assert!(env.contains_key(key), "{name} has no {key}");
+        }
+    }
+    for (name, env) in &nodes {
+        let members: BTreeSet<String> = env.get("MEMBERS").unwrap_or_else(|| panic!("{name} has no MEMBERS")).split(',').map(|m| m.trim().to_string()).collect();
+        assert_eq!(members, ids, "{name}'s MEMBERS must list exactly the node services");
+    }
+}
+
+#[test]
+fn passwords_live_once_in_dotenv() {
+    let env = dotenv();
+    let defined: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(defined.len(), env.len(), ".env defines a key twice");
+    let secrets: Vec<(&str, &str)> = env.iter().filter(|(k, _)| is_secret(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for want in ["NATS_PASSWORD", "MARIADB_ROOT_PASSWORD", "MYSQL_PASSWORD", "REDIS_PASSWORD", "ADMIN_TOKEN"] {
+        assert!(defined.contains_key(want), ".env has no {want}");
+    }
+    let mut values = BTreeSet::new();
+    for (k, v) in &secrets {
+        assert!(v.len() >= 12, "{k} is too short to be a password");
+        assert!(values.insert(*v), "{k} has the same value as another secret");
+        assert!(
+            v.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)),
+            "{k} must be URL-safe: it goes into connection URLs"
+        );
+    }
+
+    let mut used = BTreeSet::new();
+    for file in FILES {
+        let text = text_of(file);
+        for (k, v) in &secrets {
+            assert!(!text.contains(v), "{file} contains the value of {k}: refer to it as ${{{k}}}");
+        }
+        for (name, has_default) in interpolations(&text) {
+            assert!(has_default || defined.contains_key(name.as_str()), "{file} uses ${{{name}}}, which .env does not define");
+            used.insert(name);
+        }
+        // Any setting that looks like a secret is an interpolation, not a literal.
+        let doc = load(file);
+        for (svc_name, svc) in services(&doc) {
+            for (key, value) in environment(svc) {
+                if is_secret(&key) {
+                    assert!(value.starts_with("${"), "{file}: {}.{key} must come from .env", str_of(svc_name));
+                }
+            }
+        }
+    }
+    for (k, _) in &secrets {
+        assert!(used.contains(*k), ".env defines {k}, which no compose file uses");
+    }
+    // The image must not bake the secrets in.
+    let ignore = read(&compose_dir().join("Dockerfile.dockerignore"));
+    assert!(ignore.lines().any(|l| l.trim() == "compose/.env"), "compose/.env must stay out of the build context");
+}
+
+#[test]
+fn the_nats_cluster_override_gives_everyone_three_servers() {
+    let base = load("docker-compose.yml");
+    let over = load("docker-compose.nats-cluster.yml");
+    let all = merged(&base, &over);
+    let svcs = services(&all);
+    let nats: Vec<String> = svcs.keys().map(str_of).filter(|n| n.starts_with("nats")).collect();
+    assert_eq!(nats.len(), 3, "three NATS servers, got {nats:?}");
+    for name in &nats {
+        let svc = &svcs[name.as_str()];
+        assert!(svc.get("image").is_some(), "{name} has no image");
+        assert!(svc.get("healthcheck").is_some(), "{name} has no healthcheck");
+        let cmd = command(svc).join(" ");
+        for flag in ["--cluster=", "--routes=", "--cluster_name=", "--jetstream", "--user=", "--pass="] {
+            assert!(cmd.contains(flag), "{name} runs without {flag}: {cmd}");
+        }
+        for other in nats.iter().filter(|o| *o != name) {
+            assert!(cmd.contains(&format!("@{other}:6222")), "{name} does not route to {other}");
+        }
+    }
+    for (name, svc) in svcs {
+        let name = str_of(name);
+        if !command(svc).first().is_some_and(|c| c.starts_with("instaface-")) {
+            continue;
+        }
+        let url = environment(svc).remove("NATS_URL").unwrap_or_else(|| panic!("{name} has no NATS_URL"));
+        let hosts: BTreeSet<String> = url
+            .split(',')
+            .map(|u| u.rsplit_once('@').map_or(u, |(_, h)| h).trim_start_matches("nats://").split(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(hosts, nats.iter().cloned().collect(), "{name}'s NATS_URL {url} must list every NATS server");
+        for n in &nats {
+            assert_eq!(depends_on(svc).get(n).map(String::as_str), Some("service_healthy"), "{name} does not wait for {n}");
+        }
+        // Everything else the base file gave it is still there.
+        for key in ["INSTAFACE_PREFIX", "REDIS_URL"] {
+            assert!(environment(svc).contains_key(key), "{name} lost {key} in the override");
+        }
+    }
+}
+
+/// `docker compose config` (or `docker-compose config`) accepts the files, when either
+/// client is installed; otherwise this says so and checks nothing more.
+#[test]
+fn a_compose_client_accepts_the_files() {
+    let dir = compose_dir();
+    let base = dir.join(FILES[0]);
+    let over = dir.join(FILES[1]);
+    let clients: [&[&str]; 2] = [&["docker", "compose"], &["docker-compose"]];
+    for client in clients {
+        let works = Command::new(client[0]).args(&client[1..]).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+        if !works {
+            continue;
+        }
+        for files in [vec![&base], vec![&base, &over]] {
+            let mut cmd = Command::new(client[0]);
+            cmd.args(&client[1..]).arg("--project-directory").arg(&dir);
+            for f in &files {
+                cmd.arg("-f").arg(f);
+            }
+            let out = cmd.args(["config", "-q"]).output().expect("compose config");
+            assert!(out.status.success(), "{} config {files:?}: {}", client.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        return;
+    }
+    eprintln!("no compose client (docker compose, docker-compose) here: structure checked by the other tests only");
+}
+
+/// The nodes' MariaDB user has only the privileges the init script grants; a real cluster
+/// running as such a user must migrate a fresh database, write and read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_granted_privileges_are_enough_for_a_node() {
+    let script = read(&compose_dir().join("mariadb/10-instaface-user.sh"));
+    let privileges = script
+        .lines()
+        .find_map(|l| l.strip_prefix("instaface_privileges="))
+        .expect("instaface_privileges= in the init script")
+        .trim_matches('"')
+        .to_string();
+    assert!(!privileges.to_uppercase().contains("ALL"), "the nodes' user gets ALL PRIVILEGES: {privileges}");
+
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let database = format!("instaface_grant_{tag}");
+    let user = format!("ifgrant_{tag}");
+    let password = format!("pw-{tag}");
+    let _cleanup = MysqlUser { user: user.clone(), database: database.clone() };
+    root_sql(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT {privileges} ON `{}`.* TO '{user}'@'%';",
+        database.replace('_', "\\_")
+    ));
+
+    let url = format!("mysql://{user}:{password}@127.0.0.1:3306/{database}");
+    let cluster = Cluster::start("grants", ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true }).await;
+    cluster.wait_leader(Duration::from_secs(30), None, 0).await;
+    let mut attributes = instaface_bus::graph::Attributes::new();
+    attributes.insert("name".into(), "Grace".into());
+    let (entity, _) = retry(|| cluster.client.create_entity("user", attributes.clone())).await;
+    let read = retry(|| cluster.client.get_entity(entity.id, Default::default())).await;
+    assert_eq!(read.attributes["name"], "Grace");
+    let (friend, _) = retry(|| cluster.client.create_entity("user", Default::default())).await;
+    retry(|| cluster.client.add_assoc(entity.id, "friend", friend.id, Default::default())).await;
+    let (count, _) = retry(|| cluster.client.list_assocs(friend.id, "friend", 10, 0, Default::default())).await;
+    assert_eq!(count, 1, "the inverse association was written");
+}
+
+/// Retries `op` while the cluster settles (up to 20 s).
+async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(mut op: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("retrying: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("still failing after 20 s: {e:?}"),
+        }
+    }
+}
+
+fn root_sql(sql: &str) {
+    let out = Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "-e", sql]).output().expect("the mariadb client");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Drops the test's MariaDB user and database.
+struct MysqlUser {
+    user: String,
+    database: String,
+}
+
+impl Drop for MysqlUser {
+    fn drop(&mut self) {
+        let _ = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e"])
+            .arg(format!("DROP USER IF EXISTS '{}'@'%'; DROP DATABASE IF EXISTS `{}`;", self.user, self.database))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn interpolations_are_found() {
+    let found = interpolations("a ${X} b ${Y:-1} c $${NOT} d ${Z-2}");
+    assert_eq!(found, vec![("X".into(), false), ("Y".into(), true), ("Z".into(), true)]);
+}
