@@ -12,6 +12,8 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs piped to files or the launcher stay plain.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match args.command.clone() {
         Some(Command::Members { ids }) => run::members(&args.bus, ids).await,

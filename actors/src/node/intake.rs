@@ -198,36 +198,36 @@ pub fn spawn_membership(ctx: &NodeContext) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let me = ctx.cfg.id.clone();
+        let mut ids = ctx.cfg.members.clone();
+        if !ids.contains(&me) {
+            ids.push(me.clone());
+        }
         let mut registered = false;
         let mut delay = Duration::from_millis(100);
         loop {
-            if !registered {
-                let mut ids = ctx.cfg.members.clone();
-                if !ids.contains(&me) {
-                    ids.push(me.clone());
-                }
-                match ctx.membership.ensure(&ids, &me).await {
-                    Ok(()) => {
+            // Registering is idempotent (existing entries are kept) and is repeated every
+            // round: a Redis that restarted without persistence gets the membership back.
+            let round = async {
+                ctx.membership.ensure(&ids, &me).await?;
+                ctx.membership.list().await
+            };
+            match round.await {
+                Ok(members) => {
+                    if !registered {
                         registered = true;
                         tracing::info!(members = ?ids, "registered in the membership");
                     }
-                    Err(e) => tracing::warn!(error = %e, "redis membership unavailable; retrying"),
+                    let set: BTreeSet<String> = members.into_keys().collect();
+                    cast_to(&ctx.names.election, ElectionMsg::Membership(set));
+                    delay = Duration::from_millis(100);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "redis membership unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(3));
                 }
             }
-            if registered {
-                match ctx.membership.list().await {
-                    Ok(members) => {
-                        let set: BTreeSet<String> = members.into_keys().collect();
-                        cast_to(&ctx.names.election, ElectionMsg::Membership(set));
-                        delay = Duration::from_millis(100);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "reading the membership failed; retrying"),
-                }
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(3));
         }
     })
 }
