@@ -41,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use instaface_bus::graph::{Attributes, Consistency, EntityId, ReadQuery, ReadRequest, ReadResult, Reply};
+use instaface_bus::graph::{
+    Attributes, Consistency, EntityId, ReadQuery, ReadRequest, ReadResult, Reply,
+};
 use instaface_bus::messages::{Ack, Event, EventKind, Invalidate, NodeStatus, Role};
 use instaface_testkit::{Cluster, ClusterOpts};
 use serde_json::json;
@@ -49,15 +51,24 @@ use serde_json::json;
 // ---------------------------------------------------------------- helpers
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn wall_ms() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
 }
 
 fn us(d: Duration) -> f64 {
@@ -91,7 +102,11 @@ fn summary(values: &[f64]) -> Summary {
         n,
         min: v.first().copied().unwrap_or(f64::NAN),
         p50: pct(&v, 50.0),
-        mean: if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 },
+        mean: if n == 0 {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / n as f64
+        },
         p99: pct(&v, 99.0),
         max: v.last().copied().unwrap_or(f64::NAN),
     }
@@ -186,7 +201,11 @@ where
                     Ok(kind) => lat.entry(kind).or_default().push(us(s.elapsed())),
                     Err(e) => {
                         // Keep error kinds few: the message up to its first digit.
-                        let key: String = e.chars().take_while(|c| !c.is_ascii_digit()).take(60).collect();
+                        let key: String = e
+                            .chars()
+                            .take_while(|c| !c.is_ascii_digit())
+                            .take(60)
+                            .collect();
                         *errors.entry(key).or_default() += 1;
                     }
                 }
@@ -201,13 +220,21 @@ where
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                eprintln!("    {label}: {} ops after {:.0} s", count.load(Ordering::Relaxed), t0.elapsed().as_secs_f64());
+                eprintln!(
+                    "    {label}: {} ops after {:.0} s",
+                    count.load(Ordering::Relaxed),
+                    t0.elapsed().as_secs_f64()
+                );
             }
         }))
     } else {
         None
     };
-    let mut out = Load { lat: BTreeMap::new(), errors: BTreeMap::new(), elapsed: Duration::ZERO };
+    let mut out = Load {
+        lat: BTreeMap::new(),
+        errors: BTreeMap::new(),
+        elapsed: Duration::ZERO,
+    };
     for w in workers {
         let (lat, errors) = w.await.expect("worker");
         for (k, v) in lat {
@@ -240,7 +267,11 @@ async fn wait_settled(c: &Cluster, ids: &[String], timeout: Duration) -> Option<
             if leaders.len() == 1 {
                 let (l, t) = (leaders[0].node.clone(), leaders[0].term);
                 if st.iter().all(|s| {
-                    s.term == t && (s.node == l || (s.role == Role::Follower && s.leader.as_deref() == Some(l.as_str()) && s.lease_ms > 0))
+                    s.term == t
+                        && (s.node == l
+                            || (s.role == Role::Follower
+                                && s.leader.as_deref() == Some(l.as_str())
+                                && s.lease_ms > 0))
                 }) {
                     return Some((l, t));
                 }
@@ -282,7 +313,11 @@ async fn build_graph(c: &Cluster, n_users: usize, n_statuses: usize, conc: usize
                     let client = client.clone();
                     let errors = errors.clone();
                     async move {
-                        let a = if etype == "user" { json!({"name": format!("user {i}")}) } else { json!({"text": format!("status {i}")}) };
+                        let a = if etype == "user" {
+                            json!({"name": format!("user {i}")})
+                        } else {
+                            json!({"text": format!("status {i}")})
+                        };
                         match client.create_entity(etype, attrs(a)).await {
                             Ok((e, _)) => Some(e.id),
                             Err(_) => {
@@ -300,7 +335,12 @@ async fn build_graph(c: &Cluster, n_users: usize, n_statuses: usize, conc: usize
     };
     let users = create("user", n_users).await;
     let statuses = create("status", n_statuses).await;
-    eprintln!("    {} users, {} statuses created ({:.1} s)", users.len(), statuses.len(), t0.elapsed().as_secs_f64());
+    eprintln!(
+        "    {} users, {} statuses created ({:.1} s)",
+        users.len(),
+        statuses.len(),
+        t0.elapsed().as_secs_f64()
+    );
     // Edges: every status posted by a user; 4 friends per user; 3 likes per status.
     let mut edges: Vec<(EntityId, &'static str, EntityId)> = Vec::new();
     let pick = |v: &Vec<EntityId>| v[rand::random::<u64>() as usize % v.len()];
@@ -330,11 +370,15 @@ async fn build_graph(c: &Cluster, n_users: usize, n_statuses: usize, conc: usize
             let errors = errors.clone();
             let done = done.clone();
             async move {
-                if client.add_assoc(from, atype, to, Attributes::new()).await.is_err() {
+                if client
+                    .add_assoc(from, atype, to, Attributes::new())
+                    .await
+                    .is_err()
+                {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 500 == 0 {
+                if d.is_multiple_of(500) {
                     eprintln!("    {d}/{n_edges} edges");
                 }
             }
@@ -371,9 +415,21 @@ struct Tap {
 async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
     let tap = Arc::new(Mutex::new(Tap::default()));
     let s = c.bus.subjects().clone();
-    let mut inv = c.bus.subscribe::<Invalidate>(s.invalidate()).await.expect("sub invalidate");
-    let mut evs = c.bus.subscribe::<Event>(s.events()).await.expect("sub events");
-    let mut acks = c.bus.subscribe::<Ack>(format!("{}.node.*.ack", s.prefix())).await.expect("sub acks");
+    let mut inv = c
+        .bus
+        .subscribe::<Invalidate>(s.invalidate())
+        .await
+        .expect("sub invalidate");
+    let mut evs = c
+        .bus
+        .subscribe::<Event>(s.events())
+        .await
+        .expect("sub events");
+    let mut acks = c
+        .bus
+        .subscribe::<Ack>(format!("{}.node.*.ack", s.prefix()))
+        .await
+        .expect("sub acks");
     let t = tap.clone();
     tokio::spawn(async move {
         while let Some(m) = inv.next().await {
@@ -390,10 +446,18 @@ async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             if let Ok(e) = m.payload {
                 match e.kind {
                     EventKind::Write { seq, .. } => {
-                        t.lock().unwrap().write_event.entry(seq).or_insert((now, e.ts));
+                        t.lock()
+                            .unwrap()
+                            .write_event
+                            .entry(seq)
+                            .or_insert((now, e.ts));
                     }
                     EventKind::Invalidation { seq, acked_by } => {
-                        t.lock().unwrap().invalidation_event.entry(seq).or_insert((now, acked_by));
+                        t.lock()
+                            .unwrap()
+                            .invalidation_event
+                            .entry(seq)
+                            .or_insert((now, acked_by));
                     }
                     _ => {}
                 }
@@ -406,7 +470,10 @@ async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             let now = Instant::now();
             let wall = wall_ms();
             if let Ok(a) = m.payload {
-                t.lock().unwrap().acks.push((now, wall, a.node, a.applied_seq));
+                t.lock()
+                    .unwrap()
+                    .acks
+                    .push((now, wall, a.node, a.applied_seq));
             }
         }
     });
@@ -434,7 +501,12 @@ struct WriteRun {
 }
 
 /// Sequential entity updates through the shared client.
-async fn sequential_writes(c: &Cluster, ids: &[EntityId], n: usize, progress: &str) -> (Vec<f64>, Vec<(u64, Instant, Instant)>, usize) {
+async fn sequential_writes(
+    c: &Cluster,
+    ids: &[EntityId],
+    n: usize,
+    progress: &str,
+) -> (Vec<f64>, Vec<(u64, Instant, Instant)>, usize) {
     let mut lat = Vec::with_capacity(n);
     let mut writes = Vec::with_capacity(n);
     let mut errors = 0;
@@ -461,13 +533,25 @@ async fn sequential_writes(c: &Cluster, ids: &[EntityId], n: usize, progress: &s
     (lat, writes, errors)
 }
 
-async fn write_runs(c: &Cluster, mode: &str, n_writes: usize, secs: Duration, wconc: usize) -> (Vec<WriteRun>, Arc<Mutex<Tap>>) {
+async fn write_runs(
+    c: &Cluster,
+    mode: &str,
+    n_writes: usize,
+    secs: Duration,
+    wconc: usize,
+) -> (Vec<WriteRun>, Arc<Mutex<Tap>>) {
     let tap = start_tap(c).await;
-    let (leader, _) = wait_settled(c, &c.ids, Duration::from_secs(30)).await.expect("cluster settled");
+    let (leader, _) = wait_settled(c, &c.ids, Duration::from_secs(30))
+        .await
+        .expect("cluster settled");
     let followers: Vec<String> = c.ids.iter().filter(|i| **i != leader).cloned().collect();
     let mut ids = Vec::new();
     for i in 0..32 {
-        if let Ok((e, _)) = c.client.create_entity("user", attrs(json!({"name": format!("writer {i}")}))).await {
+        if let Ok((e, _)) = c
+            .client
+            .create_entity("user", attrs(json!({"name": format!("writer {i}")})))
+            .await
+        {
             ids.push(e.id);
         }
     }
@@ -475,22 +559,37 @@ async fn write_runs(c: &Cluster, mode: &str, n_writes: usize, secs: Duration, wc
 
     // Healthy: sequential, then a throughput run.
     eprintln!("  ({mode}) healthy: {n_writes} sequential updates");
-    let (lat, writes, errors) = sequential_writes(c, &ids, n_writes, &format!("{mode} healthy")).await;
+    let (lat, writes, errors) =
+        sequential_writes(c, &ids, n_writes, &format!("{mode} healthy")).await;
     let s = summary(&lat);
     eprintln!("    p50 {} ms, p99 {} ms", fm(s.p50), fm(s.p99));
     eprintln!("  ({mode}) healthy: throughput at concurrency {wconc} for {secs:?}");
     let client = c.client.clone();
     let ids2 = Arc::new(ids.clone());
-    let tput = run_load(&format!("{mode} write throughput"), wconc, secs, move || {
-        let client = client.clone();
-        let ids = ids2.clone();
-        async move {
-            let id = ids[rand::random::<u64>() as usize % ids.len()];
-            client.update_entity(id, json!({"t": rand::random::<u32>()})).await.map(|_| "update").map_err(|e| e.to_string())
-        }
-    })
+    let tput = run_load(
+        &format!("{mode} write throughput"),
+        wconc,
+        secs,
+        move || {
+            let client = client.clone();
+            let ids = ids2.clone();
+            async move {
+                let id = ids[rand::random::<u64>() as usize % ids.len()];
+                client
+                    .update_entity(id, json!({"t": rand::random::<u32>()}))
+                    .await
+                    .map(|_| "update")
+                    .map_err(|e| e.to_string())
+            }
+        },
+    )
     .await;
-    eprintln!("    {:.0} writes/s, p50 {} ms, p99 {} ms", tput.rate(), fm(summary(&tput.all()).p50), fm(summary(&tput.all()).p99));
+    eprintln!(
+        "    {:.0} writes/s, p50 {} ms, p99 {} ms",
+        tput.rate(),
+        fm(summary(&tput.all()).p50),
+        fm(summary(&tput.all()).p99)
+    );
     runs.push(WriteRun {
         label: format!("{mode}, healthy"),
         first: None,
@@ -518,8 +617,12 @@ async fn write_runs(c: &Cluster, mode: &str, n_writes: usize, secs: Duration, wc
             None
         }
     };
-    eprintln!("    first write after the unplug: {} ms", fm(first.unwrap_or(f64::NAN)));
-    let (lat, writes, errors) = sequential_writes(c, &ids, n_writes, &format!("{mode} unplugged")).await;
+    eprintln!(
+        "    first write after the unplug: {} ms",
+        fm(first.unwrap_or(f64::NAN))
+    );
+    let (lat, writes, errors) =
+        sequential_writes(c, &ids, n_writes, &format!("{mode} unplugged")).await;
     let s = summary(&lat);
     eprintln!("    p50 {} ms, p99 {} ms", fm(s.p50), fm(s.p99));
     runs.push(WriteRun {
@@ -533,7 +636,10 @@ async fn write_runs(c: &Cluster, mode: &str, n_writes: usize, secs: Duration, wc
         all_followers: followers.len(),
     });
     c.unplug(&cut, false).await;
-    if wait_settled(c, &c.ids, Duration::from_secs(30)).await.is_none() {
+    if wait_settled(c, &c.ids, Duration::from_secs(30))
+        .await
+        .is_none()
+    {
         eprintln!("    {cut} did not rejoin within 30 s");
     }
     (runs, tap)
@@ -544,6 +650,8 @@ struct InvFigures {
     label: String,
     /// P.invalidate arrival → last follower's covering ack arrival, µs.
     bcast_to_last_ack: Vec<f64>,
+    /// First follower's covering ack → last follower's, µs.
+    first_to_last_ack: Vec<f64>,
     /// write event ts (leader wall ms) → last covering ack arrival (wall), µs.
     commit_ts_to_last_ack: Vec<f64>,
     /// request sent → P.invalidate arrival, µs.
@@ -562,6 +670,7 @@ fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
     let mut f = InvFigures {
         label: run.label.clone(),
         bcast_to_last_ack: Vec::new(),
+        first_to_last_ack: Vec::new(),
         commit_ts_to_last_ack: Vec::new(),
         req_to_bcast: Vec::new(),
         last_ack_to_answer: Vec::new(),
@@ -573,7 +682,10 @@ fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
     // Per follower, acks in arrival order.
     let mut by_node: HashMap<&str, Vec<(Instant, f64, u64)>> = HashMap::new();
     for (at, wall, node, seq) in &tap.acks {
-        by_node.entry(node.as_str()).or_default().push((*at, *wall, *seq));
+        by_node
+            .entry(node.as_str())
+            .or_default()
+            .push((*at, *wall, *seq));
     }
     for (seq, sent, answered) in &run.writes {
         let Some(bcast) = tap.invalidate.get(seq).copied() else {
@@ -581,13 +693,18 @@ fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
             continue;
         };
         let mut last: Option<(Instant, f64)> = None;
+        let mut earliest: Option<Instant> = None;
         let mut complete = true;
         for node in &run.followers {
-            let first = by_node
-                .get(node.as_str())
-                .and_then(|acks| acks.iter().find(|(at, _, applied)| *applied >= *seq && *at >= *sent));
+            let first = by_node.get(node.as_str()).and_then(|acks| {
+                acks.iter()
+                    .find(|(at, _, applied)| *applied >= *seq && *at >= *sent)
+            });
             match first {
                 Some((at, wall, _)) => {
+                    if earliest.is_none_or(|e| *at < e) {
+                        earliest = Some(*at);
+                    }
                     if last.is_none_or(|(l, _)| *at > l) {
                         last = Some((*at, *wall));
                     }
@@ -599,12 +716,23 @@ fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
             f.missing += 1;
             continue;
         };
-        f.req_to_bcast.push(us(bcast.saturating_duration_since(*sent)));
-        f.bcast_to_last_ack.push(us(last_at.saturating_duration_since(bcast)));
-        if let Some((_, ts)) = tap.write_event.get(seq) {
-            f.commit_ts_to_last_ack.push((last_wall - *ts as f64) * 1000.0);
+        f.req_to_bcast
+            .push(us(bcast.saturating_duration_since(*sent)));
+        f.bcast_to_last_ack
+            .push(us(last_at.saturating_duration_since(bcast)));
+        if let Some(e) = earliest {
+            f.first_to_last_ack
+                .push(us(last_at.saturating_duration_since(e)));
         }
-        f.last_ack_to_answer.push(if *answered >= last_at { us(*answered - last_at) } else { -us(last_at - *answered) });
+        if let Some((_, ts)) = tap.write_event.get(seq) {
+            f.commit_ts_to_last_ack
+                .push((last_wall - *ts as f64) * 1000.0);
+        }
+        f.last_ack_to_answer.push(if *answered >= last_at {
+            us(*answered - last_at)
+        } else {
+            -us(last_at - *answered)
+        });
         if let Some((at, acked_by)) = tap.invalidation_event.get(seq) {
             f.inv_events += 1;
             if *at >= last_at {
@@ -641,7 +769,15 @@ async fn main() {
 
     // ---- cluster A: INVALIDATION=lease (the default)
     eprintln!("starting a 3-node cluster (INVALIDATION=lease)");
-    let mut c = Cluster::start("bench-dp", ClusterOpts { nodes: 3, env: Vec::new(), fast: false }).await;
+    let mut c = Cluster::start(
+        "bench-dp",
+        ClusterOpts {
+            nodes: 3,
+            env: Vec::new(),
+            fast: false,
+        },
+    )
+    .await;
     let Some((leader, _)) = wait_settled(&c, &c.ids, Duration::from_secs(30)).await else {
         eprintln!("cluster never settled; logs in {}", c.log_dir().display());
         return;
@@ -653,27 +789,46 @@ async fn main() {
     if has("a") || has("b") {
         eprintln!("building the graph");
         let g = build_graph(&c, n_users, n_statuses, 8).await;
-        let mut v: Vec<(EntityId, bool)> = g.users.iter().map(|u| (*u, true)).chain(g.statuses.iter().map(|s| (*s, false))).collect();
+        let mut v: Vec<(EntityId, bool)> = g
+            .users
+            .iter()
+            .map(|u| (*u, true))
+            .chain(g.statuses.iter().map(|s| (*s, false)))
+            .collect();
         shuffle(&mut v);
         entities = Arc::new(v);
         if has("b") {
-            let r = run_mix(&mut c, &g, entities.clone(), &followers, &leader, mix_secs, conc, zipf_s).await;
+            let r = run_mix(
+                &mut c,
+                &g,
+                entities.clone(),
+                &followers,
+                &leader,
+                mix_secs,
+                conc,
+                zipf_s,
+            )
+            .await;
             report.extend(r);
         }
     }
     if has("a") && !entities.is_empty() {
-        let r = run_hits(&c, &followers[0], entities.clone(), secs, conc).await;
-        report.extend(r);
+        // (a) is printed first.
+        let r = run_hits(&c, entities.clone(), secs, conc).await;
+        report.splice(0..0, r);
     }
     if has("c") {
-        let r = run_writes(c, &leader, n_writes, secs, wconc).await;
+        let r = run_writes(c, n_writes, secs, wconc).await;
         report.extend(r);
     } else {
         drop(c);
     }
     println!();
     println!("{}", report.join("\n"));
-    eprintln!("datapath benchmark done in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "datapath benchmark done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// (b): the TAO-like mix through the queue group, from cold follower caches.
@@ -691,14 +846,40 @@ async fn run_mix(
     // Restart the followers so their caches are cold (the leader's cache stays as the
     // graph's writes left it).
     eprintln!("(b) TAO-like mix for {mix_secs:?} at concurrency {conc}, Zipf s = {zipf_s}; restarting followers for cold caches");
+    // One at a time: a restarted node sits out a quarantine (2 x election max x (1 +
+    // drift), 2.1 s by default) before it acks, so restarting both followers at once would
+    // leave the leader without a quorum and make it step down.
     for f in followers {
         c.kill9(f);
         c.spawn(f);
-    }
-    if wait_settled(c, &c.ids, Duration::from_secs(30)).await.is_none() {
-        eprintln!("  cluster did not settle after restarting followers");
+        let t = Instant::now();
+        match wait_settled(c, &c.ids, Duration::from_secs(30)).await {
+            Some((l, term)) => eprintln!(
+                "  {f} restarted; following again after {:.1} s (leader {l}, term {term})",
+                t.elapsed().as_secs_f64()
+            ),
+            None => eprintln!("  cluster did not settle after restarting {f}"),
+        }
     }
     let before = statuses(c).await;
+    let leader_term = |s: &BTreeMap<String, NodeStatus>| {
+        s.values()
+            .find(|s| s.role == Role::Leader)
+            .map(|s| (s.node.clone(), s.term))
+    };
+    let lt_before = leader_term(&before);
+    let leader = lt_before
+        .as_ref()
+        .map(|(l, _)| l.clone())
+        .unwrap_or_else(|| leader.to_string());
+    let leader = leader.as_str();
+    let followers: Vec<String> = c
+        .ids
+        .iter()
+        .filter(|i| i.as_str() != leader)
+        .cloned()
+        .collect();
+    let followers = &followers[..];
     let zipf = Arc::new(Zipf::new(entities.len(), zipf_s));
     let client = c.client.clone();
     let ents = entities.clone();
@@ -724,7 +905,11 @@ async fn run_mix(
                 }
                 let u = users[rand::random::<u64>() as usize % users.len()];
                 let s = statuses_ids[rand::random::<u64>() as usize % statuses_ids.len()];
-                return client.add_assoc(u, "likes", s, Attributes::new()).await.map(|_| "write: add likes").map_err(|e| e.to_string());
+                return client
+                    .add_assoc(u, "likes", s, Attributes::new())
+                    .await
+                    .map(|_| "write: add likes")
+                    .map_err(|e| e.to_string());
             }
             // Reads, renormalised over 98: range 41, get 29, assoc get 16, count 12.
             let r = rand::random::<f64>() * 98.0;
@@ -734,15 +919,43 @@ async fn run_mix(
                 ["likedby", "postedby"][rand::random::<u64>() as usize % 2]
             };
             let (kind, query) = if r < 41.0 {
-                ("assoc range (limit 10)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 10, offset: 0 })
+                (
+                    "assoc range (limit 10)",
+                    ReadQuery::Assocs {
+                        from: id,
+                        atype: atype.into(),
+                        limit: 10,
+                        offset: 0,
+                    },
+                )
             } else if r < 70.0 {
                 ("entity get", ReadQuery::Entities { ids: vec![id] })
             } else if r < 86.0 {
-                ("assoc get (limit 1)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 1, offset: 0 })
+                (
+                    "assoc get (limit 1)",
+                    ReadQuery::Assocs {
+                        from: id,
+                        atype: atype.into(),
+                        limit: 1,
+                        offset: 0,
+                    },
+                )
             } else {
-                ("assoc count (limit 0)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 0, offset: 0 })
+                (
+                    "assoc count (limit 0)",
+                    ReadQuery::Assocs {
+                        from: id,
+                        atype: atype.into(),
+                        limit: 0,
+                        offset: 0,
+                    },
+                )
             };
-            client.read(query, Consistency::Eventual).await.map(|_| kind).map_err(|e| e.to_string())
+            client
+                .read(query, Consistency::Eventual)
+                .await
+                .map(|_| kind)
+                .map_err(|e| e.to_string())
         }
     };
     let half = mix_secs / 2;
@@ -750,9 +963,21 @@ async fn run_mix(
     let mid = statuses(c).await;
     let second = run_load("mix, second half", conc, mix_secs - half, op).await;
     let after = statuses(c).await;
+    let lt_after = leader_term(&after);
+    if lt_after != lt_before {
+        eprintln!("  NOTE: the leader changed during the mix: {lt_before:?} -> {lt_after:?}");
+    }
     let delta = |a: &BTreeMap<String, NodeStatus>, b: &BTreeMap<String, NodeStatus>, id: &str| {
-        let (x, y) = (a.get(id).map(|s| s.cache.clone()).unwrap_or_default(), b.get(id).map(|s| s.cache.clone()).unwrap_or_default());
-        (y.hits.saturating_sub(x.hits), y.misses.saturating_sub(x.misses), y.fills.saturating_sub(x.fills), y.entries)
+        let (x, y) = (
+            a.get(id).map(|s| s.cache.clone()).unwrap_or_default(),
+            b.get(id).map(|s| s.cache.clone()).unwrap_or_default(),
+        );
+        (
+            y.hits.saturating_sub(x.hits),
+            y.misses.saturating_sub(x.misses),
+            y.fills.saturating_sub(x.fills),
+            y.entries,
+        )
     };
     let mut r = Vec::new();
     r.push("## (b) TAO-like read-heavy mix".to_string());
@@ -771,7 +996,10 @@ async fn run_mix(
     r.push(String::new());
     r.push("| window | ops | ops/s | errors | follower hits | follower misses | follower hit rate | follower fills (fetches to the leader) | leader hits | leader misses | leader fills (MySQL fetches) |".into());
     r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
-    for (label, load, a, b) in [("first half", &first, &before, &mid), ("second half", &second, &mid, &after)] {
+    for (label, load, a, b) in [
+        ("first half", &first, &before, &mid),
+        ("second half", &second, &mid, &after),
+    ] {
         let (mut fh, mut fmiss, mut ff) = (0, 0, 0);
         for f in followers {
             let (h, m, fi, _) = delta(a, b, f);
@@ -788,12 +1016,19 @@ async fn run_mix(
             100.0 * fh as f64 / (fh + fmiss).max(1) as f64
         ));
     }
+    if lt_after != lt_before {
+        r.push(String::new());
+        r.push(format!("NOTE: the leader changed during the mix ({lt_before:?} -> {lt_after:?}); the leader/follower split above is by the roles at the start."));
+    }
     r.push(String::new());
     r.push("Per node over the whole mix (hits / misses / fills; entries at the end):".into());
     r.push(String::new());
     for id in &c.ids {
         let (h, m, f, e) = delta(&before, &after, id);
-        let role = after.get(id).map(|s| s.role.to_string()).unwrap_or_default();
+        let role = after
+            .get(id)
+            .map(|s| s.role.to_string())
+            .unwrap_or_default();
         r.push(format!("- {id} ({role}): {h} / {m} / {f}; {e} entries"));
     }
     r.push(String::new());
@@ -810,12 +1045,24 @@ async fn run_mix(
     let total: usize = kinds.values().map(|v| v.len()).sum();
     for (k, v) in &kinds {
         let s = summary(v);
-        r.push(format!("| {k} | {:.2} % | {} | {} | {} | {} |", 100.0 * v.len() as f64 / total.max(1) as f64, s.n, fm(s.p50), fm(s.p99), fm(s.max)));
+        r.push(format!(
+            "| {k} | {:.2} % | {} | {} | {} | {} |",
+            100.0 * v.len() as f64 / total.max(1) as f64,
+            s.n,
+            fm(s.p50),
+            fm(s.p99),
+            fm(s.max)
+        ));
     }
-    let errs: BTreeMap<String, usize> = first.errors.iter().chain(second.errors.iter()).fold(BTreeMap::new(), |mut m, (k, v)| {
-        *m.entry(k.clone()).or_default() += v;
-        m
-    });
+    let errs: BTreeMap<String, usize> =
+        first
+            .errors
+            .iter()
+            .chain(second.errors.iter())
+            .fold(BTreeMap::new(), |mut m, (k, v)| {
+                *m.entry(k.clone()).or_default() += v;
+                m
+            });
     if !errs.is_empty() {
         r.push(String::new());
         r.push(format!("Errors: {errs:?}"));
@@ -826,210 +1073,316 @@ async fn run_mix(
 }
 
 /// (a): follower cache hits beside a NATS echo.
-async fn run_hits(c: &Cluster, f: &str, entities: Arc<Vec<(EntityId, bool)>>, secs: Duration, conc: usize) -> Vec<String> {
-    let f = f.to_string();
-    {
-        eprintln!("(a) follower hits at {f}: warming {} entity keys", entities.len());
-        let subject = c.bus.subjects().read_at(&f);
-        let warm: Vec<_> = futures::stream::iter(entities.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+async fn run_hits(
+    c: &Cluster,
+    entities: Arc<Vec<(EntityId, bool)>>,
+    secs: Duration,
+    conc: usize,
+) -> Vec<String> {
+    let Some((leader, _)) = wait_settled(c, &c.ids, Duration::from_secs(30)).await else {
+        eprintln!("(a) skipped: the cluster did not settle");
+        return Vec::new();
+    };
+    let f = c
+        .ids
+        .iter()
+        .find(|i| **i != leader)
+        .cloned()
+        .expect("a follower");
+    eprintln!(
+        "(a) follower hits at {f}: warming {} entity keys",
+        entities.len()
+    );
+    let subject = c.bus.subjects().read_at(&f);
+    let warm: Vec<_> =
+        futures::stream::iter(entities.iter().map(|(id, _)| *id).collect::<Vec<_>>())
             .map(|id| {
                 let bus = c.bus.clone();
                 let subject = subject.clone();
                 async move {
-                    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
-                    bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5)).await.is_ok()
+                    let req = ReadRequest {
+                        consistency: Consistency::Eventual,
+                        query: ReadQuery::Entities { ids: vec![id] },
+                    };
+                    bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5))
+                        .await
+                        .is_ok()
                 }
             })
             .buffer_unordered(16)
             .collect()
             .await;
-        eprintln!("  warmed: {}/{} ok", warm.iter().filter(|x| **x).count(), warm.len());
+    eprintln!(
+        "  warmed: {}/{} ok",
+        warm.iter().filter(|x| **x).count(),
+        warm.len()
+    );
 
-        // The echo responder: its own NATS connection, answering inline.
-        let echo_subject = format!("{}.bench.echo", c.bus.subjects().prefix());
-        let nc = async_nats::connect("nats://127.0.0.1:4222").await.expect("echo connection");
-        let mut sub = nc.subscribe(echo_subject.clone()).await.expect("echo subscribe");
-        nc.flush().await.expect("flush");
-        let responder = {
-            let nc = nc.clone();
-            tokio::spawn(async move {
-                while let Some(m) = sub.next().await {
-                    if let Some(reply) = m.reply {
-                        let _ = nc.publish(reply, m.payload).await;
-                    }
+    // The echo responder: its own NATS connection, answering inline.
+    let echo_subject = format!("{}.bench.echo", c.bus.subjects().prefix());
+    let nc = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("echo connection");
+    let mut sub = nc
+        .subscribe(echo_subject.clone())
+        .await
+        .expect("echo subscribe");
+    nc.flush().await.expect("flush");
+    let responder = {
+        let nc = nc.clone();
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = nc.publish(reply, m.payload).await;
                 }
-            })
-        };
+            }
+        })
+    };
 
-        let before = c.status(&f).await.map(|s| s.cache).unwrap_or_default();
-        let ents = entities.clone();
-        let read_op = {
-            let bus = c.bus.clone();
+    let before = c.status(&f).await.map(|s| s.cache).unwrap_or_default();
+    let ents = entities.clone();
+    let read_op = {
+        let bus = c.bus.clone();
+        let subject = subject.clone();
+        move || {
+            let bus = bus.clone();
             let subject = subject.clone();
-            move || {
-                let bus = bus.clone();
-                let subject = subject.clone();
-                let ents = ents.clone();
-                async move {
-                    let id = ents[rand::random::<u64>() as usize % ents.len()].0;
-                    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
-                    match bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5)).await {
-                        Ok(Reply::Ok(ReadResult::Entities { entities })) if !entities.is_empty() => Ok("read"),
-                        Ok(other) => Err(format!("unexpected {other:?}")),
-                        Err(e) => Err(e.to_string()),
+            let ents = ents.clone();
+            async move {
+                let id = ents[rand::random::<u64>() as usize % ents.len()].0;
+                let req = ReadRequest {
+                    consistency: Consistency::Eventual,
+                    query: ReadQuery::Entities { ids: vec![id] },
+                };
+                match bus
+                    .request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5))
+                    .await
+                {
+                    Ok(Reply::Ok(ReadResult::Entities { entities })) if !entities.is_empty() => {
+                        Ok("read")
                     }
+                    Ok(other) => Err(format!("unexpected {other:?}")),
+                    Err(e) => Err(e.to_string()),
                 }
             }
-        };
-        let ents = entities.clone();
-        let echo_op = {
-            let bus = c.bus.clone();
-            let subject = echo_subject.clone();
-            move || {
-                let bus = bus.clone();
-                let subject = subject.clone();
-                let ents = ents.clone();
-                async move {
-                    let id = ents[rand::random::<u64>() as usize % ents.len()].0;
-                    // The same request payload, echoed back and decoded as such.
-                    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
-                    bus.request::<_, ReadRequest>(subject, &req, Duration::from_secs(5)).await.map(|_| "echo").map_err(|e| e.to_string())
-                }
+        }
+    };
+    let ents = entities.clone();
+    let echo_op = {
+        let bus = c.bus.clone();
+        let subject = echo_subject.clone();
+        move || {
+            let bus = bus.clone();
+            let subject = subject.clone();
+            let ents = ents.clone();
+            async move {
+                let id = ents[rand::random::<u64>() as usize % ents.len()].0;
+                // The same request payload, echoed back and decoded as such.
+                let req = ReadRequest {
+                    consistency: Consistency::Eventual,
+                    query: ReadQuery::Entities { ids: vec![id] },
+                };
+                bus.request::<_, ReadRequest>(subject, &req, Duration::from_secs(5))
+                    .await
+                    .map(|_| "echo")
+                    .map_err(|e| e.to_string())
             }
-        };
-        let mut rows = Vec::new();
-        for k in [1, conc] {
-            eprintln!("  echo, concurrency {k}, {secs:?}");
-            let e = run_load("echo", k, secs, echo_op.clone()).await;
-            eprintln!("    {:.0} req/s", e.rate());
-            eprintln!("  follower reads, concurrency {k}, {secs:?}");
-            let r = run_load("follower reads", k, secs, read_op.clone()).await;
-            eprintln!("    {:.0} req/s", r.rate());
-            rows.push((format!("NATS echo (own responder), concurrency {k}"), e));
-            rows.push((format!("follower cache hit (`P.node.{f}.read`, one entity), concurrency {k}"), r));
         }
-        let after = c.status(&f).await.map(|s| s.cache).unwrap_or_default();
-        responder.abort();
-        let mut r = Vec::new();
-        r.push("## (a) Follower reads (cache hits) beside a NATS request-reply echo".to_string());
-        r.push(String::new());
-        r.push(format!(
-            "{} entity keys warmed at {f} first; then one entity per request, chosen uniformly, addressed to {f}; each run {secs:?}. \
-             The echo is a responder task in the bench process on its own NATS connection, echoing the same request payload.",
-            entities.len()
+    };
+    let mut rows = Vec::new();
+    for k in [1, conc] {
+        eprintln!("  echo, concurrency {k}, {secs:?}");
+        let e = run_load("echo", k, secs, echo_op.clone()).await;
+        eprintln!("    {:.0} req/s", e.rate());
+        eprintln!("  follower reads, concurrency {k}, {secs:?}");
+        let r = run_load("follower reads", k, secs, read_op.clone()).await;
+        eprintln!("    {:.0} req/s", r.rate());
+        rows.push((format!("NATS echo (own responder), concurrency {k}"), e));
+        rows.push((
+            format!("follower cache hit (`P.node.{f}.read`, one entity), concurrency {k}"),
+            r,
         ));
-        r.push(String::new());
-        r.push("| what | requests/s | n | errors | p50 ms | p99 ms | max ms |".into());
-        r.push("| --- | --- | --- | --- | --- | --- | --- |".into());
-        for (label, l) in &rows {
-            let s = summary(&l.all());
-            r.push(format!("| {label} | {:.0} | {} | {} | {} | {} | {} |", l.rate(), s.n, l.error_count(), fm(s.p50), fm(s.p99), fm(s.max)));
-        }
-        r.push(String::new());
-        r.push(format!(
-            "{f}'s cache during the runs: {} hits, {} misses, {} fills.",
-            after.hits.saturating_sub(before.hits),
-            after.misses.saturating_sub(before.misses),
-            after.fills.saturating_sub(before.fills)
-        ));
-        r.push(String::new());
-        eprintln!("{}", r.join("\n"));
-        r
     }
+    let after = c.status(&f).await.map(|s| s.cache).unwrap_or_default();
+    responder.abort();
+    let mut r = Vec::new();
+    r.push("## (a) Follower reads (cache hits) beside a NATS request-reply echo".to_string());
+    r.push(String::new());
+    r.push(format!(
+        "{} entity keys warmed at {f} first; then one entity per request, chosen uniformly, addressed to {f}; each run {secs:?}. \
+         The echo is a responder task in the bench process on its own NATS connection, echoing the same request payload.",
+        entities.len()
+    ));
+    r.push(String::new());
+    r.push("| what | requests/s | n | errors | p50 ms | p99 ms | max ms |".into());
+    r.push("| --- | --- | --- | --- | --- | --- | --- |".into());
+    for (label, l) in &rows {
+        let s = summary(&l.all());
+        r.push(format!(
+            "| {label} | {:.0} | {} | {} | {} | {} | {} |",
+            l.rate(),
+            s.n,
+            l.error_count(),
+            fm(s.p50),
+            fm(s.p99),
+            fm(s.max)
+        ));
+    }
+    r.push(String::new());
+    r.push(format!(
+        "{f}'s cache during the runs: {} hits, {} misses, {} fills.",
+        after.hits.saturating_sub(before.hits),
+        after.misses.saturating_sub(before.misses),
+        after.fills.saturating_sub(before.fills)
+    ));
+    r.push(String::new());
+    eprintln!("{}", r.join("\n"));
+    r
 }
 
 /// (c) and (d) on cluster A (lease), then on a fresh async cluster.
-async fn run_writes(c: Cluster, leader: &str, n_writes: usize, secs: Duration, wconc: usize) -> Vec<String> {
+async fn run_writes(c: Cluster, n_writes: usize, secs: Duration, wconc: usize) -> Vec<String> {
+    eprintln!("(c)/(d) writes, INVALIDATION=lease");
+    let (mut runs, tap_a) = write_runs(&c, "lease", n_writes, secs, wconc).await;
+    let mut inv: Vec<InvFigures> = runs
+        .iter()
+        .map(|r| invalidation_figures(r, &tap_a.lock().unwrap()))
+        .collect();
+    drop(c);
+    eprintln!("starting a 3-node cluster with INVALIDATION=async");
+    let c2 = Cluster::start(
+        "bench-dp-async",
+        ClusterOpts {
+            nodes: 3,
+            env: vec![("INVALIDATION".into(), "async".into())],
+            fast: false,
+        },
+    )
+    .await;
+    if wait_settled(&c2, &c2.ids, Duration::from_secs(30))
+        .await
+        .is_none()
     {
-        eprintln!("(c)/(d) writes, INVALIDATION=lease (cluster A, leader {leader})");
-        let (mut runs, tap_a) = write_runs(&c, "lease", n_writes, secs, wconc).await;
-        let mut inv: Vec<InvFigures> = runs.iter().map(|r| invalidation_figures(r, &tap_a.lock().unwrap())).collect();
-        drop(c);
-        eprintln!("starting a 3-node cluster with INVALIDATION=async");
-        let c2 = Cluster::start("bench-dp-async", ClusterOpts { nodes: 3, env: vec![("INVALIDATION".into(), "async".into())], fast: false }).await;
-        if wait_settled(&c2, &c2.ids, Duration::from_secs(30)).await.is_none() {
-            eprintln!("async cluster never settled; logs in {}", c2.log_dir().display());
-        } else {
-            let (runs_b, tap_b) = write_runs(&c2, "async", n_writes, secs, wconc).await;
-            inv.extend(runs_b.iter().map(|r| invalidation_figures(r, &tap_b.lock().unwrap())));
-            runs.extend(runs_b);
-        }
-        let mut r = Vec::new();
-        r.push("## (c) Write latency (entity update through the shared client, one at a time)".to_string());
-        r.push(String::new());
-        r.push(format!("{n_writes} sequential updates per row (32 entities in turn); the unplugged rows start right after the unplug took effect, and their first write is shown apart and left out of the distribution."));
-        r.push(String::new());
-        r.push("| mode, cluster state | n | errors | first write after unplug ms | min ms | p50 ms | mean ms | p99 ms | max ms |".into());
-        r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
-        for run in &runs {
-            let s = summary(&run.lat);
-            r.push(format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                run.label,
-                s.n,
-                run.errors,
-                run.first.map(fm).unwrap_or_else(|| "-".into()),
-                fm(s.min),
-                fm(s.p50),
-                fm(s.mean),
-                fm(s.p99),
-                fm(s.max)
-            ));
-        }
-        r.push(String::new());
-        r.push(format!("Write throughput, healthy, {wconc} concurrent writers for {secs:?}:"));
-        r.push(String::new());
-        r.push("| mode | writes/s | errors | p50 ms | p99 ms |".into());
-        r.push("| --- | --- | --- | --- | --- |".into());
-        for run in &runs {
-            if let Some(t) = &run.tput {
-                let s = summary(&t.all());
-                r.push(format!("| {} | {:.0} | {} | {} | {} |", run.label, t.rate(), t.error_count(), fm(s.p50), fm(s.p99)));
-            }
-        }
-        r.push(String::new());
-        r.push("## (d) Invalidation latency (observed from outside, per write of (c))".to_string());
-        r.push(String::new());
-        r.push(
-            "Arrival times in the bench process of: the leader's `P.invalidate` broadcast; every follower ack on `P.node.*.ack` \
-             (the last plugged follower's first ack with `applied_seq` >= the write's seq is \"last ack\"); the `write` event (its `ts` is the \
-             leader's wall clock in whole ms when it publishes it, just after the commit, its own cache invalidation and the broadcast); the \
-             write's answer at the client. All processes are on one machine, so wall clocks agree; the `ts` → ack figure carries up to \
-             +1 ms from the truncated `ts`."
-                .into(),
+        eprintln!(
+            "async cluster never settled; logs in {}",
+            c2.log_dir().display()
         );
-        r.push(String::new());
-        r.push("| mode, cluster state | writes matched | request → broadcast p50 / p99 | broadcast → last ack p50 / p99 / max | write `ts` → last ack p50 / p99 | last ack → answer p50 / p99 | last ack → `invalidation` event p50 | `invalidation` events (of which not acked by every follower) | unmatched writes |".into());
-        r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
-        for f in &inv {
-            let a = summary(&f.req_to_bcast);
-            let b = summary(&f.bcast_to_last_ack);
-            let d = summary(&f.commit_ts_to_last_ack);
-            let e = summary(&f.last_ack_to_answer);
-            let g = summary(&f.last_ack_to_inv_event);
+    } else {
+        let (runs_b, tap_b) = write_runs(&c2, "async", n_writes, secs, wconc).await;
+        inv.extend(
+            runs_b
+                .iter()
+                .map(|r| invalidation_figures(r, &tap_b.lock().unwrap())),
+        );
+        runs.extend(runs_b);
+    }
+    let mut r = Vec::new();
+    r.push(
+        "## (c) Write latency (entity update through the shared client, one at a time)".to_string(),
+    );
+    r.push(String::new());
+    r.push(format!("{n_writes} sequential updates per row (32 entities in turn); the unplugged rows start right after the unplug took effect, and their first write is shown apart and left out of the distribution."));
+    r.push(String::new());
+    r.push("| mode, cluster state | n | errors | first write after unplug ms | min ms | p50 ms | mean ms | p99 ms | max ms |".into());
+    r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
+    for run in &runs {
+        let s = summary(&run.lat);
+        r.push(format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.label,
+            s.n,
+            run.errors,
+            run.first.map(fm).unwrap_or_else(|| "-".into()),
+            fm(s.min),
+            fm(s.p50),
+            fm(s.mean),
+            fm(s.p99),
+            fm(s.max)
+        ));
+    }
+    r.push(String::new());
+    r.push("Distribution of the sequential writes above, in 1 ms buckets (count of writes taking 0–1, 1–2, … 11–12, ≥ 12 ms):".into());
+    r.push(String::new());
+    for run in &runs {
+        let mut buckets = [0usize; 13];
+        for l in &run.lat {
+            buckets[((*l / 1000.0) as usize).min(12)] += 1;
+        }
+        r.push(format!(
+            "- {}: {}",
+            run.label,
+            buckets
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    r.push(String::new());
+    r.push(format!(
+        "Write throughput, healthy, {wconc} concurrent writers for {secs:?}:"
+    ));
+    r.push(String::new());
+    r.push("| mode | writes/s | errors | p50 ms | p99 ms |".into());
+    r.push("| --- | --- | --- | --- | --- |".into());
+    for run in &runs {
+        if let Some(t) = &run.tput {
+            let s = summary(&t.all());
             r.push(format!(
-                "| {} | {} | {} / {} | {} / {} / {} | {} / {} | {} / {} | {} | {} ({}) | {} |",
-                f.label,
-                b.n,
-                fm(a.p50),
-                fm(a.p99),
-                fm(b.p50),
-                fm(b.p99),
-                fm(b.max),
-                fm(d.p50),
-                fm(d.p99),
-                fm(e.p50),
-                fm(e.p99),
-                if f.inv_events > 0 { fm(g.p50) } else { "-".into() },
-                f.inv_events,
-                f.covered_by_lease,
-                f.missing
+                "| {} | {:.0} | {} | {} | {} |",
+                run.label,
+                t.rate(),
+                t.error_count(),
+                fm(s.p50),
+                fm(s.p99)
             ));
         }
-        r.push(String::new());
-        r.push("(ms; a negative \"last ack → answer\" means the answer reached the client before the last follower acked, as `async` allows.)".into());
-        r.push(String::new());
-        eprintln!("{}", r.join("\n"));
-        r
     }
+    r.push(String::new());
+    r.push("## (d) Invalidation latency (observed from outside, per write of (c))".to_string());
+    r.push(String::new());
+    r.push(
+        "Arrival times in the bench process of: the leader's `P.invalidate` broadcast; every follower ack on `P.node.*.ack` \
+         (the last plugged follower's first ack with `applied_seq` >= the write's seq is \"last ack\"); the `write` event (its `ts` is the \
+         leader's wall clock in whole ms when it publishes it, just after the commit, its own cache invalidation and the broadcast); the \
+         write's answer at the client. All processes are on one machine, so wall clocks agree; the `ts` → ack figure carries up to \
+         +1 ms from the truncated `ts`."
+            .into(),
+    );
+    r.push(String::new());
+    r.push("| mode, cluster state | writes matched | request → broadcast p50 / p99 | broadcast → last ack p50 / p99 / max | first → last follower ack p50 / p99 | write `ts` → last ack p50 / p99 | last ack → answer p50 / p99 | last ack → `invalidation` event p50 | `invalidation` events (of which not acked by every follower) | unmatched writes |".into());
+    r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
+    for f in &inv {
+        let a = summary(&f.req_to_bcast);
+        let b = summary(&f.bcast_to_last_ack);
+        let fl = summary(&f.first_to_last_ack);
+        let d = summary(&f.commit_ts_to_last_ack);
+        let e = summary(&f.last_ack_to_answer);
+        let g = summary(&f.last_ack_to_inv_event);
+        r.push(format!(
+            "| {} | {} | {} / {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} | {} ({}) | {} |",
+            f.label,
+            b.n,
+            fm(a.p50),
+            fm(a.p99),
+            fm(b.p50),
+            fm(b.p99),
+            fm(b.max),
+            fm(fl.p50),
+            fm(fl.p99),
+            fm(d.p50),
+            fm(d.p99),
+            fm(e.p50),
+            fm(e.p99),
+            if f.inv_events > 0 { fm(g.p50) } else { "-".into() },
+            f.inv_events,
+            f.covered_by_lease,
+            f.missing
+        ));
+    }
+    r.push(String::new());
+    r.push("(ms; a negative \"last ack → answer\" means the answer reached the client before the last follower acked, as `async` allows.)".into());
+    r.push(String::new());
+    eprintln!("{}", r.join("\n"));
+    r
 }

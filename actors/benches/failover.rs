@@ -17,7 +17,7 @@
 //! INSTAFACE_BIN_DIR=$PWD/target/release cargo bench -p instaface-actors --bench failover
 //! ```
 //!
-//! Environment: `BENCH_TRIALS` (per profile and mode, default 10), `BENCH_PROFILES`
+//! Environment: `BENCH_TRIALS` (per profile and mode, default 15), `BENCH_PROFILES`
 //! (`default,fast`), `BENCH_MODES` (`kill,term`), `BENCH_NODES` (3). NATS, MariaDB and
 //! Redis must be up (`compose/services.sh`).
 
@@ -30,7 +30,10 @@ use instaface_bus::messages::{CandidacyState, Event, EventKind, Heartbeat, Role}
 use instaface_testkit::{Cluster, ClusterOpts};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -68,7 +71,11 @@ fn summary(values: &[f64]) -> Summary {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    let mean = if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 };
+    let mean = if n == 0 {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / n as f64
+    };
     Summary {
         n,
         min: v.first().copied().unwrap_or(f64::NAN),
@@ -89,8 +96,16 @@ struct Tap {
 
 async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
     let tap = Arc::new(Mutex::new(Tap::default()));
-    let mut hbs = c.bus.subscribe::<Heartbeat>(c.bus.subjects().heartbeat()).await.expect("subscribe heartbeat");
-    let mut evs = c.bus.subscribe::<Event>(c.bus.subjects().events()).await.expect("subscribe events");
+    let mut hbs = c
+        .bus
+        .subscribe::<Heartbeat>(c.bus.subjects().heartbeat())
+        .await
+        .expect("subscribe heartbeat");
+    let mut evs = c
+        .bus
+        .subscribe::<Event>(c.bus.subjects().events())
+        .await
+        .expect("subscribe events");
     let t = tap.clone();
     tokio::spawn(async move {
         while let Some(m) = hbs.next().await {
@@ -107,8 +122,14 @@ async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             if let Ok(e) = m.payload {
                 let kind = match e.kind {
                     EventKind::Leader { .. } => "leader",
-                    EventKind::Candidacy { state: CandidacyState::Started, pre_vote: true } => "prevote",
-                    EventKind::Candidacy { state: CandidacyState::Started, pre_vote: false } => "vote",
+                    EventKind::Candidacy {
+                        state: CandidacyState::Started,
+                        pre_vote: true,
+                    } => "prevote",
+                    EventKind::Candidacy {
+                        state: CandidacyState::Started,
+                        pre_vote: false,
+                    } => "vote",
                     _ => continue,
                 };
                 t.lock().unwrap().events.push((now, e.node, e.term, kind));
@@ -135,7 +156,11 @@ async fn wait_settled(c: &Cluster, ids: &[String], timeout: Duration) -> Option<
             if leaders.len() == 1 {
                 let (l, t) = (leaders[0].node.clone(), leaders[0].term);
                 let ok = st.values().all(|s| {
-                    s.term == t && (s.node == l || (s.role == Role::Follower && s.leader.as_deref() == Some(l.as_str()) && s.lease_ms > 0))
+                    s.term == t
+                        && (s.node == l
+                            || (s.role == Role::Follower
+                                && s.leader.as_deref() == Some(l.as_str())
+                                && s.lease_ms > 0))
                 });
                 if ok {
                     return Some((l, t));
@@ -181,14 +206,37 @@ struct Trial {
     rejoin: f64,
 }
 
-async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) -> Vec<(Mode, Vec<Trial>)> {
-    let name = if fast { "bench-fo-fast" } else { "bench-fo-default" };
-    let mut c = Cluster::start(name, ClusterOpts { nodes, env: Vec::new(), fast }).await;
+async fn run_profile(
+    fast: bool,
+    modes: &[Mode],
+    trials: usize,
+    nodes: usize,
+) -> Vec<(Mode, Vec<Trial>)> {
+    let name = if fast {
+        "bench-fo-fast"
+    } else {
+        "bench-fo-default"
+    };
+    let mut c = Cluster::start(
+        name,
+        ClusterOpts {
+            nodes,
+            env: Vec::new(),
+            fast,
+        },
+    )
+    .await;
     let tap = start_tap(&c).await;
     let ids = c.ids.clone();
     let heartbeat = if fast { 30u64 } else { 100 };
-    eprintln!("  cluster {} started ({} nodes); waiting for it to settle", c.prefix, nodes);
-    if wait_settled(&c, &ids, Duration::from_secs(30)).await.is_none() {
+    eprintln!(
+        "  cluster {} started ({} nodes); waiting for it to settle",
+        c.prefix, nodes
+    );
+    if wait_settled(&c, &ids, Duration::from_secs(30))
+        .await
+        .is_none()
+    {
         eprintln!("  cluster never settled; logs in {}", c.log_dir().display());
         return Vec::new();
     }
@@ -198,7 +246,10 @@ async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) ->
         for (mode, out) in results.iter_mut() {
             let mode = *mode;
             let Some((old, term)) = wait_settled(&c, &ids, Duration::from_secs(30)).await else {
-                eprintln!("  cluster did not settle before trial {}; stopping this profile", i + 1);
+                eprintln!(
+                    "  cluster did not settle before trial {}; stopping this profile",
+                    i + 1
+                );
                 return results;
             };
             // Let the cluster run a little, then kill at a random phase of the heartbeat.
@@ -227,7 +278,9 @@ async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) ->
             while Instant::now() < deadline {
                 {
                     let t = tap.lock().unwrap();
-                    if let Some((at, l, nt)) = t.heartbeats[hb_mark..].iter().find(|(_, l, _)| *l != old) {
+                    if let Some((at, l, nt)) =
+                        t.heartbeats[hb_mark..].iter().find(|(_, l, _)| *l != old)
+                    {
                         found = Some((*at, l.clone(), *nt));
                     }
                 }
@@ -237,16 +290,29 @@ async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) ->
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             let Some((t1, new_leader, new_term)) = found else {
-                eprintln!("  no new leader within 30 s after {} of {old}; logs in {}", mode.name(), c.log_dir().display());
+                eprintln!(
+                    "  no new leader within 30 s after {} of {old}; logs in {}",
+                    mode.name(),
+                    c.log_dir().display()
+                );
                 return results;
             };
             let (leader_event, prevotes, votes) = {
                 let t = tap.lock().unwrap();
                 let evs = &t.events[ev_mark..];
-                let le = evs.iter().find(|(_, n, _, k)| *k == "leader" && *n == new_leader).map(|(at, _, _, _)| ms(at.saturating_duration_since(t0)));
+                let le = evs
+                    .iter()
+                    .find(|(_, n, _, k)| *k == "leader" && *n == new_leader)
+                    .map(|(at, _, _, _)| ms(at.saturating_duration_since(t0)));
                 let before = |at: &Instant| *at <= t1;
-                let pv = evs.iter().filter(|(at, _, _, k)| *k == "prevote" && before(at)).count();
-                let v = evs.iter().filter(|(at, _, _, k)| *k == "vote" && before(at)).count();
+                let pv = evs
+                    .iter()
+                    .filter(|(at, _, _, k)| *k == "prevote" && before(at))
+                    .count();
+                let v = evs
+                    .iter()
+                    .filter(|(at, _, _, k)| *k == "vote" && before(at))
+                    .count();
                 (le, pv, v)
             };
             let exit = if mode == Mode::Term {
@@ -284,7 +350,10 @@ async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) ->
                 rejoin,
             });
             if rejoined.is_none() {
-                eprintln!("  {old} did not rejoin within 30 s; stopping this profile; logs in {}", c.log_dir().display());
+                eprintln!(
+                    "  {old} did not rejoin within 30 s; stopping this profile; logs in {}",
+                    c.log_dir().display()
+                );
                 return results;
             }
         }
@@ -302,7 +371,7 @@ fn row(label: &str, s: &Summary) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let trials = env_usize("BENCH_TRIALS", 10);
+    let trials = env_usize("BENCH_TRIALS", 15);
     let nodes = env_usize("BENCH_NODES", 3);
     let profiles = env_list("BENCH_PROFILES", "default,fast");
     let modes: Vec<Mode> = env_list("BENCH_MODES", "kill,term")
@@ -330,7 +399,11 @@ async fn main() {
         };
         eprintln!(
             "profile {p}: {}",
-            if fast { "HEARTBEAT_MS=30 ELECTION_MIN_MS=150 ELECTION_MAX_MS=300" } else { "HEARTBEAT_MS=100 ELECTION_MIN_MS=750 ELECTION_MAX_MS=1000" }
+            if fast {
+                "HEARTBEAT_MS=30 ELECTION_MIN_MS=150 ELECTION_MAX_MS=300"
+            } else {
+                "HEARTBEAT_MS=100 ELECTION_MIN_MS=750 ELECTION_MAX_MS=1000"
+            }
         );
         let r = run_profile(fast, &modes, trials, nodes).await;
         all.push((p.clone(), r));
@@ -376,7 +449,11 @@ async fn main() {
                 med(&|t| t.exit),
                 trials.iter().map(|t| t.prevotes).sum::<usize>() as f64 / n,
                 trials.iter().map(|t| t.votes).sum::<usize>() as f64 / n,
-                terms.iter().map(|(k, v)| format!("+{k}: {v}")).collect::<Vec<_>>().join(", "),
+                terms
+                    .iter()
+                    .map(|(k, v)| format!("+{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 med(&|t| Some(t.rejoin)),
             );
         }
@@ -385,9 +462,15 @@ async fn main() {
     println!("All trials (failover ms):");
     for (p, r) in &all {
         for (mode, trials) in r {
-            let v: Vec<String> = trials.iter().map(|t| format!("{:.0}", t.failover)).collect();
+            let v: Vec<String> = trials
+                .iter()
+                .map(|t| format!("{:.0}", t.failover))
+                .collect();
             println!("  {p}, {}: {}", mode.name(), v.join(" "));
         }
     }
-    eprintln!("failover benchmark done in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "failover benchmark done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -162,7 +162,13 @@ impl Actor for ElectionActor {
             let outs = state.core.step(now, input);
             // The view first, so actors told of a role change already see it.
             publish_view(state);
+            let was_ack = ack_reply.is_some();
             perform(state, outs, ack_reply.map(|r| (r, ack_applied))).await;
+            if was_ack && state.core.role() == Role::Leader {
+                // A follower's progress moved: pending writes may be covered now (the
+                // heartbeat actor's own tick is only the fallback for lapsing leases).
+                cast_to(&state.ctx.names.heartbeat, HeartbeatMsg::CheckCovered);
+            }
         }
         .instrument(span)
         .await;
