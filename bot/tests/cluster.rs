@@ -2,7 +2,7 @@
 //! reached MySQL, in a healthy run and across a leader kill.
 //!
 //! Needs NATS, MariaDB and Redis (`compose/services.sh`) and a built `instaface-node`
-//! (`cargo build --workspace --bins`; `compose/test.sh` does both).
+//! (`cargo build --workspace --bins`; the README's test command does both).
 
 mod support;
 

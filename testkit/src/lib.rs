@@ -3,7 +3,7 @@
 //! its own, so tests run in parallel without seeing each other.
 //!
 //! Binaries are taken from the cargo target directory (`target/debug` by default,
-//! `INSTAFACE_BIN_DIR` to override); `compose/test.sh` builds them before the tests run.
+//! `INSTAFACE_BIN_DIR` to override); the README's test command builds them before the tests run.
 //! Node logs go to `target/test-logs/<prefix>/<node>.log`.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub fn bin_dir() -> PathBuf {
 /// The path of a workspace binary (`instaface-node`, `instaface-gateway`, `instaface-bot`).
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (compose/test.sh does)", path.display());
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (the README's test command does)", path.display());
     path
 }
 

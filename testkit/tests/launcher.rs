@@ -5,7 +5,7 @@
 //! process of its prefix behind.
 //!
 //! Needs the workspace binaries built (`cargo build --workspace --bins`, as
-//! compose/test.sh does), NATS, MariaDB and Redis.
+//! the README's test command does), NATS, MariaDB and Redis.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
