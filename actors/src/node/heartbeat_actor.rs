@@ -140,16 +140,19 @@ async fn on_message(
             if state.role != Role::Leader || term != state.term {
                 return Ok(());
             }
+            // Until the outbox is loaded this leader knows no seq and claims none (0);
+            // the test hook `hold` keeps invalidations back.
+            let (seq, invalidations) = if !state.loaded || state.hold {
+                (state.floor, Vec::new())
+            } else {
+                (state.seq, state.window.iter().cloned().collect())
+            };
             let heartbeat = Heartbeat {
                 term,
                 leader: state.ctx.cfg.id.clone(),
-                seq: if state.hold { state.floor } else { state.seq },
+                seq,
                 floor: state.floor,
-                invalidations: if state.hold {
-                    Vec::new()
-                } else {
-                    state.window.iter().cloned().collect()
-                },
+                invalidations,
                 hb,
                 members,
             };
@@ -216,7 +219,12 @@ async fn on_message(
                         )));
                 }
                 state.loaded = false;
+                // A past tenure's log says nothing about this one: a heartbeat claiming its
+                // old `seq` would move followers past invalidations they never saw.
                 state.window.clear();
+                state.seq = 0;
+                state.floor = 0;
+                state.pruned_through = 0;
                 state
                     .ctx
                     .ready_seq
