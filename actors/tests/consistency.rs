@@ -155,8 +155,24 @@ async fn no_read_after_an_acknowledged_write_returns_an_older_version() {
         }));
     }
 
-    // Faults, paced (not synchronisation: the clients run throughout).
-    let pause = || tokio::time::sleep(Duration::from_millis(1500));
+    // Each phase of faults lasts until the clients have got real work done in it: a number
+    // of acknowledged writes and of reads more than when the phase began.
+    let progress = || {
+        let history = history.clone();
+        async move {
+            let counts = |h: &[Op]| {
+                let writes = h.iter().filter(|o| matches!(o, Op::Write { .. })).count();
+                (writes, h.len() - writes)
+            };
+            let (w0, r0) = counts(&history.lock().unwrap());
+            instaface_testkit::wait_until(Duration::from_secs(30), "the clients to make progress", || {
+                let (w, r) = counts(&history.lock().unwrap());
+                w >= w0 + 15 && r >= r0 + 50
+            })
+            .await;
+        }
+    };
+    let pause = progress;
     pause().await;
     let follower = c.ids.iter().find(|i| **i != first_leader).cloned().unwrap();
     c.unplug(&follower, true).await;

@@ -231,23 +231,19 @@ async fn a_leader_killed_between_commit_and_acks_is_replayed_by_the_next_leader(
     let client = c.client.clone();
     let pending =
         tokio::spawn(async move { client.update_entity(user.id, json!({"name": "new"})).await });
-    let mut conn = c.mysql().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let conn = c.mysql().await;
+    let conn = tokio::sync::Mutex::new(conn);
+    instaface_testkit::wait_until_async(Duration::from_secs(10), "the update to commit", || async {
         use mysql_async::prelude::Queryable;
         let v: Option<u64> = conn
+            .lock()
+            .await
             .exec_first("SELECT version FROM entities WHERE id = ?", (user.id,))
             .await
             .unwrap();
-        if v == Some(2) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the update never committed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        v == Some(2)
+    })
+    .await;
     c.kill9(&leader);
     // Unacknowledged: the client hears it may or may not have happened.
     let outcome = pending.await.unwrap();

@@ -353,7 +353,11 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
     else {
         panic!()
     };
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // The re-add must come at a later millisecond, so a `created` it kept is visible.
+    instaface_testkit::wait_until(Duration::from_secs(1), "the millisecond clock to tick", || {
+        instaface_bus::now_ms() > one.created
+    })
+    .await;
     let second = WriteRequest::AddAssoc {
         from: a,
         atype: "friend".into(),

@@ -21,7 +21,7 @@ use common::*;
 use futures::StreamExt;
 use instaface_bus::graph_client::ClientConfig;
 use instaface_gateway::AppState;
-use instaface_testkit::{wait_until, Cluster, ClusterOpts};
+use instaface_testkit::{wait_until_async, wait_until, Cluster, ClusterOpts};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -254,17 +254,6 @@ async fn every_route_on_a_live_cluster() {
 }
 
 /// Polls an async condition until it holds.
-async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_sees_the_leader_change_when_the_leader_is_unplugged() {

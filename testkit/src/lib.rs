@@ -43,6 +43,20 @@ pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut c
     }
 }
 
+/// Waits for the async condition `cond` to hold, polling every 20 ms, failing with `what`
+/// after `timeout`.
+pub async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// How to start a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterOpts {
