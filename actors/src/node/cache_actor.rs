@@ -191,8 +191,8 @@ async fn on_message(
             state.leader = leader;
         }
         CacheMsg::Get { keys, reply } => {
-            let view = state.ctx.view.borrow().clone();
-            if !view.lease_holds(std::time::Instant::now()) {
+            let lease_holds = state.ctx.view.borrow().lease_holds(std::time::Instant::now());
+            if !lease_holds {
                 let _ = reply.send(Err(ErrorBody::new(
                     ErrorCode::Unavailable,
                     "this node holds no read lease",
