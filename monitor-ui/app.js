@@ -4,8 +4,8 @@
 // | --- | --- |
 // | `app.js` | wiring: feeds → model → views, the connection badge, unplugging |
 // | `live.js` | the `/api/events` websocket (reconnecting) and the `/api/cluster` poll |
-// | `cluster.js` | the cluster model: snapshots, event deltas, statuses, activity |
-// | `cards.js` | the cluster pane: node cards in their columns, the activity list |
+// | `cluster.js` | the cluster model: snapshots, event deltas, statuses, activity, serving |
+// | `cards.js` | the cluster pane: node cards in their columns, lease countdowns, the activity list |
 // | `metrics.js` | per-second reads, hits, misses and writes; who led when |
 // | `charts.js` | the canvas charts drawn from those |
 // | `graph.js` | the graph pane: timelines, posts, hash navigation |
@@ -25,6 +25,8 @@ import { setText } from "./dom.js";
 import { toast, toastError } from "./toasts.js";
 
 const POLL_MS = 2000;
+/** How often the serving badges count their leases down. */
+const LEASE_TICK_MS = 100;
 
 const metrics = new Metrics(WINDOW_SECONDS);
 let scheduled = false;
@@ -71,6 +73,11 @@ setInterval(() => {
   showLink();
   view.render(); // "… ago" labels
 }, 1000);
+setInterval(() => {
+  const now = Date.now();
+  model.tick(now); // a lease that ran out on an unplugged node: it stopped serving
+  view.tick(now); // the lease countdowns
+}, LEASE_TICK_MS);
 
 const poll = pollCluster({
   everyMs: POLL_MS,
@@ -97,26 +104,31 @@ connectEvents({
   },
 });
 
-/** Unplugs (or plugs back) a node from its card's checkbox. */
-async function setUnplugged(id, unplugged, checkbox) {
+/**
+ * Unplugs a node from its peers (and, with `clients`, from clients too), or plugs it back
+ * in, from its card's checkboxes; `control` is the box used, which keeps the focus.
+ */
+async function setUnplugged(id, unplugged, clients, control) {
   const node = model.nodes.get(id);
   if (!node || node.pending) return;
   node.pending = true;
   model.onChange();
+  const isolate = unplugged && clients;
   try {
-    const done = await adminApi(`api/cluster/nodes/${encodeURIComponent(id)}/unplugged`, { method: "PUT", body: { unplugged } });
+    const body = { unplugged, clients: isolate };
+    const done = await adminApi(`api/cluster/nodes/${encodeURIComponent(id)}/unplugged`, { method: "PUT", body });
     if (done) {
-      model.expectUnplugged(id, unplugged);
-      toast(`${id} ${unplugged ? "unplugged" : "plugged back in"}`, "info", 3000);
+      model.expectUnplugged(id, unplugged, isolate);
+      const what = isolate ? "isolated from peers and clients" : unplugged ? "unplugged from its peers" : "plugged back in";
+      toast(`${id} ${what}`, "info", 3000);
     }
   } catch (e) {
-    toastError(`${unplugged ? "Unplugging" : "Plugging in"} ${id}`, e);
+    toastError(`${isolate ? "Isolating" : unplugged ? "Unplugging" : "Plugging in"} ${id}`, e);
   } finally {
     node.pending = false;
     // Show what the cluster says, not what was asked for (a cancel or failure reverts).
-    checkbox.checked = !node.unplugged;
-    model.onChange();
+    view.render();
     poll.now();
-    checkbox.focus({ preventScroll: true });
+    control.focus({ preventScroll: true });
   }
 }

@@ -2,10 +2,11 @@
 // the activity list, drawn from a `ClusterModel`.
 //
 // Cards are kept per node and updated in place, never rebuilt, so a focused "plugged in"
-// checkbox keeps its focus while updates stream in.
+// checkbox keeps its focus while updates stream in. Each card's serving badge counts its
+// read lease down between snapshots (`tick`).
 
 import { h, setText, setChildren, ago, agoShort, fullTime, count, nodeHue } from "./dom.js";
-import { byId, columnOf } from "./cluster.js";
+import { byId, columnOf, servingOf } from "./cluster.js";
 
 const ROLE_LABEL = {
   follower: "Follower",
@@ -17,6 +18,7 @@ const ROLE_LABEL = {
 
 /** The three columns, the summary in the top bar and the activity list. */
 export class ClusterView {
+  /** `onUnplug(id, unplugged, clients, control)` asks for a node to be (un)plugged. */
   constructor({ model, onUnplug }) {
     this.model = model;
     this.onUnplug = onUnplug;
@@ -82,8 +84,23 @@ export class ClusterView {
     this.renderActivity(now);
   }
 
+  /** Between renders: the serving badges' lease countdowns. */
+  tick(now = Date.now()) {
+    for (const [id, card] of this.cards) {
+      const n = this.model.nodes.get(id);
+      if (n) this.updateServing(card, n, now);
+    }
+  }
+
   buildCard(n) {
     const inputId = `plug-${n.id.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    // While a change is under way, further toggles are ignored (the box keeps focus,
+    // which `disabled` would take away).
+    const busy = (box) => {
+      if (!this.model.nodes.get(n.id)?.pending) return false;
+      box.checked = !box.checked;
+      return true;
+    };
     const checkbox = h("input", {
       type: "checkbox",
       id: inputId,
@@ -91,13 +108,19 @@ export class ClusterView {
       dataset: { unplug: n.id },
       checked: true,
       onchange: () => {
-        // While a change is under way, further toggles are ignored (the box keeps focus,
-        // which `disabled` would take away).
-        if (this.model.nodes.get(n.id)?.pending) {
-          checkbox.checked = !checkbox.checked;
-          return;
-        }
-        this.onUnplug(n.id, !checkbox.checked, checkbox);
+        if (!busy(checkbox)) this.onUnplug(n.id, !checkbox.checked, clients.checked, checkbox);
+      },
+    });
+    // The unplug mode: peers only (clients still reach the node, which serves reads until
+    // its lease runs out), or clients too. While unplugged, changing it switches the mode.
+    const clients = h("input", {
+      type: "checkbox",
+      class: "clients-input",
+      dataset: { unplugClients: n.id },
+      onchange: () => {
+        if (busy(clients)) return;
+        if (this.model.nodes.get(n.id)?.unplugged) this.onUnplug(n.id, true, clients.checked, clients);
+        else card.preferClients = clients.checked;
       },
     });
     const el = h("article", { class: "node-card", dataset: { node: n.id, role: n.role }, "aria-label": `node ${n.id}` });
@@ -113,8 +136,11 @@ export class ClusterView {
       ratio: h("span", { class: "cache-ratio" }),
       bar: h("span", { class: "hit-bar-fill" }),
       statuses: h("ul", { class: "statuses", "aria-label": `recent statuses of ${n.id}` }),
-      lease: h("span", { class: "lease" }),
+      lease: h("span", { class: "lease", dataset: { serving: "unknown" }, hidden: true }),
       checkbox,
+      clients,
+      clientsLabel: h("label", { class: "clients-label" },
+        clients, "also cut clients", h("span", { class: "visually-hidden" }, ` from ${n.id}`)),
     };
     el.append(
       h("header", { class: "card-head" },
@@ -139,9 +165,12 @@ export class ClusterView {
           h("span", { class: "switch", "aria-hidden": "true" }),
           h("span", { class: "visually-hidden" }, `${n.id} `),
           "plugged in"),
-        parts.lease),
+        parts.lease,
+        parts.clientsLabel),
     );
-    return { el, parts, lastStatuses: "" };
+    // `preferClients`: the mode picked for the next unplug while the node is plugged in.
+    const card = { el, parts, lastStatuses: "", preferClients: false };
+    return card;
   }
 
   updateCard(card, n, now) {
@@ -153,7 +182,7 @@ export class ClusterView {
     setText(parts.role, ROLE_LABEL[n.role] || n.role);
     parts.role.className = `role-badge role-${n.role}`;
     parts.reason.hidden = state === "ok";
-    setText(parts.reason, n.unplugged ? "unplugged" : "no contact");
+    setText(parts.reason, n.clients_unplugged ? "isolated" : n.unplugged ? "unplugged" : "no contact");
     const term = n.term ?? this.model.term;
     setText(parts.term, term ? term : "—");
     setText(parts.seq, count(n.applied_seq));
@@ -164,17 +193,19 @@ export class ClusterView {
     const pct = lookups ? (100 * n.cache.hits) / lookups : 0;
     setText(parts.ratio, lookups ? `${pct.toFixed(pct >= 99.95 || pct < 10 ? 0 : 1)}% hit` : "no reads yet");
     parts.bar.style.width = `${pct}%`;
-    if (n.lease_ms === null) {
-      parts.lease.hidden = true;
-    } else {
-      const serving = n.lease_ms > 0 && state === "ok";
-      parts.lease.hidden = false;
-      parts.lease.classList.toggle("is-serving", serving);
-      setText(parts.lease, serving ? "serving reads" : "not serving");
-      parts.lease.title = serving ? `holds a read lease (${n.lease_ms} ms left when last asked)` : "holds no read lease, so it serves no reads";
+    this.updateServing(card, n, now);
+    if (!n.pending) {
+      parts.checkbox.checked = !n.unplugged;
+      parts.clients.checked = n.unplugged ? n.clients_unplugged : card.preferClients;
     }
-    if (!n.pending) parts.checkbox.checked = !n.unplugged;
     parts.checkbox.setAttribute("aria-busy", String(n.pending));
+    parts.clients.setAttribute("aria-busy", String(n.pending));
+    const clientsTitle = n.unplugged
+      ? n.clients_unplugged
+        ? `${n.id} refuses clients too (total isolation). Untick to let clients reach it again while it stays cut off from its peers.`
+        : `${n.id} is cut off from its peers only: clients still reach it. Tick to cut clients off too (total isolation).`
+      : `When unplugging ${n.id}, cut it off from clients too (total isolation). Otherwise clients still reach it and it serves reads until its lease runs out.`;
+    if (parts.clientsLabel.title !== clientsTitle) parts.clientsLabel.title = clientsTitle;
 
     // Statuses carry "… ago", so they change every second; rebuild only when they differ.
     const items = n.statuses.length
@@ -188,6 +219,42 @@ export class ClusterView {
           h("span", { class: "status-text" }, text),
           when ? h("time", { title }, when) : null)));
     }
+  }
+
+  /**
+   * The serving badge: "serving · lease 512 ms" counting down, "serving · lease renewing",
+   * "not serving (no lease)", "not serving (isolated)". `data-serving` is "true", "false"
+   * or "unknown"; a change makes the badge flash, so the moment is seen.
+   */
+  updateServing(card, n, now) {
+    const badge = card.parts.lease;
+    const s = servingOf(n, now);
+    badge.hidden = s.serving === null;
+    const value = s.serving === null ? "unknown" : String(s.serving);
+    if (badge.dataset.serving !== value) {
+      const flash = badge.dataset.serving !== "unknown";
+      badge.dataset.serving = value;
+      badge.classList.toggle("is-serving", s.serving === true);
+      if (flash) {
+        // Restart the animation.
+        badge.classList.remove("is-flipped");
+        void badge.offsetWidth;
+        badge.classList.add("is-flipped");
+      }
+    }
+    setText(badge, s.text);
+    const title = {
+      lease: `Serves reads. Its read lease had ${n.lease_ms} ms left at its last status answer, counted down here until the next one.`,
+      renewing: `Serves reads. Its read lease had ${n.lease_ms} ms left at its last status answer; in touch with the leader, it renews it with every heartbeat.`,
+      lease_ran_out: "Cut off from its peers, it cannot renew its read lease, which has run out: it refuses reads now.",
+      no_lease: n.unplugged
+        ? "Holds no read lease, so it refuses reads: cut off from its peers, it cannot get one."
+        : "Holds no read lease, so it refuses reads.",
+      isolated: "Cut off from clients as well as from its peers: it refuses every client request.",
+      other: "Does not serve reads right now.",
+      unknown: "Not reported yet.",
+    }[s.why];
+    if (badge.title !== title) badge.title = title;
   }
 
   renderActivity(now) {

@@ -9,6 +9,12 @@ const MAX_ACTIVITY = 40;
 /** How long an accepted unplug command may take to show in `/api/cluster`. */
 const EXPECT_MS = 6000;
 
+/** What an unplug state is called: in statuses, and after "was" in the activity list. */
+function unplugText(n) {
+  if (n.clients_unplugged) return "isolated from peers and clients";
+  return n.unplugged ? "unplugged from its peers" : "plugged back in";
+}
+
 /** Node ids in natural order: n2 before n10. */
 export const byId = (a, b) => a.localeCompare(b, undefined, { numeric: true });
 
@@ -16,6 +22,29 @@ export const byId = (a, b) => a.localeCompare(b, undefined, { numeric: true });
 export function columnOf(node) {
   if (!node.reachable || node.unplugged) return "unreachable";
   return node.role === "leader" ? "leader" : "followers";
+}
+
+/**
+ * Whether node `n` serves reads as far as the page can tell at `now`:
+ * `{serving: true|false|null, left, text, why}`. `left` is the ms left on its read lease:
+ * `lease_ms` as of its latest status answer, counted down here until the next snapshot.
+ * A node in touch with the leader renews its lease with every heartbeat, so a countdown
+ * that reaches 0 only means the page has not heard since; a node cut off from its peers
+ * (since that answer) cannot renew it, so when the countdown reaches 0 it serves no more —
+ * shown at that moment, before the next snapshot confirms it.
+ */
+export function servingOf(n, now = Date.now()) {
+  const left = n.lease_ms === null ? null : Math.max(0, Math.ceil(n.lease_ms - (now - n.leaseAt)));
+  if (n.serving === null) return { serving: null, left, text: "not reported yet", why: "unknown" };
+  if (n.clients_unplugged) return { serving: false, left, text: "not serving (isolated)", why: "isolated" };
+  if (!n.serving) {
+    return left ? { serving: false, left, text: "not serving", why: "other" } : { serving: false, left: 0, text: "not serving (no lease)", why: "no_lease" };
+  }
+  if (left > 0) return { serving: true, left, text: `serving · lease ${left} ms`, why: "lease" };
+  if (n.unplugged && n.leaseAt >= n.unpluggedSince) {
+    return { serving: false, left: 0, text: "not serving (no lease)", why: "lease_ran_out" };
+  }
+  return { serving: true, left: 0, text: "serving · lease renewing", why: "renewing" };
 }
 
 /** What the page knows of the cluster; `onChange` fires after every update. */
@@ -40,13 +69,18 @@ export class ClusterModel {
         role: "follower",
         term: null,
         reachable: true,
-        unplugged: false,
+        unplugged: false, // cut off from its peers
+        clients_unplugged: false, // … and from clients (total isolation)
+        unpluggedSince: 0, // when the page learned it was unplugged
+        serving: null, // serves reads, per its latest status answer (null: not reported yet)
+        servingShown: null, // what `servingOf` last said, to notice it change
         applied_seq: 0,
         cache: { hits: 0, misses: 0, entries: 0 },
         lease_ms: null,
+        leaseAt: 0, // when `lease_ms` was measured (page clock)
         statuses: [],
         pending: false,
-        expected: null, // {unplugged, until}: an accepted unplug command not yet visible
+        expected: null, // {unplugged, clients, until}: an accepted unplug command not yet visible
       };
       this.nodes.set(id, n);
     }
@@ -68,25 +102,39 @@ export class ClusterModel {
       const id = String(s.id);
       seen.add(id);
       const n = this.node(id);
+      const was = unplugText(n);
       const wasUnplugged = n.unplugged;
       n.role = s.role || "follower";
       n.reachable = s.reachable !== false;
       n.unplugged = Boolean(s.unplugged);
+      n.clients_unplugged = n.unplugged && Boolean(s.clients_unplugged);
+      n.serving = s.serving === undefined || s.serving === null ? null : Boolean(s.serving);
       if (n.expected) {
         // The gateway accepted the command before the node applied it: keep showing what
         // was asked for a few seconds rather than flipping the switch back and forth.
-        if (n.unplugged === n.expected.unplugged || now > n.expected.until) n.expected = null;
-        else n.unplugged = n.expected.unplugged;
+        const e = n.expected;
+        if ((n.unplugged === e.unplugged && n.clients_unplugged === e.clients) || now > e.until) {
+          n.expected = null;
+        } else {
+          n.unplugged = e.unplugged;
+          n.clients_unplugged = e.clients;
+          if (e.clients) n.serving = false;
+        }
       }
-      if (s.lease_ms !== undefined && s.lease_ms !== null) n.lease_ms = Number(s.lease_ms) || 0;
+      if (n.unplugged && !wasUnplugged) n.unpluggedSince = now;
+      if (s.lease_ms !== undefined && s.lease_ms !== null) {
+        // `lease_ms` is as of the node's latest status answer, `status_age_ms` ago.
+        n.lease_ms = Number(s.lease_ms) || 0;
+        n.leaseAt = now - Math.max(0, Number(s.status_age_ms) || 0);
+      }
       n.applied_seq = Number(s.applied_seq) || 0;
       if (s.term !== undefined && s.term !== null) n.term = Number(s.term);
       if (s.cache) {
         n.cache = { hits: Number(s.cache.hits) || 0, misses: Number(s.cache.misses) || 0, entries: Number(s.cache.entries) || 0 };
         this.metrics.readSample(id, n.cache.hits, n.cache.misses, now);
       }
-      if (n.unplugged !== wasUnplugged && n.statuses.length) {
-        this.status(n, n.unplugged ? "unplugged" : "plugged back in", n.unplugged ? "bad" : "good", now);
+      if (unplugText(n) !== was && n.statuses.length) {
+        this.status(n, unplugText(n), n.unplugged ? "bad" : "good", now);
       }
     }
     for (const id of [...this.nodes.keys()]) {
@@ -100,6 +148,7 @@ export class ClusterModel {
       }
     }
     this.metrics.leaderAt(this.leader, this.term, now);
+    this.trackServing(now);
     this.onChange();
   }
 
@@ -169,12 +218,21 @@ export class ClusterModel {
         if (dh || dm) this.status(n, `+${count(dh)} hits · +${count(dm)} misses`, "cache", now, true);
         break;
       }
-      case "unplugged":
+      case "unplugged": {
+        const wasUnplugged = n.unplugged;
         n.unplugged = Boolean(e.unplugged);
+        // Peers only: clients still reach it, and it serves until its lease runs out.
+        // Clients too: it refuses every client request from now on.
+        n.clients_unplugged = n.unplugged && Boolean(e.clients);
+        if (n.unplugged && !wasUnplugged) n.unpluggedSince = now;
+        if (n.clients_unplugged) n.serving = false;
         n.expected = null;
-        this.status(n, n.unplugged ? "unplugged" : "plugged back in", n.unplugged ? "bad" : "good", now);
-        this.log(now, `${id} was ${n.unplugged ? "unplugged" : "plugged back in"}`, n.unplugged ? "bad" : "good", id);
+        const kind = n.unplugged ? "bad" : "good";
+        this.status(n, unplugText(n), kind, now);
+        const more = n.unplugged && !n.clients_unplugged ? " (clients still reach it)" : "";
+        this.log(now, `${id} was ${unplugText(n)}${more}`, kind, id);
         break;
+      }
       case "invalidation": {
         const seq = Number(e.seq) || 0;
         for (const peer of Array.isArray(e.acked_by) ? e.acked_by : []) {
@@ -193,15 +251,58 @@ export class ClusterModel {
       default:
         return;
     }
+    this.trackServing(now);
     this.onChange();
   }
 
   /** An unplug command for `id` was accepted: show it until the cluster reports it. */
-  expectUnplugged(id, unplugged) {
+  expectUnplugged(id, unplugged, clients = false) {
+    const now = Date.now();
     const n = this.node(id);
+    if (unplugged && !n.unplugged) n.unpluggedSince = now;
     n.unplugged = unplugged;
-    n.expected = { unplugged, until: Date.now() + EXPECT_MS };
+    n.clients_unplugged = unplugged && clients;
+    if (n.clients_unplugged) n.serving = false;
+    n.expected = { unplugged, clients: n.clients_unplugged, until: now + EXPECT_MS };
+    this.trackServing(now);
     this.onChange();
+  }
+
+  /**
+   * Between snapshots: a lease counted down to 0 on a node that cannot renew it means it
+   * stopped serving just now. Call often (the countdown's pace).
+   */
+  tick(now = Date.now()) {
+    if (this.trackServing(now)) this.onChange();
+  }
+
+  /**
+   * Notes each node that starts or stops serving reads (per `servingOf`) in its statuses
+   * and the activity list; true if any did.
+   */
+  trackServing(now) {
+    let changed = false;
+    for (const n of this.nodes.values()) {
+      const s = servingOf(n, now);
+      if (s.serving === null) continue;
+      const before = n.servingShown;
+      n.servingShown = s.serving;
+      if (before === null || before === s.serving) continue;
+      changed = true;
+      if (s.serving) {
+        this.status(n, "serving reads again", "good", now);
+        this.log(now, `${n.id} serves reads again`, "good", n.id);
+      } else {
+        const why = {
+          isolated: "cut off from clients",
+          no_lease: "no read lease",
+          lease_ran_out: "its read lease ran out",
+        }[s.why];
+        this.status(n, why ? `stopped serving reads: ${why}` : "stopped serving reads", "bad", now);
+        this.log(now, `${n.id} stopped serving reads${why ? `: ${why}` : ""}`, "bad", n.id);
+      }
+    }
+    return changed;
   }
 
   /** Adds a line to a node's recent statuses; a `sticky` line replaces one of its kind on top. */

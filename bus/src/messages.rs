@@ -117,10 +117,19 @@ pub struct Invalidate {
 }
 
 /// Admin command on `P.control.unplug`.
+///
+/// `unplugged` cuts the node off from its *peers*: it drops every cluster-internal message
+/// in and out (heartbeats, votes, acks, invalidations, fills) but keeps answering clients
+/// as far as its own state allows — a follower serves reads until its read lease runs out,
+/// exactly like a node behind a network partition that clients can still reach. With
+/// `clients` as well, it also refuses every client request (total isolation).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unplug {
     pub node: NodeId,
     pub unplugged: bool,
+    /// With `unplugged`: refuse clients too (total isolation). Ignored when plugging back.
+    #[serde(default)]
+    pub clients: bool,
 }
 
 /// A node's role, as reported in events and by the cluster API.
@@ -170,8 +179,13 @@ pub enum EventKind {
     /// The cache's counters (cumulative since the node started), published about once a
     /// second while they change.
     Cache { hits: u64, misses: u64, entries: u64, fills: u64, applied_seq: u64 },
-    /// This node was unplugged or plugged back in.
-    Unplugged { unplugged: bool },
+    /// This node was unplugged (from its peers; with `clients`, from clients too) or
+    /// plugged back in.
+    Unplugged {
+        unplugged: bool,
+        #[serde(default)]
+        clients: bool,
+    },
     /// An invalidation and the followers that have acked it so far.
     Invalidation { seq: u64, acked_by: Vec<NodeId> },
     /// A write committed at the leader.
@@ -216,6 +230,13 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     pub members: Vec<NodeId>,
     pub unplugged: bool,
+    /// Unplugged from clients as well (total isolation).
+    #[serde(default)]
+    pub clients_unplugged: bool,
+    /// Whether it answers reads right now: it holds a read lease (and, as leader, has
+    /// loaded the outbox) and is not isolated from clients.
+    #[serde(default)]
+    pub serving: bool,
     pub applied_seq: u64,
     /// Milliseconds left on the node's read lease (0 when it holds none).
     pub lease_ms: u64,

@@ -25,12 +25,12 @@ async fn publish_and_subscribe_typed_messages() {
     let subject = bus.subjects().control_unplug();
     let mut sub = bus.subscribe::<Unplug>(subject.clone()).await.unwrap();
     bus.flush().await.unwrap();
-    bus.publish(subject.clone(), &Unplug { node: "n1".into(), unplugged: true }).await.unwrap();
+    bus.publish(subject.clone(), &Unplug { node: "n1".into(), unplugged: true, clients: false }).await.unwrap();
     // Garbage on the same subject arrives as a decode error value, and the stream goes on.
     bus.raw().publish(subject.clone(), "not msgpack".into()).await.unwrap();
-    bus.publish(subject.clone(), &Unplug { node: "n2".into(), unplugged: false }).await.unwrap();
+    bus.publish(subject.clone(), &Unplug { node: "n2".into(), unplugged: false, clients: false }).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
-    assert_eq!(first.payload.unwrap(), Unplug { node: "n1".into(), unplugged: true });
+    assert_eq!(first.payload.unwrap(), Unplug { node: "n1".into(), unplugged: true, clients: false });
     let second = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
     assert!(second.payload.is_err());
     let third = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
@@ -42,7 +42,7 @@ async fn request_reply_timeout_and_no_responders() {
     let bus = bus("req").await;
     let subject = bus.subjects().node("n1", "echo");
     let err = bus
-        .request::<_, Unplug>(subject.clone(), &Unplug { node: "x".into(), unplugged: true }, Duration::from_millis(300))
+        .request::<_, Unplug>(subject.clone(), &Unplug { node: "x".into(), unplugged: true, clients: false }, Duration::from_millis(300))
         .await
         .expect_err("nobody listens");
     assert!(matches!(err, BusError::NoResponders { .. } | BusError::Timeout { .. }), "{err}");
@@ -59,13 +59,13 @@ async fn request_reply_timeout_and_no_responders() {
         }
     });
     let answer: Unplug = bus
-        .request(subject.clone(), &Unplug { node: "x".into(), unplugged: true }, Duration::from_secs(5))
+        .request(subject.clone(), &Unplug { node: "x".into(), unplugged: true, clients: false }, Duration::from_secs(5))
         .await
         .unwrap();
     assert!(!answer.unplugged);
     // A reply of the wrong type is a decode error, not a panic.
     let wrong = bus
-        .request::<_, instaface_bus::messages::Heartbeat>(subject, &Unplug { node: "x".into(), unplugged: true }, Duration::from_secs(5))
+        .request::<_, instaface_bus::messages::Heartbeat>(subject, &Unplug { node: "x".into(), unplugged: true, clients: false }, Duration::from_secs(5))
         .await;
     assert!(matches!(wrong, Err(BusError::Decode(_))));
 }
@@ -78,7 +78,7 @@ async fn queue_group_delivers_each_message_once() {
     let mut b = bus.queue_subscribe::<Unplug>(subject.clone(), "readers").await.unwrap();
     bus.flush().await.unwrap();
     for i in 0..20 {
-        bus.publish(subject.clone(), &Unplug { node: format!("n{i}"), unplugged: true }).await.unwrap();
+        bus.publish(subject.clone(), &Unplug { node: format!("n{i}"), unplugged: true, clients: false }).await.unwrap();
     }
     bus.flush().await.unwrap();
     let mut got = 0;

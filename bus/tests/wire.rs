@@ -59,7 +59,7 @@ fn all_cluster_messages() -> Vec<Box<dyn Fn()>> {
         Box::new(|| round_trip(AckConfirm { term: 3, leader: "n1".into(), ack: 17, confirmed: true })),
         Box::new(|| round_trip(TimeoutNow { term: 3, leader: "n1".into() })),
         Box::new(|| round_trip(Invalidate { term: 3, leader: "n1".into(), seq: 5, prev_seq: 4, keys: vec!["a:1:likes".into()] })),
-        Box::new(|| round_trip(Unplug { node: "n2".into(), unplugged: true })),
+        Box::new(|| round_trip(Unplug { node: "n2".into(), unplugged: true, clients: false })),
     ]
 }
 
@@ -79,7 +79,7 @@ fn every_event_kind_round_trips_as_one_flat_map() {
         EventKind::Candidacy { state: CandidacyState::Started, pre_vote: true },
         EventKind::Reachable { peer: "n2".into(), reachable: false },
         EventKind::Cache { hits: 1, misses: 2, entries: 3, fills: 4, applied_seq: 5 },
-        EventKind::Unplugged { unplugged: true },
+        EventKind::Unplugged { unplugged: true, clients: false },
         EventKind::Invalidation { seq: 4, acked_by: vec!["n2".into()] },
         EventKind::Write { seq: 4, op: "create_entity".into(), keys: vec!["e:1".into()] },
     ];

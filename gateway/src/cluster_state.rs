@@ -6,12 +6,13 @@
 //!   view of each follower's reachability, cache counters — as they happen;
 //! - the Redis membership, re-read by the poller;
 //! - each member's status endpoint `P.node.<id>.status`, polled every `cluster_poll` by
-//!   [`spawn_poller`]: role, term, unplugged, applied seq, lease, cache counters. A member
-//!   that does not answer within `status_timeout` is not reachable.
+//!   [`spawn_poller`]: role, term, unplugged (from peers, from clients), serving, applied
+//!   seq, lease, cache counters. A member that does not answer within `status_timeout` is
+//!   not reachable, and not known to serve.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use instaface_bus::graph_client::LeaderInfo;
 use instaface_bus::membership::Membership;
@@ -40,9 +41,16 @@ struct View {
 struct NodeView {
     role: Option<Role>,
     term: u64,
+    /// Cut off from its peers.
     unplugged: bool,
+    /// Cut off from clients too.
+    clients_unplugged: bool,
+    /// Serves reads, as of its latest status answer.
+    serving: bool,
     applied_seq: u64,
     lease_ms: u64,
+    /// When it gave its latest status answer.
+    answered_at: Option<Instant>,
     cache: CacheCounters,
     /// Whether it answered the latest status poll (`None` before the first poll).
     answering: Option<bool>,
@@ -93,7 +101,15 @@ impl ClusterState {
                 node.cache = CacheCounters { hits: *hits, misses: *misses, entries: *entries, fills: *fills };
                 node.applied_seq = node.applied_seq.max(*applied_seq);
             }
-            EventKind::Unplugged { unplugged } => node.unplugged = *unplugged,
+            EventKind::Unplugged { unplugged, clients } => {
+                node.unplugged = *unplugged;
+                node.clients_unplugged = *unplugged && *clients;
+                // Cut off from clients, it serves nothing from now on. Cut off from its peers
+                // only, it serves until its lease runs out: the next poll tells.
+                if node.clients_unplugged {
+                    node.serving = false;
+                }
+            }
             EventKind::Write { seq, .. } => node.applied_seq = node.applied_seq.max(*seq),
             EventKind::Reachable { .. } | EventKind::Invalidation { .. } => {}
         }
@@ -106,8 +122,11 @@ impl ClusterState {
         node.role = Some(status.role);
         node.term = status.term;
         node.unplugged = status.unplugged;
+        node.clients_unplugged = status.clients_unplugged;
+        node.serving = status.serving;
         node.applied_seq = status.applied_seq;
         node.lease_ms = status.lease_ms;
+        node.answered_at = Some(Instant::now());
         node.cache = CacheCounters {
             hits: status.cache.hits,
             misses: status.cache.misses,
@@ -123,6 +142,7 @@ impl ClusterState {
         let node = view.nodes.entry(id.to_string()).or_default();
         node.answering = Some(false);
         node.lease_ms = 0;
+        node.serving = false;
     }
 
     /// Records the membership read from Redis.
@@ -171,8 +191,11 @@ impl ClusterState {
                     term: n.term,
                     reachable,
                     unplugged: n.unplugged,
+                    clients_unplugged: n.clients_unplugged,
+                    serving: n.serving,
                     applied_seq: n.applied_seq,
                     lease_ms: n.lease_ms,
+                    status_age_ms: n.answered_at.map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
                     cache: n.cache,
                 }
             })
@@ -266,6 +289,8 @@ mod tests {
             leader: Some("n1".into()),
             members: vec!["n1".into(), "n2".into(), "n3".into()],
             unplugged: false,
+            clients_unplugged: false,
+            serving: true,
             applied_seq: 7,
             lease_ms: 500,
             cache: WireCounters { hits: 3, misses: 2, entries: 1, fills: 1 },
@@ -308,9 +333,11 @@ mod tests {
         // A report from an older term does not count.
         cluster.observe_event(&Event::new("n1", 3, EventKind::Reachable { peer: "n2".into(), reachable: false }));
         assert!(cluster.overview().nodes[1].reachable);
-        cluster.observe_event(&Event::new("n2", 4, EventKind::Unplugged { unplugged: true }));
+        cluster.observe_event(&Event::new("n2", 4, EventKind::Unplugged { unplugged: true, clients: false }));
         let o = cluster.overview();
         assert!(o.nodes[1].unplugged && !o.nodes[1].reachable);
+        // Cut off from its peers only, it still serves until a poll says otherwise.
+        assert!(!o.nodes[1].clients_unplugged && o.nodes[1].serving);
 
         // Role changes arrive as events.
         cluster.observe_event(&Event::new(
@@ -322,6 +349,64 @@ mod tests {
         cluster.observe_event(&Event::new("n2", 5, EventKind::Leader { members: vec![] }));
         assert_eq!(cluster.overview().nodes[1].role, NodeRole::Leader);
         assert_eq!(cluster.overview().nodes[1].term, 5);
+    }
+
+    #[test]
+    fn serving_lease_and_isolation_come_from_polls_and_events() {
+        let tx = leader("n1", 4);
+        let cluster = ClusterState::new(tx.subscribe());
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
+        let o = cluster.overview();
+        assert!(o.nodes.iter().all(|n| !n.serving && n.lease_ms == 0 && n.status_age_ms.is_none()), "not polled yet");
+
+        cluster.observe_status(status("n1", Role::Leader, 4));
+        cluster.observe_status(status("n2", Role::Follower, 4));
+        let o = cluster.overview();
+        assert!(o.nodes[1].serving && !o.nodes[1].clients_unplugged);
+        assert_eq!(o.nodes[1].lease_ms, 500);
+        let age = o.nodes[1].status_age_ms.expect("answered");
+        assert!(age < 5_000, "{age}");
+
+        // Unplugged from its peers, n2's next answer says its lease ran out: it stops serving.
+        cluster.observe_event(&Event::new("n2", 4, EventKind::Unplugged { unplugged: true, clients: false }));
+        assert!(cluster.overview().nodes[1].serving, "still serving on its lease");
+        cluster.observe_status(NodeStatus {
+            unplugged: true,
+            serving: false,
+            lease_ms: 0,
+            ..status("n2", Role::Follower, 4)
+        });
+        let o = cluster.overview();
+        assert!(o.nodes[1].unplugged && !o.nodes[1].clients_unplugged && !o.nodes[1].serving);
+        assert_eq!(o.nodes[1].lease_ms, 0);
+
+        // Isolated totally: not serving from the event on, whatever its lease.
+        cluster.observe_event(&Event::new("n1", 4, EventKind::Unplugged { unplugged: true, clients: true }));
+        let o = cluster.overview();
+        assert!(o.nodes[0].unplugged && o.nodes[0].clients_unplugged && !o.nodes[0].serving);
+        assert_eq!(o.nodes[0].lease_ms, 500, "the lease as last reported");
+        // Its status says the same.
+        cluster.observe_status(NodeStatus {
+            unplugged: true,
+            clients_unplugged: true,
+            serving: false,
+            ..status("n1", Role::Leader, 4)
+        });
+        assert!(cluster.overview().nodes[0].clients_unplugged);
+        // Plugged back in: both flags clear (`clients` means nothing without `unplugged`);
+        // serving waits for the next poll.
+        cluster.observe_event(&Event::new("n1", 4, EventKind::Unplugged { unplugged: false, clients: true }));
+        let o = cluster.overview();
+        assert!(!o.nodes[0].unplugged && !o.nodes[0].clients_unplugged && !o.nodes[0].serving);
+        cluster.observe_status(status("n1", Role::Leader, 4));
+        assert!(cluster.overview().nodes[0].serving);
+
+        // A node that stops answering is not known to serve, and holds no lease we know of.
+        cluster.observe_silence("n1");
+        let o = cluster.overview();
+        assert!(!o.nodes[0].serving && !o.nodes[0].reachable);
+        assert_eq!(o.nodes[0].lease_ms, 0);
+        assert!(o.nodes[0].status_age_ms.is_some(), "the age of its last answer");
     }
 
     #[test]

@@ -295,11 +295,25 @@ pub struct NodeOverview {
     /// Answers its status endpoint, is not unplugged, and the leader has not reported it
     /// unreachable in the current term.
     pub reachable: bool,
+    /// Cut off from its peers (no heartbeats, votes, acks, invalidations or fills in or
+    /// out). Clients may still reach it unless `clients_unplugged`.
     pub unplugged: bool,
+    /// Cut off from clients as well (total isolation): it refuses every client request.
+    pub clients_unplugged: bool,
+    /// It answers reads: it holds a read lease (a leader: and has loaded the outbox) and is
+    /// not cut off from clients. As of its latest status answer (`status_age_ms` ago), or
+    /// `false` when it did not answer the latest poll or has since been cut off from
+    /// clients.
+    pub serving: bool,
     /// Every invalidation up to here is applied to its cache.
     pub applied_seq: u64,
-    /// Milliseconds left on its read lease when last asked (0: it serves no reads).
+    /// Milliseconds left on its read lease at its latest status answer (0: it holds none).
+    /// A node in contact with the leader renews its lease with every heartbeat; one cut off
+    /// from its peers keeps serving reads only until this runs out.
     pub lease_ms: u64,
+    /// How long ago, in ms, the node gave its latest status answer (the moment `lease_ms` and
+    /// `serving` describe); `null` before its first answer.
+    pub status_age_ms: Option<u64>,
     pub cache: CacheCounters,
 }
 
@@ -314,18 +328,33 @@ pub struct ClusterOverview {
     pub nodes: Vec<NodeOverview>,
 }
 
-/// `PUT /api/cluster/nodes/{id}/unplugged`.
+/// `PUT /api/cluster/nodes/{id}/unplugged`: `{"unplugged": true}` cuts the node off from
+/// its peers, `{"unplugged": true, "clients": true}` isolates it totally,
+/// `{"unplugged": false}` plugs it back in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnplugRequest {
+    /// `true` cuts the node off from its peers: it drops every cluster-internal message in
+    /// and out (heartbeats, votes, acks, invalidations, fills), while clients can still reach
+    /// it — a follower keeps serving reads until its read lease runs out, then refuses them.
+    /// `false` plugs it back in, to peers and clients alike.
     pub unplugged: bool,
+    /// With `unplugged: true`, cut it off from clients as well as from its peers (total
+    /// isolation): it refuses every client request at once, lease or not. Optional, `false`
+    /// by default; ignored (and published as `false`) when plugging back in.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub clients: bool,
 }
 
 /// The unplug command, as published on `P.control.unplug`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UnplugAccepted {
     pub node: String,
+    /// Cut off from its peers (`false`: plugged back in).
     pub unplugged: bool,
+    /// Cut off from clients as well (always `false` when plugging back in).
+    pub clients: bool,
 }
 
 /// `GET /healthz`: the gateway is alive; what it currently knows of its links.

@@ -240,9 +240,45 @@ async fn unplug_publishes_the_command_for_members_only() {
         .await
         .expect(202);
     contract.check(&reply);
-    assert_eq!(reply.json(), json!({ "node": "n2", "unplugged": true }));
+    // `clients` is optional: without it, the node is cut off from its peers only.
+    assert_eq!(reply.json(), json!({ "node": "n2", "unplugged": true, "clients": false }));
     let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
-    assert_eq!(msg.payload.unwrap(), Unplug { node: "n2".into(), unplugged: true });
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n2".into(), unplugged: true, clients: false });
+
+    // Total isolation: from clients too.
+    let reply = Call::new(Method::PUT, "/api/cluster/nodes/n3/unplugged")
+        .json(json!({ "unplugged": true, "clients": true }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(202);
+    contract.check(&reply);
+    assert_eq!(reply.json(), json!({ "node": "n3", "unplugged": true, "clients": true }));
+    let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n3".into(), unplugged: true, clients: true });
+
+    // Explicitly peers only.
+    let reply = Call::new(Method::PUT, "/api/cluster/nodes/n3/unplugged")
+        .json(json!({ "unplugged": true, "clients": false }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(202);
+    assert_eq!(reply.json(), json!({ "node": "n3", "unplugged": true, "clients": false }));
+    let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n3".into(), unplugged: true, clients: false });
+
+    // Plugging back in restores both directions: `clients` is published (and echoed) as false.
+    let reply = Call::new(Method::PUT, "/api/cluster/nodes/n3/unplugged")
+        .json(json!({ "unplugged": false, "clients": true }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(202);
+    contract.check(&reply);
+    assert_eq!(reply.json(), json!({ "node": "n3", "unplugged": false, "clients": false }));
+    let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n3".into(), unplugged: false, clients: false });
 
     // Refused: no token, a wrong token, not a member. None of them publishes anything.
     Call::new(Method::PUT, "/api/cluster/nodes/n2/unplugged")
@@ -270,7 +306,61 @@ async fn unplug_publishes_the_command_for_members_only() {
         .await
         .expect(202);
     let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
-    assert_eq!(msg.payload.unwrap(), Unplug { node: "n2".into(), unplugged: false });
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n2".into(), unplugged: false, clients: false });
+
+    // Refused bodies publish nothing either: the next command on the subject is this one.
+    for body in [
+        json!({ "unplugged": true, "clients": "yes" }),
+        json!({ "unplugged": true, "clients": 1 }),
+        json!({ "unplugged": true, "clients": null }),
+        json!({ "clients": true }),
+    ] {
+        let reply = Call::new(Method::PUT, "/api/cluster/nodes/n2/unplugged")
+            .json(body.clone())
+            .bearer(TOKEN)
+            .send(&app)
+            .await
+            .expect(400);
+        assert_eq!(reply.error_code(), "invalid_json", "{body}");
+        contract.check(&reply);
+    }
+    Call::new(Method::PUT, "/api/cluster/nodes/n1/unplugged")
+        .json(json!({ "unplugged": true }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(202);
+    let msg = tokio::time::timeout(Duration::from_secs(5), commands.next()).await.expect("the command").unwrap();
+    assert_eq!(msg.payload.unwrap(), Unplug { node: "n1".into(), unplugged: true, clients: false });
+}
+
+#[test]
+fn the_unplug_body_documents_both_modes() {
+    let contract = Contract::load();
+    let schema = &contract.doc["components"]["schemas"]["UnplugRequest"];
+    assert_eq!(schema["required"], json!(["unplugged"]), "`clients` is optional: {schema}");
+    assert_eq!(schema["properties"]["unplugged"]["type"], "boolean");
+    assert_eq!(schema["properties"]["clients"]["type"], "boolean");
+    assert_eq!(schema["properties"]["clients"]["default"], false);
+    for field in ["unplugged", "clients"] {
+        let text = schema["properties"][field]["description"].as_str().unwrap_or_default();
+        assert!(text.contains("client") && text.contains("peers"), "{field} says what it does: {text:?}");
+    }
+    let accepted = &contract.doc["components"]["schemas"]["UnplugAccepted"];
+    let mut required: Vec<&str> = accepted["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    required.sort();
+    assert_eq!(required, ["clients", "node", "unplugged"]);
+    let node = &contract.doc["components"]["schemas"]["NodeOverview"]["properties"];
+    for field in ["clients_unplugged", "serving", "lease_ms", "status_age_ms"] {
+        assert!(node[field].is_object(), "NodeOverview.{field} missing");
+    }
+
+    // Bodies the schema accepts, and ones it refuses (as the route does).
+    let request = json!({ "$ref": "#/components/schemas/UnplugRequest" });
+    assert!(contract.validate(&json!({ "unplugged": true }), &request, "$").is_ok());
+    assert!(contract.validate(&json!({ "unplugged": true, "clients": true }), &request, "$").is_ok());
+    assert!(contract.validate(&json!({ "unplugged": true, "clients": "yes" }), &request, "$").is_err());
+    assert!(contract.validate(&json!({ "clients": true }), &request, "$").is_err());
 }
 
 #[tokio::test]
@@ -293,7 +383,8 @@ async fn events_reach_every_websocket_and_the_cluster_view() {
         Event::new("n1", 3, EventKind::Candidacy { state: CandidacyState::Started, pre_vote: false }),
         Event::new("n1", 3, EventKind::Leader { members: vec!["n1".into(), "n2".into(), "n3".into()] }),
         Event::new("n2", 3, EventKind::Follower { leader: Some("n1".into()) }),
-        Event::new("n3", 3, EventKind::Unplugged { unplugged: true }),
+        Event::new("n3", 3, EventKind::Unplugged { unplugged: true, clients: false }),
+        Event::new("n2", 3, EventKind::Unplugged { unplugged: true, clients: true }),
         Event::new("n2", 3, EventKind::Cache { hits: 5, misses: 2, entries: 4, fills: 2, applied_seq: 9 }),
     ];
     for e in &events {
@@ -325,7 +416,16 @@ async fn events_reach_every_websocket_and_the_cluster_view() {
     assert_eq!(node("n2")["cache"]["hits"], 5);
     assert_eq!(node("n2")["applied_seq"], 9);
     assert_eq!(node("n3")["unplugged"], true);
+    assert_eq!(node("n3")["clients_unplugged"], false);
     assert_eq!(node("n3")["reachable"], false);
+    assert_eq!(node("n2")["unplugged"], true);
+    assert_eq!(node("n2")["clients_unplugged"], true);
+    // Nothing answered a status poll on this prefix: nobody is known to serve.
+    for id in ["n1", "n2", "n3"] {
+        assert_eq!(node(id)["serving"], false, "{id}");
+        assert_eq!(node(id)["lease_ms"], 0, "{id}");
+        assert_eq!(node(id)["status_age_ms"], Value::Null, "{id}");
+    }
 
     // A client that leaves is forgotten; the other keeps receiving.
     a.close(None).await.unwrap();

@@ -349,7 +349,12 @@ async fn websocket_sees_the_leader_change_when_the_leader_is_unplugged() {
             let o = Call::get("/api/cluster").send_http(&http, &base).await.unwrap().json();
             let node =
                 |id: &str| o["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).cloned().unwrap_or_default();
-            o["leader"] == newl.as_str() && node(&old)["unplugged"] == true && node(&old)["reachable"] == false
+            // Cut off from its peers (not from clients), its lease has run out: it serves no reads.
+            o["leader"] == newl.as_str()
+                && node(&old)["unplugged"] == true
+                && node(&old)["clients_unplugged"] == false
+                && node(&old)["reachable"] == false
+                && node(&old)["serving"] == false
         }
     })
     .await;

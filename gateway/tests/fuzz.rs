@@ -107,6 +107,8 @@ fn body() -> impl Strategy<Value = Option<(Vec<u8>, Option<&'static str>)>> {
             "1",
             "\"s\"",
             "{\"unplugged\":true}",
+            "{\"unplugged\":true,\"clients\":true}",
+            "{\"unplugged\":false,\"clients\":\"no\"}",
             "{\"entities\":[1],\"template\":{\"friend\":{}}}",
             "{\"entities\":[]}",
             "{\"name\":\"x\"}",

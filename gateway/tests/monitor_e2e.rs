@@ -1,10 +1,12 @@
 //! The monitor UI in a real browser: headless Chromium, driven through chromedriver's
 //! WebDriver HTTP API, against a real 3-node cluster and the `instaface-gateway` binary.
 //!
-//! - the page shows three nodes, exactly one of them in the Leader column;
+//! - the page shows three nodes, exactly one of them in the Leader column, each with a
+//!   serving badge saying it serves reads and an unticked "also cut clients" box;
 //! - unchecking the leader's "plugged in" box (the page asks for the admin token first)
-//!   moves it to Unreachable and another node to Leader within seconds; checking it again
-//!   brings it back as a follower;
+//!   cuts it off from its peers: it moves to Unreachable, its badge says it serves no reads
+//!   (its lease ran out), and another node moves to Leader within seconds; checking it again
+//!   brings it back as a follower that serves reads;
 //! - from a user's timeline, the author of a post they liked is a link to the author's
 //!   timeline.
 //!
@@ -12,7 +14,8 @@
 //! README's) is written when missing, or replaced when `INSTAFACE_UPDATE_SCREENSHOT=1`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (or `CHROME_BIN` and `CHROMEDRIVER`);
-//! without them the test says so and passes without running.
+//! without them the test fails under `CI=true` (`.ci/run` installs them) and elsewhere says
+//! SKIPPED and passes without running.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -27,9 +30,10 @@ const ADMIN_TOKEN: &str = "e2e-admin-token";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() {
     let Some((chromium, chromedriver)) = browser_tools() else {
-        eprintln!(
-            "SKIPPED monitor_e2e: chromium and chromedriver are not installed \
-             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)"
+        instaface_testkit::skip_or_fail_in_ci(
+            "monitor_e2e",
+            "chromium and chromedriver are not installed \
+             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)",
         );
         return;
     };
@@ -63,8 +67,9 @@ async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() 
     }
 }
 
-/// The cluster pane: one leader; unplugging it elects another; plugging it back makes it a
-/// follower. An error says what the page showed instead.
+/// The cluster pane: one leader, every node serving reads; unplugging it from its peers
+/// elects another, and it stops serving once its lease runs out; plugging it back makes it
+/// a follower that serves again. An error says what the page showed instead.
 async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> Result<(), String> {
     b.goto(&format!("{url}/")).await;
 
@@ -74,6 +79,17 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
             c.total() == 3 && c.leader.len() == 1 && c.unreachable.is_empty()
         })
         .await?;
+    // Every card has a serving badge, and in a healthy cluster every node serves reads; the
+    // unplug mode defaults to peers only.
+    b.wait_js(
+        Duration::from_secs(20),
+        "three serving badges saying the nodes serve reads, three unticked \"also cut clients\" boxes",
+        "const badges = [...document.querySelectorAll('[data-node] [data-serving]')];\
+         const clients = [...document.querySelectorAll('[data-node] [data-unplug-clients]')];\
+         return badges.length === 3 && badges.every(e => e.dataset.serving === 'true' && e.textContent.startsWith('serving'))\
+           && clients.length === 3 && clients.every(e => !e.checked);",
+    )
+    .await?;
     let shown = &cols.leader[0];
     eprintln!("page shows {cols:?}; the cluster elected {leader} in term {term}");
     if shown.id != leader || shown.role != "leader" {
@@ -104,6 +120,15 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
     if b.exec("return sessionStorage.getItem('instaface.adminToken')", json!([])).await != json!(ADMIN_TOKEN) {
         return Err("the page did not keep the admin token for the session".into());
     }
+    // Cut off from its peers, it cannot renew its read lease: the badge says it serves no reads.
+    let badge = format!("document.querySelector('[data-node=\"{old}\"] [data-serving]')");
+    b.wait_js(
+        Duration::from_secs(10),
+        "the old leader's badge saying it serves no reads",
+        &format!("const e = {badge}; return !!e && e.dataset.serving === 'false' && e.textContent.startsWith('not serving')"),
+    )
+    .await?;
+    eprintln!("{old}'s badge: {}", b.exec(&format!("return {badge}.textContent"), json!([])).await);
 
     // Plug it back: it returns as a follower (the token is remembered, no dialog).
     b.click(&format!("[data-node=\"{old}\"] label.switch-label")).await?;
@@ -114,6 +139,13 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
         })
         .await?;
     eprintln!("after plugging {old} back: {cols:?} ({:?})", started.elapsed());
+    // Back in touch with the leader, it takes a lease and serves reads again.
+    b.wait_js(
+        Duration::from_secs(15),
+        "the old leader's badge saying it serves reads again",
+        &format!("const e = {badge}; return !!e && e.dataset.serving === 'true' && e.textContent.startsWith('serving')"),
+    )
+    .await?;
     Ok(())
 }
 

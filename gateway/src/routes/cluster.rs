@@ -61,8 +61,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Unplugs a node (it drops all cluster-internal traffic, as if cut off) or plugs it back.
-/// The command is published at once; the node applies it on receipt.
+/// Unplugs a node from its peers (or from clients too), or plugs it back in.
+///
+/// `{"unplugged": true}` cuts it off from its peers only: it drops every cluster-internal
+/// message (heartbeats, votes, acks, invalidations, fills) but clients can still reach it,
+/// so a follower keeps serving reads until its read lease runs out and then refuses them.
+/// `{"unplugged": true, "clients": true}` isolates it totally: it also refuses every client
+/// request. `{"unplugged": false}` plugs it back in. The command is published at once; the
+/// node applies it on receipt.
 #[utoipa::path(
     put,
     operation_id = "set_unplugged",
@@ -104,15 +110,17 @@ pub async fn unplug(
         return Err(ApiError::Unavailable("the message bus is not connected".into()));
     }
     let unavailable = |e: String| ApiError::Unavailable(format!("the message bus is unavailable: {e}"));
-    let command = Unplug { node: id.clone(), unplugged: body.unplugged };
+    // Plugging back in restores both directions: `clients` only means something with it.
+    let clients = body.unplugged && body.clients;
+    let command = Unplug { node: id.clone(), unplugged: body.unplugged, clients };
     bus.publish(bus.subjects().control_unplug(), &command).await.map_err(|e| unavailable(e.to_string()))?;
     match tokio::time::timeout(FLUSH_TIMEOUT, bus.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(unavailable(e.to_string())),
         Err(_) => return Err(unavailable(format!("not flushed within {FLUSH_TIMEOUT:?}"))),
     }
-    tracing::warn!(node = %id, unplugged = body.unplugged, "unplug command published");
-    Ok((StatusCode::ACCEPTED, Json(UnplugAccepted { node: id, unplugged: body.unplugged })))
+    tracing::warn!(node = %id, unplugged = body.unplugged, clients, "unplug command published");
+    Ok((StatusCode::ACCEPTED, Json(UnplugAccepted { node: id, unplugged: body.unplugged, clients })))
 }
 
 #[cfg(test)]

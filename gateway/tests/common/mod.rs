@@ -573,6 +573,41 @@ pub fn bad_inputs(id: u64, body_limit: usize) -> Vec<BadInput> {
             400,
             "invalid_json",
         ),
+        bad(
+            Call::new(M::PUT, "/api/cluster/nodes/n1/unplugged")
+                .json(serde_json::json!({ "clients": true }))
+                .bearer(TOKEN),
+            400,
+            "invalid_json",
+        ),
+        bad(
+            Call::new(M::PUT, "/api/cluster/nodes/n1/unplugged")
+                .json(serde_json::json!({ "unplugged": true, "clients": "yes" }))
+                .bearer(TOKEN),
+            400,
+            "invalid_json",
+        ),
+        bad(
+            Call::new(M::PUT, "/api/cluster/nodes/n1/unplugged")
+                .json(serde_json::json!({ "unplugged": true, "clients": 1 }))
+                .bearer(TOKEN),
+            400,
+            "invalid_json",
+        ),
+        bad(
+            Call::new(M::PUT, "/api/cluster/nodes/n1/unplugged")
+                .json(serde_json::json!({ "unplugged": true, "clients": null }))
+                .bearer(TOKEN),
+            400,
+            "invalid_json",
+        ),
+        bad(
+            Call::new(M::PUT, "/api/cluster/nodes/n9/unplugged")
+                .json(serde_json::json!({ "unplugged": true, "clients": true }))
+                .bearer(TOKEN),
+            404,
+            "not_found",
+        ),
         bad(Call::new(M::PUT, "/api/cluster/nodes/n1/unplugged").bearer(TOKEN), 415, "unsupported_media_type"),
         // GET /api/events without an upgrade
         bad(Call::get("/api/events"), 400, "bad_request"),
