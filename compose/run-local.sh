@@ -47,7 +47,7 @@ die() { say "ERROR: $*" >&2; exit 2; }
 [[ $METRICS_PORT_BASE =~ ^[0-9]+$ ]] || die "METRICS_PORT_BASE ($METRICS_PORT_BASE) must be a port number or 0"
 [[ $BOT_RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BOT_RATE ($BOT_RATE) must be a number of operations per second"
 
-bash compose/services.sh
+SERVICES_COMPOSE_PARSER=0 bash compose/services.sh   # the stack needs no compose parser
 BIN=target/$PROFILE
 if [[ $BUILD != 0 ]]; then
   say "building $PROFILE binaries (the first build takes a few minutes)"

@@ -4,8 +4,16 @@
 # Redis (127.0.0.1:6379) — installing them with apt-get when missing (as root), starting
 # them when stopped, and waiting until each answers. Says what it did.
 #
-# Used by .ci/run and by compose/run-local.sh. Safe to run again: running services are
-# left alone. Set SERVICES_QUIET=1 to print only what it changed.
+# It also makes sure a compose parser is there for testkit/tests/compose.rs, which checks
+# the Docker stack's files without a Docker engine: `docker compose` or `docker-compose`
+# when installed, else docker-compose 1.29.2 (the last Python release; `config` needs no
+# engine) from PyPI in a virtualenv of its own, INSTAFACE_VENV (/opt/instaface-venv). A
+# failed install stops the script. Set SERVICES_COMPOSE_PARSER=0 to leave it out (the
+# local launcher does: running the stack needs no parser).
+#
+# Used by the README's test command (so by .ci/run) and by compose/run-local.sh. Safe to
+# run again: running services and an installed parser are left alone. Set
+# SERVICES_QUIET=1 to print only what it changed.
 set -euo pipefail
 
 say() { echo "services: $*"; }
@@ -125,7 +133,80 @@ ensure_mysql() {
   fi
 }
 
+COMPOSE_VENV=${INSTAFACE_VENV:-/opt/instaface-venv}
+
+# compose_parser: prints the first compose client that answers `version`, as a command line.
+compose_parser() {
+  if docker compose version >/dev/null 2>&1; then echo "docker compose"
+  elif docker-compose version >/dev/null 2>&1; then command -v docker-compose
+  elif "$COMPOSE_VENV/bin/docker-compose" version >/dev/null 2>&1; then echo "$COMPOSE_VENV/bin/docker-compose"
+  else return 1
+  fi
+}
+
+ensure_compose_parser() {
+  local found
+  if found=$(compose_parser); then
+    quiet || say "compose parser: $found"
+    return
+  fi
+  say "installing docker-compose 1.29.2 from PyPI into $COMPOSE_VENV (the compose files' parser for testkit/tests/compose.rs)"
+  if ! command -v python3 >/dev/null; then apt_install python3 python3-venv; fi
+  mkdir -p "$(dirname "$COMPOSE_VENV")" 2>/dev/null || true
+  if [[ ! -w $(dirname "$COMPOSE_VENV") ]]; then
+    say "ERROR: cannot write $(dirname "$COMPOSE_VENV"); run as root or set INSTAFACE_VENV to a folder of yours"
+    exit 1
+  fi
+  # Replaces a broken virtualenv, never a folder that is something else.
+  if [[ -d $COMPOSE_VENV && -n $(ls -A "$COMPOSE_VENV") && ! -f $COMPOSE_VENV/pyvenv.cfg ]]; then
+    say "ERROR: $COMPOSE_VENV is not a virtualenv; refusing to replace it (set INSTAFACE_VENV elsewhere)"
+    exit 1
+  fi
+  rm -rf "$COMPOSE_VENV"
+  if ! python3 -m venv "$COMPOSE_VENV" >/dev/null 2>&1; then
+    # Debian's python3 makes virtualenvs only with python3-venv.
+    rm -rf "$COMPOSE_VENV"
+    apt_install python3-venv
+    python3 -m venv "$COMPOSE_VENV" || { say "ERROR: python3 -m venv $COMPOSE_VENV failed"; exit 1; }
+  fi
+  local pip=("$COMPOSE_VENV/bin/python" -m pip --disable-pip-version-check --no-input -q) log
+  log=$(mktemp)
+  # PyYAML 5.4.1 (docker-compose wants < 6) has no wheel for Python >= 3.10 and its build
+  # breaks with Cython 3: build it with Cython 0.29 and without build isolation. docker 7
+  # and requests 2.32 broke docker-compose 1.29.2's engine client, so those stay below
+  # (`config` needs no engine, but the parser should be a working client).
+  if ! { "${pip[@]}" install "Cython==0.29.37" "setuptools==69.5.1" "wheel==0.43.0" \
+        && "${pip[@]}" install --no-build-isolation "PyYAML==5.4.1" \
+        && "${pip[@]}" install "docker-compose==1.29.2" "docker==6.1.3" "requests==2.31.0"; } >"$log" 2>&1 \
+    || ! "$COMPOSE_VENV/bin/docker-compose" version >>"$log" 2>&1; then
+    say "ERROR: installing docker-compose into $COMPOSE_VENV failed; pip said:"
+    tail -n 40 "$log" | sed 's/^/services:   /' >&2
+    rm -f "$log"
+    rm -rf "$COMPOSE_VENV"
+    exit 1
+  fi
+  rm -f "$log"
+  say "compose parser installed: $("$COMPOSE_VENV/bin/docker-compose" version --short) in $COMPOSE_VENV"
+}
+
+# iproute2 (`ip`), which compose/partition.sh and the testkit's NatsMesh (tests/netsplit.rs)
+# use to run NATS servers in network namespaces and cut the network between them. Without
+# root there is nothing they can do anyway: say so and go on.
+ensure_iproute2() {
+  if command -v ip >/dev/null || [[ -x /usr/sbin/ip || -x /sbin/ip ]]; then
+    quiet || say "iproute2 is installed"
+    return
+  fi
+  if [[ $(id -u) != 0 ]]; then
+    say "iproute2 is missing (apt-get install -y iproute2); the network-partition tests will skip"
+    return
+  fi
+  apt_install iproute2
+}
+
 ensure_redis
 ensure_nats
 ensure_mysql
+ensure_iproute2
+[[ "${SERVICES_COMPOSE_PARSER:-1}" == 0 ]] || ensure_compose_parser
 quiet || say "all services ready: nats 127.0.0.1:4222, mariadb 127.0.0.1:3306, redis 127.0.0.1:6379"

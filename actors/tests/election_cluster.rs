@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use instaface_bus::client::Subscription;
 use instaface_bus::messages::{CandidacyState, Event, EventKind, Role};
 use instaface_testkit::{wait_until, Cluster, ClusterOpts};
 
 const ELECT: Duration = Duration::from_secs(20);
+
+/// How long the event subject must stay silent before [`collect_events`] has seen it all.
+const QUIET: Duration = Duration::from_millis(300);
 
 /// Every node's (role, term, leader) from its status endpoint.
 async fn roles(c: &Cluster, ids: &[String]) -> BTreeMap<String, (Role, u64, Option<String>)> {
@@ -45,11 +49,53 @@ async fn wait_settled(c: &Cluster, ids: &[String]) -> (String, u64) {
     }
 }
 
+/// Reads `events` until `done` holds for the events read so far (failing after `timeout`,
+/// saying it waited for `what`), then until the subject has been quiet for [`QUIET`]
+/// (at most `timeout` more). A message that does not decode fails the test: skipping it
+/// could hide the very event an assertion is about.
+async fn collect_events(
+    events: &mut Subscription<Event>,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&[Event]) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let decoded = |msg: instaface_bus::Incoming<Event>| {
+        msg.payload
+            .unwrap_or_else(|e| panic!("an event on {} does not decode: {e}", msg.subject))
+    };
+    let deadline = Instant::now() + timeout;
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.next()).await {
+            Ok(Some(msg)) => seen.push(decoded(msg)),
+            Ok(None) => panic!("the event subscription ended while waiting for {what}"),
+            Err(_) => {
+                panic!("timed out after {timeout:?} waiting for {what}; events seen: {seen:#?}")
+            }
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(QUIET, events.next()).await {
+            Ok(Some(msg)) => seen.push(decoded(msg)),
+            _ => break,
+        }
+    }
+    seen
+}
+
+fn is_leader_event(e: &Event, node: &str, term: u64) -> bool {
+    e.node == node && e.term == term && matches!(e.kind, EventKind::Leader { .. })
+}
+
 async fn elects_exactly_one_leader(n: usize) {
-    let c = Cluster::start(
+    // The nodes start only once the test listens to the events, so it sees every election
+    // of the run: a cluster of no node, then n nodes spawned with the full member list.
+    let mut c = Cluster::start(
         &format!("el-one{n}"),
         ClusterOpts {
-            nodes: n,
+            nodes: 0,
             ..Default::default()
         },
     )
@@ -59,26 +105,48 @@ async fn elects_exactly_one_leader(n: usize) {
         .subscribe::<Event>(c.bus.subjects().events())
         .await
         .unwrap();
+    c.bus.flush().await.unwrap();
+    c.ids = (1..=n).map(|i| format!("n{i}")).collect();
+    for id in c.ids.clone() {
+        c.spawn(&id);
+    }
     let (leader, term) = wait_settled(&c, &c.ids).await;
     assert!(term >= 1);
+    // Every won campaign announced its leader, the settled one included.
+    let events = collect_events(
+        &mut events,
+        ELECT,
+        &format!("{leader}'s leader event for term {term}, and one for every won campaign"),
+        |seen| {
+            seen.iter().any(|e| is_leader_event(e, &leader, term))
+                && seen.iter().all(|w| {
+                    !matches!(
+                        w.kind,
+                        EventKind::Candidacy {
+                            state: CandidacyState::Won,
+                            ..
+                        }
+                    ) || seen.iter().any(|e| is_leader_event(e, &w.node, w.term))
+                })
+        },
+    )
+    .await;
     // Safety over the whole run: no two `leader` events for one term from different nodes.
     let mut leaders_by_term: BTreeMap<u64, String> = BTreeMap::new();
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(200), events.next()).await
+    for e in events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Leader { .. }))
     {
-        if let Ok(Event {
-            node,
-            term,
-            kind: EventKind::Leader { .. },
-            ..
-        }) = msg.payload
-        {
-            let prev = leaders_by_term.insert(term, node.clone());
-            assert!(
-                prev.is_none() || prev.as_deref() == Some(node.as_str()),
-                "two leaders in term {term}"
-            );
-        }
+        let prev = leaders_by_term.insert(e.term, e.node.clone());
+        assert!(
+            prev.is_none() || prev.as_deref() == Some(e.node.as_str()),
+            "two leaders in term {}: {prev:?} and {}",
+            e.term,
+            e.node
+        );
     }
+    println!("leaders by term: {leaders_by_term:?}");
+    assert_eq!(leaders_by_term.get(&term), Some(&leader));
     assert_eq!(c.client.wait_for_leader(ELECT).await.unwrap().0, leader);
 }
 
@@ -138,9 +206,27 @@ async fn unplugging_the_leader_elects_another_and_plugging_it_back_keeps_the_ter
     );
 }
 
+/// The election timeout's lower bound the hand-over test runs with (the node's default,
+/// set explicitly so that the bound below means what it says).
+const ELECTION_MIN: Duration = Duration::from_millis(750);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
-    let mut c = Cluster::start("el-term", ClusterOpts::default()).await;
+    let timing = vec![
+        (
+            "ELECTION_MIN_MS".to_string(),
+            ELECTION_MIN.as_millis().to_string(),
+        ),
+        ("ELECTION_MAX_MS".to_string(), "1000".to_string()),
+    ];
+    let mut c = Cluster::start(
+        "el-term",
+        ClusterOpts {
+            env: timing,
+            ..Default::default()
+        },
+    )
+    .await;
     let (old, term) = wait_settled(&c, &c.ids).await;
     let mut events = c
         .bus
@@ -148,7 +234,8 @@ async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
         .await
         .unwrap();
     c.bus.flush().await.unwrap();
-    let t0 = Instant::now();
+    // Events carry the node's wall-clock time in ms, the same clock as this one.
+    let sigterm_ms = instaface_bus::now_ms();
     c.signal(&old, "TERM");
     assert_eq!(
         c.wait_exit(&old, Duration::from_secs(10)).await,
@@ -157,29 +244,64 @@ async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
     );
     let rest: Vec<String> = c.ids.iter().filter(|i| **i != old).cloned().collect();
     let (new_leader, new_term) = wait_settled(&c, &rest).await;
-    println!(
-        "hand-over: new leader {new_leader} in term {new_term} {:?} after SIGTERM",
-        t0.elapsed()
-    );
     assert_eq!(
         new_term,
         term + 1,
         "a transfer campaigns once, in the next term"
     );
-    // No PreVote round happened: the successor campaigned at once on TimeoutNow.
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(100), events.next()).await
-    {
-        if let Ok(Event {
-            kind:
+    let events = collect_events(
+        &mut events,
+        ELECT,
+        &format!("{new_leader}'s leader event for term {new_term}"),
+        |seen| {
+            seen.iter()
+                .any(|e| is_leader_event(e, &new_leader, new_term))
+        },
+    )
+    .await;
+    // The hand-over, from SIGTERM to the successor announcing itself, beats the shortest
+    // election timeout: nobody waited for one.
+    let became = events
+        .iter()
+        .find(|e| is_leader_event(e, &new_leader, new_term))
+        .unwrap();
+    let hand_over = Duration::from_millis(became.ts.saturating_sub(sigterm_ms));
+    println!("hand-over: new leader {new_leader} in term {new_term} {hand_over:?} after SIGTERM");
+    assert!(
+        hand_over < ELECTION_MIN,
+        "the hand-over took {hand_over:?}, not less than the election timeout's {ELECTION_MIN:?}"
+    );
+    // The successor campaigned at once on TimeoutNow: a real campaign for the next term,
+    // and no PreVote round from anyone.
+    assert!(
+        events.iter().any(|e| e.node == new_leader
+            && e.term == new_term
+            && matches!(
+                e.kind,
                 EventKind::Candidacy {
                     state: CandidacyState::Started,
-                    pre_vote: true,
-                },
-            node,
-            ..
-        }) = msg.payload
+                    pre_vote: false
+                }
+            )),
+        "no campaign of {new_leader} for term {new_term} was seen: {events:#?}"
+    );
+    for e in &events {
+        if let EventKind::Candidacy {
+            state: CandidacyState::Started,
+            pre_vote: true,
+        } = e.kind
         {
-            panic!("{node} started a PreVote campaign: the hand-over waited for a timeout");
+            panic!(
+                "{} started a PreVote campaign: the hand-over waited for a timeout",
+                e.node
+            );
+        }
+        if let EventKind::Leader { .. } = e.kind {
+            assert!(
+                e.term != new_term || e.node == new_leader,
+                "two leaders in term {new_term}: {new_leader} and {}",
+                e.node
+            );
         }
     }
 }

@@ -5,6 +5,16 @@
 //! Binaries are taken from the cargo target directory (`target/debug` by default,
 //! `INSTAFACE_BIN_DIR` to override); the README's test command builds them before the tests run.
 //! Node logs go to `target/test-logs/<prefix>/<node>.log`.
+//!
+//! A test that cannot run for want of a tool skips itself loudly, and fails under `CI=true`
+//! ([`skip_or_fail_in_ci`]).
+//!
+//! [`netsplit::NatsMesh`] runs NATS servers that a test can really partition from each
+//! other; [`Cluster::start_placed`] puts each node on a server of its own.
+
+pub mod netsplit;
+
+pub use netsplit::NatsMesh;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +44,24 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Whether the tests run in CI: `CI` is set to anything but `false` or `0` (`.ci/run` sets
+/// `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// For a test that cannot run because something it needs is missing (a tool, a browser):
+/// in CI this fails the test with `why`, since a test that passes without running must not
+/// go unnoticed there; elsewhere it prints a SKIPPED line that `cargo test` shows even
+/// when it captures the test's output, and the caller returns.
+#[track_caller]
+pub fn skip_or_fail_in_ci(test: &str, why: &str) {
+    assert!(!in_ci(), "{test} cannot run, and CI=true does not allow skipping it: {why}");
+    use std::io::Write;
+    // Written to the stderr handle itself, which the test harness does not capture.
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {why} (with CI=true this fails)\n");
+}
+
 /// Waits for `cond` to hold, polling every 20 ms, failing with `what` after `timeout`.
 pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + timeout;
@@ -56,6 +84,10 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Environment for particular nodes, applied after [`ClusterOpts::env`] (so it wins), at
+/// every (re)start: e.g. each node's own `NATS_URL` ([`NatsMesh::node_env`]).
+pub type NodeEnv = Vec<(NodeId, Vec<(String, String)>)>;
 
 /// How to start a cluster.
 #[derive(Clone, Debug)]
@@ -83,6 +115,7 @@ pub struct Cluster {
     pub client: GraphClient,
     pub membership: Membership,
     opts: ClusterOpts,
+    node_env: BTreeMap<NodeId, Vec<(String, String)>>,
     procs: BTreeMap<NodeId, Child>,
     log_dir: PathBuf,
 }
@@ -96,7 +129,16 @@ impl Cluster {
     /// Like [`Cluster::start`], with the nodes and the test's own client on the NATS
     /// server(s) of `nats_url` (comma-separated, as `NATS_URL`) instead of 127.0.0.1:4222.
     /// A `NATS_URL` in `opts.env` still wins for the nodes.
-    pub async fn start_on_nats(name: &str, mut opts: ClusterOpts, nats_url: &str) -> Cluster {
+    pub async fn start_on_nats(name: &str, opts: ClusterOpts, nats_url: &str) -> Cluster {
+        Self::start_placed(name, opts, nats_url, NodeEnv::new()).await
+    }
+
+    /// Like [`Cluster::start_on_nats`], with environment of their own for some nodes,
+    /// applied after `opts.env`: with [`NatsMesh::node_env`] each node gets the `NATS_URL`
+    /// of one server only, e.g.
+    /// `Cluster::start_placed("x", opts, mesh.url(0), mesh.node_env(3))` puts n1 and the
+    /// test's own client on server 0, n2 on server 1 and n3 on server 2.
+    pub async fn start_placed(name: &str, mut opts: ClusterOpts, nats_url: &str, node_env: NodeEnv) -> Cluster {
         opts.env.insert(0, ("NATS_URL".into(), nats_url.into()));
         let tag = format!("{:08x}", rand::random::<u32>());
         let prefix = format!("t{tag}.{name}");
@@ -110,7 +152,8 @@ impl Cluster {
         let ids = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
         let log_dir = bin_dir().join("../test-logs").join(&prefix);
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let mut cluster = Cluster { prefix, database, ids, bus, client, membership, opts, procs: BTreeMap::new(), log_dir };
+        let node_env = node_env.into_iter().collect();
+        let mut cluster = Cluster { prefix, database, ids, bus, client, membership, opts, node_env, procs: BTreeMap::new(), log_dir };
         for id in cluster.ids.clone() {
             cluster.spawn(&id);
         }
@@ -139,11 +182,17 @@ impl Cluster {
         if self.opts.fast {
             cmd.env("HEARTBEAT_MS", "30").env("ELECTION_MIN_MS", "150").env("ELECTION_MAX_MS", "300");
         }
-        for (k, v) in &self.opts.env {
+        for (k, v) in self.opts.env.iter().chain(self.node_env.get(id).into_iter().flatten()) {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn instaface-node");
         self.procs.insert(id.to_string(), child);
+    }
+
+    /// Replaces node `id`'s own environment (see [`NodeEnv`]) for its next
+    /// [`Cluster::spawn`], e.g. to restart it on another NATS server.
+    pub fn set_node_env(&mut self, id: &str, env: Vec<(String, String)>) {
+        self.node_env.insert(id.to_string(), env);
     }
 
     /// The OS pid of node `id`, if it is running.
@@ -195,7 +244,7 @@ impl Cluster {
     /// Unplugs (or plugs back) node `id` through `P.control.unplug`.
     pub async fn unplug(&self, id: &str, unplugged: bool) {
         self.bus
-            .publish(self.bus.subjects().control_unplug(), &Unplug { node: id.to_string(), unplugged })
+            .publish(self.bus.subjects().control_unplug(), &Unplug { node: id.to_string(), unplugged, clients: false })
             .await
             .expect("publish unplug");
         self.bus.flush().await.expect("flush");
