@@ -162,13 +162,20 @@ impl<W, E: Clone> CacheCore<W, E> {
     /// An empty cache holding at most `capacity` entries (0: caches nothing, but fetches
     /// are still shared).
     pub fn new(capacity: usize) -> Self {
+        Self::with_fetch_base(capacity, 0)
+    }
+
+    /// Like [`CacheCore::new`], numbering its fetches from `base`. A cache that replaces
+    /// another in the same process (a restart) must use a base no earlier cache used, so
+    /// that a fill started by the old one can never complete a fetch of the new one.
+    pub fn with_fetch_base(capacity: usize, base: u64) -> Self {
         CacheCore {
             entries: Lru::new(capacity),
             epochs: Epochs::default(),
             fetches: BTreeMap::new(),
             newest_fetch: HashMap::new(),
             waiters: HashMap::new(),
-            next_fetch: 0,
+            next_fetch: base,
             next_waiter: 0,
             stats: CacheStats::default(),
         }

@@ -40,6 +40,7 @@ impl ElectionCore {
             pre_vote: true,
             term,
             granted: BTreeSet::from([self.cfg.id.clone()]),
+            refused: BTreeSet::new(),
         });
         out.push(Output::Candidacy {
             state: CandidacyState::Started,
@@ -67,6 +68,7 @@ impl ElectionCore {
             pre_vote: false,
             term,
             granted: BTreeSet::from([self.cfg.id.clone()]),
+            refused: BTreeSet::new(),
         });
         out.push(Output::Candidacy {
             state: CandidacyState::Started,
@@ -79,7 +81,9 @@ impl ElectionCore {
             pre_vote: false,
             transfer,
         }));
-        self.reset_election_timer(now);
+        // A round with no winner (a split vote, a lost reply) is over after a short
+        // random wait, not a whole election timeout (see `back_off_after_lost_campaign`).
+        self.back_off_after_lost_campaign(now);
         self.check_campaign(now, out);
     }
 
@@ -99,7 +103,8 @@ impl ElectionCore {
                 pre_vote: false,
                 term: c.term,
             });
-            self.become_leader(now, out);
+            let voters = c.granted.clone();
+            self.become_leader(now, &voters, out);
         }
     }
 
@@ -173,9 +178,19 @@ impl ElectionCore {
         } else {
             !reply.pre_vote && reply.term == term
         };
-        if reply.granted && counts && is_member {
+        if !(counts && is_member) {
+            return;
+        }
+        if reply.granted {
             c.granted.insert(reply.voter);
             self.check_campaign(now, out);
+        } else if !c.pre_vote {
+            c.refused.insert(reply.voter);
+            // Lost once the rest could not make a majority even if they all granted.
+            let undecided = self.members.len() - c.granted.len() - c.refused.len();
+            if c.granted.len() + undecided < self.majority() {
+                self.back_off_after_lost_campaign(now);
+            }
         }
     }
 

@@ -83,15 +83,18 @@ impl ElectionConfig {
         Ok(())
     }
 
-    /// The longest whole-millisecond lease that passes [`validate`](Self::validate) for
-    /// this election minimum and drift (zero if there is none).
+    /// The default read lease (`LEASE_MS` unset), used by the node and by every
+    /// simulation alike: 95 % of the longest lease that passes
+    /// [`validate`](Self::validate), `election_min / (1 + drift)^2`, in whole
+    /// milliseconds (zero if there is none). The 5 % margin absorbs scheduling jitter on
+    /// top of the drift bound.
     pub fn default_lease(election_min: Duration, drift: f64) -> Duration {
         let factor = (1.0 + drift.max(0.0)).powi(2);
         let limit = election_min.as_secs_f64() / factor;
         if !limit.is_finite() {
             return Duration::ZERO;
         }
-        let mut ms = (limit * 1e3).floor().max(0.0) as u64;
+        let mut ms = (limit * 0.95 * 1e3).floor().max(0.0) as u64;
         // Strictly below the limit, whatever the rounding above did.
         while ms > 0 && (ms as f64 / 1e3) * factor >= election_min.as_secs_f64() {
             ms -= 1;
@@ -106,17 +109,16 @@ impl ElectionConfig {
         self.election_max
     }
 
-    /// How long after start a node neither votes, campaigns nor acks:
-    /// `2 * election_max * (1 + drift)`.
+    /// How long after start a node refuses votes (and pre-votes) and does not campaign:
+    /// `election_min * (1 + drift)`.
     ///
-    /// A node keeps no state across restarts, so it may have voted, or acked a leader,
-    /// just before it went down. Waiting this long guarantees that every campaign it
-    /// might have voted in has ended (a candidacy lasts less than `election_max`), that a
-    /// leader it helped elect has either stepped down by CheckQuorum or found other
-    /// support, and that any lease its lost acks supported has lapsed (that alone needs
-    /// only `election_min`).
+    /// Its term and vote survive restarts, so it cannot vote twice in a term; but it
+    /// forgot the heartbeats it received just before it went down, which had it refuse
+    /// votes for `election_min` so that the leader's lease holds (lease stickiness).
+    /// Refusing them for that long after any start keeps that promise, even if the
+    /// restarted process's clock runs at another rate within the drift bound.
     pub fn restart_quarantine(&self) -> Duration {
-        scale_up(self.election_max.saturating_mul(2), 1.0 + self.drift)
+        scale_up(self.election_min, 1.0 + self.drift)
     }
 
     /// What a leader adds to the receipt time of a follower's confirmed ack to bound that
@@ -159,16 +161,15 @@ mod tests {
     fn election_config_accepts_the_defaults() {
         assert_eq!(cfg().validate(), Ok(()));
         let lease = ElectionConfig::default_lease(Duration::from_millis(750), 0.05);
-        assert_eq!(lease, Duration::from_millis(680));
+        assert_eq!(lease, Duration::from_millis(646));
         assert_eq!(ElectionConfig { lease, ..cfg() }.validate(), Ok(()));
     }
 
     #[test]
     fn election_config_default_lease_is_strictly_below_the_limit() {
-        // 1000 / 1.0^2 is exactly 1000: the lease must be 999.
         assert_eq!(
             ElectionConfig::default_lease(Duration::from_millis(1000), 0.0),
-            Duration::from_millis(999)
+            Duration::from_millis(950)
         );
         assert_eq!(
             ElectionConfig::default_lease(Duration::ZERO, 0.05),
@@ -218,7 +219,7 @@ mod tests {
     fn election_config_derived_bounds() {
         let c = cfg();
         assert_eq!(c.check_quorum_window(), Duration::from_millis(1000));
-        assert_eq!(c.restart_quarantine(), Duration::from_millis(2100));
+        assert_eq!(c.restart_quarantine(), Duration::from_nanos(787_500_000));
         assert_eq!(c.lease_bound_span(), Duration::from_millis(630));
         assert_eq!(scale_up(Duration::MAX, 2.0), Duration::MAX);
         assert_eq!(

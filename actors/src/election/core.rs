@@ -14,21 +14,22 @@ use rand::{Rng, SeedableRng};
 
 use super::config::ElectionConfig;
 use super::lease::{FollowerLease, Tenure};
-use super::signals::{FollowerView, Input, Output};
+use super::signals::{FollowerView, Input, Output, PersistedVote};
 
 /// The election state machine of one node. No I/O, no clock reads: time comes in as
 /// `now`, a monotonic reading since an arbitrary origin of this node's own.
 ///
-/// The core keeps nothing across restarts; see the module docs for how a restarted
-/// node stays safe (it waits [`ElectionConfig::restart_quarantine`] before it votes,
-/// campaigns or acks).
+/// Across restarts the core keeps its term and vote (the runtime persists every
+/// [`Output::Persist`] and hands the latest back to [`ElectionCore::new`]); a restarted
+/// node also waits [`ElectionConfig::restart_quarantine`] before it votes, because it
+/// forgot the heartbeats that made it refuse votes (see the module docs).
 #[derive(Debug)]
 pub struct ElectionCore {
     pub(super) cfg: ElectionConfig,
     pub(super) rng: StdRng,
     /// `lease * (1 + drift)`: added to an ack's receipt to bound the follower's lease.
     pub(super) lease_bound_span: Duration,
-    /// Before this the node neither votes, campaigns nor acks.
+    /// Before this the node neither votes nor campaigns.
     pub(super) quarantine_until: Duration,
     /// The latest `now` stepped (time never runs backwards inside the core).
     pub(super) now: Duration,
@@ -46,6 +47,12 @@ pub struct ElectionCore {
     pub(super) last_heartbeat: Option<Duration>,
     pub(super) applied_seq: u64,
     pub(super) lease: FollowerLease,
+    /// The latest leader this node knew of, with its term: if this node wins the very
+    /// next term, that leader can hold no lease any more (see `Tenure::new`).
+    pub(super) last_leader: Option<(u64, NodeId)>,
+    /// A planted bug (negative controls only): a new leader assumes no follower holds a
+    /// lease from an earlier leader.
+    pub(super) forget_earlier_leases: bool,
 }
 
 /// The vote of the current term.
@@ -59,6 +66,14 @@ pub(super) enum Vote {
 }
 
 impl Vote {
+    fn from_persisted(p: &PersistedVote) -> Vote {
+        match (&p.voted_for, p.barred) {
+            (Some(c), _) => Vote::For(c.clone()),
+            (None, true) => Vote::Barred,
+            (None, false) => Vote::Free,
+        }
+    }
+
     pub(super) fn allows(&self, candidate: &str) -> bool {
         match self {
             Vote::Free => true,
@@ -84,17 +99,20 @@ pub(super) struct Campaign {
     pub(super) term: u64,
     /// Members that granted, this node included.
     pub(super) granted: BTreeSet<NodeId>,
+    /// Members that refused (real campaigns only).
+    pub(super) refused: BTreeSet<NodeId>,
 }
 
 impl ElectionCore {
-    /// A node starting (or restarting) at `now` as a follower of term 0.
+    /// A node starting (or restarting) at `now` as a follower of the term it persisted
+    /// (`PersistedVote::default()` on a first start), with the vote it cast in it.
     ///
     /// `seed` drives the randomized election timeouts and the first ack number; it must
     /// differ between starts of the same node (draw it from entropy in production), so a
     /// confirmation meant for an ack of an earlier incarnation matches nothing.
     /// `cfg` should have passed [`ElectionConfig::validate`]; an invalid one makes no
     /// panic, only a badly timed election.
-    pub fn new(cfg: ElectionConfig, seed: u64, now: Duration) -> Self {
+    pub fn new(cfg: ElectionConfig, seed: u64, now: Duration, persisted: PersistedVote) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let first_ack = rng.random_range(1..1u64 << 62);
         let members = BTreeSet::from([cfg.id.clone()]);
@@ -104,8 +122,8 @@ impl ElectionCore {
             cfg,
             rng,
             now,
-            term: 0,
-            vote: Vote::Free,
+            term: persisted.term,
+            vote: Vote::from_persisted(&persisted),
             state: State::Follower,
             leader: None,
             members,
@@ -114,6 +132,8 @@ impl ElectionCore {
             last_heartbeat: None,
             applied_seq: 0,
             lease: FollowerLease::new(first_ack),
+            last_leader: None,
+            forget_earlier_leases: false,
         };
         core.reset_election_timer(now);
         core
@@ -127,6 +147,7 @@ impl ElectionCore {
         let now = now.max(self.now);
         self.now = now;
         let before = (self.role(), self.term, self.leader.clone());
+        let before_vote = self.persisted();
         let mut out = Vec::new();
         self.fire_timers(now, &mut out);
         match input {
@@ -144,7 +165,7 @@ impl ElectionCore {
             }
             Input::VoteRequest(req) => self.on_vote_request(now, req, &mut out),
             Input::VoteReply(reply) => self.on_vote_reply(now, reply, &mut out),
-            Input::Ack(ack) => self.on_ack(now, ack, &mut out),
+            Input::Ack { ack, may_confirm } => self.on_ack(now, ack, may_confirm, &mut out),
             Input::AckConfirm(confirm) => self.on_ack_confirm(confirm, &mut out),
             Input::AckNow { applied_seq } => {
                 self.applied_seq = applied_seq;
@@ -164,7 +185,30 @@ impl ElectionCore {
             let (role, term, leader) = after;
             out.insert(0, Output::RoleChanged { role, term, leader });
         }
+        let persisted = self.persisted();
+        if persisted != before_vote {
+            out.insert(0, Output::Persist(persisted));
+        }
         out
+    }
+
+    /// Plants a bug on purpose, for negative controls: as leader, assume no follower
+    /// still holds a lease from an earlier leader.
+    #[doc(hidden)]
+    pub fn plant_forget_earlier_leases(&mut self) {
+        self.forget_earlier_leases = true;
+    }
+
+    /// The term and vote as they must be persisted.
+    pub fn persisted(&self) -> PersistedVote {
+        PersistedVote {
+            term: self.term,
+            voted_for: match &self.vote {
+                Vote::For(c) => Some(c.clone()),
+                _ => None,
+            },
+            barred: self.vote == Vote::Barred,
+        }
     }
 
     // ----- queries -----
@@ -314,6 +358,9 @@ impl ElectionCore {
     pub(super) fn set_leader(&mut self, leader: Option<NodeId>) {
         if self.leader != leader {
             self.lease.reset();
+            if let Some(l) = &leader {
+                self.last_leader = Some((self.term, l.clone()));
+            }
             self.leader = leader;
         }
     }
@@ -327,8 +374,33 @@ impl ElectionCore {
         } else {
             lo
         };
+        let deadline = now.saturating_add(Duration::from_nanos(timeout));
+        // A timeout that would end inside the restart quarantine ends a random moment
+        // after it instead, so nodes started together do not all campaign at once.
+        self.election_deadline = if deadline < self.quarantine_until {
+            let spread = hi.saturating_sub(lo).max(1);
+            self.quarantine_until
+                .saturating_add(Duration::from_nanos(self.rng.random_range(0..spread)))
+        } else {
+            deadline
+        };
+    }
+
+    /// A real campaign round: it ends (and the node pre-votes anew) after a random
+    /// `[election_min / 4, election_min / 2)` — set when it starts, and again as soon
+    /// as a split vote is certain — rather than a whole election timeout. A round needs
+    /// only a few round trips; nobody leads its term, so no lease needs the wait; and
+    /// the randomness separates candidates whose votes split.
+    pub(super) fn back_off_after_lost_campaign(&mut self, now: Duration) {
+        let hi = (self.cfg.election_min / 2).as_nanos().min(u64::MAX as u128) as u64;
+        let lo = (self.cfg.election_min / 4).as_nanos().min(u64::MAX as u128) as u64;
+        let backoff = if hi > lo {
+            self.rng.random_range(lo..hi)
+        } else {
+            lo
+        };
         self.election_deadline = now
-            .saturating_add(Duration::from_nanos(timeout))
+            .saturating_add(Duration::from_nanos(backoff))
             .max(self.quarantine_until);
     }
 
@@ -428,10 +500,11 @@ impl ElectionCore {
         self.send_ack(now, hb, out);
     }
 
-    /// Acks to the current leader (follower only, outside the quarantine).
+    /// Acks to the current leader (follower only). A restarted node acks at once: its
+    /// term and vote survived the restart, and its acks are numbered afresh.
     fn send_ack(&mut self, now: Duration, hb: u64, out: &mut Vec<Output>) {
         let Some(leader) = &self.leader else { return };
-        if !matches!(self.state, State::Follower) || now < self.quarantine_until {
+        if !matches!(self.state, State::Follower) {
             return;
         }
         let ack = self.lease.send(now, self.cfg.lease);

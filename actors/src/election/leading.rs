@@ -2,18 +2,42 @@
 //! its own lease, and raising its bound on the follower's lease when it does), step down
 //! by CheckQuorum, track reachability, and hand leadership over.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use instaface_bus::messages::{Ack, AckConfirm, TimeoutNow};
+use instaface_bus::NodeId;
 
 use super::core::{ElectionCore, State};
 use super::lease::Tenure;
 use super::signals::Output;
 
 impl ElectionCore {
-    /// Takes office at `now` and heartbeats at once.
-    pub(super) fn become_leader(&mut self, now: Duration, out: &mut Vec<Output>) {
-        let followers = self.members.iter().filter(|m| **m != self.cfg.id).cloned();
+    /// Takes office at `now` (having won with the votes of `voters`) and heartbeats at
+    /// once. Voters, and the leader of the term just before this one, hold no earlier
+    /// lease (see [`Tenure::new`]).
+    pub(super) fn become_leader(
+        &mut self,
+        now: Duration,
+        voters: &BTreeSet<NodeId>,
+        out: &mut Vec<Output>,
+    ) {
+        let previous_leader = self
+            .last_leader
+            .as_ref()
+            .filter(|(term, _)| term.saturating_add(1) == self.term)
+            .map(|(_, id)| id.clone());
+        let followers = self
+            .members
+            .iter()
+            .filter(|m| **m != self.cfg.id)
+            .map(|m| {
+                let lease_free = self.forget_earlier_leases
+                    || voters.contains(m)
+                    || previous_leader.as_ref() == Some(m);
+                (m.clone(), lease_free)
+            })
+            .collect::<Vec<_>>();
         self.state = State::Leader(Tenure::new(now, followers, self.lease_bound_span));
         self.set_leader(Some(self.cfg.id.clone()));
         self.broadcast_heartbeat(now, out);
@@ -56,9 +80,15 @@ impl ElectionCore {
     }
 
     /// Answers every ack. It is confirmed only when it is of our term, from a follower,
-    /// and our lease holds once it is counted; confirming raises that follower's lease
-    /// bound to `now + lease * (1 + drift)`.
-    pub(super) fn on_ack(&mut self, now: Duration, ack: Ack, out: &mut Vec<Output>) {
+    /// the data path allows it (`may_confirm`) and our lease holds once it is counted;
+    /// confirming raises that follower's lease bound to `now + lease * (1 + drift)`.
+    pub(super) fn on_ack(
+        &mut self,
+        now: Duration,
+        ack: Ack,
+        may_confirm: bool,
+        out: &mut Vec<Output>,
+    ) {
         if ack.node == self.cfg.id {
             return;
         }
@@ -76,7 +106,7 @@ impl ElectionCore {
                         reachable: true,
                     });
                 }
-                confirmed = t.lease_until(lease).is_some_and(|u| now < u);
+                confirmed = may_confirm && t.lease_until(lease).is_some_and(|u| now < u);
                 if confirmed {
                     t.extend_bound(&ack.node, until);
                 }

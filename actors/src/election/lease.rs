@@ -91,9 +91,23 @@ pub(super) struct FollowerRecord {
     /// Highest heartbeat number this follower acked this term (0: none).
     acked_hb: u64,
     applied_seq: Option<u64>,
-    /// Latest moment its read lease can last. Never decreases.
-    lease_bound: Duration,
+    /// The latest moment a lease this leader confirmed can last (`office` before any).
+    /// Never decreases.
+    confirmed_until: Duration,
+    /// The latest moment a lease confirmed by an *earlier* leader can last, while the
+    /// follower may still hold one: `None` once it is known to hold none (it voted for
+    /// this leader, acked in this term, or is the leader of the term just before).
+    inherited_until: Option<Duration>,
     reachable: bool,
+}
+
+impl FollowerRecord {
+    /// The latest moment the follower's read lease can last, from this leader or any
+    /// earlier one.
+    fn lease_bound(&self) -> Duration {
+        self.inherited_until
+            .map_or(self.confirmed_until, |i| i.max(self.confirmed_until))
+    }
 }
 
 /// A leader's term in office.
@@ -114,15 +128,19 @@ fn acks_needed(followers: usize) -> usize {
 }
 
 impl Tenure {
-    /// Takes office at `office` over `followers` (every member but the leader).
+    /// Takes office at `office` over `followers` (every member but the leader), each
+    /// with whether it is known to hold no lease from an earlier leader.
     ///
-    /// Each follower's lease bound starts at `office + bound_span`: a follower may still
-    /// hold a lease confirmed by an earlier leader, but that leader could confirm only
-    /// while its own lease held, which ended before this leader could be elected; so such
-    /// a lease ends before `office + lease`, measured on any clock within the drift.
+    /// A follower may still hold a lease confirmed by an earlier leader. That leader could
+    /// confirm only while its own lease held, which ended before this leader could be
+    /// elected; so such a lease ends before `office + lease`, measured on any clock within
+    /// the drift, and the bound on it starts at `office + bound_span`. A follower that
+    /// voted for this leader (or acks in this term) moved to this term before it did,
+    /// dropping every older lease; the leader of the term just before held only its
+    /// leader lease, which ended before this office began. Their bounds start at `office`.
     pub(super) fn new(
         office: Duration,
-        followers: impl IntoIterator<Item = NodeId>,
+        followers: impl IntoIterator<Item = (NodeId, bool)>,
         bound_span: Duration,
     ) -> Self {
         let mut tenure = Tenure {
@@ -132,13 +150,17 @@ impl Tenure {
             sent: BTreeMap::new(),
             followers: BTreeMap::new(),
         };
-        for id in followers {
-            tenure.add_follower(id, bound_span);
+        for (id, lease_free) in followers {
+            tenure.add_follower(id.clone(), bound_span);
+            if lease_free {
+                tenure.forget_inherited(&id);
+            }
         }
         tenure
     }
 
-    /// A member joined during the term (known members stay as they are).
+    /// A member joined during the term (known members stay as they are). It may hold a
+    /// lease from an earlier leader until `office + bound_span`.
     pub(super) fn add_follower(&mut self, id: NodeId, bound_span: Duration) {
         let office = self.office;
         self.followers.entry(id).or_insert_with(|| FollowerRecord {
@@ -146,9 +168,17 @@ impl Tenure {
             last_ack: None,
             acked_hb: 0,
             applied_seq: None,
-            lease_bound: office.saturating_add(bound_span),
+            confirmed_until: office,
+            inherited_until: Some(office.saturating_add(bound_span)),
             reachable: true,
         });
+    }
+
+    /// `id` holds no lease from an earlier leader (it acked in this term).
+    pub(super) fn forget_inherited(&mut self, id: &str) {
+        if let Some(f) = self.followers.get_mut(id) {
+            f.inherited_until = None;
+        }
     }
 
     /// Records a heartbeat sent at `now` and returns its number.
@@ -182,6 +212,8 @@ impl Tenure {
     ) -> Option<bool> {
         let latest_hb = self.hb;
         let f = self.followers.get_mut(id)?;
+        // Acking in this term, it dropped every lease of an earlier one.
+        f.inherited_until = None;
         f.last_heard = f.last_heard.max(now);
         f.last_ack = Some(f.last_ack.map_or(now, |t| t.max(now)));
         if hb <= latest_hb {
@@ -193,10 +225,10 @@ impl Tenure {
         Some(became_reachable)
     }
 
-    /// Raises `id`'s lease bound to at least `until`.
+    /// A lease this leader confirmed for `id` can last until `until`.
     pub(super) fn extend_bound(&mut self, id: &str, until: Duration) {
         if let Some(f) = self.followers.get_mut(id) {
-            f.lease_bound = f.lease_bound.max(until);
+            f.confirmed_until = f.confirmed_until.max(until);
         }
     }
 
@@ -283,7 +315,7 @@ fn view<'a>(id: &'a NodeId, f: &FollowerRecord) -> FollowerView<'a> {
     FollowerView {
         id,
         applied_seq: f.applied_seq,
-        lease_bound: f.lease_bound,
+        lease_bound: f.lease_bound(),
         last_ack: f.last_ack,
         reachable: f.reachable,
     }
@@ -334,7 +366,7 @@ mod tests {
     }
 
     fn tenure(n: usize) -> Tenure {
-        Tenure::new(ms(10_000), (1..n).map(|i| format!("n{i}")), ms(630))
+        Tenure::new(ms(10_000), (1..n).map(|i| (format!("n{i}"), false)), ms(630))
     }
 
     #[test]
@@ -383,6 +415,25 @@ mod tests {
         t.add_follower("n1".into(), ms(630));
         assert_eq!(t.view("n9").map(|v| v.lease_bound), Some(ms(10_630)));
         assert_eq!(t.view("n1").map(|v| v.lease_bound), Some(ms(11_000)));
+    }
+
+    #[test]
+    fn election_leader_bound_on_an_earlier_lease_goes_once_the_follower_acks_this_term() {
+        let mut t = Tenure::new(
+            ms(10_000),
+            [("voter".to_string(), true), ("other".to_string(), false)],
+            ms(630),
+        );
+        assert_eq!(t.view("voter").map(|v| v.lease_bound), Some(ms(10_000)));
+        assert_eq!(t.view("other").map(|v| v.lease_bound), Some(ms(10_630)));
+        t.record_ack("other", ms(10_010), 0, 0);
+        assert_eq!(
+            t.view("other").map(|v| v.lease_bound),
+            Some(ms(10_000)),
+            "an ack of this term proves no earlier lease is held"
+        );
+        t.extend_bound("other", ms(10_700));
+        assert_eq!(t.view("other").map(|v| v.lease_bound), Some(ms(10_700)));
     }
 
     #[test]

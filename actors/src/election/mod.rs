@@ -119,4 +119,4 @@ mod tests;
 
 pub use self::config::ElectionConfig;
 pub use self::core::ElectionCore;
-pub use self::signals::{FollowerView, Input, Output};
+pub use self::signals::{FollowerView, Input, Output, PersistedVote};

@@ -8,6 +8,7 @@ use instaface_bus::messages::{
     Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest,
 };
 use instaface_bus::NodeId;
+use serde::{Deserialize, Serialize};
 
 /// One event for [`ElectionCore::step`](super::ElectionCore::step).
 ///
@@ -35,7 +36,10 @@ pub enum Input {
     /// An answer to this node's vote request.
     VoteReply(VoteReply),
     /// At the leader: a follower's ack. Always answered with [`Output::AckReply`].
-    Ack(Ack),
+    /// `may_confirm` is the data path's verdict on the ack (the invalidation log's gate:
+    /// the leader has loaded its outbox and the follower has applied every write already
+    /// answered); without it the ack is recorded but earns no lease.
+    Ack { ack: Ack, may_confirm: bool },
     /// At a follower: the leader's answer to one of its acks.
     AckConfirm(AckConfirm),
     /// The runtime wants an ack sent now (e.g. after applying an invalidation);
@@ -54,6 +58,11 @@ pub enum Input {
 /// One thing for the runtime to do, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
+    /// Write the term and vote to stable storage (fsynced) before performing any later
+    /// output of the same step: a vote reply or an ack sent from a term the node could
+    /// forget on a crash would let it vote twice in one term. Emitted first, once per
+    /// step, whenever the term or the vote changed.
+    Persist(PersistedVote),
     /// Publish a heartbeat on `P.heartbeat` (adding the data-path fields).
     BroadcastHeartbeat {
         term: u64,
@@ -103,4 +112,16 @@ pub struct FollowerView<'a> {
     pub last_ack: Option<Duration>,
     /// Whether it acked within the CheckQuorum window (or the term is younger than that).
     pub reachable: bool,
+}
+
+/// What a node must remember across restarts, as Raft requires: its current term and
+/// its vote in it. `barred` records a term learned from its leader's heartbeat (or from
+/// outside) without voting: the node will not vote in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedVote {
+    pub term: u64,
+    #[serde(default)]
+    pub voted_for: Option<NodeId>,
+    #[serde(default)]
+    pub barred: bool,
 }

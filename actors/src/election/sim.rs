@@ -5,8 +5,8 @@
 //!
 //! A partition drops a message when it is sent; one already in flight still arrives.
 //!
-//! After every event it checks: never two leaders of one term at once (and never two
-//! leaders of one term at all in runs without restarts); no node holds its leader lease
+//! After every event it checks: never two leaders of one term, ever (votes are
+//! persisted across restarts); no node holds its leader lease
 //! while another leads the same or a higher term; and no follower's read lease ends
 //! after the moment from which a leader of the same or a higher term considers it
 //! lapsed (compared in real time, so a violation that would fall between two events is
@@ -17,8 +17,7 @@
 //! `ELECTION_SIM_SEEDS=N` runs N seeds per test instead of the default;
 //! `ELECTION_SIM_SEED=S` replays one seed with a trace of every event.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -26,7 +25,8 @@ use instaface_bus::messages::{Ack, AckConfirm, Role, TimeoutNow, VoteReply, Vote
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{ElectionConfig, ElectionCore, Input, Output};
+use super::{ElectionConfig, ElectionCore, Input, Output, PersistedVote};
+use crate::simnet::{ms, rand_dur, Clock, Links, Timeline, Weather};
 
 const HEARTBEAT: Duration = Duration::from_millis(100);
 const ELECTION_MIN: Duration = Duration::from_millis(750);
@@ -42,44 +42,6 @@ fn config(id: &str) -> ElectionConfig {
         lease: ElectionConfig::default_lease(ELECTION_MIN, DRIFT),
         drift: DRIFT,
     }
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn rand_dur(rng: &mut StdRng, lo: Duration, hi: Duration) -> Duration {
-    if hi <= lo {
-        return lo;
-    }
-    Duration::from_nanos(rng.random_range(lo.as_nanos() as u64..hi.as_nanos() as u64))
-}
-
-/// One node's clock: `local = local0 + (real - real0) * (1 + ppm / 1e6)`.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    real0: u128,
-    local0: u128,
-    ppm: u128,
-}
-
-const MILLION: u128 = 1_000_000;
-
-impl Clock {
-    fn local(&self, real: Duration) -> Duration {
-        let dr = real.as_nanos().saturating_sub(self.real0);
-        nanos(self.local0 + dr * (MILLION + self.ppm) / MILLION)
-    }
-
-    /// The first real moment at which the local clock reads at least `local`.
-    fn real(&self, local: Duration) -> Duration {
-        let dl = local.as_nanos().saturating_sub(self.local0);
-        nanos(self.real0 + (dl * MILLION).div_ceil(MILLION + self.ppm))
-    }
-}
-
-fn nanos(n: u128) -> Duration {
-    Duration::from_nanos(n.min(u64::MAX as u128) as u64)
 }
 
 /// A message on the simulated wire.
@@ -137,61 +99,6 @@ enum Fault {
     Transfer,
 }
 
-/// The network's behaviour for a while.
-#[derive(Clone, Copy, Debug)]
-struct Weather {
-    loss: f64,
-    dup: f64,
-    /// Probability of a long delay (up to `long_max`).
-    long: f64,
-    long_max: Duration,
-    delay_max: Duration,
-}
-
-impl Weather {
-    const CALM: Weather = Weather {
-        loss: 0.0,
-        dup: 0.0,
-        long: 0.0,
-        long_max: Duration::ZERO,
-        delay_max: Duration::from_millis(10),
-    };
-
-    fn random(rng: &mut StdRng) -> Weather {
-        Weather {
-            loss: [0.0, 0.02, 0.1, 0.3][rng.random_range(0..4)],
-            dup: [0.0, 0.05, 0.2][rng.random_range(0..3)],
-            long: [0.0, 0.01, 0.05][rng.random_range(0..3)],
-            long_max: ms(3000),
-            delay_max: [ms(2), ms(20), ms(100)][rng.random_range(0..3)],
-        }
-    }
-}
-
-/// An event due at `at`; `seq` keeps equal times in scheduling order.
-struct Scheduled {
-    at: Duration,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 struct Node {
     id: String,
     core: Option<ElectionCore>,
@@ -199,6 +106,8 @@ struct Node {
     incarnation: u32,
     tick_at: Option<Duration>,
     applied_seq: u64,
+    /// The term and vote as last persisted: what a restart comes back with.
+    disk: PersistedVote,
 }
 
 /// Counters reported by the tests.
@@ -207,8 +116,6 @@ struct Stats {
     events: u64,
     elections: u64,
     crashes: u64,
-    /// Terms that had two leaders one after the other (only possible across restarts).
-    term_reuses: u64,
 }
 
 /// The cluster, the network and the global clock.
@@ -216,16 +123,14 @@ struct Sim {
     seed: u64,
     rng: StdRng,
     now: Duration,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Scheduled>>,
+    queue: Timeline<Ev>,
     nodes: Vec<Node>,
-    blocked: Vec<Vec<bool>>,
+    links: Links,
     weather: Weather,
     /// Faults stop once the network healed.
     healed: bool,
     /// Term -> the first node that led it.
     leaders: HashMap<u64, usize>,
-    restarted: bool,
     quarantine: bool,
     stats: Stats,
     trace: Option<Vec<String>>,
@@ -238,13 +143,14 @@ impl Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
-            let clock = Clock {
-                real0: 0,
-                local0: rng.random_range(0..1_000_000_000_000u128),
-                ppm: rng.random_range(0..(DRIFT * 0.999 * MILLION as f64) as u128),
-            };
+            let clock = Clock::random(&mut rng, Duration::ZERO, DRIFT);
             let id = format!("n{i}");
-            let core = ElectionCore::new(config(&id), rng.random(), clock.local(Duration::ZERO));
+            let core = ElectionCore::new(
+                config(&id),
+                rng.random(),
+                clock.local(Duration::ZERO),
+                PersistedVote::default(),
+            );
             nodes.push(Node {
                 id,
                 core: Some(core),
@@ -252,20 +158,19 @@ impl Sim {
                 incarnation: 0,
                 tick_at: None,
                 applied_seq: 0,
+                disk: PersistedVote::default(),
             });
         }
         let mut sim = Sim {
             seed,
             rng,
             now: Duration::ZERO,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: Timeline::default(),
             nodes,
-            blocked: vec![vec![false; n]; n],
+            links: Links::new(n),
             weather: Weather::CALM,
             healed: false,
             leaders: HashMap::new(),
-            restarted: false,
             quarantine: true,
             stats: Stats::default(),
             trace: trace.then(Vec::new),
@@ -292,12 +197,7 @@ impl Sim {
     }
 
     fn push(&mut self, at: Duration, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
     }
 
     fn log(&mut self, line: impl FnOnce() -> String) {
@@ -383,6 +283,7 @@ impl Sim {
             self.log(|| format!("{id} -> {text}"));
         }
         match out {
+            Output::Persist(p) => self.nodes[i].disk = p,
             Output::BroadcastHeartbeat { term, hb, members } => {
                 let leader = self.nodes[i].id.clone();
                 let msg = Msg::Heartbeat {
@@ -409,13 +310,11 @@ impl Sim {
                         self.leaders.insert(term, i);
                     }
                     Some(&first) if first != i => {
-                        if !self.restarted {
-                            self.fail(&format!(
-                                "two leaders of term {term}: {} and {}",
-                                self.nodes[first].id, self.nodes[i].id
-                            ));
-                        }
-                        self.stats.term_reuses += 1;
+                        // Votes survive restarts: a term never has a second leader.
+                        self.fail(&format!(
+                            "two leaders of term {term}: {} and {}",
+                            self.nodes[first].id, self.nodes[i].id
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -440,17 +339,10 @@ impl Sim {
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Msg) {
-        let w = self.weather;
-        if self.blocked[from][to] || self.rng.random_bool(w.loss) {
+        if self.links.blocked(from, to) {
             return;
         }
-        let copies = if self.rng.random_bool(w.dup) { 2 } else { 1 };
-        for _ in 0..copies {
-            let delay = if self.rng.random_bool(w.long) {
-                rand_dur(&mut self.rng, Duration::ZERO, w.long_max)
-            } else {
-                rand_dur(&mut self.rng, ms(0), w.delay_max)
-            };
+        for delay in self.weather.deliveries(&mut self.rng) {
             self.push(
                 self.now + delay,
                 Ev::Deliver {
@@ -465,13 +357,10 @@ impl Sim {
     /// Runs events up to `end`; stops early (returning true) once `done` holds.
     /// Stops at the first failure (returning false).
     fn run_until(&mut self, end: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
-        while self.queue.peek().is_some_and(|next| next.0.at <= end) {
-            let Some(Reverse(next)) = self.queue.pop() else {
-                break;
-            };
-            self.now = next.at;
+        while let Some((at, ev)) = self.queue.pop_until(end) {
+            self.now = at;
             self.stats.events += 1;
-            self.handle(next.ev);
+            self.handle(ev);
             if self.failure.is_some() {
                 return false;
             }
@@ -509,7 +398,10 @@ impl Sim {
                     },
                     Msg::Vote(r) => Input::VoteRequest(r),
                     Msg::Reply(r) => Input::VoteReply(r),
-                    Msg::Ack(a) => Input::Ack(a),
+                    Msg::Ack(a) => Input::Ack {
+                        ack: a,
+                        may_confirm: true,
+                    },
                     Msg::Confirm(c) => Input::AckConfirm(c),
                     Msg::TimeoutNow(t) => Input::TimeoutNow(t),
                 };
@@ -551,23 +443,10 @@ impl Sim {
 
     fn fault(&mut self, f: Fault) {
         match f {
-            Fault::Cut { from, to, both } | Fault::Uncut { from, to, both } => {
-                let cut = matches!(f, Fault::Cut { .. });
-                self.blocked[from][to] = cut;
-                if both {
-                    self.blocked[to][from] = cut;
-                }
-            }
-            Fault::Split(mask) | Fault::Unsplit(mask) => {
-                let cut = matches!(f, Fault::Split(_));
-                for a in 0..self.n() {
-                    for b in 0..self.n() {
-                        if (mask >> a) & 1 != (mask >> b) & 1 {
-                            self.blocked[a][b] = cut;
-                        }
-                    }
-                }
-            }
+            Fault::Cut { from, to, both } => self.links.set(from, to, both, true),
+            Fault::Uncut { from, to, both } => self.links.set(from, to, both, false),
+            Fault::Split(mask) => self.links.split(mask, true),
+            Fault::Unsplit(mask) => self.links.split(mask, false),
             Fault::Crash(i) => self.crash(i),
             Fault::Restart(i) => self.restart(i),
             Fault::CrashLeader { down } => {
@@ -604,20 +483,13 @@ impl Sim {
         if self.nodes[i].core.is_some() {
             return;
         }
-        self.restarted = true;
-        let clock = Clock {
-            real0: self.now.as_nanos(),
-            local0: self.rng.random_range(0..1_000_000_000_000u128),
-            ppm: self
-                .rng
-                .random_range(0..(DRIFT * 0.999 * MILLION as f64) as u128),
-        };
+        let clock = Clock::random(&mut self.rng, self.now, DRIFT);
         let seed = self.rng.random();
         let n = &mut self.nodes[i];
         n.clock = clock;
         n.tick_at = None;
         let local = clock.local(self.now);
-        let mut core = ElectionCore::new(config(&n.id), seed, local);
+        let mut core = ElectionCore::new(config(&n.id), seed, local, n.disk.clone());
         if !self.quarantine {
             core.quarantine_until = local;
             core.reset_election_timer(local);
@@ -747,9 +619,7 @@ impl Sim {
         self.log(|| "heal".into());
         self.healed = true;
         self.weather = Weather::CALM;
-        for row in &mut self.blocked {
-            row.fill(false);
-        }
+        self.links.heal();
         for i in 0..self.n() {
             self.restart(i);
         }
@@ -820,20 +690,8 @@ impl Sim {
 
 // ----- running seeds -----
 
-/// The seeds to run: `ELECTION_SIM_SEED` alone (traced), else the first
-/// `ELECTION_SIM_SEEDS` (or `default`) of `seed_of(0), seed_of(1), …`.
 fn seeds(default: u64, seed_of: impl Fn(u64) -> u64) -> (Vec<u64>, bool) {
-    if let Some(seed) = std::env::var("ELECTION_SIM_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-    {
-        return (vec![seed], true);
-    }
-    let count = std::env::var("ELECTION_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(default);
-    ((0..count).map(seed_of).collect(), false)
+    crate::simnet::seeds("ELECTION_SIM", default, seed_of)
 }
 
 /// Odd seeds run five nodes, even seeds three.
@@ -886,7 +744,6 @@ fn run(
                 total.events += s.events;
                 total.elections += s.elections;
                 total.crashes += s.crashes;
-                total.term_reuses += s.term_reuses;
             }
             Err(e) => panic!("{e}"),
         }
@@ -935,7 +792,8 @@ fn election_sim_chaos_5_nodes() {
 /// A calm cluster started at 0, run until it converged (within the bound).
 fn calm(seed: u64, trace: bool) -> Result<Sim, String> {
     let mut sim = Sim::new(seed, cluster_size(seed), trace);
-    if !sim.run_until(liveness_bound(), Sim::converged) {
+    // Converged, and every node has read the membership (within 1.5 s of its start).
+    if !sim.run_until(liveness_bound(), |s| s.now >= ms(1500) && s.converged()) {
         sim.fail("a calm cluster did not converge within the bound");
     }
     sim.result()?;

@@ -8,7 +8,7 @@ use instaface_bus::messages::{
     Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest,
 };
 
-use super::{ElectionConfig, ElectionCore, Input, Output};
+use super::{ElectionConfig, ElectionCore, Input, Output, PersistedVote};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -36,7 +36,7 @@ fn started(id: &str) -> (ElectionCore, Duration) {
 }
 
 fn started_among(id: &str, members: &[&str]) -> (ElectionCore, Duration) {
-    let mut core = ElectionCore::new(cfg(id), 7, Duration::ZERO);
+    let mut core = ElectionCore::new(cfg(id), 7, Duration::ZERO, PersistedVote::default());
     assert!(core
         .step(Duration::ZERO, Input::Membership(ids(members)))
         .is_empty());
@@ -69,6 +69,15 @@ fn grant(term: u64, voter: &str, pre_vote: bool) -> Input {
         voter: voter.into(),
         granted: true,
         pre_vote,
+    })
+}
+
+fn refuse(term: u64, voter: &str) -> Input {
+    Input::VoteReply(VoteReply {
+        term,
+        voter: voter.into(),
+        granted: false,
+        pre_vote: false,
     })
 }
 
@@ -149,20 +158,23 @@ fn leader_a() -> (ElectionCore, Duration) {
 }
 
 fn ack(term: u64, node: &str, n: u64, hb: u64, applied_seq: u64) -> Input {
-    Input::Ack(Ack {
-        term,
-        node: node.into(),
-        ack: n,
-        hb,
-        applied_seq,
-    })
+    Input::Ack {
+        ack: Ack {
+            term,
+            node: node.into(),
+            ack: n,
+            hb,
+            applied_seq,
+        },
+        may_confirm: true,
+    }
 }
 
 // ----- campaigning -----
 
 #[test]
 fn election_no_campaign_before_membership_or_during_quarantine() {
-    let mut core = ElectionCore::new(cfg("a"), 1, Duration::ZERO);
+    let mut core = ElectionCore::new(cfg("a"), 1, Duration::ZERO, PersistedVote::default());
     let q = cfg("a").restart_quarantine();
     assert!(
         core.next_deadline() >= q,
@@ -221,8 +233,9 @@ fn election_campaign_round_times_out_and_restarts_with_prevote() {
     a.step(t, Input::Tick);
     a.step(t, grant(1, "b", true));
     assert_eq!(a.role(), Role::Candidate);
+    // A real campaign round lasts a random [election_min / 4, election_min / 2).
     let t2 = a.next_deadline();
-    assert!(t2 >= t + ms(750) && t2 < t + ms(1000));
+    assert!(t2 >= t + ms(187) && t2 < t + ms(375), "{:?}", t2 - t);
     let out = a.step(t2, Input::Tick);
     assert!(out.contains(&Output::Candidacy {
         state: CandidacyState::Abandoned,
@@ -234,6 +247,25 @@ fn election_campaign_round_times_out_and_restarts_with_prevote() {
     // A real vote for the old term no longer counts.
     a.step(t2, grant(1, "c", false));
     assert_eq!(a.role(), Role::PreCandidate);
+}
+
+#[test]
+fn election_a_split_vote_ends_the_round_early() {
+    let (mut a, _) = started_among("a", &["a", "b", "c", "d"]);
+    let t = a.next_deadline();
+    a.step(t, Input::Tick);
+    a.step(t, grant(1, "b", true));
+    a.step(t, grant(1, "c", true));
+    assert_eq!(a.role(), Role::Candidate);
+    let round_end = a.next_deadline();
+    // b grants, c and d refuse: 2 of 4 at most, the vote split.
+    a.step(t + ms(5), grant(1, "b", false));
+    a.step(t + ms(6), refuse(1, "c"));
+    assert_eq!(a.next_deadline(), round_end, "still winnable");
+    a.step(t + ms(7), refuse(1, "d"));
+    let early = a.next_deadline();
+    assert!(early >= t + ms(7) + ms(187) && early < t + ms(7) + ms(375));
+    assert_eq!(a.role(), Role::Candidate);
 }
 
 // ----- voting -----
@@ -359,22 +391,34 @@ fn election_leader_refuses_votes_and_keeps_its_term() {
 }
 
 #[test]
-fn election_restarted_node_neither_votes_nor_acks_during_quarantine() {
+fn election_restarted_node_keeps_its_vote_refuses_votes_during_quarantine_and_acks_at_once() {
     let q = cfg("c").restart_quarantine();
-    let mut c = ElectionCore::new(cfg("c"), 3, ms(50_000));
-    c.step(ms(50_000), Input::Membership(ids(&["a", "b", "c"])));
-    assert!(c.in_quarantine(ms(50_000) + q - ms(1)));
-    let out = c.step(ms(51_000), vote_request(3, "a", true));
+    // c voted for b in term 3 before it went down.
+    let disk = PersistedVote {
+        term: 3,
+        voted_for: Some("b".into()),
+        barred: false,
+    };
+    let start = ms(50_000);
+    let mut c = ElectionCore::new(cfg("c"), 3, start, disk.clone());
+    assert_eq!(c.term(), 3);
+    assert_eq!(c.persisted(), disk);
+    c.step(start, Input::Membership(ids(&["a", "b", "c"])));
+    assert!(c.in_quarantine(start + q - ms(1)));
+    assert!(!c.in_quarantine(start + q));
+    // Inside the quarantine: no pre-vote, no vote, and the term does not move.
+    let out = c.step(start + ms(100), vote_request(4, "a", true));
     assert!(!vote_replies(&out)[0].granted);
-    let out = c.step(ms(51_000), vote_request(3, "a", false));
+    let out = c.step(start + ms(100), vote_request(4, "a", false));
     assert!(!vote_replies(&out)[0].granted);
-    assert_eq!(c.term(), 0);
-    // It follows a leader, learning the term, but does not ack yet.
-    let out = c.step(ms(51_000), heartbeat(3, "a", 1));
-    assert!(acks(&out).is_empty());
-    assert_eq!((c.term(), c.leader().map(String::as_str)), (3, Some("a")));
-    let out = c.step(ms(50_000) + q, heartbeat(3, "a", 2));
+    assert_eq!(c.term(), 3);
+    // After it: still no second vote in term 3 ...
+    let out = c.step(start + q, vote_request(3, "a", false));
+    assert!(!vote_replies(&out)[0].granted, "one vote per term, across restarts");
+    // ... and it follows a leader of term 3 and acks at once.
+    let out = c.step(start + q + ms(1), heartbeat(3, "b", 1));
     assert_eq!(acks(&out).len(), 1);
+    assert_eq!((c.term(), c.leader().map(String::as_str)), (3, Some("b")));
 }
 
 // ----- terms and heartbeats -----
@@ -387,8 +431,17 @@ fn election_higher_term_heartbeat_deposes_a_leader() {
         (a.role(), a.term(), a.leader().map(String::as_str)),
         (Role::Follower, 2, Some("b"))
     );
-    assert!(matches!(
+    // The new term is persisted before anything else happens, then the role change.
+    assert_eq!(
         out[0],
+        Output::Persist(PersistedVote {
+            term: 2,
+            voted_for: None,
+            barred: true
+        })
+    );
+    assert!(matches!(
+        out[1],
         Output::RoleChanged {
             role: Role::Follower,
             term: 2,
@@ -438,7 +491,7 @@ fn election_lower_term_heartbeat_is_answered_with_the_newer_term_only() {
     );
     // And the deposed leader steps down on it.
     let (mut a, t) = leader_a();
-    let out = a.step(t + ms(10), Input::Ack(sent[0].1.clone()));
+    let out = a.step(t + ms(10), Input::Ack { ack: sent[0].1.clone(), may_confirm: true });
     assert_eq!((a.role(), a.term()), (Role::Follower, 5));
     assert!(!confirms(&out)[0].confirmed);
 }
@@ -632,8 +685,9 @@ fn election_leader_confirms_only_under_its_own_lease() {
     assert_eq!(a.follower_applied_seq("b"), Some(6));
     // Bound on b: receipt of the confirmed ack + lease * (1 + drift) = 30 + 714.
     assert_eq!(a.follower_lease_bound("b"), Some(t + ms(744)));
-    // c never acked: its bound is the office bound, office + 714.
-    assert_eq!(a.follower_lease_bound("c"), Some(t + ms(714)));
+    // c voted for a in term 1, so it dropped every earlier lease: its bound is the
+    // office itself. b acked in term 1, which proves the same.
+    assert_eq!(a.follower_lease_bound("c"), Some(t));
     assert_eq!(a.follower_lease_bound("nobody"), None);
     // After the lease lapsed, acks are answered but not confirmed, bounds unchanged.
     let out = a.step(t + ms(690), ack(1, "b", 3, 0, 7));
@@ -827,7 +881,7 @@ fn election_odd_inputs_do_not_panic() {
         election_max: ms(1),
         ..cfg("a")
     };
-    let mut core = ElectionCore::new(bad, 1, Duration::MAX);
+    let mut core = ElectionCore::new(bad, 1, Duration::MAX, PersistedVote::default());
     core.step(Duration::MAX, Input::Membership(ids(&["a"])));
     core.step(Duration::MAX, Input::Tick);
 }

@@ -95,7 +95,7 @@ impl Actor for ElectionActor {
         ecfg.validate()
             .map_err(|e| format!("election config: {e}"))?;
         let seed = rand::random::<u64>();
-        let core = ElectionCore::new(ecfg, seed, ctx.now());
+        let core = ElectionCore::new(ecfg, seed, ctx.now(), Default::default());
         myself.send_interval(TICK, || ElectionMsg::Tick);
         let last_role = (core.role(), core.term(), core.leader().cloned());
         Ok(ElectionState {
@@ -139,7 +139,7 @@ impl Actor for ElectionActor {
                     state.ctx.metrics.acks_received.inc();
                     ack_reply = reply;
                     ack_applied = ack.applied_seq;
-                    Input::Ack(ack)
+                    Input::Ack { ack, may_confirm: true }
                 }
                 ElectionMsg::AckConfirm(c) => Input::AckConfirm(c),
                 ElectionMsg::AckNow => Input::AckNow {
@@ -230,6 +230,7 @@ async fn perform(state: &mut ElectionState, outs: Vec<Output>, ack_reply: Option
                 tracing::info!(target_node = %to, "handing leadership over");
                 let _ = ctx.net.send(subjects.timeout_now(&to), &msg).await;
             }
+            Output::Persist(_) => {}
             Output::RoleChanged { role, term, leader } => {
                 role_changed(state, role, term, leader).await;
             }

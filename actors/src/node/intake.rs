@@ -130,6 +130,7 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
                                 term,
                                 EventKind::Unplugged {
                                     unplugged: cmd.unplugged,
+                                    clients: cmd.clients,
                                 },
                             )
                             .await;
