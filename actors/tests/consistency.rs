@@ -1,178 +1,156 @@
-//! DESIGN.md's guarantee checked as a history: concurrent clients update and read a set of
-//! entities (the entity `version` is the register) while followers are unplugged and
-//! plugged back, and the leader is killed and restarted. No read that began after a write
-//! was acknowledged may return an older version.
+//! The headline guarantee checked as a history on real node processes: concurrent
+//! clients update and read a few entities (the entity `version` is the register) while a
+//! nemesis cuts nodes off from their peers — clients still reach them — for about a read
+//! lease, again and again, or kills the leader. No read that began after a write was
+//! acknowledged may return an older version; while a leader and a majority stay
+//! connected, no client read may fail.
+//!
+//! Negative controls run the same history with a rule broken on purpose
+//! (`INSTAFACE_PLANTED_BUG`) and require the checker to report stale reads.
+//!
+//! The tests of this file run one at a time: their timing matters and the machine has
+//! two cores.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use instaface_bus::graph::{Attributes, Consistency, ReadQuery, ReadRequest, ReadResult, Reply};
+use instaface_testkit::history::{Report, Workload};
 use instaface_testkit::{Cluster, ClusterOpts};
-use serde_json::json;
+use rand::Rng;
 
-#[derive(Debug, Clone)]
-enum Op {
-    /// A write of `version`, acknowledged at `acked`.
-    Write {
-        entity: u64,
-        version: u64,
-        acked: Instant,
-    },
-    /// A read that started at `started` and returned `version`, served via `path`.
-    Read {
-        entity: u64,
-        version: u64,
-        started: Instant,
-        path: String,
-    },
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Every read must return at least the newest version acknowledged before it started.
-fn check(history: &[Op]) -> Vec<String> {
-    let mut violations = Vec::new();
-    for op in history {
-        if let Op::Read {
-            entity,
-            version,
-            started,
-            path,
-        } = op
-        {
-            let newest_acked = history
-                .iter()
-                .filter_map(|w| match w {
-                    Op::Write {
-                        entity: e,
-                        version: v,
-                        acked,
-                    } if e == entity && acked < started => Some(*v),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            if *version < newest_acked {
-                violations.push(format!("entity {entity}: read v{version} via {path}, but v{newest_acked} was acknowledged before the read began"));
-            }
+fn assert_consistent(report: &Report) {
+    println!("history: {}", report.summary());
+    assert!(
+        report.writes >= 20 && report.reads >= 50,
+        "too little happened to judge: {}",
+        report.summary()
+    );
+    assert!(
+        report.violations.is_empty(),
+        "{} stale reads, e.g.:\n{}",
+        report.violations.len(),
+        report.violations.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// Cuts `victims` off from their peers for a random span in `cut` and plugs them back
+/// for a random span in `gap`, `rounds` times, while the workload runs. Returns when the
+/// nemesis ran.
+async fn cut_again_and_again(
+    c: &Cluster,
+    victims: &[String],
+    rounds: usize,
+    cut: (u64, u64),
+    gap: (u64, u64),
+) {
+    for _ in 0..rounds {
+        let (lasts, rest) = {
+            let mut rng = rand::rng();
+            (rng.random_range(cut.0..cut.1), rng.random_range(gap.0..gap.1))
+        };
+        for v in victims {
+            c.unplug(v, true).await;
         }
+        // The nemesis keeps its own time: the cut lasts as long as it is meant to.
+        tokio::time::sleep(Duration::from_millis(lasts)).await;
+        for v in victims {
+            c.unplug(v, false).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rest)).await;
     }
-    violations
+}
+
+/// Starts a cluster, settles it, cuts `cut_followers` of its followers again and again
+/// around the lease bound, and returns the history's report.
+async fn follower_cuts(
+    name: &str,
+    opts: ClusterOpts,
+    cut_followers: usize,
+    cut: (u64, u64),
+    rounds: usize,
+) -> (Report, Instant, Instant) {
+    let c = Cluster::start(name, opts).await;
+    let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let all: Vec<&str> = c.ids.iter().map(String::as_str).collect();
+    c.wait_serving(&all, Duration::from_secs(15)).await;
+    let victims: Vec<String> =
+        c.ids.iter().filter(|i| **i != leader).take(cut_followers).cloned().collect();
+    let work = Workload::start(&c, 4, &c.ids).await;
+    work.wait_progress(10, 50, Duration::from_secs(30)).await;
+    let from = Instant::now();
+    cut_again_and_again(&c, &victims, rounds, cut, (900, 1100)).await;
+    let to = Instant::now();
+    work.wait_progress(10, 50, Duration::from_secs(30)).await;
+    let report = work.stop().await;
+    let (now_leader, now_term) = c.wait_leader(Duration::from_secs(5), None, 0).await;
+    assert_eq!(
+        (now_leader, now_term),
+        (leader, term),
+        "the leader changed although it and a majority stayed connected"
+    );
+    (report, from, to)
+}
+
+fn assert_no_failed_client_reads(report: &Report, from: Instant, to: Instant) {
+    let failed = report.failures_between(from, to);
+    assert!(
+        failed.is_empty(),
+        "{} client reads failed while a leader and a majority were connected, e.g. {:?}",
+        failed.len(),
+        failed.first()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn no_read_after_an_acknowledged_write_returns_an_older_version() {
-    let mut c = Cluster::start("consistency", ClusterOpts::default()).await;
-    let (first_leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let mut a = Attributes::new();
-        a.insert("i".into(), json!(i));
-        ids.push(c.client.create_entity("user", a).await.unwrap().0.id);
-    }
-    let history = Arc::new(Mutex::new(Vec::<Op>::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
+async fn a_follower_cut_off_for_about_a_lease_again_and_again_never_serves_stale() {
+    let _one = serial();
+    // The lease bound is ≈ 679 ms with the defaults; cuts of 0.69–0.76 s outlast it and
+    // end before an election timeout.
+    let (report, from, to) =
+        follower_cuts("cons-cut", ClusterOpts::default(), 1, (690, 760), 10).await;
+    assert_consistent(&report);
+    assert_no_failed_client_reads(&report, from, to);
+}
 
-    for w in 0..2u64 {
-        let (client, history, stop, ids) =
-            (c.client.clone(), history.clone(), stop.clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                n += 1;
-                let entity = ids[((n * 7 + w) % ids.len() as u64) as usize];
-                if let Ok((e, _)) = client
-                    .update_entity(entity, json!({ "writer": w, "n": n }))
-                    .await
-                {
-                    history.lock().unwrap().push(Op::Write {
-                        entity,
-                        version: e.version,
-                        acked: Instant::now(),
-                    });
-                }
-            }
-        }));
-    }
-    // Readers through the client (followers' queue group, the leader as fallback) …
-    for r in 0..2u64 {
-        let (client, history, stop, ids) =
-            (c.client.clone(), history.clone(), stop.clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                n += 1;
-                let entity = ids[((n * 3 + r) % ids.len() as u64) as usize];
-                let started = Instant::now();
-                if let Ok(e) = client.get_entity(entity, Consistency::Eventual).await {
-                    history.lock().unwrap().push(Op::Read {
-                        entity,
-                        version: e.version,
-                        started,
-                        path: "client".into(),
-                    });
-                }
-            }
-        }));
-    }
-    // … and one reading at every node in turn, so each follower is exercised directly.
-    {
-        let (bus, history, stop, ids, nodes) = (
-            c.bus.clone(),
-            history.clone(),
-            stop.clone(),
-            ids.clone(),
-            c.ids.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                n += 1;
-                let entity = ids[n % ids.len()];
-                let node = &nodes[n % nodes.len()];
-                let started = Instant::now();
-                let req = ReadRequest {
-                    consistency: Consistency::Eventual,
-                    query: ReadQuery::Entities { ids: vec![entity] },
-                };
-                let reply = bus
-                    .request::<_, Reply<ReadResult>>(
-                        bus.subjects().read_at(node),
-                        &req,
-                        Duration::from_millis(300),
-                    )
-                    .await;
-                if let Ok(Reply::Ok(ReadResult::Entities { entities })) = reply {
-                    if let Some(e) = entities.first() {
-                        history.lock().unwrap().push(Op::Read {
-                            entity,
-                            version: e.version,
-                            started,
-                            path: format!("node {node}"),
-                        });
-                    }
-                }
-            }
-        }));
-    }
-
-    // Each phase of faults lasts until the clients have got real work done in it: a number
-    // of acknowledged writes and of reads more than when the phase began.
-    let progress = || {
-        let history = history.clone();
-        async move {
-            let counts = |h: &[Op]| {
-                let writes = h.iter().filter(|o| matches!(o, Op::Write { .. })).count();
-                (writes, h.len() - writes)
-            };
-            let (w0, r0) = counts(&history.lock().unwrap());
-            instaface_testkit::wait_until(Duration::from_secs(30), "the clients to make progress", || {
-                let (w, r) = counts(&history.lock().unwrap());
-                w >= w0 + 15 && r >= r0 + 50
-            })
-            .await;
-        }
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_short_lease_cut_followers_never_serve_stale() {
+    let _one = serial();
+    let opts = ClusterOpts {
+        env: vec![("LEASE_MS".into(), "300".into())],
+        ..Default::default()
     };
-    let pause = progress;
+    let (report, from, to) = follower_cuts("cons-short", opts, 1, (400, 700), 10).await;
+    assert_consistent(&report);
+    assert_no_failed_client_reads(&report, from, to);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_with_two_followers_cut_around_the_lease_never_serve_stale() {
+    let _one = serial();
+    let opts = ClusterOpts {
+        nodes: 5,
+        ..Default::default()
+    };
+    let (report, from, to) = follower_cuts("cons-five", opts, 2, (600, 800), 8).await;
+    assert_consistent(&report);
+    assert_no_failed_client_reads(&report, from, to);
+}
+
+/// Failover under load: a follower cut and healed, the leader killed and restarted, the
+/// new leader cut off for longer than an election timeout, then healed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_kills_and_leader_cuts_never_serve_stale() {
+    let _one = serial();
+    let mut c = Cluster::start("cons-failover", ClusterOpts::default()).await;
+    let (first_leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let work = Workload::start(&c, 4, &c.ids).await;
+    let pause = || work.wait_progress(15, 50, Duration::from_secs(30));
     pause().await;
     let follower = c.ids.iter().find(|i| **i != first_leader).cloned().unwrap();
     c.unplug(&follower, true).await;
@@ -181,76 +159,47 @@ async fn no_read_after_an_acknowledged_write_returns_an_older_version() {
     pause().await;
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     c.kill9(&leader);
-    let (new_leader, _) = c
-        .wait_leader(Duration::from_secs(20), Some(&leader), term)
-        .await;
+    let (new_leader, _) = c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
     c.spawn(&leader);
     pause().await;
     c.unplug(&new_leader, true).await;
     pause().await;
     c.unplug(&new_leader, false).await;
     pause().await;
-
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
-    }
-    let history = history.lock().unwrap().clone();
-    let writes = history
-        .iter()
-        .filter(|o| matches!(o, Op::Write { .. }))
-        .count();
-    let reads = history
-        .iter()
-        .filter(|o| matches!(o, Op::Read { .. }))
-        .count();
-    let direct = history
-        .iter()
-        .filter(|o| matches!(o, Op::Read { path, .. } if path.starts_with("node")))
-        .count();
-    println!(
-        "history: {writes} acknowledged writes, {reads} reads ({direct} addressed to single nodes)"
-    );
-    assert!(
-        writes >= 20 && reads >= 50,
-        "too little happened to judge: {writes} writes, {reads} reads"
-    );
-    let violations = check(&history);
-    assert!(
-        violations.is_empty(),
-        "{} stale reads, e.g.:\n{}",
-        violations.len(),
-        violations
-            .iter()
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let report = work.stop().await;
+    assert_consistent(&report);
 }
 
-#[test]
-fn the_checker_finds_a_stale_read() {
-    let t0 = Instant::now();
-    let later = t0 + Duration::from_millis(5);
-    let history = vec![
-        Op::Write {
-            entity: 1,
-            version: 3,
-            acked: t0,
-        },
-        Op::Read {
-            entity: 1,
-            version: 2,
-            started: later,
-            path: "x".into(),
-        },
-        Op::Read {
-            entity: 1,
-            version: 3,
-            started: later,
-            path: "y".into(),
-        },
-    ];
-    assert_eq!(check(&history).len(), 1);
+/// Runs the follower-cut history on a cluster with `bug` planted until the checker
+/// reports a stale read (at most `rounds` cuts); returns the report.
+async fn with_planted_bug(bug: &str, rounds: usize) -> Report {
+    let opts = ClusterOpts {
+        env: vec![("INSTAFACE_PLANTED_BUG".into(), bug.into())],
+        ..Default::default()
+    };
+    let c = Cluster::start(&format!("cons-{bug}"), opts).await;
+    let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let all: Vec<&str> = c.ids.iter().map(String::as_str).collect();
+    c.wait_serving(&all, Duration::from_secs(15)).await;
+    let victim = c.ids.iter().find(|i| **i != leader).cloned().unwrap();
+    let work = Workload::start(&c, 4, &c.ids).await;
+    work.wait_progress(10, 50, Duration::from_secs(30)).await;
+    cut_again_and_again(&c, &[victim], rounds, (690, 760), (900, 1100)).await;
+    work.stop().await
+}
+
+/// Negative controls: the checker must see what each planted bug breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_checker_reports_stale_reads_when_a_rule_is_broken_on_purpose() {
+    let _one = serial();
+    for bug in ["answer-uncovered", "confirm-with-gap"] {
+        let report = with_planted_bug(bug, 12).await;
+        println!("planted {bug}: {}", report.summary());
+        assert!(
+            !report.violations.is_empty(),
+            "with {bug} planted the checker found no stale read: {}",
+            report.summary()
+        );
+        println!("  e.g. {}", report.violations[0]);
+    }
 }

@@ -349,14 +349,14 @@ async fn a_panicking_actor_is_restarted_and_the_process_lives_on() {
         .await
         .unwrap();
     c.bus.flush().await.unwrap();
-    // The election actor restarts; the node rejoins as a follower of the same cluster.
+    // The node's actors restart together; it rejoins as a follower of the same cluster.
     wait_until(
         Duration::from_secs(5),
         "the node to log its restart",
         || {
             std::fs::read_to_string(c.log_dir().join(format!("{victim}.log")))
                 .unwrap_or_default()
-                .contains("restarting actor")
+                .contains("restarting the node's actors")
         },
     )
     .await;

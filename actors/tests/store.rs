@@ -562,6 +562,10 @@ async fn the_outbox_grows_in_order_and_keeps_its_newest_row() {
     let some = store.outbox_since(seqs[1], 2).await.unwrap();
     assert_eq!(some.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..4]);
     assert!(store.outbox_since(seqs[4], 10).await.unwrap().is_empty());
+    // A new leader replays the newest rows, oldest first, never the oldest ones.
+    let newest = store.outbox_newest(2).await.unwrap();
+    assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[3..5]);
+    assert_eq!(store.outbox_newest(100).await.unwrap().len(), 5);
 
     assert_eq!(store.outbox_delete_through(seqs[1]).await.unwrap(), 2);
     assert_eq!(store.outbox_oldest().await.unwrap(), Some(seqs[2]));

@@ -12,6 +12,7 @@
 //! [`netsplit::NatsMesh`] runs NATS servers that a test can really partition from each
 //! other; [`Cluster::start_placed`] puts each node on a server of its own.
 
+pub mod history;
 pub mod netsplit;
 
 pub use netsplit::NatsMesh;
@@ -175,6 +176,7 @@ impl Cluster {
             .env("NATS_URL", "nats://127.0.0.1:4222")
             .env("REDIS_URL", "redis://127.0.0.1:6379")
             .env("INSTAFACE_TEST_HOOKS", "true")
+            .env("STATE_DIR", &self.log_dir)
             .env("RUST_LOG", std::env::var("NODE_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -241,12 +243,19 @@ impl Cluster {
         }
     }
 
-    /// Unplugs (or plugs back) node `id` through `P.control.unplug`.
+    /// Unplugs node `id` from its peers (or plugs it back) through `P.control.unplug`;
+    /// clients still reach it.
     pub async fn unplug(&self, id: &str, unplugged: bool) {
-        self.bus
-            .publish(self.bus.subjects().control_unplug(), &Unplug { node: id.to_string(), unplugged, clients: false })
-            .await
-            .expect("publish unplug");
+        self.send_unplug(Unplug { node: id.to_string(), unplugged, clients: false }).await;
+    }
+
+    /// Isolates node `id` from its peers *and* from clients (or plugs it back in).
+    pub async fn isolate(&self, id: &str, isolated: bool) {
+        self.send_unplug(Unplug { node: id.to_string(), unplugged: isolated, clients: isolated }).await;
+    }
+
+    async fn send_unplug(&self, cmd: Unplug) {
+        self.bus.publish(self.bus.subjects().control_unplug(), &cmd).await.expect("publish unplug");
         self.bus.flush().await.expect("flush");
     }
 
@@ -288,6 +297,17 @@ impl Cluster {
             assert!(Instant::now() < deadline, "nodes {ids:?} did not all hold a read lease within {timeout:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A bus and a graph client of this cluster's on the NATS server(s) of `nats_url`
+    /// (e.g. one server of a [`NatsMesh`], to be a client on one side of a partition).
+    pub async fn client_on(&self, nats_url: &str) -> (Bus, GraphClient) {
+        let mut args = BusArgs::local(&self.prefix);
+        args.nats_url = nats_url.into();
+        let bus = Bus::connect(&args, "test-client").await.expect("nats");
+        wait_until(Duration::from_secs(10), "a test client's NATS connection", || bus.is_connected()).await;
+        let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");
+        (bus, client)
     }
 
     /// A MySQL connection to the cluster's database (for checking what reached it).

@@ -1,71 +1,46 @@
-//! The cache actor: this node's cache of entities and association lists, and the
-//! invalidations applied to it.
+//! The cache actor: this node's cache of entities and association lists.
 //!
-//! It applies invalidations in seq order (a heartbeat's window, a broadcast, or the
-//! leader's own write) and keeps `applied_seq`, which the node's acks carry; a follower
-//! that finds itself behind the leader's retained window clears its whole cache.
+//! It is told, by the protocol actor and in the order the protocol core decided, which
+//! keys to drop ([`CacheMsg::Invalidate`], [`CacheMsg::Clear`]) and until when it may
+//! serve ([`CacheMsg::Serving`]); it answers lookups ([`CacheMsg::Get`]) only while it
+//! may serve. Because those commands and the lookups share one mailbox, a lookup that
+//! arrives after the node acked an invalidation never sees the dropped value.
 //!
-//! Lookups ([`CacheMsg::Get`]) are answered from the [`CacheCore`], which decides what
-//! must be fetched (single flight, and never handing a reader a value fetched before an
-//! invalidation it came after). The actor never awaits the network: a fetch runs as a task
-//! — a fill request to the leader on a follower, a MySQL read through the store actor on
-//! the leader — that sends its result back as [`CacheMsg::Filled`].
+//! Lookups are answered from the [`CacheCore`], which decides what must be fetched
+//! (single flight, and never handing a reader a value fetched before an invalidation it
+//! came after). The actor never awaits the network: a fetch runs as a task — a fill
+//! request to the leader on a follower, a MySQL read through the store actor on the
+//! leader — that sends its result back as [`CacheMsg::Filled`]. Fetch numbers never repeat
+//! within a process, so a fill started before a restart cannot complete a later fetch.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use instaface_bus::graph::{CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest};
+use instaface_bus::graph::{CacheKey, ErrorBody, ErrorCode, FillReply, FillRequest};
 use instaface_bus::messages::{EventKind, Role};
 use instaface_bus::NodeId;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use super::heartbeat_actor::CacheApply;
-use super::store_actor::StoreMsg;
+use super::messages::{CacheMsg, StoreMsg, Waiter};
 use super::{cast_to, lookup, NodeContext};
-use crate::cache::{Answer, CacheCore, FetchId, FetchOrder};
+use crate::cache::{Answer, CacheCore, FetchOrder};
 
 /// How often cache counters are published as a `cache` event.
 const STATS_EVERY: Duration = Duration::from_secs(1);
 
-pub enum CacheMsg {
-    /// Apply invalidations; replies with `applied_seq` afterwards.
-    Apply(CacheApply, RpcReplyPort<u64>),
-    RoleChanged {
-        role: Role,
-        term: u64,
-        leader: Option<NodeId>,
-    },
-    PublishStats,
-    /// Values for `keys` (in order), from the cache or filled. Refused without a lease.
-    Get {
-        keys: Vec<CacheKey>,
-        reply: Waiter,
-    },
-    /// A fetch finished.
-    Filled {
-        id: FetchId,
-        result: Result<Vec<CacheValue>, ErrorBody>,
-    },
-    /// Test hook: panic inside the handler.
-    Panic,
-}
-
-/// What a failed fetch carries.
-pub type FillError = ErrorBody;
-
-/// Where a lookup's answer goes: the values of the keys asked, in order.
-pub type Waiter = RpcReplyPort<Result<Vec<(CacheKey, CacheValue)>, ErrorBody>>;
-
 /// How long a fetch may take before it fails (its waiters get an error).
 const FILL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Each cache actor of the process numbers its fetches from its own base.
+static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
 
 pub struct CacheActor;
 
 pub struct CacheState {
     ctx: NodeContext,
-    core: CacheCore<Waiter, FillError>,
-    applied_seq: u64,
+    core: CacheCore<Waiter, ErrorBody>,
+    serving_until: Option<Instant>,
     term: u64,
     role: Role,
     leader: Option<NodeId>,
@@ -73,23 +48,18 @@ pub struct CacheState {
 }
 
 impl CacheState {
-    fn set_applied(&mut self, seq: u64) {
-        self.applied_seq = seq;
-        self.ctx.applied_seq.store(seq, Ordering::SeqCst);
-        self.ctx.metrics.applied_seq.set(seq as i64);
-    }
-
-    fn invalidate_strings(&mut self, keys: &[String]) {
+    fn invalidate(&mut self, keys: &[String]) {
         let parsed: Vec<CacheKey> = keys.iter().filter_map(|k| k.parse().ok()).collect();
         if parsed.len() != keys.len() {
-            tracing::warn!(
-                ?keys,
-                "invalidation with unparsable keys: clearing the cache"
-            );
+            tracing::warn!(?keys, "invalidation with unparsable keys: clearing the cache");
             self.core.clear();
         } else {
             self.core.invalidate(&parsed);
         }
+    }
+
+    fn serving(&self) -> bool {
+        self.serving_until.is_some_and(|u| Instant::now() < u)
     }
 }
 
@@ -104,98 +74,49 @@ impl Actor for CacheActor {
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(STATS_EVERY, || CacheMsg::PublishStats);
-        // A restarted cache starts empty, so it may claim no more than it can prove: 0
-        // unless the process already knew more (then the next heartbeat's window clears it
-        // or brings it up to date).
-        let core = CacheCore::new(ctx.cfg.cache_capacity);
-        let view = ctx.view.borrow().clone();
-        let mut state = CacheState {
+        let base = INCARNATIONS.fetch_add(1, Ordering::SeqCst) << 40;
+        Ok(CacheState {
+            core: CacheCore::with_fetch_base(ctx.cfg.cache_capacity, base),
             ctx,
-            core,
-            applied_seq: 0,
-            term: view.term,
-            role: view.role,
-            leader: view.leader,
+            serving_until: None,
+            term: 0,
+            role: Role::Follower,
+            leader: None,
             last_published: (0, 0, 0),
-        };
-        let known = state.ctx.applied_seq.load(Ordering::SeqCst);
-        state.set_applied(known);
-        Ok(state)
+        })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<Self::Msg>,
+        _myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let span = tracing::info_span!("cache", node = %state.ctx.cfg.id, term = state.term);
-        on_message(myself, msg, state).instrument(span).await
+        on_message(msg, state).instrument(span).await
     }
 }
 
-async fn on_message(
-    _myself: ActorRef<CacheMsg>,
-    msg: CacheMsg,
-    state: &mut CacheState,
-) -> Result<(), ActorProcessingErr> {
+async fn on_message(msg: CacheMsg, state: &mut CacheState) -> Result<(), ActorProcessingErr> {
     match msg {
-        CacheMsg::Apply(apply, reply) => {
-            match apply {
-                CacheApply::Window {
-                    floor,
-                    seq,
-                    entries,
-                } => {
-                    if state.applied_seq >= seq {
-                        // Nothing new.
-                    } else if state.applied_seq >= floor {
-                        let applied = state.applied_seq;
-                        for e in entries.iter().filter(|e| e.seq > applied) {
-                            state.invalidate_strings(&e.keys);
-                        }
-                        state.set_applied(seq);
-                    } else {
-                        tracing::warn!(
-                            applied = state.applied_seq,
-                            floor,
-                            seq,
-                            "behind the leader's retained invalidations: clearing the cache"
-                        );
-                        state.core.clear();
-                        state.set_applied(seq);
-                    }
-                }
-                CacheApply::One {
-                    prev_seq,
-                    seq,
-                    keys,
-                } => {
-                    state.invalidate_strings(&keys);
-                    if state.applied_seq >= prev_seq && seq > state.applied_seq {
-                        state.set_applied(seq);
-                    }
-                }
-                CacheApply::Own { seq, keys } => {
-                    state.invalidate_strings(&keys);
-                    if seq > state.applied_seq {
-                        state.set_applied(seq);
-                    }
-                }
-            }
-            let _ = reply.send(state.applied_seq);
-        }
-        CacheMsg::RoleChanged { role, term, leader } => {
-            state.term = term;
+        CacheMsg::Invalidate(keys) => state.invalidate(&keys),
+        CacheMsg::Clear => state.core.clear(),
+        CacheMsg::Serving {
+            until,
+            role,
+            term,
+            leader,
+        } => {
+            state.serving_until = until;
             state.role = role;
+            state.term = term;
             state.leader = leader;
         }
         CacheMsg::Get { keys, reply } => {
-            let lease_holds = state.ctx.view.borrow().lease_holds(std::time::Instant::now());
-            if !lease_holds {
+            if !state.serving() {
                 let _ = reply.send(Err(ErrorBody::new(
                     ErrorCode::Unavailable,
-                    "this node holds no read lease",
+                    format!("{} holds no read lease", state.ctx.cfg.id),
                 )));
                 return Ok(());
             }
@@ -209,46 +130,48 @@ async fn on_message(
                 start_fetch(state, order);
             }
         }
-        CacheMsg::Panic => panic!("test hook: cache actor panic"),
         CacheMsg::Filled { id, result } => {
             for answer in state.core.complete_fetch_in_order(id, result) {
                 deliver(answer);
             }
         }
-        CacheMsg::PublishStats => {
-            let s = state.core.stats();
-            state.ctx.metrics.cache_entries.set(s.entries as i64);
-            if let Ok(mut c) = state.ctx.counters.lock() {
-                c.hits = s.hits;
-                c.misses = s.misses;
-                c.entries = s.entries;
-                c.fills = state.ctx.metrics.cache_fills.get();
-            }
-            let now = (s.hits, s.misses, s.entries);
-            if now != state.last_published {
-                state.last_published = now;
-                state
-                    .ctx
-                    .net
-                    .event(
-                        state.term,
-                        EventKind::Cache {
-                            hits: s.hits,
-                            misses: s.misses,
-                            entries: s.entries,
-                            fills: s.fills,
-                            applied_seq: state.applied_seq,
-                        },
-                    )
-                    .await;
-            }
-        }
+        CacheMsg::PublishStats => publish_stats(state).await,
+        CacheMsg::Panic => panic!("test hook: cache actor panic"),
     }
     Ok(())
 }
 
+async fn publish_stats(state: &mut CacheState) {
+    let s = state.core.stats();
+    state.ctx.metrics.cache_entries.set(s.entries as i64);
+    if let Ok(mut c) = state.ctx.counters.lock() {
+        c.hits = s.hits;
+        c.misses = s.misses;
+        c.entries = s.entries;
+        c.fills = state.ctx.metrics.cache_fills.get();
+    }
+    let now = (s.hits, s.misses, s.entries);
+    if now != state.last_published {
+        state.last_published = now;
+        state
+            .ctx
+            .net
+            .event(
+                state.term,
+                EventKind::Cache {
+                    hits: s.hits,
+                    misses: s.misses,
+                    entries: s.entries,
+                    fills: s.fills,
+                    applied_seq: state.ctx.applied_seq(),
+                },
+            )
+            .await;
+    }
+}
+
 /// Sends a lookup's answer to its waiter.
-fn deliver(answer: Answer<Waiter, FillError>) {
+fn deliver(answer: Answer<Waiter, ErrorBody>) {
     let (waiter, values) = answer.into_values();
     let _ = waiter.send(values.map_err(|e| match e {
         crate::cache::FetchError::Failed(body) => body,
@@ -269,44 +192,9 @@ fn start_fetch(state: &CacheState, order: FetchOrder) {
     tokio::spawn(async move {
         let FetchOrder { id, keys } = order;
         let result = if leading {
-            match lookup::<StoreMsg>(&ctx.names.store) {
-                Some(store) => match store
-                    .call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT))
-                    .await
-                {
-                    Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(_, values)| values),
-                    _ => Err(ErrorBody::new(
-                        ErrorCode::Unavailable,
-                        "the store did not answer the fill",
-                    )),
-                },
-                None => Err(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    "the store actor is restarting",
-                )),
-            }
+            fetch_from_mysql(&ctx, keys).await
         } else if let Some(leader) = leader {
-            let req = FillRequest {
-                term,
-                node: ctx.cfg.id.clone(),
-                keys,
-            };
-            match ctx
-                .net
-                .request::<_, instaface_bus::graph::Reply<FillReply>>(
-                    ctx.net.subjects().fill(&leader),
-                    &req,
-                    FILL_TIMEOUT,
-                )
-                .await
-            {
-                Ok(instaface_bus::graph::Reply::Ok(fill)) => Ok(fill.values),
-                Ok(instaface_bus::graph::Reply::Error(e)) => Err(e),
-                Err(e) => Err(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    format!("fill from the leader failed: {e}"),
-                )),
-            }
+            fetch_from_leader(&ctx, &leader, term, keys).await
         } else {
             Err(ErrorBody::new(
                 ErrorCode::Unavailable,
@@ -315,4 +203,55 @@ fn start_fetch(state: &CacheState, order: FetchOrder) {
         };
         cast_to(&ctx.names.cache, CacheMsg::Filled { id, result });
     });
+}
+
+async fn fetch_from_mysql(
+    ctx: &NodeContext,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
+    let Some(store) = lookup::<StoreMsg>(&ctx.names.store) else {
+        return Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            "the store actor is restarting",
+        ));
+    };
+    match store
+        .call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(_, values)| values),
+        _ => Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            "the store did not answer the fill",
+        )),
+    }
+}
+
+async fn fetch_from_leader(
+    ctx: &NodeContext,
+    leader: &NodeId,
+    term: u64,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
+    let req = FillRequest {
+        term,
+        node: ctx.cfg.id.clone(),
+        keys,
+    };
+    match ctx
+        .net
+        .request::<_, instaface_bus::graph::Reply<FillReply>>(
+            ctx.net.subjects().fill(leader),
+            &req,
+            FILL_TIMEOUT,
+        )
+        .await
+    {
+        Ok(instaface_bus::graph::Reply::Ok(fill)) => Ok(fill.values),
+        Ok(instaface_bus::graph::Reply::Error(e)) => Err(e),
+        Err(e) => Err(ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!("fill from the leader failed: {e}"),
+        )),
+    }
 }

@@ -2,20 +2,16 @@
 //! invalid setting fails with one clear line naming it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use instaface_bus::config::BusArgs;
 use instaface_bus::NodeId;
 
-/// How a write's invalidation must be covered before the write is answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum InvalidationMode {
-    /// Answer once every follower acked the invalidation or its read lease certainly lapsed.
-    Lease,
-    /// Answer right after commit and broadcast (TAO's trade; clients use `min_seq`).
-    Async,
-}
+pub use crate::invalidation::InvalidationMode;
+use crate::election::ElectionConfig;
+use crate::invalidation::PlantedBug;
 
 /// `instaface-node`: one member of an Instaface cluster.
 #[derive(Parser, Clone, Debug)]
@@ -53,7 +49,7 @@ pub struct NodeArgs {
     #[arg(long, env = "ELECTION_MAX_MS", default_value_t = 1000)]
     pub election_max_ms: u64,
 
-    /// Read lease in ms (default: the election minimum less a clock-drift margin).
+    /// Read lease in ms (default: 95 % of ELECTION_MIN_MS / (1 + CLOCK_DRIFT)^2).
     #[arg(long, env = "LEASE_MS")]
     pub lease_ms: Option<u64>,
 
@@ -81,9 +77,20 @@ pub struct NodeArgs {
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
 
+    /// Where the node keeps its term and vote (`<dir>/<prefix>.<node id>.vote.json`,
+    /// fsynced on every change); must survive restarts of the node.
+    #[arg(long, env = "STATE_DIR", default_value = "state")]
+    pub state_dir: PathBuf,
+
     /// Enables test hooks (`P.node.<id>.debug.panic`); never in production.
     #[arg(long, env = "INSTAFACE_TEST_HOOKS", default_value_t = false)]
     pub test_hooks: bool,
+
+    /// Breaks one rule of the protocol on purpose, for negative controls (requires test
+    /// hooks): answer-uncovered, confirm-with-gap, answer-unchanged-at-once,
+    /// skip-ready-gate, forget-earlier-leases.
+    #[arg(long, env = "INSTAFACE_PLANTED_BUG")]
+    pub planted_bug: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -123,7 +130,9 @@ pub struct NodeConfig {
     pub cache_capacity: usize,
     pub assoc_window: u32,
     pub metrics_addr: Option<SocketAddr>,
+    pub state_dir: PathBuf,
     pub test_hooks: bool,
+    pub planted_bug: Option<PlantedBug>,
 }
 
 impl NodeArgs {
@@ -174,7 +183,7 @@ impl NodeArgs {
         let max_lease = election_min.as_secs_f64() / (1.0 + self.drift).powi(2);
         let lease = match self.lease_ms {
             Some(ms) => Duration::from_millis(ms),
-            None => Duration::from_secs_f64(max_lease * 0.95),
+            None => ElectionConfig::default_lease(election_min, self.drift),
         };
         if lease.as_secs_f64() >= max_lease {
             return Err(format!(
@@ -203,6 +212,21 @@ impl NodeArgs {
             ));
         }
         self.bus.nats_servers()?;
+        let planted_bug = match &self.planted_bug {
+            None => None,
+            Some(_) if !self.test_hooks => {
+                return Err(
+                    "INSTAFACE_PLANTED_BUG needs INSTAFACE_TEST_HOOKS=true (tests only)".into(),
+                )
+            }
+            Some(name) => Some(
+                name.parse::<PlantedBug>()
+                    .map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?,
+            ),
+        };
+        if self.state_dir.as_os_str().is_empty() {
+            return Err("STATE_DIR must name a directory".into());
+        }
         Ok(NodeConfig {
             id,
             members,
@@ -217,7 +241,9 @@ impl NodeArgs {
             cache_capacity: self.cache_capacity,
             assoc_window: self.assoc_window,
             metrics_addr: self.metrics_addr,
+            state_dir: self.state_dir.clone(),
             test_hooks: self.test_hooks,
+            planted_bug,
         })
     }
 }
@@ -238,6 +264,12 @@ mod tests {
     fn defaults_are_valid_and_lease_is_below_the_election_minimum() {
         let cfg = parse(&["--node-id", "n1", "--members", "n1,n2,n3"]).unwrap();
         assert_eq!(cfg.members, vec!["n1", "n2", "n3"]);
+        // The same default lease the simulations check.
+        assert_eq!(
+            cfg.lease,
+            ElectionConfig::default_lease(cfg.election_min, cfg.drift)
+        );
+        assert_eq!(cfg.lease, Duration::from_millis(646));
         assert!(cfg.lease < cfg.election_min);
         assert!(cfg.lease.as_secs_f64() * 1.05f64.powi(2) < cfg.election_min.as_secs_f64());
     }
@@ -263,5 +295,13 @@ mod tests {
         assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"])
             .unwrap_err()
             .contains("MYSQL_URL"));
+        assert!(parse(&["--node-id", "n1", "--planted-bug", "confirm-with-gap"])
+            .unwrap_err()
+            .contains("TEST_HOOKS"));
+        assert!(parse(&["--node-id", "n1", "--test-hooks", "--planted-bug", "nope"])
+            .unwrap_err()
+            .contains("INSTAFACE_PLANTED_BUG"));
+        let planted = parse(&["--node-id", "n1", "--test-hooks", "--planted-bug", "confirm-with-gap"]);
+        assert_eq!(planted.unwrap().planted_bug, Some(PlantedBug::ConfirmWithGap));
     }
 }

@@ -1,5 +1,5 @@
 //! NATS intake: one task per subscription, decoding each message and handing it to the
-//! actor it is for. Undecodable payloads are logged once per burst and dropped; while the
+//! protocol actor. Undecodable payloads are logged once per burst and dropped; while the
 //! node is unplugged every cluster-internal message is dropped here.
 
 use std::collections::BTreeSet;
@@ -14,8 +14,7 @@ use instaface_bus::Incoming;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use super::election_actor::ElectionMsg;
-use super::heartbeat_actor::HeartbeatMsg;
+use super::messages::{CacheMsg, ProtocolMsg, StoreMsg};
 use super::{cast_to, NodeContext};
 
 /// Whether messages on a subscription are cluster-internal (dropped while unplugged).
@@ -72,7 +71,7 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     tasks.push(
         spawn_intake::<Heartbeat, _>(ctx, s.heartbeat(), Kind::Internal, move |ctx, hb, _| {
             if hb.leader != id {
-                cast_to(&ctx.names.heartbeat, HeartbeatMsg::Received(hb));
+                cast_to(&ctx.names.protocol, ProtocolMsg::Heartbeat(hb));
             }
         })
         .await?,
@@ -81,26 +80,26 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     tasks.push(
         spawn_intake::<VoteRequest, _>(ctx, s.vote(), Kind::Internal, move |ctx, req, _| {
             if req.candidate != id {
-                cast_to(&ctx.names.election, ElectionMsg::VoteRequest(req));
+                cast_to(&ctx.names.protocol, ProtocolMsg::VoteRequest(req));
             }
         })
         .await?,
     );
     tasks.push(
         spawn_intake::<VoteReply, _>(ctx, s.vote_reply(&me), Kind::Internal, |ctx, reply, _| {
-            cast_to(&ctx.names.election, ElectionMsg::VoteReply(reply));
+            cast_to(&ctx.names.protocol, ProtocolMsg::VoteReply(reply));
         })
         .await?,
     );
     tasks.push(
         spawn_intake::<Ack, _>(ctx, s.ack(&me), Kind::Internal, |ctx, ack, reply| {
-            cast_to(&ctx.names.election, ElectionMsg::Ack { ack, reply });
+            cast_to(&ctx.names.protocol, ProtocolMsg::Ack { ack, reply });
         })
         .await?,
     );
     tasks.push(
         spawn_intake::<TimeoutNow, _>(ctx, s.timeout_now(&me), Kind::Internal, |ctx, msg, _| {
-            cast_to(&ctx.names.election, ElectionMsg::TimeoutNow(msg));
+            cast_to(&ctx.names.protocol, ProtocolMsg::TimeoutNow(msg));
         })
         .await?,
     );
@@ -108,7 +107,7 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     tasks.push(
         spawn_intake::<Invalidate, _>(ctx, s.invalidate(), Kind::Internal, move |ctx, inv, _| {
             if inv.leader != id {
-                cast_to(&ctx.names.heartbeat, HeartbeatMsg::Invalidate(inv));
+                cast_to(&ctx.names.protocol, ProtocolMsg::Invalidate(inv));
             }
         })
         .await?,
@@ -120,8 +119,12 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
             s.control_unplug(),
             Kind::Control,
             move |ctx, cmd, _| {
-                if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged) {
-                    tracing::warn!(unplugged = cmd.unplugged, "unplug switch flipped");
+                if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged, cmd.clients) {
+                    tracing::warn!(
+                        unplugged = cmd.unplugged,
+                        clients = cmd.clients,
+                        "unplug switch flipped"
+                    );
                     let ctx = ctx.clone();
                     tokio::spawn(async move {
                         let term = ctx.view.borrow().term;
@@ -149,7 +152,8 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
 
 /// Test hooks (only with `INSTAFACE_TEST_HOOKS=true`), on `P.node.<id>.debug.<hook>` with
 /// a MessagePack string or integer payload:
-/// - `panic` ("election" | "cache" | "heartbeat" | "store"): panic inside that actor;
+/// - `panic` ("protocol" — also "election" or "heartbeat", the actors it replaced — or
+///   "cache"): panic inside that actor (the whole actor tree restarts);
 /// - `hold` (1 | 0): the leader stops (or resumes) sending invalidations, broadcast and
 ///   in heartbeats — to kill a leader between a commit and its followers' acks;
 /// - `stall` (ms): the store actor waits that long before running its next write.
@@ -169,20 +173,17 @@ async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
             let number: Option<u64> = instaface_bus::decode(&msg.payload).ok();
             tracing::warn!(%hook, ?text, ?number, "test hook");
             match (hook.as_str(), text.as_deref(), number) {
-                ("panic", Some("election"), _) => {
-                    cast_to(&ctx.names.election, ElectionMsg::Panic);
+                ("panic", Some("protocol" | "election" | "heartbeat"), _) => {
+                    cast_to(&ctx.names.protocol, ProtocolMsg::Panic);
                 }
                 ("panic", Some("cache"), _) => {
-                    cast_to(&ctx.names.cache, super::cache_actor::CacheMsg::Panic);
+                    cast_to(&ctx.names.cache, CacheMsg::Panic);
                 }
                 ("hold", _, Some(on)) => {
-                    cast_to(&ctx.names.heartbeat, HeartbeatMsg::Hold(on != 0));
+                    cast_to(&ctx.names.protocol, ProtocolMsg::Hold(on != 0));
                 }
                 ("stall", _, Some(ms)) => {
-                    cast_to(
-                        &ctx.names.store,
-                        super::store_actor::StoreMsg::Stall(Duration::from_millis(ms)),
-                    );
+                    cast_to(&ctx.names.store, StoreMsg::Stall(Duration::from_millis(ms)));
                 }
                 _ => tracing::warn!(%hook, "unknown test hook"),
             }
@@ -194,7 +195,7 @@ async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
 }
 
 /// Registers this node and the expected `MEMBERS` in Redis, then feeds the membership to
-/// the election actor every second. Retries with backoff while Redis is away.
+/// the protocol actor every second. Retries with backoff while Redis is away.
 pub fn spawn_membership(ctx: &NodeContext) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
@@ -219,7 +220,7 @@ pub fn spawn_membership(ctx: &NodeContext) -> JoinHandle<()> {
                         tracing::info!(members = ?ids, "registered in the membership");
                     }
                     let set: BTreeSet<String> = members.into_keys().collect();
-                    cast_to(&ctx.names.election, ElectionMsg::Membership(set));
+                    cast_to(&ctx.names.protocol, ProtocolMsg::Membership(set));
                     delay = Duration::from_millis(100);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -69,7 +69,7 @@ impl Metrics {
         Metrics {
             role: gauge("role", "0 follower, 1 pre-candidate, 2 candidate, 3 leader"),
             term: gauge("term", "current term"),
-            unplugged: gauge("unplugged", "1 while the node is unplugged"),
+            unplugged: gauge("unplugged", "1 while the node is unplugged from its peers, 2 while isolated from clients too"),
             elections_started: counter(
                 "elections_started_total",
                 "campaigns started (PreVote phase included)",

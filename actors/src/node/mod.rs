@@ -1,33 +1,36 @@
-//! The running node: a ractor supervision tree wired to NATS.
+//! The running node: a ractor supervision tree wired to NATS, around the pure protocol
+//! core ([`crate::protocol::NodeCore`]).
 //!
 //! ```text
-//! NodeSupervisor ── restarts a failed child (bounded rate), escalates past it
-//!  ├─ ElectionActor   the election core, votes, acks, leases, leadership transfer
-//!  ├─ HeartbeatActor  the leader's heartbeats and invalidation log; followers' intake of both
-//!  ├─ CacheActor      the follower/leader cache and the reads it serves
-//!  └─ StoreActor      the leader's MySQL pool: fence, writes, fills
+//! NodeSupervisor ── restarts all three children when one fails (bounded rate), escalates past it
+//!  ├─ StoreActor      the leader's MySQL pool: fence, outbox, writes, fills
+//!  ├─ CacheActor      the node's cache and the reads it serves, as the core allows
+//!  └─ ProtocolActor   steps the core: election, leases, the invalidation log; persists the vote
 //! ```
 //!
-//! NATS subscriptions are plain tasks ([`intake`]) that decode each message and hand it
-//! to the actor named for it, looked up in ractor's registry at delivery time, so nothing
-//! holds a dead child's `ActorRef` across a restart.
+//! NATS subscriptions are plain tasks ([`intake`], [`requests`]) that decode each message
+//! and hand it to the actor named for it, looked up in ractor's registry at delivery time,
+//! so nothing holds a dead child's `ActorRef` across a restart.
 //!
-//! - [`config`]: flags and validation. [`net`]: the bus plus the unplug switch.
+//! - [`messages`]: every message between the actors.
+//! - [`config`]: flags and validation. [`net`]: the bus plus the unplug switches.
 //! - [`metrics`]: Prometheus. [`view`]: the role/term/lease snapshot the actors share.
+//! - [`vote_file`]: the term and vote on disk.
 
 pub mod cache_actor;
 pub mod config;
-pub mod election_actor;
-pub mod heartbeat_actor;
 pub mod intake;
+pub mod messages;
 pub mod metrics;
 pub mod net;
+pub mod protocol_actor;
 pub mod requests;
 pub mod run;
 pub mod service;
 pub mod store_actor;
 pub mod supervisor;
 pub mod view;
+pub mod vote_file;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,22 +54,14 @@ pub struct NodeContext {
     pub metrics: Metrics,
     /// The election actor's latest view of the cluster.
     pub view: watch::Sender<ClusterView>,
-    /// Invalidations applied to this node's cache up to here (followers ack it).
+    /// Invalidations applied to this node's cache up to here (the protocol actor keeps it).
     pub applied_seq: Arc<AtomicU64>,
     /// The origin of this node's monotonic clock (the election core's `now`).
     pub origin: Instant,
     pub names: ActorNames,
     /// The cache's latest counters, for the status endpoint and events.
     pub counters: service::SharedCounters,
-    /// Leader only: the outbox seq loaded on taking office, once the fence is raised and
-    /// the outbox replayed into heartbeats; `u64::MAX` until then (and on followers). The
-    /// leader confirms no ack (grants no read lease) and serves nothing before that, and
-    /// then only acks of followers that have applied at least this seq.
-    pub ready_seq: Arc<AtomicU64>,
 }
-
-/// [`NodeContext::ready_seq`] while the leader is not ready.
-pub const NOT_READY: u64 = u64::MAX;
 
 impl NodeContext {
     /// Monotonic time since this node started, as the election core counts it.
@@ -78,12 +73,6 @@ impl NodeContext {
         self.applied_seq.load(Ordering::SeqCst)
     }
 
-    /// Leader only: whether the outbox is loaded for this term (see `ready_seq`).
-    pub fn leader_ready(&self) -> Option<u64> {
-        let seq = self.ready_seq.load(Ordering::SeqCst);
-        (seq != NOT_READY).then_some(seq)
-    }
-
     pub fn id(&self) -> &str {
         &self.cfg.id
     }
@@ -93,8 +82,7 @@ impl NodeContext {
 #[derive(Clone, Debug)]
 pub struct ActorNames {
     pub supervisor: String,
-    pub election: String,
-    pub heartbeat: String,
+    pub protocol: String,
     pub cache: String,
     pub store: String,
 }
@@ -103,8 +91,7 @@ impl ActorNames {
     pub fn new(node: &str) -> ActorNames {
         ActorNames {
             supervisor: format!("{node}/supervisor"),
-            election: format!("{node}/election"),
-            heartbeat: format!("{node}/heartbeat"),
+            protocol: format!("{node}/protocol"),
             cache: format!("{node}/cache"),
             store: format!("{node}/store"),
         }

@@ -1,9 +1,12 @@
-//! The node's view of the network: the typed bus plus the unplug switch.
+//! The node's view of the network: the typed bus plus the two unplug switches.
 //!
-//! Unplugging is a partition: an unplugged node drops every cluster-internal message
-//! (heartbeats, votes, acks, invalidations, fills) it would send or receive, while it stays
-//! connected and keeps publishing events. Every internal send goes through [`Net`], and
-//! every intake checks [`Net::unplugged`], so the rule lives here.
+//! Unplugging is a partition from the *peers*: an unplugged node drops every
+//! cluster-internal message (heartbeats, votes, acks, invalidations, fills) it would send
+//! or receive, while clients still reach it — it answers them exactly as far as its own
+//! state allows (a follower serves reads until its read lease runs out), and it keeps
+//! publishing events. Isolating it from clients too ([`Net::clients_cut`]) also drops
+//! every client request. Every internal send goes through [`Net`], and every intake checks
+//! the switch for its audience, so the rule lives here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +23,15 @@ pub struct Net {
     bus: Bus,
     node: NodeId,
     unplugged: Arc<AtomicBool>,
+    clients_cut: Arc<AtomicBool>,
     metrics: Metrics,
+}
+
+/// Who a subscription serves: peers (cluster-internal traffic) or clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Peers,
+    Clients,
 }
 
 impl Net {
@@ -29,6 +40,7 @@ impl Net {
             bus,
             node,
             unplugged: Arc::new(AtomicBool::new(false)),
+            clients_cut: Arc::new(AtomicBool::new(false)),
             metrics,
         }
     }
@@ -45,15 +57,32 @@ impl Net {
         &self.node
     }
 
+    /// Cut off from its peers.
     pub fn unplugged(&self) -> bool {
         self.unplugged.load(Ordering::SeqCst)
     }
 
-    /// Sets the unplug switch; returns whether it changed.
-    pub fn set_unplugged(&self, unplugged: bool) -> bool {
+    /// Cut off from clients as well (total isolation).
+    pub fn clients_cut(&self) -> bool {
+        self.clients_cut.load(Ordering::SeqCst)
+    }
+
+    /// Whether a message for `audience` is dropped right now.
+    pub fn cut_from(&self, audience: Audience) -> bool {
+        match audience {
+            Audience::Peers => self.unplugged(),
+            Audience::Clients => self.clients_cut(),
+        }
+    }
+
+    /// Unplugs (from peers; with `clients`, from clients too) or plugs back in; returns
+    /// whether anything changed.
+    pub fn set_unplugged(&self, unplugged: bool, clients: bool) -> bool {
+        let clients = unplugged && clients;
         let was = self.unplugged.swap(unplugged, Ordering::SeqCst);
-        self.metrics.unplugged.set(unplugged as i64);
-        was != unplugged
+        let was_clients = self.clients_cut.swap(clients, Ordering::SeqCst);
+        self.metrics.unplugged.set(unplugged as i64 + clients as i64);
+        was != unplugged || was_clients != clients
     }
 
     /// Counts a message dropped because the node is unplugged (or for another `reason`).

@@ -1,7 +1,8 @@
-//! Client-facing request handling on a node: reads (the `readers` queue group while this
-//! node holds a read lease, and `P.node.<id>.read` always), writes and fills addressed to
-//! this node. Each request runs in a task of its own; the query engine runs there too,
-//! asking the cache actor one batch per level.
+//! Request handling on a node: reads (the `readers` queue group while this node serves
+//! as a follower, and `P.node.<id>.read` always), writes, and fills from followers. Each
+//! request runs in a task of its own; the query engine runs there too, asking the cache
+//! actor one batch per level. Client requests are dropped only while the node is isolated
+//! from clients; fills (peer traffic) while it is unplugged from its peers.
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,8 @@ use instaface_bus::Incoming;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::task::JoinHandle;
 
-use super::cache_actor::CacheMsg;
-use super::store_actor::StoreMsg;
+use super::messages::{CacheMsg, StoreMsg};
+use super::net::Audience;
 use super::{lookup, NodeContext};
 use crate::query::{timeline_plan, QueryError, QueryPlan};
 
@@ -43,37 +44,42 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let me = ctx.cfg.id.clone();
     let mut tasks = Vec::new();
     tasks.push(
-        serve::<ReadRequest, ReadResult, _, _>(ctx, s.read_at(&me), true, |ctx, req| async move {
-            read(&ctx, req).await
-        })
+        serve::<ReadRequest, ReadResult, _, _>(
+            ctx,
+            s.read_at(&me),
+            Audience::Clients,
+            |ctx, req| async move { read(&ctx, req).await },
+        )
         .await?,
     );
     tasks.push(
         serve::<WriteRequest, WriteOutcome, _, _>(
             ctx,
             s.write(&me),
-            false,
+            Audience::Clients,
             |ctx, req| async move { write(&ctx, req).await },
         )
         .await?,
     );
     tasks.push(
-        serve::<FillRequest, FillReply, _, _>(ctx, s.fill(&me), true, |ctx, req| async move {
-            fill(&ctx, req).await
-        })
+        serve::<FillRequest, FillReply, _, _>(
+            ctx,
+            s.fill(&me),
+            Audience::Peers,
+            |ctx, req| async move { fill(&ctx, req).await },
+        )
         .await?,
     );
     tasks.push(spawn_readers_group(ctx));
     Ok(tasks)
 }
 
-/// Subscribes to `subject` and answers each request in a task with `handler`'s [`Reply`].
-/// `internal` requests are dropped while unplugged (a client's write is not internal, but
-/// an unplugged node cannot commit it either: it answers with an error instead).
+/// Subscribes to `subject` and answers each request in a task with `handler`'s [`Reply`];
+/// requests are dropped while the node is cut off from their `audience`.
 async fn serve<Req, Res, F, Fut>(
     ctx: &NodeContext,
     subject: String,
-    internal: bool,
+    audience: Audience,
     handler: F,
 ) -> anyhow::Result<JoinHandle<()>>
 where
@@ -83,18 +89,13 @@ where
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     let sub = ctx.net.bus().subscribe::<Req>(subject).await?;
-    Ok(tokio::spawn(answer_all(
-        ctx.clone(),
-        sub,
-        internal,
-        handler,
-    )))
+    Ok(tokio::spawn(answer_all(ctx.clone(), sub, audience, handler)))
 }
 
 async fn answer_all<Req, Res, F, Fut>(
     ctx: NodeContext,
     mut sub: instaface_bus::client::Subscription<Req>,
-    internal: bool,
+    audience: Audience,
     handler: F,
 ) where
     Req: DeserializeOwned + Send + 'static,
@@ -109,7 +110,7 @@ async fn answer_all<Req, Res, F, Fut>(
         payload,
     }) = sub.next().await
     {
-        if internal && ctx.net.unplugged() {
+        if ctx.net.cut_from(audience) {
             ctx.net.dropped("unplugged_in");
             continue;
         }
@@ -135,19 +136,20 @@ async fn answer_all<Req, Res, F, Fut>(
     }
 }
 
-/// Joins the `readers` queue group while this node is a follower holding a read lease,
-/// and leaves it when the lease lapses or the node leads.
+/// Joins the `readers` queue group while this node is a follower that may serve (it
+/// holds a read lease) and clients reach it, and leaves it as soon as that ends.
 fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let mut view_rx = ctx.view.subscribe();
         let mut serving: Option<JoinHandle<()>> = None;
         loop {
-            let should = {
+            let (should, until) = {
                 let view = view_rx.borrow_and_update();
-                view.role == Role::Follower
+                let should = view.role == Role::Follower
                     && view.lease_holds(Instant::now())
-                    && !ctx.net.unplugged()
+                    && !ctx.net.clients_cut();
+                (should, view.lease_until)
             };
             match (should, serving.is_some()) {
                 (true, false) => {
@@ -164,7 +166,7 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
                             serving = Some(tokio::spawn(answer_all(
                                 c,
                                 sub,
-                                true,
+                                Audience::Clients,
                                 |ctx, req| async move { read(&ctx, req).await },
                             )));
                         }
@@ -180,8 +182,13 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
                 }
                 _ => {}
             }
-            // Re-check when the view changes, or soon (a lease lapses without a view change).
-            let _ = tokio::time::timeout(Duration::from_millis(25), view_rx.changed()).await;
+            // Re-check when the view changes, when the lease runs out (it lapses without a
+            // view change), or soon (the isolation switch has no notification).
+            let now = Instant::now();
+            let wake = until
+                .filter(|u| *u > now)
+                .map_or(Duration::from_millis(25), |u| (u - now).min(Duration::from_millis(25)));
+            let _ = tokio::time::timeout(wake, view_rx.changed()).await;
         }
     })
 }
@@ -217,7 +224,7 @@ async fn cache_get(
 pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     let view = ctx.view.borrow().clone();
-    if !view.lease_holds(started) || ctx.net.unplugged() {
+    if !view.lease_holds(started) {
         return Err(err(
             ErrorCode::Unavailable,
             format!("{} holds no read lease", ctx.cfg.id),
@@ -441,7 +448,7 @@ async fn forward_to_leader(
 /// leader it knows of.
 pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome, ErrorBody> {
     let view = ctx.view.borrow().clone();
-    if view.role != Role::Leader || ctx.net.unplugged() {
+    if view.role != Role::Leader {
         return Err(err(
             ErrorCode::NotLeader,
             format!(

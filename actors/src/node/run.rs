@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::config::NodeConfig;
 use super::metrics::Metrics;
 use super::net::Net;
-use super::supervisor::{NodeSupervisor, SupervisorMsg};
+use super::messages::SupervisorMsg;
+use super::supervisor::NodeSupervisor;
 use super::view::ClusterView;
 use super::{intake, service, ActorNames, NodeContext};
 use instaface_bus::config::BusArgs;
@@ -55,7 +56,6 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         origin: Instant::now(),
         names: ActorNames::new(&cfg.id),
         counters: Arc::new(Mutex::new(Default::default())),
-        ready_seq: Arc::new(AtomicU64::new(super::NOT_READY)),
         cfg: Arc::new(cfg),
     };
     tracing::info!(

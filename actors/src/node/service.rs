@@ -32,8 +32,8 @@ pub fn status(ctx: &NodeContext, counters: &SharedCounters) -> NodeStatus {
         leader: view.leader.clone(),
         members: view.members.clone(),
         unplugged: ctx.net.unplugged(),
-        clients_unplugged: false,
-        serving: view.lease_holds(now),
+        clients_unplugged: ctx.net.clients_cut(),
+        serving: view.lease_holds(now) && !ctx.net.clients_cut(),
         applied_seq: ctx.applied_seq(),
         lease_ms: view
             .lease_until

@@ -1,63 +1,20 @@
 //! The store actor: the leader's only way to MySQL. It opens a pool when the node takes
 //! office, raises the fence to the new term before anything else, loads the outbox for the
-//! heartbeat actor to replay, and then runs writes one at a time (each one transaction with
+//! protocol actor to replay, and then runs writes one at a time (each one transaction with
 //! the fence check and its outbox row). Fills read through the same pool in tasks of their
 //! own. When the node stops leading the pool is closed: followers never hold connections.
 
 use std::time::Duration;
 
-use instaface_bus::graph::{
-    Association, CacheKey, CacheValue, EntityId, ErrorBody, ErrorCode, WriteOutcome, WriteRequest,
-};
+use instaface_bus::graph::{ErrorBody, ErrorCode};
 use instaface_bus::messages::Role;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
-use super::election_actor::ElectionMsg;
-use super::heartbeat_actor::{HeartbeatMsg, WINDOW_MAX};
+use super::messages::{ProtocolMsg, StoreMsg};
 use super::{cast_to, NodeContext};
+use crate::invalidation::LogConfig;
 use crate::store::{GraphStore, StoreError};
-
-pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
-
-pub enum StoreMsg {
-    RoleChanged {
-        role: Role,
-        term: u64,
-    },
-    /// The pool for `term` is open (from the connect task).
-    Opened {
-        term: u64,
-        store: GraphStore,
-    },
-    Write {
-        req: WriteRequest,
-        reply: WriteReply,
-    },
-    /// A fill: values for `keys` and the seq they reflect.
-    Fill {
-        keys: Vec<CacheKey>,
-        reply: RpcReplyPort<Result<(u64, Vec<CacheValue>), ErrorBody>>,
-    },
-    Random {
-        etype: String,
-        count: u32,
-        reply: RpcReplyPort<Result<Vec<EntityId>, ErrorBody>>,
-    },
-    /// An association range read straight from MySQL (past the cached window).
-    ListAssocs {
-        from: EntityId,
-        atype: String,
-        limit: u32,
-        offset: u32,
-        reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>>,
-    },
-    PruneOutbox {
-        through: u64,
-    },
-    /// Test hook: wait this long before running the next write.
-    Stall(Duration),
-}
 
 pub struct StoreActor;
 
@@ -163,8 +120,8 @@ async fn on_message(
                     tracing::warn!(term, stored, "fence is above our term: stepping down");
                     let _ = store.disconnect().await;
                     cast_to(
-                        &state.ctx.names.election,
-                        ElectionMsg::Fenced { term: stored },
+                        &state.ctx.names.protocol,
+                        ProtocolMsg::Fenced { term: stored },
                     );
                 }
                 Err(e) => {
@@ -196,14 +153,22 @@ async fn on_message(
             match store.write(state.term, &state.ctx.cfg.id, &req).await {
                 Ok(committed) if committed.keys.is_empty() => {
                     state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
-                    let _ = reply.send(Ok(committed.outcome));
+                    // It observed the state up to its seq, which may not be covered yet.
+                    cast_to(
+                        &state.ctx.names.protocol,
+                        ProtocolMsg::Unchanged {
+                            term: state.term,
+                            outcome: committed.outcome,
+                            reply,
+                        },
+                    );
                 }
                 Ok(committed) => {
                     state.ctx.metrics.writes.with_label_values(&["ok"]).inc();
                     let keys = committed.keys.iter().map(|k| k.to_string()).collect();
                     cast_to(
-                        &state.ctx.names.heartbeat,
-                        HeartbeatMsg::Committed {
+                        &state.ctx.names.protocol,
+                        ProtocolMsg::Committed {
                             term: state.term,
                             outcome: committed.outcome,
                             keys,
@@ -226,8 +191,8 @@ async fn on_message(
                     );
                     state.ready = false;
                     cast_to(
-                        &state.ctx.names.election,
-                        ElectionMsg::Fenced { term: stored },
+                        &state.ctx.names.protocol,
+                        ProtocolMsg::Fenced { term: stored },
                     );
                     let _ = reply.send(Err(unavailable(format!(
                         "fenced: term {mine} is over (stored {stored})"
@@ -305,18 +270,16 @@ where
     });
 }
 
-/// Raises the fence to `term` and hands the retained outbox to the heartbeat actor.
+/// Raises the fence to `term` and hands the latest seq and the newest outbox rows (at
+/// most a heartbeat's window) to the protocol actor, which replays them.
 async fn take_office(ctx: &NodeContext, store: &GraphStore, term: u64) -> Result<(), StoreError> {
     store.raise_fence(term, &ctx.cfg.id).await?;
     let latest = store.outbox_latest().await?;
-    let entries = store.outbox_since(0, WINDOW_MAX as u32 * 4).await?;
-    // Keep the newest ones if there are more than a heartbeat can carry.
-    let skip = entries.len().saturating_sub(WINDOW_MAX);
-    let entries = entries.into_iter().skip(skip).collect();
+    let entries = store.outbox_newest(LogConfig::WINDOW_MAX as u32).await?;
     tracing::info!(term, latest, "fence raised; leader holds the MySQL pool");
     cast_to(
-        &ctx.names.heartbeat,
-        HeartbeatMsg::OutboxLoaded {
+        &ctx.names.protocol,
+        ProtocolMsg::OutboxLoaded {
             term,
             latest,
             entries,

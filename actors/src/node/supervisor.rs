@@ -1,23 +1,29 @@
-//! The node supervisor: starts the election, heartbeat, cache and store actors as linked
-//! children, restarts one that fails (a panic or an error) with a bounded restart rate, and
-//! escalates — stops itself, which ends the process with an error — past that bound.
+//! The node supervisor: starts the store, cache and protocol actors as linked children
+//! and, when any of them fails, restarts all three together (one for all), with a bounded
+//! restart rate; past that bound it stops, which ends the process with an error (its own
+//! supervisor — systemd, compose — restarts it).
 //!
-//! ractor's default is to stop a supervisor when any child exits; this one restarts the
-//! child instead. Siblings find each other by registry name (see [`super::cast_to`]), so a
-//! restarted child is found again without anyone holding its old `ActorRef`.
+//! Why all three: they share one protocol state. The cache's contents are only correct
+//! with the `applied_seq` the core holds, the store's pool and readiness belong to the
+//! term the core leads, and the core's waiting writes hold the store's replies. A child
+//! restarted alone would come back into a state its siblings disagree with (a fresh core
+//! that believes the cache empty while the old cache still serves; a store that never
+//! reloads the outbox for a leader that thinks it did). Restarting the tree is exactly a
+//! node restart — a fault the protocol simulation covers — except that the process keeps
+//! its NATS connection, and it keeps its term and vote on disk like any restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::cache_actor::CacheActor;
-use super::election_actor::{ElectionActor, ElectionMsg};
-use super::heartbeat_actor::HeartbeatActor;
+use super::messages::{ProtocolMsg, SupervisorMsg};
+use super::protocol_actor::ProtocolActor;
 use super::store_actor::StoreActor;
 use super::NodeContext;
 
-/// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor gives up.
+/// Tree restarts allowed within [`RESTART_WINDOW`] before the supervisor gives up.
 pub const MAX_RESTARTS: usize = 5;
 pub const RESTART_WINDOW: Duration = Duration::from_secs(30);
 
@@ -26,24 +32,17 @@ pub const RESTART_WINDOW: Duration = Duration::from_secs(30);
 pub enum Child {
     Store,
     Cache,
-    Heartbeat,
-    Election,
+    Protocol,
 }
 
 impl Child {
-    pub const ALL: [Child; 4] = [
-        Child::Store,
-        Child::Cache,
-        Child::Heartbeat,
-        Child::Election,
-    ];
+    pub const ALL: [Child; 3] = [Child::Store, Child::Cache, Child::Protocol];
 
     fn name(self, ctx: &NodeContext) -> &str {
         match self {
             Child::Store => &ctx.names.store,
             Child::Cache => &ctx.names.cache,
-            Child::Heartbeat => &ctx.names.heartbeat,
-            Child::Election => &ctx.names.election,
+            Child::Protocol => &ctx.names.protocol,
         }
     }
 
@@ -51,8 +50,7 @@ impl Child {
         match self {
             Child::Store => "store",
             Child::Cache => "cache",
-            Child::Heartbeat => "heartbeat",
-            Child::Election => "election",
+            Child::Protocol => "protocol",
         }
     }
 
@@ -71,11 +69,7 @@ impl Child {
                 .await?
                 .0
                 .get_cell(),
-            Child::Heartbeat => Actor::spawn_linked(name, HeartbeatActor, ctx.clone(), supervisor)
-                .await?
-                .0
-                .get_cell(),
-            Child::Election => Actor::spawn_linked(name, ElectionActor, ctx.clone(), supervisor)
+            Child::Protocol => Actor::spawn_linked(name, ProtocolActor, ctx.clone(), supervisor)
                 .await?
                 .0
                 .get_cell(),
@@ -84,19 +78,40 @@ impl Child {
     }
 }
 
-pub enum SupervisorMsg {
-    /// Graceful shutdown: hand leadership over, then stop the children in order. Replies
-    /// once done.
-    Shutdown(RpcReplyPort<()>),
-}
-
 pub struct NodeSupervisor;
 
 pub struct SupervisorState {
     ctx: NodeContext,
-    children: HashMap<Child, ActorCell>,
-    restarts: HashMap<Child, VecDeque<Instant>>,
+    /// The running children, in start order.
+    children: Vec<(Child, ActorCell)>,
+    restarts: VecDeque<Instant>,
     stopping: bool,
+}
+
+impl SupervisorState {
+    async fn stop_children(&mut self) {
+        while let Some((_, cell)) = self.children.pop() {
+            let _ = cell
+                .stop_and_wait(Some("stopping the tree".into()), Some(Duration::from_secs(3)))
+                .await;
+        }
+    }
+
+    async fn start_children(&mut self, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {
+        for child in Child::ALL {
+            // A stopped child's name may linger in the registry for a moment.
+            let name = child.name(&self.ctx).to_string();
+            for _ in 0..100 {
+                if ractor::registry::where_is(name.clone()).is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let cell = child.spawn(&self.ctx, supervisor.clone()).await?;
+            self.children.push((child, cell));
+        }
+        Ok(())
+    }
 }
 
 impl Actor for NodeSupervisor {
@@ -109,16 +124,14 @@ impl Actor for NodeSupervisor {
         myself: ActorRef<Self::Msg>,
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut children = HashMap::new();
-        for child in Child::ALL {
-            children.insert(child, child.spawn(&ctx, myself.get_cell()).await?);
-        }
-        Ok(SupervisorState {
+        let mut state = SupervisorState {
             ctx,
-            children,
-            restarts: HashMap::new(),
+            children: Vec::new(),
+            restarts: VecDeque::new(),
             stopping: false,
-        })
+        };
+        state.start_children(myself.get_cell()).await?;
+        Ok(state)
     }
 
     async fn handle(
@@ -129,20 +142,14 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Shutdown(reply) => {
-                if let Some(election) = super::lookup::<ElectionMsg>(&state.ctx.names.election) {
-                    let handed = election
-                        .call(ElectionMsg::Transfer, Some(state.ctx.cfg.election_min))
+                if let Some(protocol) = super::lookup::<ProtocolMsg>(&state.ctx.names.protocol) {
+                    let handed = protocol
+                        .call(ProtocolMsg::Transfer, Some(state.ctx.cfg.election_min))
                         .await;
                     tracing::info!(?handed, "leadership hand-over before shutdown");
                 }
                 state.stopping = true;
-                for child in Child::ALL.iter().rev() {
-                    if let Some(cell) = state.children.remove(child) {
-                        let _ = cell
-                            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(3)))
-                            .await;
-                    }
-                }
+                state.stop_children().await;
                 let _ = reply.send(());
                 myself.stop(Some("shutdown".into()));
             }
@@ -166,6 +173,7 @@ impl Actor for NodeSupervisor {
         if state.stopping {
             return Ok(());
         }
+        // Only a current child counts (those the supervisor stopped itself are gone).
         let Some(child) = state
             .children
             .iter()
@@ -175,42 +183,34 @@ impl Actor for NodeSupervisor {
             return Ok(());
         };
         let now = Instant::now();
-        let history = state.restarts.entry(child).or_default();
-        history.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
-        if history.len() >= MAX_RESTARTS {
+        state
+            .restarts
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        if state.restarts.len() >= MAX_RESTARTS {
             tracing::error!(actor = child.label(), %why, "restart limit reached; stopping the node");
             state.stopping = true;
+            state.stop_children().await;
             myself.stop(Some(format!(
                 "{} {why}; restart limit reached",
                 child.label()
             )));
             return Ok(());
         }
-        history.push_back(now);
-        tracing::warn!(actor = child.label(), %why, restarts = history.len(), "restarting actor");
+        state.restarts.push_back(now);
+        tracing::warn!(actor = child.label(), %why, restarts = state.restarts.len(), "restarting the node's actors");
         state
             .ctx
             .metrics
             .actor_restarts
             .with_label_values(&[child.label()])
             .inc();
-        // The dead child's name may linger in the registry for a moment; wait until it is free.
-        let name = child.name(&state.ctx).to_string();
-        for _ in 0..100 {
-            if ractor::registry::where_is(name.clone()).is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        match child.spawn(&state.ctx, myself.get_cell()).await {
-            Ok(cell) => {
-                state.children.insert(child, cell);
-            }
-            Err(e) => {
-                tracing::error!(actor = child.label(), error = %e, "restart failed; stopping the node");
-                state.stopping = true;
-                myself.stop(Some(format!("{} could not restart: {e}", child.label())));
-            }
+        state.children.retain(|(_, c)| c.get_id() != cell.get_id());
+        state.stop_children().await;
+        if let Err(e) = state.start_children(myself.get_cell()).await {
+            tracing::error!(error = %e, "restart failed; stopping the node");
+            state.stopping = true;
+            state.stop_children().await;
+            myself.stop(Some(format!("the actors could not restart: {e}")));
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! The snapshot of the node's role, term, leader and leases that the election actor
-//! publishes (a `tokio::sync::watch`) for the other actors and the read path.
+//! The snapshot of the node's role, term, leader and leases that the protocol actor
+//! publishes (a `tokio::sync::watch`) for the request handlers and the status endpoint.
 
 use std::time::Instant;
 
@@ -24,7 +24,8 @@ pub struct ClusterView {
     pub term: u64,
     pub leader: Option<NodeId>,
     pub members: Vec<NodeId>,
-    /// Reads may be served until then (a follower's read lease, or the leader's own lease).
+    /// Reads may be served until then (a follower's read lease, or the leader's own lease
+    /// once it has replayed the outbox); `None` while it may not serve.
     pub lease_until: Option<Instant>,
     /// Leader only: every member but itself.
     pub followers: Vec<FollowerProgress>,

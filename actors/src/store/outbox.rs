@@ -3,7 +3,7 @@
 //! Rows are appended inside the write's transaction ([`append`]) while it holds the fence
 //! lock, so seqs grow in commit order (a rolled-back write may leave a gap; never a
 //! reordering). A new leader reads the rows it must carry on broadcasting with
-//! [`GraphStore::outbox_since`]; rows every member has applied are deleted with
+//! [`GraphStore::outbox_newest`]; rows every member has applied are deleted with
 //! [`GraphStore::outbox_delete_through`], which always keeps the newest row so the
 //! `AUTO_INCREMENT` counter cannot fall back (and seqs be reused) after a server restart.
 
@@ -49,6 +49,28 @@ impl GraphStore {
                 Ok(InvalidationEntry { seq, keys })
             })
             .collect()
+    }
+
+    /// The newest `limit` entries, oldest first: what a new leader replays (every row
+    /// after the oldest of them is among them).
+    pub async fn outbox_newest(&self, limit: u32) -> Result<Vec<InvalidationEntry>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(u64, String)> = conn
+            .exec(
+                "SELECT seq, keys_json FROM outbox ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            )
+            .await?;
+        let mut entries = rows
+            .into_iter()
+            .map(|(seq, keys_json)| {
+                let keys = serde_json::from_str(&keys_json)
+                    .map_err(|e| StoreError::Corrupt(format!("outbox row {seq}: keys: {e}")))?;
+                Ok(InvalidationEntry { seq, keys })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        entries.reverse();
+        Ok(entries)
     }
 
     /// Deletes the rows with `seq <= through`, except the newest row, which is always kept.

@@ -1,0 +1,146 @@
+//! Every message between a node's actors, in one place: what the protocol actor, the
+//! cache actor, the store actor and the supervisor accept. Actors import these and
+//! nothing else of each other.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use instaface_bus::graph::{
+    Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome, WriteRequest,
+};
+use instaface_bus::messages::{
+    Ack, AckConfirm, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow, VoteReply,
+    VoteRequest,
+};
+use instaface_bus::NodeId;
+use ractor::RpcReplyPort;
+
+use crate::cache::FetchId;
+use crate::store::GraphStore;
+
+/// Where a write's answer goes.
+pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
+
+/// Where a cache lookup's answer goes: the values of the keys asked, in order.
+pub type Waiter = RpcReplyPort<Result<Vec<(CacheKey, CacheValue)>, ErrorBody>>;
+
+/// To the protocol actor (it steps the node's [`NodeCore`](crate::protocol::NodeCore)).
+pub enum ProtocolMsg {
+    Tick,
+    Heartbeat(Heartbeat),
+    Invalidate(Invalidate),
+    VoteRequest(VoteRequest),
+    VoteReply(VoteReply),
+    /// An ack at the leader; `reply` is where its confirmation goes.
+    Ack {
+        ack: Ack,
+        reply: Option<String>,
+    },
+    AckConfirm(AckConfirm),
+    TimeoutNow(TimeoutNow),
+    /// The members read from Redis.
+    Membership(BTreeSet<NodeId>),
+    /// From the store: the fence holds a later term than `term`'s.
+    Fenced { term: u64 },
+    /// From the store: the fence is raised for `term`; the outbox's latest seq and its
+    /// newest rows.
+    OutboxLoaded {
+        term: u64,
+        latest: u64,
+        entries: Vec<InvalidationEntry>,
+    },
+    /// From the store: a write of `term` committed; answer `reply` once it is covered.
+    Committed {
+        term: u64,
+        outcome: WriteOutcome,
+        keys: Vec<String>,
+        op: &'static str,
+        reply: WriteReply,
+    },
+    /// From the store: a write of `term` changed nothing; `outcome.seq` is the latest seq
+    /// it observed, which must be covered before it is answered.
+    Unchanged {
+        term: u64,
+        outcome: WriteOutcome,
+        reply: WriteReply,
+    },
+    /// Graceful shutdown: hand leadership over; replies whether this node led.
+    Transfer(RpcReplyPort<bool>),
+    /// Test hook: stop (or resume) sending invalidations, broadcast and in heartbeats.
+    Hold(bool),
+    /// Test hook: panic inside the handler.
+    Panic,
+}
+
+/// To the cache actor. Invalidations and serving changes come from the protocol actor
+/// only, in the order the core issued them.
+pub enum CacheMsg {
+    /// Drop these keys (wire form).
+    Invalidate(Vec<String>),
+    /// Drop everything.
+    Clear,
+    /// Until when this node may serve reads (`None`: not now), and whom it fills from.
+    Serving {
+        until: Option<Instant>,
+        role: Role,
+        term: u64,
+        leader: Option<NodeId>,
+    },
+    /// Values for `keys` (in order), from the cache or filled. Refused unless serving.
+    Get { keys: Vec<CacheKey>, reply: Waiter },
+    /// A fetch finished.
+    Filled {
+        id: FetchId,
+        result: Result<Vec<CacheValue>, ErrorBody>,
+    },
+    PublishStats,
+    /// Test hook: panic inside the handler.
+    Panic,
+}
+
+/// To the store actor (the leader's MySQL pool).
+pub enum StoreMsg {
+    RoleChanged {
+        role: Role,
+        term: u64,
+    },
+    /// The pool for `term` is open (from the connect task).
+    Opened {
+        term: u64,
+        store: GraphStore,
+    },
+    Write {
+        req: WriteRequest,
+        reply: WriteReply,
+    },
+    /// A fill: values for `keys` and the seq they reflect.
+    Fill {
+        keys: Vec<CacheKey>,
+        reply: RpcReplyPort<Result<(u64, Vec<CacheValue>), ErrorBody>>,
+    },
+    Random {
+        etype: String,
+        count: u32,
+        reply: RpcReplyPort<Result<Vec<EntityId>, ErrorBody>>,
+    },
+    /// An association range read straight from MySQL (past the cached window).
+    ListAssocs {
+        from: EntityId,
+        atype: String,
+        limit: u32,
+        offset: u32,
+        reply: RpcReplyPort<Result<(u64, Vec<Association>), ErrorBody>>,
+    },
+    PruneOutbox {
+        through: u64,
+    },
+    /// Test hook: wait this long before running the next write.
+    Stall(Duration),
+}
+
+/// To the node supervisor.
+pub enum SupervisorMsg {
+    /// Graceful shutdown: hand leadership over, then stop the children in order. Replies
+    /// once done.
+    Shutdown(RpcReplyPort<()>),
+}
