@@ -20,6 +20,8 @@
 #   BUILD             1 (default) builds first; 0 runs the binaries already in target/PROFILE
 #   METRICS_PORT_BASE node i serves Prometheus metrics on 127.0.0.1:BASE+i (default 9100;
 #                     0 = none)
+#   STATE_DIR         where the nodes keep their term and vote across restarts
+#                     (default target/instaface-state)
 #   plus anything the binaries read (MYSQL_URL, NATS_URL, REDIS_URL, ADMIN_TOKEN, RUST_LOG…).
 set -euo pipefail
 # A shell started in the background by a script ignores SIGINT, and bash cannot trap a
@@ -38,6 +40,7 @@ BOT_RATE=${BOT_RATE:-20}
 PROFILE=${PROFILE:-release}
 BUILD=${BUILD:-1}
 METRICS_PORT_BASE=${METRICS_PORT_BASE:-9100}
+export STATE_DIR=${STATE_DIR:-target/instaface-state}
 
 say() { echo "launcher: $*"; }
 die() { say "ERROR: $*" >&2; exit 2; }
@@ -61,6 +64,7 @@ for b in instaface-node instaface-gateway instaface-bot; do
   [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run with BUILD=1 (the default) to build it"
 done
 
+mkdir -p "$STATE_DIR" || die "STATE_DIR ($STATE_DIR) cannot be created"
 members=$(seq -s, -f 'n%g' 1 "$NODES")
 export MEMBERS=$members
 read -ra member_ids <<<"${members//,/ }"

@@ -1,12 +1,15 @@
-//! Failover benchmark (issue 3): how long a 3-node cluster of real `instaface-node`
-//! processes goes without a leader when its leader dies.
+//! Failover benchmark: how long a cluster of real `instaface-node` processes goes without
+//! a leader, and without acknowledging writes, when its leader dies.
 //!
 //! Each trial waits until the cluster is settled (one leader, every other node following
 //! it and holding a read lease), kills the leader — `kill -9`, or SIGTERM, on which the
 //! leader hands leadership over — and measures, from the moment just before the signal is
-//! sent, until the first heartbeat on `P.heartbeat` whose `leader` differs from the old
-//! leader, as seen by a plain subscriber in this process. The killed node is then
-//! restarted and the next trial waits until it follows the new leader again.
+//! sent, until (1) the first heartbeat on `P.heartbeat` whose `leader` differs from the old
+//! leader, as seen by a plain subscriber in this process, and (2) the first acknowledged
+//! write at a client: from the signal on, a write starts every 20 ms through the graph
+//! client (the gateway's path), each retrying as the client does, and the first answer
+//! that says "done" counts. The killed node is then restarted and the next trial waits
+//! until it follows the new leader again.
 //!
 //! Prints min / median / mean / p99 / max per profile (default timing: heartbeat 100 ms,
 //! election 750–1000 ms; fast: heartbeat 30 ms, election 150–300 ms) and kill mode. It
@@ -19,7 +22,8 @@
 //!
 //! Environment: `BENCH_TRIALS` (per profile and mode, default 15), `BENCH_PROFILES`
 //! (`default,fast`), `BENCH_MODES` (`kill,term`), `BENCH_NODES` (3). NATS, MariaDB and
-//! Redis must be up (`compose/services.sh`).
+//! Redis must be up (`compose/services.sh`). The nodes are the binaries in
+//! `INSTAFACE_BIN_DIR`, so an older build can be measured by the same benchmark.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -192,6 +196,8 @@ impl Mode {
 struct Trial {
     /// Signal → first heartbeat of another leader.
     failover: f64,
+    /// Signal → first acknowledged write (of those started after the signal).
+    first_write: Option<f64>,
     /// Signal → `leader` event of the new leader (arrival here).
     leader_event: Option<f64>,
     /// Age of the old leader's last heartbeat when the signal was sent.
@@ -204,6 +210,43 @@ struct Trial {
     exit: Option<f64>,
     /// Restart → the restarted node follows the new leader with a lease.
     rejoin: f64,
+}
+
+/// From `t0` on, starts a write every 20 ms (each retrying as the client does) until one
+/// is acknowledged; returns when, after `t0` (`None` within 10 s).
+async fn first_acknowledged_write(
+    client: instaface_bus::graph_client::GraphClient,
+    entity: u64,
+    t0: Instant,
+) -> Option<Duration> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(64);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut attempts = Vec::new();
+    let deadline = t0 + Duration::from_secs(10);
+    let done = loop {
+        tokio::select! {
+            Some(at) = rx.recv() => break Some(at),
+            _ = tick.tick() => {
+                if Instant::now() > deadline {
+                    break None;
+                }
+                let (client, tx) = (client.clone(), tx.clone());
+                attempts.push(tokio::spawn(async move {
+                    if client
+                        .update_entity(entity, serde_json::json!({ "probe": true }))
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tx.send(Instant::now()).await;
+                    }
+                }));
+            }
+        }
+    };
+    for a in attempts {
+        a.abort();
+    }
+    done.map(|at| at - t0)
 }
 
 async fn run_profile(
@@ -227,6 +270,23 @@ async fn run_profile(
     )
     .await;
     let tap = start_tap(&c).await;
+    let entity = match c.client.wait_for_leader(Duration::from_secs(30)).await {
+        Ok(_) => match c
+            .client
+            .create_entity("user", Default::default())
+            .await
+        {
+            Ok((e, _)) => e.id,
+            Err(e) => {
+                eprintln!("  could not create the entity the writes update: {e}");
+                return Vec::new();
+            }
+        },
+        Err(e) => {
+            eprintln!("  no leader: {e}");
+            return Vec::new();
+        }
+    };
     let ids = c.ids.clone();
     let heartbeat = if fast { 30u64 } else { 100 };
     eprintln!(
@@ -272,6 +332,7 @@ async fn run_profile(
                 Mode::Kill9 => c.kill9(&old),
                 Mode::Term => c.signal(&old, "TERM"),
             }
+            let first_write = tokio::spawn(first_acknowledged_write(c.client.clone(), entity, t0));
             // The first heartbeat from anyone but the old leader.
             let deadline = t0 + Duration::from_secs(30);
             let mut found = None;
@@ -325,22 +386,25 @@ async fn run_profile(
                 None
             };
             let failover = ms(t1 - t0);
+            let first_write = first_write.await.ok().flatten().map(ms);
             // Restart the old leader and wait until it follows again.
             let r0 = Instant::now();
             c.spawn(&old);
             let rejoined = wait_settled(&c, &ids, Duration::from_secs(30)).await;
             let rejoin = ms(r0.elapsed());
             eprintln!(
-                "  [{} {} {:>2}/{}] {old} -> {new_leader}  term {term} -> {new_term}  failover {failover:7.1} ms  (last hb {:5.1} ms old; prevote {prevotes}, vote {votes}){}  rejoin {rejoin:6.0} ms",
+                "  [{} {} {:>2}/{}] {old} -> {new_leader}  term {term} -> {new_term}  failover {failover:7.1} ms  first write {:7.1} ms  (last hb {:5.1} ms old; prevote {prevotes}, vote {votes}){}  rejoin {rejoin:6.0} ms",
                 if fast { "fast   " } else { "default" },
                 mode.name(),
                 i + 1,
                 trials,
+                first_write.unwrap_or(f64::NAN),
                 hb_age.map(ms).unwrap_or(f64::NAN),
                 exit.map(|e| format!("  exit {e:6.1} ms")).unwrap_or_default(),
             );
             out.push(Trial {
                 failover,
+                first_write,
                 leader_event,
                 hb_age: hb_age.map(ms),
                 prevotes,
@@ -421,6 +485,17 @@ async fn main() {
         }
     }
     println!();
+    println!("## Signal to the leader -> first acknowledged write at a client (ms)");
+    println!();
+    println!("| profile, signal | n | min | median | mean | p99 | max |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (p, r) in &all {
+        for (mode, trials) in r {
+            let s = summary(&trials.iter().filter_map(|t| t.first_write).collect::<Vec<_>>());
+            println!("{}", row(&format!("{p}, {}", mode.name()), &s));
+        }
+    }
+    println!();
     println!("Breakdown (medians; ms unless noted):");
     println!();
     println!("| profile, signal | last heartbeat age at kill | -> `leader` event | -> new heartbeat | SIGTERM -> exit | PreVote campaigns / trial | vote campaigns / trial | term steps | restart -> following |");
@@ -459,12 +534,12 @@ async fn main() {
         }
     }
     println!();
-    println!("All trials (failover ms):");
+    println!("All trials (failover ms / first acknowledged write ms):");
     for (p, r) in &all {
         for (mode, trials) in r {
             let v: Vec<String> = trials
                 .iter()
-                .map(|t| format!("{:.0}", t.failover))
+                .map(|t| format!("{:.0}/{:.0}", t.failover, t.first_write.unwrap_or(f64::NAN)))
                 .collect();
             println!("  {p}, {}: {}", mode.name(), v.join(" "));
         }

@@ -142,6 +142,29 @@ async fn five_nodes_with_two_followers_cut_around_the_lease_never_serve_stale() 
     assert_no_failed_client_reads(&report, from, to);
 }
 
+/// The leader cut off from its peers for about a lease — longer than its lease, about as
+/// long as an election timeout — again and again: sometimes the others elect a new leader,
+/// sometimes it is back first. Client reads may fail while no leader serves; no read may
+/// be stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_cut_off_for_about_a_lease_again_and_again_never_serves_stale() {
+    let _one = serial();
+    let c = Cluster::start("cons-leadercut", ClusterOpts::default()).await;
+    c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let all: Vec<&str> = c.ids.iter().map(String::as_str).collect();
+    c.wait_serving(&all, Duration::from_secs(15)).await;
+    let work = Workload::start(&c, 4, &c.ids).await;
+    work.wait_progress(10, 50, Duration::from_secs(30)).await;
+    for _ in 0..6 {
+        let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+        cut_again_and_again(&c, &[leader], 1, (690, 900), (900, 1100)).await;
+        c.wait_serving(&all, Duration::from_secs(20)).await;
+    }
+    work.wait_progress(10, 50, Duration::from_secs(30)).await;
+    let report = work.stop().await;
+    assert_consistent(&report);
+}
+
 /// Failover under load: a follower cut and healed, the leader killed and restarted, the
 /// new leader cut off for longer than an election timeout, then healed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -69,37 +69,49 @@
 //! - **Leader's bound on a follower.** The leader confirms only under its own lease, and
 //!   bounds follower `f`'s lease by `receipt of f's latest confirmed ack +
 //!   lease * (1 + drift)` on its own clock, which ends no earlier than the follower's
-//!   lease. On taking office it sets every bound to `office + lease * (1 + drift)`: a lease
-//!   confirmed by an earlier leader came from an ack sent before that confirmation,
-//!   which came before the earlier leader's lease ended, hence before this office began.
-//!   Bounds never decrease. So when a leader's bound on `f` has passed, `f` holds no lease
-//!   from it or from any earlier leader — which is what lets a write be answered once
-//!   every follower acked its invalidation or was bounded out.
+//!   lease. A lease confirmed by an earlier leader came from an ack sent before that
+//!   confirmation, which came before the earlier leader's lease ended, hence before this
+//!   office began: it ends before `office + lease * (1 + drift)`, the bound the leader
+//!   starts from unless it knows the follower dropped every earlier lease (see below). So
+//!   when a leader's bound on `f` has passed, `f` holds no lease from it or from any
+//!   earlier leader — which is what lets a write be answered once every follower acked its
+//!   invalidation or was bounded out.
 //!
 //! # Restarts
 //!
-//! A node keeps no state across restarts, so a restarted node could vote a second time in
-//! a term it already voted in, or forget the heartbeat that made it refuse votes. It
-//! therefore neither votes, campaigns nor acks for
-//! [`ElectionConfig::restart_quarantine`] (`2 * election_max * (1 + drift)`) after it
-//! starts (every start, since it cannot tell a first start from a restart). That keeps
-//! both leases safe (it needs only `election_min`), outlasts every campaign its lost
-//! votes could have counted in, and outlasts the CheckQuorum window of a leader its lost
-//! acks supported, so two leaders never hold the same term at the same moment. It can
-//! not stop a term from being reused later: if the only nodes that knew of term `T` are
-//! gone (a restarted voter, and a winner that crashed or was cut off), the others can
-//! elect a second leader of `T` after the first one stepped down. Only persisted votes
-//! prevent that. The store's fence should therefore tell leaders apart by term *and*
-//! leader id, and [`Input::ObservedTerm`] lets the runtime move the core past a term it
-//! found elsewhere (such as the fence after the whole cluster restarted).
+//! A node persists its term and vote ([`Output::Persist`], performed before any later
+//! output of the step) and comes back with them ([`ElectionCore::new`]), so it never votes
+//! twice in a term and no term ever has two leaders. What it does forget is the
+//! heartbeats it received, which had it refuse votes for `election_min` after each (lease
+//! stickiness). It therefore refuses votes and pre-votes, and does not campaign, for
+//! [`ElectionConfig::restart_quarantine`] (`election_min * (1 + drift)`) after it starts;
+//! it follows and acks a leader at once. [`Input::ObservedTerm`] still lets the runtime
+//! move the core past a term it found elsewhere (such as the store's fence).
 //!
+//! # Campaign rounds
+//!
+//! A pre-vote round lasts an election timeout. A real campaign round lasts a random
+//! `[election_min / 4, election_min / 2)`, and ends as soon as its refusals make a win
+//! impossible: nobody leads its term, so no lease needs a longer wait, and the randomness
+//! separates candidates whose votes split. The node then pre-votes anew.
+//!
+//! # A new leader's bound on earlier leases
+//!
+//! On taking office a leader bounds every follower's lease by `office + lease * (1 +
+//! drift)`, since one confirmed by an earlier leader could last that long — except for
+//! the followers that voted for it (they moved to its term, dropping every lease, before
+//! they voted) and the leader of the term just before (it held only its leader lease,
+//! which ended before this office began); and the bound on any follower drops to what this
+//! leader confirmed once that follower acks in this term. So after a leader dies, the new
+//! one's first write waits for no lease.
+
 //! # Timing bounds (checked by the simulation)
 //!
 //! - CheckQuorum: a leader cut off from a majority steps down `election_max` (its clock)
 //!   after the last acks it received.
 //! - Liveness: once the network heals (links back, every crashed node restarted), every
 //!   node follows one leader under a read lease within
-//!   `restart_quarantine + 10 * election_max` (12.1 s with the defaults).
+//!   `restart_quarantine + 10 * election_max` (10.8 s with the defaults).
 //! - Transfer: after `TransferLeadership` in a healthy network the new leader takes
 //!   office within `election_min` (in practice a few round trips), with no election
 //!   timeout.

@@ -435,7 +435,6 @@ async fn role_changed(state: &mut ProtocolState, role: Role, term: u64, leader: 
         Role::Candidate => 2,
         Role::Leader => 3,
     });
-    cast_to(&ctx.names.store, StoreMsg::RoleChanged { role, term });
     match role {
         Role::Leader => {
             ctx.metrics.elections_won.inc();

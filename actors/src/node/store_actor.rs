@@ -27,6 +27,8 @@ pub struct StoreState {
     ready: bool,
     /// Test hook: the next write waits this long first.
     stall: Option<Duration>,
+    /// Follows the node's view and tells this actor of role changes.
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 fn unavailable(msg: impl Into<String>) -> ErrorBody {
@@ -43,14 +45,29 @@ impl Actor for StoreActor {
         myself: ActorRef<Self::Msg>,
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let view = ctx.view.borrow().clone();
-        if view.role == Role::Leader {
-            // Restarted while leading: open the pool again.
-            let _ = myself.cast(StoreMsg::RoleChanged {
-                role: view.role,
-                term: view.term,
-            });
-        }
+        // Role changes reach the store through the node's view, like everything else that
+        // only needs the latest role and term.
+        let mut view = ctx.view.subscribe();
+        let me = myself.clone();
+        let watcher = tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let now = {
+                    let v = view.borrow_and_update();
+                    (v.role, v.term)
+                };
+                if last != Some(now) {
+                    last = Some(now);
+                    let (role, term) = now;
+                    if me.cast(StoreMsg::RoleChanged { role, term }).is_err() {
+                        return;
+                    }
+                }
+                if view.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(StoreState {
             ctx,
             role: Role::Follower,
@@ -58,6 +75,7 @@ impl Actor for StoreActor {
             store: None,
             ready: false,
             stall: None,
+            watcher,
         })
     }
 
@@ -66,6 +84,7 @@ impl Actor for StoreActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.watcher.abort();
         if let Some(store) = state.store.take() {
             let _ = store.disconnect().await;
         }

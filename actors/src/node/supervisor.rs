@@ -98,6 +98,9 @@ impl SupervisorState {
     }
 
     async fn start_children(&mut self, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {
+        // Nothing of the previous tree's view may reach the new one (the protocol actor
+        // publishes its own when it starts).
+        self.ctx.view.send_replace(super::view::ClusterView::initial());
         for child in Child::ALL {
             // A stopped child's name may linger in the registry for a moment.
             let name = child.name(&self.ctx).to_string();
