@@ -228,3 +228,80 @@ pub fn seeds(var: &str, default: u64, seed_of: impl Fn(u64) -> u64) -> (Vec<u64>
     let count = read(format!("{var}_SEEDS")).unwrap_or(default);
     ((0..count).map(seed_of).collect(), false)
 }
+
+/// A simulation run's trace (only when replaying one seed) and its first failure.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    trace: Option<Vec<String>>,
+    failure: Option<String>,
+}
+
+impl Recorder {
+    pub fn new(trace: bool) -> Recorder {
+        Recorder {
+            trace: trace.then(Vec::new),
+            failure: None,
+        }
+    }
+
+    /// Whether events are traced (so callers can skip formatting them otherwise).
+    pub fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Traces one line at simulated time `now` (printed as it happens, kept for the report).
+    pub fn log(&mut self, now: Duration, line: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            let line = format!("{:>10.3}ms {}", now.as_secs_f64() * 1e3, line());
+            eprintln!("{line}");
+            trace.push(line);
+        }
+    }
+
+    /// Records the first failure, `what` (which should name the seed and how to replay
+    /// it), with the last traced events when tracing.
+    pub fn fail(&mut self, what: String) {
+        if self.failure.is_some() {
+            return;
+        }
+        let mut msg = what;
+        if let Some(trace) = &self.trace {
+            msg.push_str("\nlast events:\n");
+            for line in trace.iter().rev().take(80).rev() {
+                msg.push_str("  ");
+                msg.push_str(line);
+                msg.push('\n');
+            }
+        }
+        self.failure = Some(msg);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The recorded failure, as an error (and forgotten).
+    pub fn result(&mut self) -> Result<(), String> {
+        self.failure.take().map_or(Ok(()), Err)
+    }
+}
+
+/// Runs `scenario` over the seeds of [`seeds`] (`var`), panicking with the first failure
+/// (whose message names the seed to replay); sums the counters with `add`.
+pub fn run_seeds<S: Default>(
+    var: &str,
+    default: u64,
+    seed_of: impl Fn(u64) -> u64,
+    scenario: impl Fn(u64, bool) -> Result<S, String>,
+    add: impl Fn(&mut S, &S),
+) -> S {
+    let (seeds, trace) = seeds(var, default, seed_of);
+    let mut total = S::default();
+    for seed in seeds {
+        match scenario(seed, trace) {
+            Ok(s) => add(&mut total, &s),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    total
+}

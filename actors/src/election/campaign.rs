@@ -117,7 +117,9 @@ impl ElectionCore {
         if req.candidate == self.cfg.id {
             return; // our own broadcast
         }
-        let quarantined = now < self.quarantine_until;
+        // The restart quarantine stands in for the lease stickiness this node forgot, so
+        // like stickiness it gives way to a leader that handed over (and holds no lease).
+        let quarantined = !req.transfer && now < self.quarantine_until;
         // Lease stickiness: while a live leader's heartbeat is fresh, or while we lead,
         // refuse without changing any state, unless the leader itself handed over.
         let sticky = !req.transfer
@@ -196,12 +198,17 @@ impl ElectionCore {
 
     /// Leadership transfer: campaign at once, skipping PreVote, if the order comes from
     /// our current leader for our current term.
+    ///
+    /// A node still in its restart quarantine campaigns too: the quarantine keeps it from
+    /// helping elect someone while a leader's lease may hold, and the leader that hands
+    /// over has already stepped down, holding no lease; its vote for itself is persisted
+    /// like any other.
     pub(super) fn on_timeout_now(&mut self, now: Duration, msg: TimeoutNow, out: &mut Vec<Output>) {
         let from_leader = self.leader.as_ref() == Some(&msg.leader) && msg.leader != self.cfg.id;
         if msg.term == self.term
             && from_leader
             && matches!(self.state, State::Follower)
-            && self.may_campaign(now)
+            && self.membership_known
         {
             self.start_campaign(now, true, out);
         }

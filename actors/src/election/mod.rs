@@ -84,8 +84,9 @@
 //! twice in a term and no term ever has two leaders. What it does forget is the
 //! heartbeats it received, which had it refuse votes for `election_min` after each (lease
 //! stickiness). It therefore refuses votes and pre-votes, and does not campaign, for
-//! [`ElectionConfig::restart_quarantine`] (`election_min * (1 + drift)`) after it starts;
-//! it follows and acks a leader at once. [`Input::ObservedTerm`] still lets the runtime
+//! [`ElectionConfig::restart_quarantine`] (`election_min * (1 + drift)`) after it starts —
+//! except, like stickiness, for a leadership transfer: the leader that hands over holds
+//! no lease. It follows and acks a leader at once. [`Input::ObservedTerm`] still lets the runtime
 //! move the core past a term it found elsewhere (such as the store's fence).
 //!
 //! # Campaign rounds

@@ -18,7 +18,6 @@
 //! `ELECTION_SIM_SEED=S` replays one seed with a trace of every event.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use instaface_bus::messages::{Ack, AckConfirm, Role, TimeoutNow, VoteReply, VoteRequest};
@@ -26,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{ElectionConfig, ElectionCore, Input, Output, PersistedVote};
-use crate::simnet::{ms, rand_dur, Clock, Links, Timeline, Weather};
+use crate::simnet::{ms, rand_dur, Clock, Links, Recorder, Timeline, Weather};
 
 const HEARTBEAT: Duration = Duration::from_millis(100);
 const ELECTION_MIN: Duration = Duration::from_millis(750);
@@ -133,9 +132,8 @@ struct Sim {
     leaders: HashMap<u64, usize>,
     quarantine: bool,
     stats: Stats,
-    trace: Option<Vec<String>>,
-    /// The first invariant broken, with how to replay it.
-    failure: Option<String>,
+    /// The trace when replaying a seed, and the first invariant broken.
+    rec: Recorder,
 }
 
 impl Sim {
@@ -173,8 +171,7 @@ impl Sim {
             leaders: HashMap::new(),
             quarantine: true,
             stats: Stats::default(),
-            trace: trace.then(Vec::new),
-            failure: None,
+            rec: Recorder::new(trace),
         };
         for i in 0..n {
             sim.schedule_tick(i);
@@ -201,37 +198,23 @@ impl Sim {
     }
 
     fn log(&mut self, line: impl FnOnce() -> String) {
-        if let Some(trace) = &mut self.trace {
-            let line = format!("{:>10.3}ms {}", self.now.as_secs_f64() * 1e3, line());
-            eprintln!("{line}");
-            trace.push(line);
-        }
+        self.rec.log(self.now, line);
     }
 
     /// Records the first failure; the run stops after the current event.
     fn fail(&mut self, what: &str) {
-        if self.failure.is_some() {
-            return;
-        }
-        let mut msg = format!(
+        self.rec.fail(format!(
             "election sim seed {} ({} nodes) failed at t = {:?}: {what}\nreplay: ELECTION_SIM_SEED={} cargo test -p instaface-actors election_sim -- --nocapture",
             self.seed,
             self.n(),
             self.now,
             self.seed
-        );
-        if let Some(trace) = &self.trace {
-            msg.push_str("\nlast events:\n");
-            for line in trace.iter().rev().take(60).rev() {
-                let _ = writeln!(msg, "  {line}");
-            }
-        }
-        self.failure = Some(msg);
+        ));
     }
 
     /// The recorded failure, as an error.
     fn result(&mut self) -> Result<(), String> {
-        self.failure.take().map_or(Ok(()), Err)
+        self.rec.result()
     }
 
     fn local(&self, i: usize) -> Duration {
@@ -277,7 +260,7 @@ impl Sim {
     }
 
     fn perform(&mut self, i: usize, out: Output) {
-        if self.trace.is_some() {
+        if self.rec.tracing() {
             let id = self.nodes[i].id.clone();
             let text = format!("{out:?}");
             self.log(|| format!("{id} -> {text}"));
@@ -361,7 +344,7 @@ impl Sim {
             self.now = at;
             self.stats.events += 1;
             self.handle(ev);
-            if self.failure.is_some() {
+            if self.rec.failed() {
                 return false;
             }
             if done(self) {
@@ -378,7 +361,7 @@ impl Sim {
                 if self.nodes[to].core.is_none() {
                     return;
                 }
-                if self.trace.is_some() {
+                if self.rec.tracing() {
                     let (f, t) = (self.nodes[from].id.clone(), self.nodes[to].id.clone());
                     let text = format!("{msg:?}");
                     self.log(|| format!("{f} => {t}: {text}"));
@@ -690,10 +673,6 @@ impl Sim {
 
 // ----- running seeds -----
 
-fn seeds(default: u64, seed_of: impl Fn(u64) -> u64) -> (Vec<u64>, bool) {
-    crate::simnet::seeds("ELECTION_SIM", default, seed_of)
-}
-
 /// Odd seeds run five nodes, even seeds three.
 fn cluster_size(seed: u64) -> usize {
     [3, 5][(seed % 2) as usize]
@@ -736,19 +715,11 @@ fn run(
     seed_of: impl Fn(u64) -> u64,
     scenario: impl Fn(u64, bool) -> Result<Stats, String>,
 ) -> Stats {
-    let (seeds, trace) = seeds(default, seed_of);
-    let mut total = Stats::default();
-    for seed in seeds {
-        match scenario(seed, trace) {
-            Ok(s) => {
-                total.events += s.events;
-                total.elections += s.elections;
-                total.crashes += s.crashes;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    total
+    crate::simnet::run_seeds("ELECTION_SIM", default, seed_of, scenario, |t, s| {
+        t.events += s.events;
+        t.elections += s.elections;
+        t.crashes += s.crashes;
+    })
 }
 
 /// Default seed counts keep the whole election suite well under 30 s in a debug build on

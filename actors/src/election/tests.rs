@@ -421,6 +421,24 @@ fn election_restarted_node_keeps_its_vote_refuses_votes_during_quarantine_and_ac
     assert_eq!((c.term(), c.leader().map(String::as_str)), (3, Some("b")));
 }
 
+#[test]
+fn election_a_restarted_node_takes_a_handed_over_leadership_even_in_quarantine() {
+    let start = ms(50_000);
+    let mut c = ElectionCore::new(cfg("c"), 3, start, PersistedVote::default());
+    c.step(start, Input::Membership(ids(&["a", "b", "c"])));
+    c.step(start + ms(10), heartbeat(3, "b", 1));
+    assert!(c.in_quarantine(start + ms(20)));
+    let out = c.step(
+        start + ms(20),
+        Input::TimeoutNow(TimeoutNow {
+            term: 3,
+            leader: "b".into(),
+        }),
+    );
+    assert_eq!((c.role(), c.term()), (Role::Candidate, 4));
+    assert!(requests(&out).iter().any(|r| r.transfer && !r.pre_vote));
+}
+
 // ----- terms and heartbeats -----
 
 #[test]

@@ -6,7 +6,6 @@
 //! runtime uses them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use instaface_bus::graph::{CacheKey, CacheValue, Entity};
@@ -23,7 +22,7 @@ use crate::cache::{Answer, CacheCore, FetchId, FetchOrder};
 use crate::election::{ElectionConfig, PersistedVote};
 use crate::invalidation::{InvalidationMode, LogConfig, PlantedBug, WriteId};
 use crate::protocol::{Command, Event, NodeCore, WriteAnswer};
-use crate::simnet::{ms, rand_dur, Clock, Links, Timeline, Weather};
+use crate::simnet::{ms, rand_dur, Clock, Links, Recorder, Timeline, Weather};
 
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 pub const ELECTION_MIN: Duration = Duration::from_millis(750);
@@ -302,8 +301,8 @@ pub struct Sim {
     /// Term -> the node that led it.
     leaders: HashMap<u64, usize>,
     stats: Stats,
-    trace: Option<Vec<String>>,
-    failure: Option<String>,
+    /// The trace when replaying a seed, and the first invariant broken.
+    rec: Recorder,
     /// Reads refused by a node that was the leader, or a follower of it, while that
     /// leader and a majority were connected (see `should_serve`), except at the nodes in
     /// `unwatched`.
@@ -351,8 +350,7 @@ impl Sim {
             healed: false,
             leaders: HashMap::new(),
             stats: Stats::default(),
-            trace: trace.then(Vec::new),
-            failure: None,
+            rec: Recorder::new(trace),
             watch_availability: false,
             unwatched: Vec::new(),
             unavailable_reads: Vec::new(),
@@ -384,40 +382,26 @@ impl Sim {
     // ----- failures and tracing -----
 
     fn log(&mut self, line: impl FnOnce() -> String) {
-        if let Some(trace) = &mut self.trace {
-            let line = format!("{:>10.3}ms {}", self.now.as_secs_f64() * 1e3, line());
-            eprintln!("{line}");
-            trace.push(line);
-        }
+        self.rec.log(self.now, line);
     }
 
     /// Records the first failure; the run stops after the current event.
     pub fn fail(&mut self, what: &str) {
-        if self.failure.is_some() {
-            return;
-        }
-        let mut msg = format!(
+        self.rec.fail(format!(
             "protocol sim seed {} ({} nodes) failed at t = {:?}: {what}\nreplay: PROTOCOL_SIM_SEED={} cargo test -p instaface-actors protocol::sim -- --nocapture",
             self.seed,
             self.n(),
             self.now,
             self.seed
-        );
-        if let Some(trace) = &self.trace {
-            msg.push_str("\nlast events:\n");
-            for line in trace.iter().rev().take(80).rev() {
-                let _ = writeln!(msg, "  {line}");
-            }
-        }
-        self.failure = Some(msg);
+        ));
     }
 
     pub fn failed(&self) -> bool {
-        self.failure.is_some()
+        self.rec.failed()
     }
 
     pub fn result(&mut self) -> Result<(), String> {
-        self.failure.take().map_or(Ok(()), Err)
+        self.rec.result()
     }
 
     // ----- nodes -----
@@ -557,7 +541,7 @@ impl Sim {
         if self.nodes[i].run.is_none() {
             return;
         }
-        if self.trace.is_some() {
+        if self.rec.tracing() {
             let text = format!("{event:?}");
             let id = self.nodes[i].id.clone();
             self.log(|| format!("{id} <- {}", clip(&text)));
@@ -575,7 +559,7 @@ impl Sim {
 
     fn perform(&mut self, i: usize, cmds: Vec<Command>) {
         for cmd in cmds {
-            if self.trace.is_some() {
+            if self.rec.tracing() {
                 let id = self.nodes[i].id.clone();
                 let text = format!("{cmd:?}");
                 self.log(|| format!("{id} -> {}", clip(&text)));
@@ -706,7 +690,7 @@ impl Sim {
             self.now = at;
             self.stats.events += 1;
             self.handle(ev);
-            if self.failure.is_some() {
+            if self.rec.failed() {
                 return false;
             }
             if done(self) {

@@ -49,15 +49,7 @@ fn run(
     seed_of: impl Fn(u64) -> u64,
     scenario: impl Fn(u64, bool) -> Result<Stats, String>,
 ) -> Stats {
-    let (seeds, trace) = seeds(default, seed_of);
-    let mut total = Stats::default();
-    for seed in seeds {
-        match scenario(seed, trace) {
-            Ok(s) => total.add(&s),
-            Err(e) => panic!("{e}"),
-        }
-    }
-    total
+    crate::simnet::run_seeds("PROTOCOL_SIM", default, seed_of, scenario, Stats::add)
 }
 
 /// After the heal: converged within the bound, then a second of client traffic, then
