@@ -537,6 +537,12 @@ impl Sim {
     /// Steps node `i`'s core with `event` and performs the commands; the cache then
     /// learns its serving right (the runtime sends it after the step's cache commands).
     fn step(&mut self, i: usize, event: Event) {
+        // A stopped process does nothing; its events wait (see `postpone`).
+        assert!(
+            self.now >= self.nodes[i].stalled_until,
+            "stepping a stalled node {i} at {:?}: {event:?}",
+            self.now
+        );
         let local = self.local(i);
         if self.nodes[i].run.is_none() {
             return;
@@ -831,6 +837,15 @@ impl Sim {
             );
             return;
         }
+        if self.rec.tracing() {
+            let id = self.nodes[i].id.clone();
+            let cached = self.nodes[i]
+                .run
+                .as_ref()
+                .and_then(|r| r.cache.peek(&CacheKey::Entity(entity as u64)).cloned());
+            let text = format!("{cached:?}");
+            self.log(|| format!("{id} read e:{entity} (client {client} op {op}); cached {}", clip(&text)));
+        }
         let waiter = Waiter::Client { client, op, entity };
         self.lookup(i, vec![CacheKey::Entity(entity as u64)], waiter);
     }
@@ -879,6 +894,11 @@ impl Sim {
     }
 
     fn fetch_done(&mut self, i: usize, fetch: FetchId, result: Result<Vec<CacheValue>, String>) {
+        if self.rec.tracing() {
+            let id = self.nodes[i].id.clone();
+            let text = format!("{fetch} -> {}", summarize(&result));
+            self.log(|| format!("{id} fetch done {text}"));
+        }
         let Some(run) = self.nodes[i].run.as_mut() else {
             return;
         };
@@ -958,7 +978,7 @@ impl Sim {
                     .as_ref()
                     .and_then(|r| r.store.as_ref())
                     .is_some_and(|s| s.ready);
-                let result = if leading {
+                let result: Result<Vec<CacheValue>, String> = if leading {
                     Ok(keys
                         .iter()
                         .map(|k| match k {
@@ -969,6 +989,11 @@ impl Sim {
                 } else {
                     Err("not the leader".to_string())
                 };
+                if self.rec.tracing() {
+                    let id = self.nodes[i].id.clone();
+                    let text = format!("{fetch} {keys:?} -> {}", summarize(&result));
+                    self.log(|| format!("{id} MySQL fill {text}"));
+                }
                 self.fetch_done(i, fetch, result);
             }
             Local::FillTimeout { fetch } => {
@@ -1024,6 +1049,10 @@ impl Sim {
             store.busy = false;
         }
         let result = self.db.write(term, &id, kind, &mut self.rng);
+        if self.rec.tracing() {
+            let text = format!("{kind:?} {write:?} -> {result:?}");
+            self.rec.log(self.now, || format!("{id} MySQL write {text}"));
+        }
         let event = match result {
             WriteResult::Committed { seq, version } => {
                 if let Some(w) = run.writes.get_mut(&write) {
@@ -1259,6 +1288,8 @@ impl Sim {
                 let until = self.now + lasts;
                 let nd = &mut self.nodes[node];
                 nd.stalled_until = nd.stalled_until.max(until);
+                let id = nd.id.clone();
+                self.log(|| format!("{id} stalled until {until:?}"));
             }
             Fault::StallLeader { lasts } => {
                 if let Some(l) = self.current_leader() {
@@ -1268,7 +1299,13 @@ impl Sim {
             Fault::Weather(w) => self.weather = w,
             Fault::Transfer => {
                 if let Some(l) = self.current_leader() {
-                    self.step(l, Event::TransferLeadership);
+                    let until = self.nodes[l].stalled_until;
+                    if self.now < until {
+                        // A stopped process handles its SIGTERM when it resumes.
+                        self.queue.push(until, Ev::Fault(Fault::Transfer));
+                    } else {
+                        self.step(l, Event::TransferLeadership);
+                    }
                 }
             }
             Fault::PruneFails(on) => self.db.prune_fails = on,
@@ -1342,15 +1379,18 @@ impl Sim {
         }
     }
 
-    /// Ends the faults: links restored, calm weather, no stalls, every node up.
+    /// Ends the faults: links restored, calm weather, every node up (stalls end on their
+    /// own).
     pub fn heal(&mut self) {
         self.log(|| "heal".into());
         self.healed = true;
         self.weather = Weather::CALM;
         self.db.prune_fails = false;
         self.links.heal();
+        // A stalled process resumes when its stall ends, not at the heal: cutting a stall
+        // short would let its newer events overtake the ones it already postponed, which
+        // one mailbox never does.
         for i in 0..self.n() {
-            self.nodes[i].stalled_until = self.nodes[i].stalled_until.min(self.now);
             self.restart(i);
         }
     }
@@ -1370,9 +1410,32 @@ impl Sim {
         })
     }
 
+    /// Nothing left to do: no store has a write queued or running, no leader has a write
+    /// waiting, and every node has applied the latest seq in MySQL.
+    fn quiet(&self) -> bool {
+        let latest = self.db.latest();
+        self.nodes.iter().all(|n| {
+            n.run.as_ref().is_some_and(|r| {
+                r.store
+                    .as_ref()
+                    .is_none_or(|s| s.queue.is_empty() && !s.busy)
+                    && r.core.leader_log().is_none_or(|l| l.pending_len() == 0)
+                    && r.core.applied_seq() >= latest
+            })
+        })
+    }
+
     /// Once converged and quiet: every node serves every entity at its version in MySQL.
-    /// Issues the reads itself (as a client would) and runs until they are answered.
+    /// Waits for the writes still queued in a store (a client may have given up on them)
+    /// to run and be applied everywhere, then issues the reads itself (as a client would)
+    /// and runs until they are answered.
     pub fn check_converged_reads(&mut self, within: Duration) {
+        if !self.run_until(self.now + within, Sim::quiet) {
+            if !self.failed() {
+                self.fail(&format!("the cluster did not go quiet within {within:?} of the heal"));
+            }
+            return;
+        }
         let n = self.n();
         let entities = self.opts.entities;
         let mut pending: Vec<(usize, usize)> = (0..n)
@@ -1459,6 +1522,21 @@ fn entity_value(id: u64, version: u64) -> CacheValue {
             updated: 0,
             version,
         }),
+    }
+}
+
+/// The versions a fill brought, for traces.
+fn summarize(result: &Result<Vec<CacheValue>, String>) -> String {
+    match result {
+        Ok(values) => values
+            .iter()
+            .map(|v| match v {
+                CacheValue::Entity { entity: Some(e) } => format!("v{}", e.version),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Err(e) => format!("error: {e}"),
     }
 }
 

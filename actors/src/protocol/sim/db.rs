@@ -84,6 +84,11 @@ impl Db {
         self.outbox.len()
     }
 
+    /// The latest seq committed.
+    pub fn latest(&self) -> u64 {
+        self.last_seq
+    }
+
     /// Takes office for (`term`, `leader`): raises the fence unless a later term holds
     /// it. Returns the stored term when refused.
     pub fn raise_fence(&mut self, term: u64, leader: &str) -> Result<(), u64> {

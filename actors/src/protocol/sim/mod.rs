@@ -67,8 +67,9 @@ fn heal_and_check(sim: &mut Sim) -> Result<(), String> {
     sim.result()?;
     sim.run_until(sim.now + ms(1000), |_| false);
     sim.clients_on = false;
-    // Let the operations in flight end (clients give up after 1.5 s).
-    sim.run_until(sim.now + ms(1600), |_| false);
+    // Let the operations in flight end: clients give up after 1.5 s, but a request may
+    // still be on the wire for up to 3 s (the longest delay the weather makes).
+    sim.run_until(sim.now + ms(3100), |_| false);
     sim.result()?;
     sim.check_converged_reads(ms(3000));
     for e in 0..sim.db().entities() {
@@ -361,15 +362,15 @@ fn protocol_sim_the_first_write_after_a_leader_crash_waits_for_no_lease() {
     by_seed.sort();
     eprintln!("slowest: {:?}", by_seed.iter().rev().take(3).collect::<Vec<_>>());
     let times: Vec<Duration> = by_seed.iter().map(|(t, _)| *t).collect();
-    let p50 = times[times.len() / 2];
-    let max = times[times.len() - 1];
-    eprintln!("first acknowledged write after a leader crash: p50 {p50:?}, max {max:?}");
+    let pct = |p: usize| times[(times.len() * p / 100).min(times.len() - 1)];
+    let (p50, p95, max) = (pct(50), pct(95), times[times.len() - 1]);
+    eprintln!("first acknowledged write after a leader crash: p50 {p50:?}, p95 {p95:?}, max {max:?}");
     // Typically an election timeout less the time since the last heartbeat, and a few
-    // round trips; waiting for a lease bound on top would add about 680 ms. At worst
-    // also a split vote's short round.
+    // round trips. Waiting for a lease bound on top would add about 680 ms to every
+    // trial; a split vote adds a short campaign round to a few.
     assert!(p50 < ms(1000), "p50 {p50:?}: {times:?}");
-    let bound = cluster::ELECTION_MAX.mul_f64(1.0 + cluster::DRIFT) + cluster::ELECTION_MIN / 2 + ms(400);
-    assert!(max < bound, "max {max:?} >= {bound:?}: {times:?}");
+    let bound = cluster::ELECTION_MAX.mul_f64(1.0 + cluster::DRIFT) + ms(200);
+    assert!(p95 < bound, "p95 {p95:?} >= {bound:?}: {times:?}");
 }
 
 /// A defect planted in a core or in the simulated runtime.
