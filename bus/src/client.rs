@@ -2,6 +2,7 @@
 //! decode failures, timeouts and lost connections come back as [`BusError`] values.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::auth::{ClusterKey, MAC_HEADER};
 use crate::codec::{decode, encode, DecodeError};
 use crate::config::BusArgs;
 use crate::Subjects;
@@ -31,6 +33,8 @@ pub enum BusError {
     Request { subject: String, reason: String },
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    #[error("the reply from {subject} is not authenticated by the cluster key")]
+    Unauthenticated { subject: String },
 }
 
 /// The typed client. Cheap to clone.
@@ -38,6 +42,7 @@ pub enum BusError {
 pub struct Bus {
     client: async_nats::Client,
     subjects: Subjects,
+    key: Option<Arc<ClusterKey>>,
 }
 
 impl Bus {
@@ -47,11 +52,70 @@ impl Bus {
         let opts = args.nats_options(name).await.map_err(BusError::Config)?;
         let servers = args.nats_servers().map_err(BusError::Config)?;
         let client = opts.connect(servers).await.map_err(|e| BusError::Connect(e.to_string()))?;
-        Ok(Bus { client, subjects: Subjects::new(args.prefix.clone()) })
+        let key = args.cluster_key.clone().map(Arc::new);
+        Ok(Bus { client, subjects: Subjects::new(args.prefix.clone()), key })
     }
 
     pub fn from_client(client: async_nats::Client, subjects: Subjects) -> Bus {
-        Bus { client, subjects }
+        Bus { client, subjects, key: None }
+    }
+
+    /// Whether cluster messages are authenticated (a cluster key is set).
+    pub fn authenticates(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The MAC header for a message, when a cluster key is set.
+    fn mac_headers(&self, subject: &str, payload: &[u8]) -> Option<async_nats::HeaderMap> {
+        let key = self.key.as_ref()?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(MAC_HEADER, key.sign(subject, payload).as_str());
+        Some(headers)
+    }
+
+    /// Publishes a cluster message (see [`crate::auth`]): with the MAC when a key is set.
+    pub async fn publish_signed<T: Serialize + ?Sized>(&self, subject: String, msg: &T) -> Result<(), BusError> {
+        let payload = Bytes::from(encode(msg));
+        let result = match self.mac_headers(&subject, &payload) {
+            Some(headers) => self.client.publish_with_headers(subject.clone(), headers, payload).await,
+            None => self.client.publish(subject.clone(), payload).await,
+        };
+        result.map_err(|e| BusError::Publish { subject, reason: e.to_string() })
+    }
+
+    /// A cluster request: signed like [`Bus::publish_signed`], and the reply must carry a
+    /// valid MAC too when a key is set ([`BusError::Unauthenticated`] otherwise).
+    pub async fn request_signed<T: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        subject: String,
+        msg: &T,
+        timeout: Duration,
+    ) -> Result<R, BusError> {
+        let payload = Bytes::from(encode(msg));
+        let mut request = async_nats::Request::new().timeout(Some(timeout));
+        if let Some(headers) = self.mac_headers(&subject, &payload) {
+            request = request.headers(headers);
+        }
+        let request = request.payload(payload);
+        match self.client.send_request(subject.clone(), request).await {
+            Ok(reply) => {
+                if let Some(key) = &self.key {
+                    if !authentic(key, &reply) {
+                        return Err(BusError::Unauthenticated { subject });
+                    }
+                }
+                Ok(decode(&reply.payload)?)
+            }
+            Err(e) => Err(request_error(e, subject, timeout)),
+        }
+    }
+
+    /// Subscribes to cluster messages on `subject`: with a key set, a message without a
+    /// valid MAC arrives as [`Incoming::forged`] with no payload.
+    pub async fn subscribe_signed<T: DeserializeOwned>(&self, subject: String) -> Result<Subscription<T>, BusError> {
+        let mut sub = self.subscribe(subject).await?;
+        sub.verify = self.key.clone();
+        Ok(sub)
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -102,11 +166,7 @@ impl Bus {
         let request = async_nats::Request::new().payload(payload).timeout(Some(timeout));
         match self.client.send_request(subject.clone(), request).await {
             Ok(reply) => Ok(decode(&reply.payload)?),
-            Err(e) => Err(match e.kind() {
-                async_nats::RequestErrorKind::TimedOut => BusError::Timeout { subject, timeout },
-                async_nats::RequestErrorKind::NoResponders => BusError::NoResponders { subject },
-                _ => BusError::Request { subject, reason: e.to_string() },
-            }),
+            Err(e) => Err(request_error(e, subject, timeout)),
         }
     }
 
@@ -117,7 +177,7 @@ impl Bus {
             .subscribe(subject.clone())
             .await
             .map_err(|e| BusError::Subscribe { subject, reason: e.to_string() })?;
-        Ok(Subscription { inner, _t: std::marker::PhantomData })
+        Ok(Subscription { inner, verify: None, _t: std::marker::PhantomData })
     }
 
     /// Subscribes to `subject` in queue group `group`: each message reaches one member.
@@ -131,7 +191,7 @@ impl Bus {
             .queue_subscribe(subject.clone(), group.to_string())
             .await
             .map_err(|e| BusError::Subscribe { subject, reason: e.to_string() })?;
-        Ok(Subscription { inner, _t: std::marker::PhantomData })
+        Ok(Subscription { inner, verify: None, _t: std::marker::PhantomData })
     }
 
     /// A fresh inbox subject for replies.
@@ -148,17 +208,38 @@ impl Bus {
     }
 }
 
+fn request_error(e: async_nats::RequestError, subject: String, timeout: Duration) -> BusError {
+    match e.kind() {
+        async_nats::RequestErrorKind::TimedOut => BusError::Timeout { subject, timeout },
+        async_nats::RequestErrorKind::NoResponders => BusError::NoResponders { subject },
+        _ => BusError::Request { subject, reason: e.to_string() },
+    }
+}
+
+/// Whether `msg` carries a valid MAC for its subject and payload.
+fn authentic(key: &ClusterKey, msg: &async_nats::Message) -> bool {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(MAC_HEADER))
+        .is_some_and(|mac| key.verify(msg.subject.as_str(), &msg.payload, mac.as_str()))
+}
+
 /// A message received on a typed subscription.
 #[derive(Debug)]
 pub struct Incoming<T> {
     pub subject: String,
     pub reply: Option<String>,
     pub payload: Result<T, DecodeError>,
+    /// On a signed subscription: the message had no valid MAC (its payload is then an
+    /// error and must be dropped).
+    pub forged: bool,
 }
 
 /// A typed subscription: a stream of [`Incoming`] messages.
 pub struct Subscription<T> {
     inner: async_nats::Subscriber,
+    /// Set on signed subscriptions with a key: messages must carry a valid MAC.
+    verify: Option<Arc<ClusterKey>>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -173,11 +254,25 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
     type Item = Incoming<T>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let verify = self.verify.clone();
         Pin::new(&mut self.inner).poll_next(cx).map(|m| {
-            m.map(|msg| Incoming {
-                subject: msg.subject.to_string(),
-                reply: msg.reply.map(|r| r.to_string()),
-                payload: decode(&msg.payload),
+            m.map(|msg| {
+                let forged = verify.as_ref().is_some_and(|key| !authentic(key, &msg));
+                let payload = if forged {
+                    Err(DecodeError {
+                        what: "authenticated message",
+                        len: msg.payload.len(),
+                        reason: "no valid MAC for the cluster key".into(),
+                    })
+                } else {
+                    decode(&msg.payload)
+                };
+                Incoming {
+                    subject: msg.subject.to_string(),
+                    reply: msg.reply.map(|r| r.to_string()),
+                    payload,
+                    forged,
+                }
             })
         })
     }

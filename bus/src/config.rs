@@ -35,6 +35,17 @@ pub struct BusArgs {
     /// NATS subject prefix and Redis key prefix of the cluster.
     #[arg(long, env = "INSTAFACE_PREFIX", default_value = "instaface", value_parser = parse_prefix)]
     pub prefix: String,
+
+    /// The prefix of this process's reply inboxes (default `_INBOX`); NATS permissions can
+    /// then keep each role's replies to itself.
+    #[arg(long, env = "NATS_INBOX_PREFIX", value_parser = parse_prefix)]
+    pub nats_inbox_prefix: Option<String>,
+
+    /// The cluster key (at least 32 characters): messages between nodes, and unplug
+    /// commands, carry a MAC made with it and are refused without a valid one. Unset, no
+    /// message is authenticated (the node says so at start).
+    #[arg(long, env = "CLUSTER_KEY", value_parser = parse_cluster_key, hide_env_values = true)]
+    pub cluster_key: Option<crate::auth::ClusterKey>,
 }
 
 impl BusArgs {
@@ -48,6 +59,8 @@ impl BusArgs {
             nats_tls_key: None,
             redis_url: "redis://127.0.0.1:6379".into(),
             prefix: prefix.into(),
+            nats_inbox_prefix: None,
+            cluster_key: None,
         }
     }
 
@@ -63,6 +76,7 @@ impl BusArgs {
             .retry_on_initial_connect()
             .max_reconnects(None)
             .reconnect_delay_callback(reconnect_delay)
+            .custom_inbox_prefix(self.nats_inbox_prefix.clone().unwrap_or_else(|| "_INBOX".into()))
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => tracing::info!("nats connected"),
@@ -130,6 +144,10 @@ fn reconnect_delay(attempts: usize) -> Duration {
     let base = 50u64.saturating_mul(1u64 << attempts.min(6)).min(2000);
     let jitter = rand::random_range(0..=base / 5);
     Duration::from_millis(base + jitter)
+}
+
+fn parse_cluster_key(s: &str) -> Result<crate::auth::ClusterKey, String> {
+    crate::auth::ClusterKey::parse(s)
 }
 
 /// A prefix is one or more NATS tokens of `[A-Za-z0-9_-]` separated by dots.

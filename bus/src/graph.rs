@@ -67,6 +67,15 @@ pub fn valid_type_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
+/// Largest `offset` of an association list read ([`ReadQuery::Assocs`]); the gateway
+/// answers a larger one with 400 and a node refuses it. A page past a follower's cached
+/// window goes to the leader, whose MySQL `LIMIT … OFFSET n` walks and discards `n` index
+/// entries: unbounded, one request could make the one node that writes scan a whole list
+/// (the offset is a `u32`). 100,000 is 100 pages of the largest `limit` (1000), a bounded
+/// index scan (milliseconds to tens of milliseconds); deeper lists want a cursor, not an
+/// offset.
+pub const MAX_ASSOC_OFFSET: u32 = 100_000;
+
 /// What a cache holds and an invalidation names. On the wire a key is a string:
 /// `e:<id>` for an entity, `a:<from>:<type>` for an association list and its count.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -117,7 +117,10 @@ impl GraphClient {
     pub async fn new(bus: Bus, cfg: ClientConfig) -> Result<GraphClient, BusError> {
         let (tx, rx) = watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: Vec::new(), seq: 0 });
         let tx = Arc::new(tx);
-        let mut heartbeats = bus.subscribe::<Heartbeat>(bus.subjects().heartbeat()).await?;
+        // With the cluster key, only authenticated heartbeats say who leads (events are
+        // not signed); without it, heartbeats and leader events both do.
+        let keyed = bus.authenticates();
+        let mut heartbeats = bus.subscribe_signed::<Heartbeat>(bus.subjects().heartbeat()).await?;
         let mut events = bus.subscribe::<Event>(bus.subjects().events()).await?;
         let t1 = {
             let tx = tx.clone();
@@ -134,7 +137,9 @@ impl GraphClient {
             tokio::spawn(async move {
                 while let Some(msg) = events.next().await {
                     if let Ok(Event { node, term, kind: EventKind::Leader { members }, .. }) = msg.payload {
-                        observe(&tx, term, &node, Some(members), None);
+                        if !keyed {
+                            observe(&tx, term, &node, Some(members), None);
+                        }
                     }
                 }
             })
@@ -354,10 +359,17 @@ impl GraphClient {
     }
 }
 
-/// Records a leader sighting if it is at least as new as what we know.
+/// Records a leader sighting if it is at least as new as what we know — or if what we
+/// know has gone stale (a cluster that restarted from term 1, or a claim no real leader
+/// backs up, must not pin the client forever). Terms past [`crate::MAX_TERM`] and ids
+/// no node can have are ignored.
 fn observe(tx: &watch::Sender<LeaderInfo>, term: u64, leader: &NodeId, members: Option<Vec<NodeId>>, seq: Option<u64>) {
+    if term > crate::MAX_TERM || !crate::valid_node_id(leader) {
+        return;
+    }
     tx.send_if_modified(|info| {
-        if term < info.term {
+        let stale = info.seen.is_none_or(|seen| seen.elapsed() >= LEADER_STALE);
+        if term < info.term && !stale {
             return false;
         }
         let changed = info.term != term || info.leader.as_ref() != Some(leader);

@@ -13,7 +13,9 @@
 //! - [`client`]: a typed NATS client: publish, request with timeout, subscribe and
 //!   queue-subscribe, decode errors as values.
 //! - [`membership`]: the static cluster membership kept in Redis.
+//! - [`auth`]: the cluster key and the MAC that authenticates messages between nodes.
 
+pub mod auth;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -26,6 +28,12 @@ pub mod subjects;
 pub use client::{Bus, BusError, Incoming};
 pub use codec::{decode, encode, DecodeError};
 pub use subjects::Subjects;
+
+/// The highest term anyone adopts: a message with a higher term is refused, not adopted,
+/// since a term that could not be exceeded would end every election (one forged heartbeat
+/// with `u64::MAX` would wedge a cluster for good). At one election a millisecond it lasts
+/// 146 million years.
+pub const MAX_TERM: u64 = 1 << 62;
 
 /// A node's identity: a short name that is also one NATS subject token (`n1`, `node-2`).
 pub type NodeId = String;

@@ -236,6 +236,12 @@ impl Workload {
         (writes, s.ops.len() - writes)
     }
 
+    /// Stale reads in the history so far (the workload keeps running).
+    pub fn stale_so_far(&self) -> usize {
+        let ops = lock(&self.shared).ops.clone();
+        check(&ops).len()
+    }
+
     /// Waits until the workload made `writes` more acknowledged writes and `reads` more
     /// reads than when called (fails after `timeout`).
     pub async fn wait_progress(&self, writes: usize, reads: usize, timeout: Duration) {

@@ -146,6 +146,11 @@ impl Cluster {
         let database = format!("instaface_t{tag}");
         let mut args = BusArgs::local(&prefix);
         args.nats_url = nats_url.into();
+        // With a cluster key for the nodes, the test's own client holds it too (it sends
+        // unplug commands, which must be signed).
+        if let Some((_, key)) = opts.env.iter().find(|(k, _)| k == "CLUSTER_KEY") {
+            args.cluster_key = Some(instaface_bus::auth::ClusterKey::parse(key).expect("CLUSTER_KEY"));
+        }
         let bus = Bus::connect(&args, &format!("test-{name}")).await.expect("nats");
         wait_until(Duration::from_secs(10), "the test's NATS connection", || bus.is_connected()).await;
         let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");
@@ -255,7 +260,7 @@ impl Cluster {
     }
 
     async fn send_unplug(&self, cmd: Unplug) {
-        self.bus.publish(self.bus.subjects().control_unplug(), &cmd).await.expect("publish unplug");
+        self.bus.publish_signed(self.bus.subjects().control_unplug(), &cmd).await.expect("publish unplug");
         self.bus.flush().await.expect("flush");
     }
 

@@ -28,9 +28,10 @@ impl ElectionCore {
         self.start_pre_vote(now, out);
     }
 
-    /// A node campaigns only once it has read the membership and left its quarantine.
+    /// A node campaigns only once it has read the membership and left its quarantine, and
+    /// never past [`MAX_TERM`](super::MAX_TERM).
     fn may_campaign(&self, now: Duration) -> bool {
-        self.membership_known && now >= self.quarantine_until
+        self.membership_known && now >= self.quarantine_until && self.term < super::MAX_TERM
     }
 
     /// PreVote: ask whether a majority would vote for us in `term + 1`, changing nothing.
@@ -209,6 +210,7 @@ impl ElectionCore {
             && from_leader
             && matches!(self.state, State::Follower)
             && self.membership_known
+            && self.term < super::MAX_TERM
         {
             self.start_campaign(now, true, out);
         }

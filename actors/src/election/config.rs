@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use instaface_bus::NodeId;
 
+/// The highest term a node adopts or campaigns for (see [`instaface_bus::MAX_TERM`]).
+pub use instaface_bus::MAX_TERM;
+
 /// The settings of one node's [`ElectionCore`](super::ElectionCore).
 ///
 /// `drift` bounds how far two nodes' clocks may disagree about a span of time: over any

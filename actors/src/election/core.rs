@@ -157,11 +157,10 @@ impl ElectionCore {
                 term,
                 leader,
                 hb,
-                members,
                 applied_seq,
             } => {
                 self.applied_seq = applied_seq;
-                self.on_heartbeat(now, term, leader, hb, members, &mut out);
+                self.on_heartbeat(now, term, leader, hb, &mut out);
             }
             Input::VoteRequest(req) => self.on_vote_request(now, req, &mut out),
             Input::VoteReply(reply) => self.on_vote_reply(now, reply, &mut out),
@@ -243,7 +242,7 @@ impl ElectionCore {
         self.leader.as_ref()
     }
 
-    /// Every member seen so far (Redis, heartbeats, and this node).
+    /// Every member known so far (the configuration, Redis, and this node).
     pub fn members(&self) -> &BTreeSet<NodeId> {
         &self.members
     }
@@ -417,7 +416,7 @@ impl ElectionCore {
         self.learn_members(ids);
     }
 
-    /// Adds members (from Redis or a heartbeat); the set only grows.
+    /// Adds members (from the configuration or Redis); the set only grows.
     pub(super) fn learn_members(&mut self, ids: impl IntoIterator<Item = NodeId>) {
         let span = self.lease_bound_span;
         for id in ids {
@@ -441,7 +440,6 @@ impl ElectionCore {
         term: u64,
         leader: NodeId,
         hb: u64,
-        members: Vec<NodeId>,
         out: &mut Vec<Output>,
     ) {
         if leader == self.cfg.id {
@@ -496,7 +494,6 @@ impl ElectionCore {
         }
         self.last_heartbeat = Some(now);
         self.reset_election_timer(now);
-        self.learn_members(members);
         self.send_ack(now, hb, out);
     }
 

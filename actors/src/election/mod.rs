@@ -23,12 +23,14 @@
 //!   granting a vote. On timeout a follower becomes a pre-candidate and asks for
 //!   pre-votes for `term + 1` without changing its term; a majority of pre-votes makes it
 //!   a candidate (`term += 1`, votes for itself), a majority of votes makes it leader, and
-//!   it heartbeats at once and every `heartbeat`. A campaign round lasts one election
-//!   timeout.
-//! - Majorities are over the members: the `Membership` input (Redis) unioned with the
-//!   members in heartbeats and this node. The set only grows, so a node never campaigns
+//!   it heartbeats at once and every `heartbeat`. A pre-vote round lasts one election
+//!   timeout, a real one less (see *Campaign rounds*).
+//! - Majorities are over the members: the `Membership` input (the node's configured
+//!   `MEMBERS` and Redis) and this node — never the member list a heartbeat carries,
+//!   which is information, not authority. The set only grows, so a node never campaigns
 //!   on a smaller set than it has seen; before its first `Membership` it never campaigns.
-//!   Only members' votes and acks count.
+//!   Only members' votes and acks count (and the protocol core drops messages naming
+//!   anyone else, see `protocol`).
 //! - Lease stickiness: a node refuses pre-votes and votes while
 //!   `now < last heartbeat received + election_min`, and a leader refuses them while it
 //!   leads, unless the request carries `transfer`. A refused request changes nothing, not
@@ -130,6 +132,6 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use self::config::ElectionConfig;
+pub use self::config::{ElectionConfig, MAX_TERM};
 pub use self::core::ElectionCore;
 pub use self::signals::{FollowerView, Input, Output, PersistedVote};

@@ -18,9 +18,12 @@ use serde::{Deserialize, Serialize};
 pub enum Input {
     /// Time passed; deliver one at [`next_deadline`](super::ElectionCore::next_deadline).
     Tick,
-    /// The members read from Redis (periodically). Members only accumulate.
+    /// The members, from the node's configuration (`MEMBERS`) and read from Redis
+    /// (periodically): the only source of membership. Members only accumulate.
     Membership(std::collections::BTreeSet<NodeId>),
-    /// A heartbeat from `P.heartbeat` (the runtime keeps the data-path fields).
+    /// A heartbeat from `P.heartbeat` (the runtime keeps the data-path fields; the
+    /// member list it carries is information for clients, never authority — members come
+    /// from [`Input::Membership`] only).
     ///
     /// `applied_seq` is the node's applied invalidation seq *after* the runtime applied
     /// this heartbeat's invalidations; the ack that answers the heartbeat carries it.
@@ -28,7 +31,6 @@ pub enum Input {
         term: u64,
         leader: NodeId,
         hb: u64,
-        members: Vec<NodeId>,
         applied_seq: u64,
     },
     /// A vote request (pre-vote or real) from `P.vote`.

@@ -50,7 +50,6 @@ enum Msg {
         term: u64,
         leader: String,
         hb: u64,
-        members: Vec<String>,
     },
     Vote(VoteRequest),
     Reply(VoteReply),
@@ -267,14 +266,9 @@ impl Sim {
         }
         match out {
             Output::Persist(p) => self.nodes[i].disk = p,
-            Output::BroadcastHeartbeat { term, hb, members } => {
+            Output::BroadcastHeartbeat { term, hb, .. } => {
                 let leader = self.nodes[i].id.clone();
-                let msg = Msg::Heartbeat {
-                    term,
-                    leader,
-                    hb,
-                    members,
-                };
+                let msg = Msg::Heartbeat { term, leader, hb };
                 self.broadcast(i, msg);
             }
             Output::SendAck { to, ack } => self.send_to(i, &to, Msg::Ack(ack)),
@@ -367,16 +361,10 @@ impl Sim {
                     self.log(|| format!("{f} => {t}: {text}"));
                 }
                 let input = match msg {
-                    Msg::Heartbeat {
+                    Msg::Heartbeat { term, leader, hb } => Input::Heartbeat {
                         term,
                         leader,
                         hb,
-                        members,
-                    } => Input::Heartbeat {
-                        term,
-                        leader,
-                        hb,
-                        members,
                         applied_seq: self.nodes[to].applied_seq,
                     },
                     Msg::Vote(r) => Input::VoteRequest(r),

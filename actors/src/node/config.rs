@@ -69,6 +69,11 @@ pub struct NodeArgs {
     #[arg(long, env = "ASSOC_WINDOW", default_value_t = 1000)]
     pub assoc_window: u32,
 
+    /// Requests (reads, writes, fills) handled at once; past it they are refused with
+    /// "overloaded" at once instead of queueing without bound.
+    #[arg(long, env = "MAX_INFLIGHT_REQUESTS", default_value_t = 1024)]
+    pub max_inflight_requests: usize,
+
     /// Serve Prometheus metrics at http://<addr>/metrics.
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -130,6 +135,7 @@ pub struct NodeConfig {
     pub cache_capacity: usize,
     pub assoc_window: u32,
     pub metrics_addr: Option<SocketAddr>,
+    pub max_inflight_requests: usize,
     pub state_dir: PathBuf,
     pub test_hooks: bool,
     pub planted_bug: Option<PlantedBug>,
@@ -224,6 +230,9 @@ impl NodeArgs {
                     .map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?,
             ),
         };
+        if self.max_inflight_requests == 0 {
+            return Err("MAX_INFLIGHT_REQUESTS must be at least 1".into());
+        }
         if self.state_dir.as_os_str().is_empty() {
             return Err("STATE_DIR must name a directory".into());
         }
@@ -241,6 +250,7 @@ impl NodeArgs {
             cache_capacity: self.cache_capacity,
             assoc_window: self.assoc_window,
             metrics_addr: self.metrics_addr,
+            max_inflight_requests: self.max_inflight_requests,
             state_dir: self.state_dir.clone(),
             test_hooks: self.test_hooks,
             planted_bug,

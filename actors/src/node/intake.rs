@@ -35,7 +35,8 @@ where
     T: DeserializeOwned + Send + 'static,
     F: FnMut(&NodeContext, T, Option<String>) + Send + 'static,
 {
-    let mut sub = ctx.net.bus().subscribe::<T>(subject.clone()).await?;
+    // Cluster messages and unplug commands must carry the cluster key's MAC (when set).
+    let mut sub = ctx.net.bus().subscribe_signed::<T>(subject.clone()).await?;
     let ctx = ctx.clone();
     Ok(tokio::spawn(async move {
         let mut decode_log = DecodeLog::default();
@@ -43,8 +44,13 @@ where
             subject,
             reply,
             payload,
+            forged,
         }) = sub.next().await
         {
+            if forged {
+                ctx.net.rejected("unauthenticated", &subject);
+                continue;
+            }
             if kind == Kind::Internal && ctx.net.unplugged() {
                 ctx.net.dropped("unplugged_in");
                 continue;

@@ -61,6 +61,8 @@ pub struct NodeContext {
     pub names: ActorNames,
     /// The cache's latest counters, for the status endpoint and events.
     pub counters: service::SharedCounters,
+    /// Permits for the requests handled at once (`MAX_INFLIGHT_REQUESTS`).
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl NodeContext {

@@ -9,8 +9,8 @@
 //! the switch for its audience, so the rule lives here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use instaface_bus::messages::{Event, EventKind};
 use instaface_bus::{Bus, BusError, NodeId, Subjects};
@@ -25,6 +25,16 @@ pub struct Net {
     unplugged: Arc<AtomicBool>,
     clients_cut: Arc<AtomicBool>,
     metrics: Metrics,
+    reject_log: Arc<Mutex<RejectLog>>,
+}
+
+/// How long refusals are only counted after one was logged.
+const REJECT_LOG_QUIET: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct RejectLog {
+    last: Option<Instant>,
+    suppressed: u64,
 }
 
 /// Who a subscription serves: peers (cluster-internal traffic) or clients.
@@ -42,6 +52,7 @@ impl Net {
             unplugged: Arc::new(AtomicBool::new(false)),
             clients_cut: Arc::new(AtomicBool::new(false)),
             metrics,
+            reject_log: Arc::new(Mutex::new(RejectLog::default())),
         }
     }
 
@@ -93,7 +104,25 @@ impl Net {
             .inc();
     }
 
-    /// Publishes a cluster-internal message, unless unplugged.
+    /// Counts a message refused for `reason` (forged, from a non-member, …) and logs it,
+    /// once per burst: an attacker must not be able to flood the log.
+    pub fn rejected(&self, reason: &str, detail: impl std::fmt::Display) {
+        self.dropped(reason);
+        let now = Instant::now();
+        let mut log = self.reject_log.lock().unwrap_or_else(|p| p.into_inner());
+        let quiet = log.last.is_none_or(|t| now.duration_since(t) >= REJECT_LOG_QUIET);
+        if quiet {
+            let suppressed = std::mem::take(&mut log.suppressed);
+            log.last = Some(now);
+            drop(log);
+            tracing::warn!(reason, %detail, suppressed, "message refused");
+        } else {
+            log.suppressed += 1;
+        }
+    }
+
+    /// Publishes a cluster-internal message, unless unplugged; with the cluster key, it
+    /// carries its MAC.
     pub async fn send<T: Serialize + ?Sized>(
         &self,
         subject: String,
@@ -103,10 +132,11 @@ impl Net {
             self.dropped("unplugged_out");
             return Ok(());
         }
-        self.bus.publish(subject, msg).await
+        self.bus.publish_signed(subject, msg).await
     }
 
-    /// A cluster-internal request; fails at once when unplugged.
+    /// A cluster-internal request (signed, and its reply checked, with the cluster key);
+    /// fails at once when unplugged.
     pub async fn request<T: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         subject: String,
@@ -120,7 +150,13 @@ impl Net {
                 timeout: Duration::ZERO,
             });
         }
-        let reply = self.bus.request(subject, msg, timeout).await?;
+        let reply = match self.bus.request_signed(subject, msg, timeout).await {
+            Err(BusError::Unauthenticated { subject }) => {
+                self.rejected("unauthenticated", format!("reply on {subject}"));
+                return Err(BusError::Unauthenticated { subject });
+            }
+            other => other?,
+        };
         if self.unplugged() {
             // Unplugged while the request was out: the answer is dropped like any input.
             self.dropped("unplugged_in");

@@ -92,7 +92,20 @@ impl Actor for ProtocolActor {
         let votes = VoteFile::new(&ctx.cfg.state_dir, ctx.net.subjects().prefix(), &ctx.cfg.id);
         let persisted = votes.load()?;
         tracing::info!(term = persisted.term, voted_for = ?persisted.voted_for, file = %votes.path().display(), "term and vote loaded");
-        let core = NodeCore::new(ecfg, log, rand::random(), ctx.now(), persisted);
+        if ctx.net.bus().authenticates() {
+            tracing::info!("cluster messages are authenticated with the cluster key");
+        } else {
+            tracing::warn!("no CLUSTER_KEY: cluster messages are not authenticated (anyone who may publish on the cluster's subjects can forge them)");
+        }
+        let mut core = NodeCore::new(ecfg, log, rand::random(), ctx.now(), persisted);
+        // The configured members are trusted like Redis's: the node knows its cluster
+        // before Redis answers.
+        if !ctx.cfg.members.is_empty() {
+            let mut members: std::collections::BTreeSet<NodeId> =
+                ctx.cfg.members.iter().cloned().collect();
+            members.insert(ctx.cfg.id.clone());
+            core.step(ctx.now(), Event::Membership(members));
+        }
         // A (re)started tree starts from nothing applied: its cache is new and empty.
         ctx.applied_seq.store(0, Ordering::SeqCst);
         myself.send_interval(TICK, || ProtocolMsg::Tick);
@@ -202,8 +215,27 @@ async fn on_message(msg: ProtocolMsg, state: &mut ProtocolState) -> Result<(), A
         }
         ProtocolMsg::Panic => panic!("test hook: protocol actor panic"),
     };
+    if let Err(reject) = state.core.admit(&event) {
+        state.ctx.net.rejected(reject.label(), describe(&event));
+        return Ok(());
+    }
     let commands = state.core.step(state.ctx.now(), event);
     perform(state, commands, ack_reply).await
+}
+
+/// Who a refused message came from, for the log.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Heartbeat(h) => format!("heartbeat from {:?} of term {}", h.leader, h.term),
+        Event::Invalidate(i) => format!("invalidation from {:?} of term {}", i.leader, i.term),
+        Event::VoteRequest(r) => format!("vote request from {:?} for term {}", r.candidate, r.term),
+        Event::VoteReply(r) => format!("vote reply from {:?} of term {}", r.voter, r.term),
+        Event::Ack(a) => format!("ack from {:?} of term {}", a.node, a.term),
+        Event::AckConfirm(c) => format!("ack confirmation from {:?} of term {}", c.leader, c.term),
+        Event::TimeoutNow(t) => format!("leadership transfer from {:?} of term {}", t.leader, t.term),
+        Event::Membership(m) => format!("membership {m:?}"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Files a write's reply until the core answers it.

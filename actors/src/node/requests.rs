@@ -88,7 +88,11 @@ where
     F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
-    let sub = ctx.net.bus().subscribe::<Req>(subject).await?;
+    // Peers' requests (fills) must carry the cluster key's MAC, and get signed replies.
+    let sub = match audience {
+        Audience::Peers => ctx.net.bus().subscribe_signed::<Req>(subject).await?,
+        Audience::Clients => ctx.net.bus().subscribe::<Req>(subject).await?,
+    };
     Ok(tokio::spawn(answer_all(ctx.clone(), sub, audience, handler)))
 }
 
@@ -108,8 +112,13 @@ async fn answer_all<Req, Res, F, Fut>(
         subject,
         reply,
         payload,
+        forged,
     }) = sub.next().await
     {
+        if forged {
+            ctx.net.rejected("unauthenticated", &subject);
+            continue;
+        }
         if ctx.net.cut_from(audience) {
             ctx.net.dropped("unplugged_in");
             continue;
@@ -118,10 +127,22 @@ async fn answer_all<Req, Res, F, Fut>(
         let ctx = ctx.clone();
         match payload {
             Ok(req) => {
+                // At most `MAX_INFLIGHT_REQUESTS` handled at once: past that, shed with a
+                // clear error (the client tries another node) instead of piling up tasks.
+                let Ok(permit) = ctx.inflight.clone().try_acquire_owned() else {
+                    ctx.net.dropped("overloaded");
+                    let answer: Reply<()> = Reply::Error(err(
+                        ErrorCode::Unavailable,
+                        format!("{} is overloaded; retry shortly", ctx.cfg.id),
+                    ));
+                    let _ = reply_to(&ctx, audience, reply, &answer).await;
+                    continue;
+                };
                 let handler = handler.clone();
                 tokio::spawn(async move {
                     let answer: Reply<Res> = handler(ctx.clone(), req).await.into();
-                    if let Err(e) = ctx.net.bus().publish(reply, &answer).await {
+                    drop(permit);
+                    if let Err(e) = reply_to(&ctx, audience, reply, &answer).await {
                         tracing::debug!(error = %e, "reply not sent");
                     }
                 });
@@ -130,9 +151,22 @@ async fn answer_all<Req, Res, F, Fut>(
                 ctx.net.dropped("undecodable");
                 decode_log.record(&subject, &e);
                 let answer: Reply<()> = Reply::Error(err(ErrorCode::Invalid, e.to_string()));
-                let _ = ctx.net.bus().publish(reply, &answer).await;
+                let _ = reply_to(&ctx, audience, reply, &answer).await;
             }
         }
+    }
+}
+
+/// Answers a request: signed for a peer, plain for a client.
+async fn reply_to<T: Serialize>(
+    ctx: &NodeContext,
+    audience: Audience,
+    reply: String,
+    answer: &T,
+) -> Result<(), instaface_bus::BusError> {
+    match audience {
+        Audience::Peers => ctx.net.bus().publish_signed(reply, answer).await,
+        Audience::Clients => ctx.net.bus().publish(reply, answer).await,
     }
 }
 
@@ -292,6 +326,15 @@ async fn run_query(
             limit,
             offset,
         } => {
+            if offset > instaface_bus::graph::MAX_ASSOC_OFFSET {
+                return Err(err(
+                    ErrorCode::Invalid,
+                    format!(
+                        "offset {offset} is past the largest, {}",
+                        instaface_bus::graph::MAX_ASSOC_OFFSET
+                    ),
+                ));
+            }
             let key = CacheKey::Assocs {
                 from,
                 atype: atype.clone(),
@@ -431,8 +474,10 @@ async fn forward_to_leader(
         consistency: Consistency::Strong,
         query,
     };
+    // A client's read relayed, not a cluster message: plain, like any client's.
     match ctx
         .net
+        .bus()
         .request::<_, Reply<ReadResult>>(ctx.net.subjects().read_at(&leader), &req, CACHE_TIMEOUT)
         .await
     {

@@ -56,6 +56,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         origin: Instant::now(),
         names: ActorNames::new(&cfg.id),
         counters: Arc::new(Mutex::new(Default::default())),
+        inflight: Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_requests)),
         cfg: Arc::new(cfg),
     };
     tracing::info!(

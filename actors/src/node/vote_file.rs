@@ -32,8 +32,18 @@ impl VoteFile {
     /// must not guess its vote.
     pub fn load(&self) -> Result<PersistedVote, String> {
         match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("vote file {}: {e}", self.path.display())),
+            Ok(bytes) => {
+                let vote: PersistedVote = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("vote file {}: {e}", self.path.display()))?;
+                if vote.term > crate::election::MAX_TERM {
+                    return Err(format!(
+                        "vote file {}: term {} is above the highest a node takes",
+                        self.path.display(),
+                        vote.term
+                    ));
+                }
+                Ok(vote)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PersistedVote::default()),
             Err(e) => Err(format!("vote file {}: {e}", self.path.display())),
         }

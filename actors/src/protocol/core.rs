@@ -10,11 +10,33 @@ use instaface_bus::NodeId;
 
 use super::signals::{Command, Event, WriteAnswer};
 use crate::election::{
-    ElectionConfig, ElectionCore, FollowerView, Input, Output, PersistedVote,
+    ElectionConfig, ElectionCore, FollowerView, Input, Output, PersistedVote, MAX_TERM,
 };
 use crate::invalidation::{
     apply_one, apply_window, CacheEffect, InvalidationMode, LeaderLog, LogConfig, PlantedBug,
 };
+
+/// Why a message was dropped without being stepped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// It names a node that is not a member.
+    NotAMember,
+    /// It names a node with an id no node can have.
+    InvalidId,
+    /// Its term is above [`MAX_TERM`].
+    TermTooHigh,
+}
+
+impl Reject {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::NotAMember => "not_a_member",
+            Reject::InvalidId => "invalid_id",
+            Reject::TermTooHigh => "term_too_high",
+        }
+    }
+}
 
 /// One node's protocol state. No I/O, no clock reads, no async: time comes in as `now`
 /// (monotonic, since an arbitrary origin of this node's own).
@@ -49,9 +71,46 @@ impl NodeCore {
         }
     }
 
-    /// Feeds one event at `now`; returns what the runtime must do, in order.
+    /// Whether `event` may be stepped at all: a message must come from a member (members
+    /// come from the configuration and Redis only), name its nodes with valid ids, and
+    /// carry a term no higher than [`MAX_TERM`]. `Err` says why it is dropped (the
+    /// runtime counts it); [`step`](Self::step) drops it the same way.
+    pub fn admit(&self, event: &Event) -> Result<(), Reject> {
+        let (term, from) = match event {
+            Event::Heartbeat(h) => (h.term, Some(&h.leader)),
+            Event::Invalidate(i) => (i.term, Some(&i.leader)),
+            Event::VoteRequest(r) => (r.term, Some(&r.candidate)),
+            Event::VoteReply(r) => (r.term, Some(&r.voter)),
+            Event::Ack(a) => (a.term, Some(&a.node)),
+            Event::AckConfirm(c) => (c.term, Some(&c.leader)),
+            Event::TimeoutNow(t) => (t.term, Some(&t.leader)),
+            Event::Fenced { term } => (*term, None),
+            Event::Membership(ids) => {
+                return if ids.iter().all(|id| instaface_bus::valid_node_id(id)) {
+                    Ok(())
+                } else {
+                    Err(Reject::InvalidId)
+                };
+            }
+            _ => return Ok(()),
+        };
+        if term > MAX_TERM {
+            return Err(Reject::TermTooHigh);
+        }
+        match from {
+            Some(id) if !instaface_bus::valid_node_id(id) => Err(Reject::InvalidId),
+            Some(id) if !self.election.members().contains(id) => Err(Reject::NotAMember),
+            _ => Ok(()),
+        }
+    }
+
+    /// Feeds one event at `now`; returns what the runtime must do, in order. An event
+    /// [`admit`](Self::admit) refuses changes nothing.
     pub fn step(&mut self, now: Duration, event: Event) -> Vec<Command> {
         let mut out = Vec::new();
+        if self.admit(&event).is_err() {
+            return out;
+        }
         match event {
             Event::Tick => self.elect(now, Input::Tick, &mut out),
             Event::Membership(m) => self.elect(now, Input::Membership(m), &mut out),
@@ -167,7 +226,6 @@ impl NodeCore {
             term: hb.term,
             leader: hb.leader,
             hb: hb.hb,
-            members: hb.members,
             applied_seq: self.applied,
         };
         self.elect(now, input, out);

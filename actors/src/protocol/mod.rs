@@ -19,5 +19,5 @@ mod signals;
 #[cfg(test)]
 mod sim;
 
-pub use self::core::NodeCore;
+pub use self::core::{NodeCore, Reject};
 pub use self::signals::{Command, Event, WriteAnswer};
