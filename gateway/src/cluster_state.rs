@@ -1,10 +1,18 @@
 //! What the gateway knows of the cluster, for `GET /api/cluster` and the unplug route.
 //!
-//! Fed from four sources, each overwriting what it knows best:
-//! - heartbeats (through the graph client's leader tracking): leader, term, members;
+//! The nodes it knows are the **members** of the Redis membership
+//! ([`Membership`], re-read by [`spawn_membership_reader`], retrying with backoff while Redis
+//! is away and keeping the last membership it read). Nothing else creates an entry: an
+//! event, a status answer or a `reachable` report about an id that is not a member — or not
+//! a node id at all ([`valid_node_id`]) — is ignored, and a member that leaves the
+//! membership is forgotten. Heartbeats (which list members too) are information, not
+//! authority: the leader they name is shown only if it is a member. So the view is bounded
+//! by the membership, whatever anyone publishes on the bus.
+//!
+//! Fed from three sources, each overwriting what it knows best:
+//! - heartbeats (through the graph client's leader tracking): leader and term;
 //! - `P.events` ([`ClusterState::observe_event`]): role changes, unplugging, the leader's
 //!   view of each follower's reachability, cache counters — as they happen;
-//! - the Redis membership, re-read by the poller;
 //! - each member's status endpoint `P.node.<id>.status`, polled every `cluster_poll` by
 //!   [`spawn_poller`]: role, term, unplugged (from peers, from clients), serving, applied
 //!   seq, lease, cache counters. A member that does not answer within `status_timeout` is
@@ -17,7 +25,7 @@ use std::time::{Duration, Instant};
 use instaface_bus::graph_client::LeaderInfo;
 use instaface_bus::membership::Membership;
 use instaface_bus::messages::{Event, EventKind, NodeStatus, Role};
-use instaface_bus::{Bus, NodeId};
+use instaface_bus::{valid_node_id, Bus, NodeId, Subjects};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,9 +40,25 @@ pub struct ClusterState {
 
 #[derive(Default)]
 struct View {
-    /// The Redis membership as last read (`None` until a read succeeds).
+    /// The Redis membership as last read, sorted, valid ids only (`None` until a read
+    /// succeeds): the nodes this view knows.
     members: Option<Vec<NodeId>>,
+    /// What is known of each member (never of anyone else).
     nodes: BTreeMap<NodeId, NodeView>,
+}
+
+impl View {
+    fn is_member(&self, id: &str) -> bool {
+        valid_node_id(id) && self.members.as_ref().is_some_and(|m| m.binary_search_by(|x| x.as_str().cmp(id)).is_ok())
+    }
+
+    /// The entry of member `id`, created on first use; `None` for anyone else.
+    fn member(&mut self, id: &str) -> Option<&mut NodeView> {
+        if !self.is_member(id) {
+            return None;
+        }
+        Some(self.nodes.entry(id.to_owned()).or_default())
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -69,19 +93,28 @@ impl ClusterState {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies one monitoring event.
-    pub fn observe_event(&self, event: &Event) {
+    /// Whether `id` is a member (as of the latest membership read).
+    pub fn is_member(&self, id: &str) -> bool {
+        self.view().is_member(id)
+    }
+
+    /// Applies one monitoring event; one about a node that is not a member (or a report by
+    /// one, or about one) changes nothing. Returns whether it was applied.
+    pub fn observe_event(&self, event: &Event) -> bool {
         let mut view = self.view();
         match &event.kind {
             EventKind::Reachable { peer, reachable } => {
-                let node = view.nodes.entry(peer.clone()).or_default();
+                if !view.is_member(&event.node) {
+                    return false;
+                }
+                let Some(node) = view.member(peer) else { return false };
                 node.leader_says = Some((event.node.clone(), event.term, *reachable));
-                return;
+                return true;
             }
-            EventKind::Invalidation { .. } => return,
+            EventKind::Invalidation { .. } => return view.is_member(&event.node),
             _ => {}
         }
-        let node = view.nodes.entry(event.node.clone()).or_default();
+        let Some(node) = view.member(&event.node) else { return false };
         node.term = node.term.max(event.term);
         match &event.kind {
             EventKind::Leader { .. } => node.role = Some(Role::Leader),
@@ -113,12 +146,14 @@ impl ClusterState {
             EventKind::Write { seq, .. } => node.applied_seq = node.applied_seq.max(*seq),
             EventKind::Reachable { .. } | EventKind::Invalidation { .. } => {}
         }
+        true
     }
 
-    /// Applies a member's answer to the status poll.
+    /// Applies a member's answer to the status poll (an answer naming a node that is not a
+    /// member changes nothing).
     pub fn observe_status(&self, status: NodeStatus) {
         let mut view = self.view();
-        let node = view.nodes.entry(status.node.clone()).or_default();
+        let Some(node) = view.member(&status.node) else { return };
         node.role = Some(status.role);
         node.term = status.term;
         node.unplugged = status.unplugged;
@@ -136,46 +171,55 @@ impl ClusterState {
         node.answering = Some(true);
     }
 
-    /// Records that `id` did not answer the status poll.
+    /// Records that member `id` did not answer the status poll.
     pub fn observe_silence(&self, id: &str) {
         let mut view = self.view();
-        let node = view.nodes.entry(id.to_string()).or_default();
+        let Some(node) = view.member(id) else { return };
         node.answering = Some(false);
         node.lease_ms = 0;
         node.serving = false;
     }
 
-    /// Records the membership read from Redis.
-    pub fn set_members(&self, mut members: Vec<NodeId>) {
-        members.sort();
-        self.view().members = Some(members);
-    }
-
-    /// The members: from Redis when it has been read, else from the latest heartbeat.
-    pub fn members(&self) -> Vec<NodeId> {
-        if let Some(m) = &self.view().members {
-            return m.clone();
+    /// Records the membership read from Redis: ids that are not node ids are left out, and
+    /// what was known of former members is forgotten.
+    pub fn set_members(&self, members: impl IntoIterator<Item = NodeId>) {
+        let (mut valid, invalid): (Vec<NodeId>, Vec<NodeId>) = members.into_iter().partition(|id| valid_node_id(id));
+        if !invalid.is_empty() {
+            tracing::warn!(?invalid, "ignoring membership entries that are not node ids");
         }
-        let mut m = self.leader.borrow().members.clone();
-        m.sort();
-        m
+        valid.sort();
+        valid.dedup();
+        let mut view = self.view();
+        view.nodes.retain(|id, _| valid.binary_search(id).is_ok());
+        view.members = Some(valid);
     }
 
-    /// Whether anything is known of the membership yet.
+    /// The members, as last read from Redis (empty until a read succeeds).
+    pub fn members(&self) -> Vec<NodeId> {
+        self.view().members.clone().unwrap_or_default()
+    }
+
+    /// Whether the membership has been read yet.
     pub fn membership_known(&self) -> bool {
-        self.view().members.is_some() || !self.leader.borrow().members.is_empty()
+        self.view().members.is_some()
     }
 
     /// The overview served by `GET /api/cluster`.
     pub fn overview(&self) -> ClusterOverview {
         let info = self.leader.borrow().clone();
-        let members = self.members();
         let view = self.view();
-        let current = info.current().map(|(l, t)| (l.clone(), t));
+        let members = view.members.clone().unwrap_or_default();
+        // A heartbeat is information, the membership the authority: a leader that is not a
+        // member is not shown, and its term not taken.
+        let heard_of_member = info.leader.as_deref().is_some_and(|l| view.is_member(l));
+        let current = info.current().filter(|_| heard_of_member).map(|(l, t)| (l.clone(), t));
         let max_node_term = view.nodes.values().map(|n| n.term).max().unwrap_or(0);
-        let term = current.as_ref().map(|(_, t)| *t).unwrap_or(info.term.max(max_node_term));
-        let ids: Vec<NodeId> = if members.is_empty() { view.nodes.keys().cloned().collect() } else { members.clone() };
-        let nodes = ids
+        let term = match &current {
+            Some((_, t)) => *t,
+            None if heard_of_member => info.term.max(max_node_term),
+            None => max_node_term,
+        };
+        let nodes = members
             .iter()
             .map(|id| {
                 let n = view.nodes.get(id).cloned().unwrap_or_default();
@@ -205,16 +249,16 @@ impl ClusterState {
 }
 
 /// Reads the membership from Redis once (connecting first if need be); `false` if it could
-/// not.
+/// not (the view keeps the membership it last read).
 pub async fn refresh_members(
     cluster: &ClusterState,
     membership: &mut Option<Membership>,
     redis_url: &str,
-    bus: &Bus,
+    subjects: &Subjects,
     timeout: Duration,
 ) -> bool {
     if membership.is_none() {
-        match tokio::time::timeout(timeout, Membership::connect(redis_url, bus.subjects())).await {
+        match tokio::time::timeout(timeout, Membership::connect(redis_url, subjects)).await {
             Ok(Ok(m)) => *membership = Some(m),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis membership not reachable");
@@ -226,7 +270,7 @@ pub async fn refresh_members(
     let Some(m) = membership.as_ref() else { return false };
     match tokio::time::timeout(timeout, m.list()).await {
         Ok(Ok(list)) => {
-            cluster.set_members(list.into_keys().collect());
+            cluster.set_members(list.into_keys());
             true
         }
         Ok(Err(e)) => {
@@ -236,6 +280,47 @@ pub async fn refresh_members(
         Err(_) => false,
     }
 }
+
+/// The wait before the next membership read: `every` after a success; after a failure,
+/// twice the previous wait (from `every`), at most `max`.
+pub fn membership_retry_delay(previous: Duration, succeeded: bool, every: Duration, max: Duration) -> Duration {
+    if succeeded {
+        every
+    } else {
+        previous.max(every).saturating_mul(2).min(max.max(every))
+    }
+}
+
+/// Keeps the membership fresh: re-reads it every `every`; while Redis is away, retries with
+/// a backoff of up to `max` between attempts (the view keeps what it last read). Never
+/// gives up.
+pub fn spawn_membership_reader(
+    cluster: ClusterState,
+    subjects: Subjects,
+    redis_url: String,
+    mut membership: Option<Membership>,
+    every: Duration,
+    max: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = every;
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(delay).await;
+            let ok = refresh_members(&cluster, &mut membership, &redis_url, &subjects, READ_TIMEOUT).await;
+            if ok && failing {
+                tracing::info!("the membership is readable again");
+            } else if !ok && !failing {
+                tracing::warn!("cannot read the membership from Redis; keeping the last one read, retrying");
+            }
+            failing = !ok;
+            delay = membership_retry_delay(delay, ok, every, max);
+        }
+    })
+}
+
+/// Longest one membership read (with its connection) may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Asks every member for its status, concurrently, and records the answers.
 pub async fn poll_statuses(cluster: &ClusterState, bus: &Bus, timeout: Duration) {
@@ -253,23 +338,13 @@ pub async fn poll_statuses(cluster: &ClusterState, bus: &Bus, timeout: Duration)
     }
 }
 
-/// Keeps the view fresh: every `every`, re-reads the membership and polls every member.
-pub fn spawn_poller(
-    cluster: ClusterState,
-    bus: Bus,
-    redis_url: Option<String>,
-    mut membership: Option<Membership>,
-    every: Duration,
-    status_timeout: Duration,
-) -> JoinHandle<()> {
+/// Keeps the view fresh: every `every`, polls every member for its status.
+pub fn spawn_poller(cluster: ClusterState, bus: Bus, every: Duration, status_timeout: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Some(url) = &redis_url {
-                refresh_members(&cluster, &mut membership, url, &bus, Duration::from_secs(2)).await;
-            }
             poll_statuses(&cluster, &bus, status_timeout).await;
         }
     })
@@ -410,13 +485,161 @@ mod tests {
     }
 
     #[test]
-    fn members_fall_back_to_heartbeats() {
+    fn heartbeat_members_are_no_authority() {
         let tx = leader("n2", 1);
         let cluster = ClusterState::new(tx.subscribe());
+        // The heartbeat lists n1…n3, but the membership has not been read: nobody is known,
+        // nobody is polled, nothing can be unplugged.
+        assert!(!cluster.membership_known());
+        assert!(cluster.members().is_empty());
+        let o = cluster.overview();
+        assert!(o.members.is_empty() && o.nodes.is_empty(), "{o:?}");
+        assert_eq!(o.leader, None, "a leader no membership vouches for");
+
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
         assert!(cluster.membership_known());
-        assert_eq!(cluster.members(), vec!["n1", "n2", "n3"]);
         let o = cluster.overview();
         assert_eq!(o.nodes.len(), 3);
+        assert_eq!(o.leader.as_deref(), Some("n2"));
         assert!(o.nodes.iter().all(|n| !n.reachable), "nobody polled yet");
+    }
+
+    #[test]
+    fn only_members_get_entries() {
+        let tx = leader("n1", 4);
+        let cluster = ClusterState::new(tx.subscribe());
+        let follower = |id: &str| Event::new(id, 4, EventKind::Follower { leader: Some("n1".into()) });
+
+        // Before the membership is read, whatever arrives creates nothing.
+        cluster.observe_status(status("n1", Role::Leader, 4));
+        assert!(!cluster.observe_event(&follower("n2")));
+        cluster.observe_silence("n3");
+        assert!(cluster.view().nodes.is_empty());
+
+        // Entries that are not node ids never make it into the membership.
+        cluster.set_members(vec!["n2".into(), "n1".into(), "bad.id".into(), String::new(), "n1".into()]);
+        assert_eq!(cluster.members(), vec!["n1", "n2"]);
+        assert!(cluster.is_member("n1") && !cluster.is_member("bad.id") && !cluster.is_member(""));
+
+        let long = "n".repeat(65);
+        for stranger in ["n9", "bad.id", "", "n1 ", "../n1", "n1.status", long.as_str()] {
+            assert!(!cluster.observe_event(&follower(stranger)), "{stranger:?}");
+            assert!(!cluster.observe_event(&Event::new(
+                stranger,
+                4,
+                EventKind::Cache { hits: 1, misses: 1, entries: 1, fills: 1, applied_seq: 1 }
+            )));
+            assert!(!cluster.observe_event(&Event::new(
+                stranger,
+                4,
+                EventKind::Unplugged { unplugged: true, clients: true }
+            )));
+            // A report by a stranger about a member, and by a member about a stranger.
+            assert!(!cluster.observe_event(&Event::new(
+                stranger,
+                4,
+                EventKind::Reachable { peer: "n2".into(), reachable: false }
+            )));
+            assert!(!cluster.observe_event(&Event::new(
+                "n1",
+                4,
+                EventKind::Reachable { peer: stranger.into(), reachable: false }
+            )));
+            cluster.observe_status(status(stranger, Role::Leader, 9));
+            cluster.observe_silence(stranger);
+        }
+        assert!(cluster.view().nodes.is_empty(), "strangers left no entry: {:?}", cluster.view().nodes.keys());
+        let o = cluster.overview();
+        assert_eq!(o.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+        assert_eq!(o.term, 4, "a stranger's term 9 is not taken");
+        assert!(o.nodes.iter().all(|n| !n.unplugged && n.role == NodeRole::Unknown));
+
+        // Members are recorded as before.
+        assert!(cluster.observe_event(&follower("n2")));
+        cluster.observe_status(status("n1", Role::Leader, 4));
+        assert_eq!(cluster.view().nodes.keys().cloned().collect::<Vec<_>>(), ["n1", "n2"]);
+        assert!(cluster.observe_event(&Event::new(
+            "n1",
+            4,
+            EventKind::Reachable { peer: "n2".into(), reachable: false }
+        )));
+        assert!(!cluster.overview().nodes[1].reachable);
+    }
+
+    #[test]
+    fn a_member_that_leaves_is_forgotten() {
+        let tx = leader("n1", 4);
+        let cluster = ClusterState::new(tx.subscribe());
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
+        cluster.observe_status(status("n3", Role::Follower, 4));
+        assert_eq!(cluster.overview().nodes[2].role, NodeRole::Follower);
+
+        cluster.set_members(vec!["n1".into(), "n2".into()]);
+        assert_eq!(cluster.overview().nodes.len(), 2);
+        assert!(!cluster.view().nodes.contains_key("n3"));
+        assert!(!cluster.observe_event(&Event::new("n3", 5, EventKind::Leader { members: vec![] })));
+
+        // Back in the membership, it starts from nothing.
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
+        assert_eq!(cluster.overview().nodes[2].role, NodeRole::Unknown);
+    }
+
+    #[test]
+    fn a_leader_that_is_not_a_member_is_not_shown() {
+        let tx = leader("n9", 7);
+        let cluster = ClusterState::new(tx.subscribe());
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
+        cluster.observe_status(status("n1", Role::Follower, 3));
+        let o = cluster.overview();
+        assert_eq!(o.leader, None);
+        assert_eq!(o.term, 3, "the members' term, not the stranger's");
+
+        tx.send_modify(|info| {
+            info.leader = Some("n2".into());
+            info.term = 8;
+        });
+        let o = cluster.overview();
+        assert_eq!(o.leader.as_deref(), Some("n2"));
+        assert_eq!(o.term, 8);
+    }
+
+    #[test]
+    fn membership_reads_back_off_while_failing() {
+        let every = Duration::from_millis(500);
+        let max = Duration::from_secs(10);
+        let mut delay = every;
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            delay = membership_retry_delay(delay, false, every, max);
+            seen.push(delay.as_millis());
+        }
+        assert_eq!(seen, [1000, 2000, 4000, 8000, 10000, 10000, 10000, 10000]);
+        assert_eq!(membership_retry_delay(delay, true, every, max), every, "back to the period on success");
+        // A maximum below the period is the period.
+        assert_eq!(membership_retry_delay(every, false, every, Duration::from_millis(1)), every);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_leaves_the_membership_unknown_and_the_reader_running() {
+        let tx = leader("n1", 1);
+        let cluster = ClusterState::new(tx.subscribe());
+        let subjects = Subjects::new("tgw-unreachable".to_string());
+        let mut membership = None;
+        // Nothing listens on port 1.
+        let url = "redis://127.0.0.1:1";
+        assert!(!refresh_members(&cluster, &mut membership, url, &subjects, Duration::from_millis(500)).await);
+        assert!(!cluster.membership_known());
+        let reader = spawn_membership_reader(
+            cluster.clone(),
+            subjects,
+            url.into(),
+            None,
+            Duration::from_millis(20),
+            Duration::from_millis(80),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!reader.is_finished(), "it keeps retrying");
+        assert!(!cluster.membership_known());
+        reader.abort();
     }
 }

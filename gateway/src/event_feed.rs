@@ -4,6 +4,10 @@
 //!
 //! An event of a kind this gateway does not know is still relayed: it is decoded as a
 //! generic value first, and only then, where it can be, as a typed [`Event`].
+//!
+//! An event by a node that is not a member of the cluster (see [`crate::cluster_state`]), or
+//! naming one ([`about_members`]), is dropped and counted (`events_not_members_total`):
+//! neither the view nor the monitor pages learn of nodes the membership does not name.
 
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
@@ -11,6 +15,7 @@ use instaface_bus::client::Subscription;
 use instaface_bus::codec::DecodeLog;
 use instaface_bus::messages::Event;
 use instaface_bus::{Bus, BusError};
+use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -32,7 +37,7 @@ pub fn spawn_relay(
     tokio::spawn(async move {
         let mut decode_log = DecodeLog::default();
         while let Some(msg) = events.next().await {
-            let value = match msg.payload {
+            let value: Value = match msg.payload {
                 Ok(v) if v.is_object() => v,
                 Ok(_) => {
                     metrics.events_undecodable.inc();
@@ -44,6 +49,10 @@ pub fn spawn_relay(
                     continue;
                 }
             };
+            if !about_members(&value, &cluster) {
+                metrics.events_not_members.inc();
+                continue;
+            }
             if let Ok(event) = serde_json::from_value::<Event>(value.clone()) {
                 cluster.observe_event(&event);
             }
@@ -53,4 +62,58 @@ pub fn spawn_relay(
         }
         tracing::warn!("the P.events subscription ended");
     })
+}
+
+/// Whether an event is by a member (`node`) and names no other node that is not one: the
+/// fields that name nodes for the view or the monitor page (`peer`, a follower's `leader`,
+/// an invalidation's `acked_by`) name members only, or are absent or null. (A leader's
+/// `members` list is its own information and is not checked.)
+pub fn about_members(event: &Value, cluster: &ClusterState) -> bool {
+    let member = |v: &Value| v.as_str().is_some_and(|id| cluster.is_member(id));
+    let optional = |field: &str| event.get(field).is_none_or(|v| v.is_null() || member(v));
+    event.get("node").is_some_and(member)
+        && optional("peer")
+        && optional("leader")
+        && event.get("acked_by").is_none_or(|v| v.as_array().is_some_and(|ids| ids.iter().all(member)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use instaface_bus::graph_client::LeaderInfo;
+    use serde_json::json;
+
+    #[test]
+    fn events_naming_strangers_are_not_about_members() {
+        let (_tx, rx) =
+            tokio::sync::watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: vec![], seq: 0 });
+        let cluster = ClusterState::new(rx);
+        let follower = json!({ "type": "follower", "node": "n1", "term": 1, "ts": 1, "leader": "n2" });
+        assert!(!about_members(&follower, &cluster), "no membership read yet");
+
+        cluster.set_members(vec!["n1".into(), "n2".into()]);
+        for ok in [
+            follower,
+            json!({ "type": "follower", "node": "n1", "term": 1, "ts": 1, "leader": null }),
+            json!({ "type": "reachable", "node": "n1", "term": 1, "ts": 1, "peer": "n2", "reachable": true }),
+            json!({ "type": "invalidation", "node": "n1", "term": 1, "ts": 1, "seq": 3, "acked_by": ["n2"] }),
+            json!({ "type": "leader", "node": "n1", "term": 1, "ts": 1, "members": ["n1", "n2", "n7"] }),
+            json!({ "type": "some_future_kind", "node": "n2" }),
+        ] {
+            assert!(about_members(&ok, &cluster), "{ok}");
+        }
+        for bad in [
+            json!({ "type": "leader", "node": "n9", "term": 1, "ts": 1, "members": [] }),
+            json!({ "type": "leader", "node": "bad.id", "term": 1, "ts": 1, "members": [] }),
+            json!({ "type": "leader", "node": 1, "term": 1, "ts": 1, "members": [] }),
+            json!({ "type": "leader", "term": 1, "ts": 1, "members": [] }),
+            json!({ "type": "follower", "node": "n1", "term": 1, "ts": 1, "leader": "n9" }),
+            json!({ "type": "reachable", "node": "n1", "term": 1, "ts": 1, "peer": "n9", "reachable": false }),
+            json!({ "type": "reachable", "node": "n1", "term": 1, "ts": 1, "peer": ["n2"], "reachable": false }),
+            json!({ "type": "invalidation", "node": "n1", "term": 1, "ts": 1, "seq": 3, "acked_by": ["n2", "n9"] }),
+            json!({ "type": "invalidation", "node": "n1", "term": 1, "ts": 1, "seq": 3, "acked_by": "n2" }),
+        ] {
+            assert!(!about_members(&bad, &cluster), "{bad}");
+        }
+    }
 }

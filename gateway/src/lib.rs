@@ -1,7 +1,8 @@
 //! Instaface's gateway: the REST API over NATS request-reply, the websocket event feed, the
 //! cluster overview and the monitor UI.
 //!
-//! - [`config`]: flags and environment (`LISTEN_ADDR`, `ADMIN_TOKEN`, `BODY_LIMIT`, …).
+//! - [`config`]: flags and environment (`LISTEN_ADDR`, `ADMIN_TOKEN`, `ADMIN_OPEN`,
+//!   `MAX_WS_CLIENTS`, `BODY_LIMIT`, …).
 //! - [`state`]: [`AppState`], what the handlers share, and its background tasks.
 //! - [`error`]: [`ApiError`], the one error type, and the JSON shape every error leaves in.
 //! - [`extract`]: extractors whose rejections are JSON 4xx, and the input validators.
@@ -14,8 +15,9 @@
 //! - [`openapi`]: the generated OpenAPI document.
 //! - [`ui`]: the monitor UI files, embedded at compile time.
 //!
-//! [`app`] builds the whole router, so tests drive it with `tower::ServiceExt::oneshot`;
-//! `main` only parses flags, connects and serves.
+//! [`app`] builds the whole router, so tests drive it with `tower::ServiceExt::oneshot`
+//! (inserting a `ConnectInfo` where a route looks at the client's address); [`service`] adds
+//! the peer address of each connection, and `main` only parses flags, connects and serves it.
 
 pub mod cluster_state;
 pub mod config;
@@ -29,6 +31,9 @@ pub mod routes;
 pub mod state;
 pub mod ui;
 
+use std::net::SocketAddr;
+
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -47,6 +52,14 @@ use routes::{associations, cluster, entities, events, query, system};
 fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
     tracing::info_span!("request", method = %req.method(), route, uri = %req.uri())
+}
+
+/// What `main` serves: [`app`] with each connection's peer address as
+/// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo), which the admin routes check
+/// when no `ADMIN_TOKEN` is set. Serve the gateway with this, not with [`app`] alone (admin
+/// routes would refuse everyone but `ADMIN_OPEN` setups).
+pub fn service(state: AppState) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    app(state).into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// The whole HTTP API.

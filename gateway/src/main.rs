@@ -1,10 +1,11 @@
-//! `instaface-gateway`: parses its flags, connects to NATS, and serves [`instaface_gateway::app`].
+//! `instaface-gateway`: parses its flags, connects to NATS, and serves
+//! [`instaface_gateway::service`] (the router with each connection's peer address).
 
 use anyhow::Context;
 use clap::Parser;
 use instaface_bus::Bus;
 use instaface_gateway::config::GatewayArgs;
-use instaface_gateway::{app, AppState};
+use instaface_gateway::{service, AppState};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -36,7 +37,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("LISTEN_ADDR {}", args.listen_addr))?;
     tracing::info!(addr = %listener.local_addr()?, prefix = %args.bus.prefix, "gateway listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await.context("serving")?;
+    let config = &state.config;
+    match (&config.admin_token, config.admin_open) {
+        (Some(_), _) => tracing::info!("admin routes need the ADMIN_TOKEN bearer token"),
+        (None, false) => tracing::info!("no ADMIN_TOKEN: admin routes answer loopback clients only"),
+        (None, true) => {
+            tracing::warn!("ADMIN_OPEN without ADMIN_TOKEN: admin routes answer anyone who reaches the gateway")
+        }
+    }
+    // With each connection's peer address: admin routes without a token check it.
+    axum::serve(listener, service(state)).with_graceful_shutdown(shutdown()).await.context("serving")?;
     Ok(())
 }
 

@@ -4,12 +4,11 @@
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use instaface_bus::graph_client::{ClientConfig, GraphClient};
 use instaface_bus::{Bus, BusError};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster_state::{self, ClusterState};
@@ -28,6 +27,8 @@ pub struct Shared {
     pub events: broadcast::Sender<Utf8Bytes>,
     pub metrics: Metrics,
     pub config: GatewayConfig,
+    /// One permit per open `/api/events` websocket (`max_ws_clients` in all).
+    pub ws_slots: Arc<Semaphore>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -51,7 +52,8 @@ impl Drop for Shared {
 
 impl AppState {
     /// Starts the gateway's view of the cluster on `bus`: the graph client, the one
-    /// `P.events` subscription, the first membership read (bounded), and the status poller.
+    /// `P.events` subscription, the first membership read (bounded) and the membership
+    /// reader, and the status poller.
     pub async fn start(bus: Bus, client_config: ClientConfig, config: GatewayConfig) -> Result<AppState, BusError> {
         let client = GraphClient::new(bus.clone(), client_config).await?;
         let cluster = ClusterState::new(client.watch_leader());
@@ -61,28 +63,31 @@ impl AppState {
         let subscription = event_feed::subscribe(&bus).await?;
         let relay = event_feed::spawn_relay(subscription, cluster.clone(), events.clone(), metrics.clone());
 
-        // Read the membership once before serving, so the unplug route knows the members
-        // from the first request on; the poller keeps trying if Redis is not there yet.
-        let mut membership = None;
+        // Read the membership once before serving, so the view and the unplug route know the
+        // members from the first request on; the reader keeps trying if Redis is not there
+        // yet, and re-reads it from then on.
+        let mut tasks = vec![relay];
         if let Some(url) = &config.redis_url {
-            cluster_state::refresh_members(&cluster, &mut membership, url, &bus, Duration::from_secs(2)).await;
+            let mut membership = None;
+            cluster_state::refresh_members(&cluster, &mut membership, url, bus.subjects(), cluster_state::READ_TIMEOUT)
+                .await;
+            tasks.push(cluster_state::spawn_membership_reader(
+                cluster.clone(),
+                bus.subjects().clone(),
+                url.clone(),
+                membership,
+                config.membership_poll,
+                config.membership_backoff_max,
+            ));
         }
-        let poller = cluster_state::spawn_poller(
+        tasks.push(cluster_state::spawn_poller(
             cluster.clone(),
             bus.clone(),
-            config.redis_url.clone(),
-            membership,
             config.cluster_poll,
             config.status_timeout,
-        );
+        ));
+        let ws_slots = Arc::new(Semaphore::new(config.max_ws_clients.clamp(1, Semaphore::MAX_PERMITS)));
 
-        Ok(AppState(Arc::new(Shared {
-            client,
-            cluster,
-            events,
-            metrics,
-            config,
-            tasks: Mutex::new(vec![relay, poller]),
-        })))
+        Ok(AppState(Arc::new(Shared { client, cluster, events, metrics, config, ws_slots, tasks: Mutex::new(tasks) })))
     }
 }

@@ -1,7 +1,9 @@
 //! The gateway without a cluster: a prefix where no node runs (NATS and Redis are real, the
 //! HTTP side goes through `tower::ServiceExt::oneshot` except for the websocket). Covers
 //! input validation and the error shape on every route, 503 without a leader, the OpenAPI
-//! document, metrics, health, the monitor UI, the event feed and the unplug command.
+//! document, metrics, health, the monitor UI, the event feed and the unplug command; who may
+//! unplug (token, loopback, `ADMIN_OPEN`); the bounds on offsets, websocket clients and metric
+//! labels; and a cluster view and feed that know members only.
 
 mod common;
 
@@ -9,9 +11,10 @@ use std::time::Duration;
 
 use axum::http::Method;
 use common::*;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use instaface_bus::messages::{CandidacyState, Event, EventKind, Unplug};
 use serde_json::{json, Value};
+use std::future::IntoFuture;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const WAIT: Duration = Duration::from_millis(300);
@@ -443,4 +446,333 @@ async fn events_reach_every_websocket_and_the_cluster_view() {
     let msg = tokio::time::timeout(Duration::from_secs(5), b.next()).await.expect("an event").unwrap().unwrap();
     assert!(msg.into_text().unwrap().as_str().contains("\"write\""));
     server.abort();
+}
+
+/// The next unplug command on the bus within `wait`, if any.
+async fn next_command(commands: &mut instaface_bus::client::Subscription<Unplug>, wait: Duration) -> Option<Unplug> {
+    tokio::time::timeout(wait, commands.next()).await.ok().flatten().map(|m| m.payload.unwrap())
+}
+
+#[tokio::test]
+async fn without_a_token_the_admin_route_answers_loopback_clients_only() {
+    let config = instaface_gateway::config::GatewayConfig { admin_token: None, ..test_config() };
+    let (state, app, bus, _m) = offline_gateway_with("admin-loopback", WAIT, config).await;
+    let contract = Contract::load();
+    let mut commands = bus.subscribe::<Unplug>(bus.subjects().control_unplug()).await.unwrap();
+    bus.flush().await.unwrap();
+    let unplug = |node: &str| {
+        Call::new(Method::PUT, format!("/api/cluster/nodes/{node}/unplugged")).json(json!({ "unplugged": true }))
+    };
+
+    // No peer address (the router driven directly, or served without connect info), or one
+    // that is not loopback: refused with 403, whatever the request carries.
+    for call in [
+        unplug("n1"),
+        unplug("n1").peer_addr("10.0.0.5:40000"),
+        unplug("n1").peer_addr("192.168.1.20:40000"),
+        unplug("n1").peer_addr("[::ffff:10.0.0.5]:40000"),
+        unplug("n1").peer_addr("[2001:db8::1]:40000"),
+        unplug("n1").peer_addr("0.0.0.0:40000"),
+        unplug("n1").peer_addr("10.0.0.5:40000").bearer("anything"),
+        unplug("n1").peer_addr("10.0.0.5:40000").header("x-forwarded-for", "127.0.0.1"),
+        unplug("n9").peer_addr("10.0.0.5:40000"),
+    ] {
+        let reply = call.send(&app).await.expect(403);
+        assert_eq!(reply.error_code(), "forbidden", "{:?}", call.peer);
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("loopback"));
+        contract.check(&reply);
+    }
+    assert_eq!(next_command(&mut commands, Duration::from_millis(300)).await, None, "nothing was published");
+
+    // Loopback, in each of its forms: accepted, no token needed.
+    for (peer, node) in [("127.0.0.1:40000", "n1"), ("[::1]:40000", "n2"), ("[::ffff:127.0.0.1]:40000", "n3")] {
+        let reply = unplug(node).peer_addr(peer).send(&app).await.expect(202);
+        contract.check(&reply);
+        let got = next_command(&mut commands, Duration::from_secs(5)).await.expect("the command");
+        assert_eq!(got, Unplug { node: node.into(), unplugged: true, clients: false });
+    }
+    // Loopback clients still get the route's other answers.
+    unplug("n9").peer_addr("127.0.0.1:40000").send(&app).await.expect(404);
+
+    // Served the way `main` serves it, the peer address is the connection's: loopback here.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, instaface_gateway::service(state.clone())).into_future());
+    let http = reqwest::Client::new();
+    let reply = unplug("n2").send_http(&http, &format!("http://{addr}")).await.unwrap().expect(202);
+    contract.check(&reply);
+    assert_eq!(next_command(&mut commands, Duration::from_secs(5)).await.map(|c| c.node).as_deref(), Some("n2"));
+    server.abort();
+
+    // Served without connect info, nobody is loopback: the route fails closed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, instaface_gateway::app(state.clone())).into_future());
+    let reply = unplug("n2").send_http(&http, &format!("http://{addr}")).await.unwrap().expect(403);
+    assert_eq!(reply.error_code(), "forbidden");
+    server.abort();
+    assert_eq!(next_command(&mut commands, Duration::from_millis(300)).await, None);
+}
+
+#[tokio::test]
+async fn admin_open_lets_anyone_unplug_without_a_token() {
+    let config = instaface_gateway::config::GatewayConfig { admin_token: None, admin_open: true, ..test_config() };
+    let (_state, app, bus, _m) = offline_gateway_with("admin-open", WAIT, config).await;
+    let mut commands = bus.subscribe::<Unplug>(bus.subjects().control_unplug()).await.unwrap();
+    bus.flush().await.unwrap();
+    for call in [
+        Call::new(Method::PUT, "/api/cluster/nodes/n1/unplugged"),
+        Call::new(Method::PUT, "/api/cluster/nodes/n1/unplugged").peer_addr("10.0.0.5:40000"),
+    ] {
+        call.json(json!({ "unplugged": false })).send(&app).await.expect(202);
+        let got = next_command(&mut commands, Duration::from_secs(5)).await.expect("the command");
+        assert_eq!(got, Unplug { node: "n1".into(), unplugged: false, clients: false });
+    }
+    // Membership still decides what can be unplugged.
+    Call::new(Method::PUT, "/api/cluster/nodes/n9/unplugged")
+        .json(json!({ "unplugged": true }))
+        .peer_addr("10.0.0.5:40000")
+        .send(&app)
+        .await
+        .expect(404);
+}
+
+#[tokio::test]
+async fn with_a_token_it_is_always_required_and_its_scheme_is_case_insensitive() {
+    // ADMIN_OPEN and a loopback peer change nothing once a token is set.
+    let config = instaface_gateway::config::GatewayConfig { admin_open: true, ..test_config() };
+    let (_state, app, bus, _m) = offline_gateway_with("admin-token", WAIT, config).await;
+    let contract = Contract::load();
+    let mut commands = bus.subscribe::<Unplug>(bus.subjects().control_unplug()).await.unwrap();
+    bus.flush().await.unwrap();
+    let unplug = || Call::new(Method::PUT, "/api/cluster/nodes/n2/unplugged").json(json!({ "unplugged": true }));
+
+    for call in [
+        unplug().peer_addr("127.0.0.1:40000"),
+        unplug().peer_addr("127.0.0.1:40000").header("authorization", "Basic czNjcmV0LXRva2Vu"),
+        unplug().peer_addr("127.0.0.1:40000").header("authorization", "Bearer"),
+        unplug().peer_addr("127.0.0.1:40000").header("authorization", TOKEN),
+    ] {
+        let reply = call.send(&app).await.expect(401);
+        assert_eq!(reply.error_code(), "unauthorized");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        contract.check(&reply);
+    }
+    for token in ["wrong", "s3cret-toke", "s3cret-token-", "S3CRET-TOKEN", "s3cret-token s3cret-token"] {
+        let reply = unplug()
+            .peer_addr("127.0.0.1:40000")
+            .header("authorization", &format!("Bearer {token}"))
+            .send(&app)
+            .await
+            .expect(403);
+        assert_eq!(reply.error_code(), "forbidden");
+        contract.check(&reply);
+    }
+    assert_eq!(next_command(&mut commands, Duration::from_millis(300)).await, None, "nothing was published");
+
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let reply = unplug()
+            .peer_addr("10.0.0.5:40000")
+            .header("authorization", &format!("{scheme} {TOKEN}"))
+            .send(&app)
+            .await
+            .expect(202);
+        contract.check(&reply);
+        assert_eq!(next_command(&mut commands, Duration::from_secs(5)).await.map(|c| c.node).as_deref(), Some("n2"));
+    }
+}
+
+#[tokio::test]
+async fn association_offsets_are_bounded() {
+    let (_state, app, _bus, _m) = offline_gateway("offsets", WAIT).await;
+    let contract = Contract::load();
+    let max = instaface_bus::graph::MAX_ASSOC_OFFSET;
+    // The largest offset reaches the bus (no node here: no leader).
+    let reply = Call::get(format!("/api/entities/1/associations/friend?offset={max}")).send(&app).await.expect(503);
+    assert_eq!(reply.error_code(), "no_leader");
+    for offset in [u64::from(max) + 1, 1 << 20, u64::from(u32::MAX)] {
+        let reply =
+            Call::get(format!("/api/entities/1/associations/friend?offset={offset}")).send(&app).await.expect(400);
+        assert_eq!(reply.error_code(), "bad_request");
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains(&max.to_string()));
+        contract.check(&reply);
+    }
+    // The document says the same bound.
+    let params = contract.doc["paths"]["/api/entities/{id}/associations/{type}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let offset = params.iter().find(|p| p["name"] == "offset").expect("an offset parameter");
+    assert_eq!(offset["schema"]["maximum"].as_u64(), Some(u64::from(max)), "{offset}");
+}
+
+#[tokio::test]
+async fn websocket_clients_are_limited() {
+    let config = instaface_gateway::config::GatewayConfig { max_ws_clients: 2, ..test_config() };
+    let (state, app, bus, _m) = offline_gateway_with("ws-limit", WAIT, config).await;
+    let contract = Contract::load();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, instaface_gateway::service(state.clone())).into_future());
+    let url = format!("ws://{addr}/api/events");
+
+    let (mut a, _) = tokio_tungstenite::connect_async(&url).await.expect("websocket a");
+    let (mut b, _) = tokio_tungstenite::connect_async(&url).await.expect("websocket b");
+    // The third is refused before the upgrade: 503, the JSON error, Retry-After.
+    let refused = match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+        other => panic!("expected an HTTP refusal, got {other:?}"),
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    for (k, v) in refused.headers() {
+        headers.insert(
+            axum::http::HeaderName::from_bytes(k.as_str().as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+        );
+    }
+    let reply = Reply {
+        method: Method::GET,
+        path: "/api/events".into(),
+        status: axum::http::StatusCode::from_u16(refused.status().as_u16()).unwrap(),
+        headers,
+        body: refused.body().clone().unwrap_or_default().into(),
+    }
+    .expect(503);
+    assert_eq!(reply.error_code(), "unavailable");
+    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("MAX_WS_CLIENTS"));
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    contract.check(&reply);
+    let metrics = Call::get("/metrics").send(&app).await.expect(200);
+    assert!(String::from_utf8_lossy(&metrics.body).contains("instaface_gateway_websocket_refused_total 1"));
+
+    // Both admitted sockets work.
+    bus.publish(bus.subjects().events(), &Event::new("n1", 2, EventKind::Follower { leader: None })).await.unwrap();
+    for socket in [&mut a, &mut b] {
+        let msg =
+            tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an event").unwrap().unwrap();
+        assert!(msg.into_text().unwrap().as_str().contains("\"follower\""));
+    }
+
+    // A client that leaves frees its slot.
+    a.close(None).await.unwrap();
+    drop(a);
+    instaface_testkit::wait_until(Duration::from_secs(5), "a's slot is free", || {
+        state.ws_slots.available_permits() == 1
+    })
+    .await;
+    let (mut c, _) = tokio_tungstenite::connect_async(&url).await.expect("websocket c, in a's slot");
+
+    // A client that sends more than a small message is disconnected, and its slot freed.
+    c.send(WsMessage::Text("x".repeat(instaface_gateway::routes::events::MAX_CLIENT_MESSAGE + 1).into()))
+        .await
+        .unwrap();
+    instaface_testkit::wait_until(Duration::from_secs(5), "c's slot is free", || {
+        state.ws_slots.available_permits() == 1
+    })
+    .await;
+    // b is still served.
+    bus.publish(bus.subjects().events(), &Event::new("n2", 2, EventKind::Follower { leader: None })).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), b.next()).await.expect("an event").unwrap().unwrap();
+    assert!(msg.into_text().unwrap().as_str().contains("\"n2\""));
+    server.abort();
+}
+
+#[tokio::test]
+async fn the_cluster_view_and_the_feed_know_members_only() {
+    let (state, app, bus, membership) = offline_gateway("strangers", WAIT).await;
+    let contract = Contract::load();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app.clone()).into_future());
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/events")).await.expect("websocket");
+    instaface_testkit::wait_until(Duration::from_secs(5), "the socket subscribed", || {
+        state.events.receiver_count() == 1
+    })
+    .await;
+
+    // Events by strangers, or naming them, then one by a member.
+    let strangers = [
+        Event::new("n9", 40, EventKind::Leader { members: vec!["n9".into()] }),
+        Event::new("bad.id", 40, EventKind::Unplugged { unplugged: true, clients: true }),
+        Event::new("x".repeat(65), 40, EventKind::Cache { hits: 1, misses: 1, entries: 1, fills: 1, applied_seq: 1 }),
+        Event::new("n1", 40, EventKind::Reachable { peer: "n9".into(), reachable: false }),
+        Event::new("n1", 40, EventKind::Follower { leader: Some("n9".into()) }),
+        Event::new("n1", 40, EventKind::Invalidation { seq: 4, acked_by: vec!["n2".into(), "evil".into()] }),
+    ];
+    for e in &strangers {
+        bus.publish(bus.subjects().events(), e).await.unwrap();
+    }
+    // A forged heartbeat naming a stranger as leader, with a member list of strangers.
+    let heartbeat = instaface_bus::messages::Heartbeat {
+        term: 50,
+        leader: "n9".into(),
+        seq: 0,
+        floor: 0,
+        invalidations: vec![],
+        hb: 1,
+        members: vec!["n9".into(), "n10".into()],
+    };
+    bus.publish(bus.subjects().heartbeat(), &heartbeat).await.unwrap();
+    let member = Event::new("n2", 3, EventKind::Follower { leader: Some("n1".into()) });
+    bus.publish(bus.subjects().events(), &member).await.unwrap();
+    bus.flush().await.unwrap();
+
+    // The socket sees the member's event first: the others were dropped.
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an event").unwrap().unwrap();
+    let got: Value = serde_json::from_str(msg.into_text().unwrap().as_str()).unwrap();
+    assert_eq!(got, serde_json::to_value(&member).unwrap());
+    let metrics = String::from_utf8_lossy(&Call::get("/metrics").send(&app).await.expect(200).body).into_owned();
+    assert!(metrics.contains(&format!("instaface_gateway_events_not_members_total {}", strangers.len())), "{metrics}");
+
+    let o = Call::get("/api/cluster").send(&app).await.expect(200);
+    contract.check(&o);
+    let o = o.json();
+    assert_eq!(o["members"], json!(["n1", "n2", "n3"]));
+    let ids: Vec<&str> = o["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["n1", "n2", "n3"]);
+    assert_eq!(o["leader"], Value::Null, "the forged heartbeat's leader is not a member");
+    assert!(o["term"].as_u64().unwrap() < 40, "{o}");
+    let n1 = &o["nodes"][0];
+    assert_eq!(n1["role"], "unknown", "{n1}");
+    assert_eq!(o["nodes"][1]["role"], "follower");
+    // Nor can a stranger be unplugged.
+    Call::new(Method::PUT, "/api/cluster/nodes/n9/unplugged")
+        .json(json!({ "unplugged": true }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(404);
+
+    // A member removed from Redis is forgotten at the next read; back, it is known again.
+    membership.remove("n3").await.unwrap();
+    let members = |state: &instaface_gateway::AppState| state.cluster.members();
+    instaface_testkit::wait_until(Duration::from_secs(5), "n3 left the view", || members(&state) == ["n1", "n2"]).await;
+    let o = Call::get("/api/cluster").send(&app).await.expect(200).json();
+    assert_eq!(o["nodes"].as_array().unwrap().len(), 2);
+    Call::new(Method::PUT, "/api/cluster/nodes/n3/unplugged")
+        .json(json!({ "unplugged": true }))
+        .bearer(TOKEN)
+        .send(&app)
+        .await
+        .expect(404);
+    membership.ensure(&["n3".into()], "test").await.unwrap();
+    instaface_testkit::wait_until(Duration::from_secs(5), "n3 is back", || members(&state) == ["n1", "n2", "n3"]).await;
+    server.abort();
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let (_state, app, _bus, _m) = offline_gateway("methods", WAIT).await;
+    for i in 0..50 {
+        let method = Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let reply = Call::new(method, "/api/cluster").send(&app).await;
+        assert!(reply.status.is_client_error(), "{}", reply.status);
+    }
+    let text = String::from_utf8_lossy(&Call::get("/metrics").send(&app).await.expect(200).body).into_owned();
+    assert!(!text.contains("MADEUP"), "a label per made-up method");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("instaface_gateway_http_requests_total{") && l.contains("method=\"other\""))
+        .unwrap_or_else(|| panic!("no `other` method in:\n{text}"));
+    assert!(line.ends_with(" 50"), "{line}");
 }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use instaface_bus::graph::MAX_ASSOC_OFFSET;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -80,7 +81,8 @@ pub async fn delete(
 pub struct PageParams {
     /// Items to return, 0 to 1000 (default 50).
     pub limit: Option<u32>,
-    /// Items to skip from the newest.
+    /// Items to skip from the newest, 0 to 100000 (default 0).
+    #[param(maximum = 100000)]
     pub offset: Option<u32>,
 }
 
@@ -106,7 +108,7 @@ pub async fn list(
 ) -> Result<Json<AssociationList>, ApiError> {
     extract::type_name("association", &atype)?;
     let limit = extract::bounded("limit", page.limit.unwrap_or(DEFAULT_LIMIT), 0, MAX_LIMIT)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = extract::bounded("offset", page.offset.unwrap_or(0), 0, MAX_ASSOC_OFFSET)?;
     let (count, items) = state.client.list_assocs(id, &atype, limit, offset, read.consistency()).await?;
     Ok(Json(AssociationList { count, items: items.into_iter().map(Into::into).collect() }))
 }

@@ -2,14 +2,17 @@
 //! `PUT /api/cluster/nodes/{id}/unplugged` (the admin unplug switch, published on
 //! `P.control.unplug`).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Json;
 use instaface_bus::messages::Unplug;
 use instaface_bus::valid_node_id;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
@@ -31,34 +34,60 @@ pub async fn overview(State(state): State<AppState>) -> Json<ClusterOverview> {
     Json(state.cluster.overview())
 }
 
-/// Proof that the request may use admin routes: the bearer token matches `ADMIN_TOKEN`, or
-/// none is configured.
+/// Proof that the request may use admin routes. With `ADMIN_TOKEN` set: an
+/// `Authorization: Bearer <token>` header with that token (the scheme in any case; no
+/// header or another scheme is 401 with `WWW-Authenticate: Bearer`, a wrong token 403).
+/// Without one the route fails closed: it answers clients on a loopback address only (the
+/// peer address of the connection, [`ConnectInfo`]; a request without one, as in tests
+/// driving the router directly, is not loopback) and refuses the others with 403 — unless
+/// `ADMIN_OPEN` is set.
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &state.config.admin_token else { return Ok(Admin) };
+        let config = &state.config;
+        let Some(expected) = &config.admin_token else {
+            let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+            return if config.admin_open || peer.is_some_and(|p| is_loopback(p.ip())) {
+                Ok(Admin)
+            } else {
+                Err(ApiError::Forbidden(
+                    "no ADMIN_TOKEN is configured, so admin routes answer loopback clients only".into(),
+                ))
+            };
+        };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::Unauthorized("this route needs Authorization: Bearer <ADMIN_TOKEN>".into()));
         };
-        let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        match given {
-            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(Admin),
+        match bearer_token(value) {
+            Some(token) if token_matches(token, expected) => Ok(Admin),
             Some(_) => Err(ApiError::Forbidden("the admin token is wrong".into())),
             None => Err(ApiError::Unauthorized("the Authorization header must be Bearer <ADMIN_TOKEN>".into())),
         }
     }
 }
 
-/// Compares without stopping at the first difference, so timing does not leak the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
+/// Loopback, also as an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, what a dual-stack
+/// socket reports for an IPv4 client).
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is matched in any case
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares in constant time: the SHA-256 digests of both (fixed length, so not even the
+/// token's length shows in the timing) with `subtle`.
+fn token_matches(given: &str, expected: &str) -> bool {
+    let given = Sha256::digest(given.as_bytes());
+    let expected = Sha256::digest(expected.as_bytes());
+    given.as_slice().ct_eq(expected.as_slice()).into()
 }
 
 /// Unplugs a node from its peers (or from clients too), or plugs it back in.
@@ -69,6 +98,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `{"unplugged": true, "clients": true}` isolates it totally: it also refuses every client
 /// request. `{"unplugged": false}` plugs it back in. The command is published at once; the
 /// node applies it on receipt.
+///
+/// An admin route: with `ADMIN_TOKEN` set it needs `Authorization: Bearer <token>`; without
+/// one it answers loopback clients only, unless the gateway runs with `ADMIN_OPEN=1`.
 #[utoipa::path(
     put,
     operation_id = "set_unplugged",
@@ -80,8 +112,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     responses(
         (status = 202, description = "The command was published", body = UnplugAccepted),
         (status = 400, description = "Bad input", body = ErrorResponse),
-        (status = 401, description = "No bearer token, and ADMIN_TOKEN is set", body = ErrorResponse),
-        (status = 403, description = "Wrong bearer token", body = ErrorResponse),
+        (status = 401, description = "ADMIN_TOKEN is set and no bearer token was given", body = ErrorResponse,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "A wrong bearer token; or no ADMIN_TOKEN is set, ADMIN_OPEN is not, and the \
+            client is not on a loopback address", body = ErrorResponse),
         (status = 404, description = "Not a member", body = ErrorResponse),
         (status = 413, description = "The body is larger than the configured limit", body = ErrorResponse),
         (status = 415, description = "A body that is not JSON", body = ErrorResponse),
@@ -113,7 +147,8 @@ pub async fn unplug(
     // Plugging back in restores both directions: `clients` only means something with it.
     let clients = body.unplugged && body.clients;
     let command = Unplug { node: id.clone(), unplugged: body.unplugged, clients };
-    bus.publish(bus.subjects().control_unplug(), &command).await.map_err(|e| unavailable(e.to_string()))?;
+    // Signed with the cluster key when one is set (nodes drop unsigned commands then).
+    bus.publish_signed(bus.subjects().control_unplug(), &command).await.map_err(|e| unavailable(e.to_string()))?;
     match tokio::time::timeout(FLUSH_TIMEOUT, bus.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(unavailable(e.to_string())),
@@ -125,14 +160,36 @@ pub async fn unplug(
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
 
     #[test]
     fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-        assert!(!constant_time_eq(b"secret", b""));
+        assert!(token_matches("secret", "secret"));
+        assert!(!token_matches("secret", "secreT"));
+        assert!(!token_matches("secret", "secret2"));
+        assert!(!token_matches("", "secret"));
+        assert!(!token_matches("secret", ""));
+    }
+
+    #[test]
+    fn bearer_scheme_in_any_case() {
+        let token = |v: &str| bearer_token(&HeaderValue::from_str(v).unwrap()).map(str::to_owned);
+        for v in ["Bearer s3cret", "bearer s3cret", "BEARER s3cret", "BeArEr   s3cret ", " Bearer s3cret"] {
+            assert_eq!(token(v).as_deref(), Some("s3cret"), "{v:?}");
+        }
+        for v in ["Basic czNjcmV0", "Bearer", "Bearer ", "Bearers s3cret", "s3cret", ""] {
+            assert_eq!(token(v), None, "{v:?}");
+        }
+        assert_eq!(bearer_token(&HeaderValue::from_bytes(b"Bearer \xff").unwrap()), None, "not text");
+    }
+
+    #[test]
+    fn loopback_addresses() {
+        for ip in ["127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.0.0.5", "192.168.1.2", "0.0.0.0", "::", "::ffff:10.0.0.5", "fe80::1", "2001:db8::1"] {
+            assert!(!is_loopback(ip.parse().unwrap()), "{ip}");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! Every socket reads the one `broadcast` channel fed by [`crate::event_feed`], in a task of
 //! its own. A client that falls more than the channel's capacity behind, or whose send
 //! blocks longer than `ws_send_timeout`, is closed (code 1008, "lagging") instead of being
-//! allowed to slow the others or to hold memory.
+//! allowed to slow the others or to hold memory. At most `max_ws_clients` sockets are open at
+//! once (past it: 503 with `Retry-After`), and what a client sends is read in messages of at
+//! most [`MAX_CLIENT_MESSAGE`] bytes (and ignored): nothing a client does grows without bound.
 
 use std::time::Duration;
 
@@ -19,8 +21,15 @@ use crate::state::AppState;
 /// Close code for a client dropped for falling behind (policy violation).
 pub const CLOSE_LAGGING: u16 = 1008;
 
-/// Upgrades to a websocket that receives every event on `P.events` as a JSON text message
-/// with the event's fields (`type`, `node`, `term`, `ts`, …).
+/// Largest message (and frame) a client may send, in bytes. Clients have nothing to say on
+/// this socket (what they send is ignored), so the library's defaults (64 MiB messages,
+/// 16 MiB frames, buffered whole before being handed over) would only be room for abuse;
+/// a larger message closes the socket.
+pub const MAX_CLIENT_MESSAGE: usize = 4096;
+
+/// Upgrades to a websocket that receives every event on `P.events` about a member of the
+/// cluster as a JSON text message with the event's fields (`type`, `node`, `term`, `ts`, …).
+/// At most `MAX_WS_CLIENTS` sockets are open at once.
 #[utoipa::path(
     get,
     operation_id = "events",
@@ -29,18 +38,29 @@ pub const CLOSE_LAGGING: u16 = 1008;
     responses(
         (status = 101, description = "Switching to the websocket protocol; each text message is one event"),
         (status = 400, description = "Not a websocket upgrade request", body = crate::model::ErrorResponse),
+        (status = 503, description = "MAX_WS_CLIENTS websockets are open already", body = crate::model::ErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn events(
     State(state): State<AppState>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = upgrade?;
+    let upgrade = upgrade?.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
+    // The slot is held until the socket's relay ends (or the handshake fails).
+    let Ok(slot) = state.ws_slots.clone().try_acquire_owned() else {
+        state.metrics.ws_refused.inc();
+        return Err(ApiError::Unavailable(format!(
+            "{} websocket clients are connected already (MAX_WS_CLIENTS); retry later",
+            state.config.max_ws_clients
+        )));
+    };
     // Subscribe before the handshake completes, so the client misses nothing after it.
     let feed = state.events.subscribe();
     let send_timeout = state.config.ws_send_timeout;
     let metrics = state.metrics.clone();
     Ok(upgrade.on_upgrade(move |socket: WebSocket| async move {
+        let _slot = slot;
         metrics.ws_clients.inc();
         let (sink, stream) = socket.split();
         let outcome = relay(feed, sink, stream, send_timeout).await;

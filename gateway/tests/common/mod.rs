@@ -4,9 +4,11 @@
 
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use instaface_bus::config::BusArgs;
@@ -81,11 +83,19 @@ pub struct Call {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
+    /// The client address the router sees (`ConnectInfo`), as a served connection would
+    /// give it; `None`: none, as with the router driven directly.
+    pub peer: Option<SocketAddr>,
 }
 
 impl Call {
     pub fn new(method: Method, path: impl Into<String>) -> Call {
-        Call { method, path: path.into(), headers: Vec::new(), body: None }
+        Call { method, path: path.into(), headers: Vec::new(), body: None, peer: None }
+    }
+    /// Sends it as if from `peer` (`"127.0.0.1:5000"`, `"[::1]:5000"`, …).
+    pub fn peer_addr(mut self, peer: &str) -> Call {
+        self.peer = Some(peer.parse().expect("a socket address"));
+        self
     }
     pub fn get(path: impl Into<String>) -> Call {
         Call::new(Method::GET, path)
@@ -117,7 +127,10 @@ impl Call {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let req = req.body(self.body.clone().map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        let mut req = req.body(self.body.clone().map(Body::from).unwrap_or_else(Body::empty)).unwrap();
+        if let Some(peer) = self.peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
         let response = app.clone().oneshot(req).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -183,6 +196,7 @@ pub fn test_config() -> GatewayConfig {
         admin_token: Some(TOKEN.into()),
         body_limit: 16 * 1024,
         cluster_poll: Duration::from_millis(200),
+        membership_poll: Duration::from_millis(200),
         status_timeout: Duration::from_millis(300),
         redis_url: Some("redis://127.0.0.1:6379".into()),
         ..GatewayConfig::default()
@@ -192,12 +206,21 @@ pub fn test_config() -> GatewayConfig {
 /// A gateway on a prefix where no node runs, with members `n1…n3` in Redis: every call that
 /// reaches the bus ends in "no leader" after `wait`.
 pub async fn offline_gateway(name: &str, wait: Duration) -> (AppState, Router, Bus, Membership) {
+    offline_gateway_with(name, wait, test_config()).await
+}
+
+/// [`offline_gateway`] with another configuration.
+pub async fn offline_gateway_with(
+    name: &str,
+    wait: Duration,
+    config: GatewayConfig,
+) -> (AppState, Router, Bus, Membership) {
     let prefix = unique_prefix(name);
     let bus = bus(&prefix).await;
     let membership =
         Membership::connect("redis://127.0.0.1:6379", &Subjects::new(prefix.clone())).await.expect("redis");
     membership.ensure(&["n1".into(), "n2".into(), "n3".into()], "test").await.expect("members");
-    let state = AppState::start(bus.clone(), ClientConfig { request_timeout: wait, deadline: wait }, test_config())
+    let state = AppState::start(bus.clone(), ClientConfig { request_timeout: wait, deadline: wait }, config)
         .await
         .expect("gateway state");
     let app = instaface_gateway::app(state.clone());
@@ -480,6 +503,16 @@ pub fn bad_inputs(id: u64, body_limit: usize) -> Vec<BadInput> {
         bad(Call::get(format!("/api/entities/{id}/associations/friend?limit=1001")), 400, "bad_request"),
         bad(Call::get(format!("/api/entities/{id}/associations/friend?limit=-1")), 400, "bad_request"),
         bad(Call::get(format!("/api/entities/{id}/associations/friend?offset=x")), 400, "bad_request"),
+        bad(
+            Call::get(format!(
+                "/api/entities/{id}/associations/friend?offset={}",
+                instaface_bus::graph::MAX_ASSOC_OFFSET + 1
+            )),
+            400,
+            "bad_request",
+        ),
+        bad(Call::get(format!("/api/entities/{id}/associations/friend?offset=4294967295")), 400, "bad_request"),
+        bad(Call::get(format!("/api/entities/{id}/associations/friend?offset=4294967296")), 400, "bad_request"),
         bad(Call::get(format!("/api/entities/{id}/associations/friend?consistency=weak")), 400, "bad_request"),
         // POST /api/query
         bad(Call::new(M::POST, "/api/query").json(serde_json::json!({})), 400, "invalid_json"),
