@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Runs the whole Instaface stack on this machine without Docker: makes sure NATS, MariaDB
-# and Redis are up (compose/services.sh), builds the binaries, writes the membership, then
-# starts the nodes, the gateway (with the monitor UI) and the bot, each with its output
-# prefixed by its name, and prints the URL once the gateway answers /healthz.
+# Runs the whole Instaface stack on this machine without Docker: makes sure MariaDB and
+# Redis are up and nats-server is installed (compose/services.sh), builds the binaries,
+# writes the membership, starts a NATS server of its own with a user per role, then the
+# nodes, the gateway (with the monitor UI) and the bot, each with its output prefixed by
+# its name, and prints the URL once the gateway answers /healthz.
+#
+# NATS: the launcher's server listens on 127.0.0.1:NATS_PORT with the users of
+# compose/nats-auth.sh (node, gateway, bot, observer; each allowed only what its role
+# does). Their passwords are made on the first start into NATS_SECRETS (mode 0600) and
+# reused afterwards; delete that file to have new ones made. Each process connects as its
+# role's user with NATS_INBOX_PREFIX=_INBOX_<role>. With NATS_URL set, every process uses
+# that as it is and the launcher starts no NATS server (nor roles).
 #
 # Ctrl-C (or SIGTERM, SIGHUP) stops everything, in order: the bot, the gateway, then the
-# nodes with SIGTERM (a leader hands over before it goes); whatever has not exited after a
-# grace period is killed. Only the processes this launcher started are signalled. If the
-# gateway exits by itself, everything is stopped; a node that exits (say you `kill -9` the
-# leader to watch the failover) is reported and the rest keep running.
+# nodes with SIGTERM (a leader hands over before it goes), then the NATS server; whatever
+# has not exited after a grace period is killed. Only the processes this launcher started
+# are signalled. If the gateway or the NATS server exits by itself, everything is stopped;
+# a node that exits (say you `kill -9` the leader to watch the failover) is reported and
+# the rest keep running.
 #
 # Settings (environment):
 #   NODES             number of nodes n1…nN (default 5)
@@ -22,6 +31,11 @@
 #                     0 = none)
 #   STATE_DIR         where the nodes keep their term and vote across restarts
 #                     (default target/instaface-state)
+#   NATS_PORT         the launcher's NATS server's port on 127.0.0.1 (default 4322)
+#   NATS_SECRETS      the file of the NATS users' passwords and the cluster key
+#                     (default target/instaface-secrets.env)
+#   CLUSTER_KEY       the key nodes and the gateway authenticate cluster messages with
+#                     (default: made once into NATS_SECRETS)
 #   plus anything the binaries read (MYSQL_URL, NATS_URL, REDIS_URL, ADMIN_TOKEN, RUST_LOG…).
 set -euo pipefail
 # A shell started in the background by a script ignores SIGINT, and bash cannot trap a
@@ -41,6 +55,8 @@ PROFILE=${PROFILE:-release}
 BUILD=${BUILD:-1}
 METRICS_PORT_BASE=${METRICS_PORT_BASE:-9100}
 export STATE_DIR=${STATE_DIR:-target/instaface-state}
+NATS_PORT=${NATS_PORT:-4322}
+NATS_SECRETS=${NATS_SECRETS:-target/instaface-secrets.env}
 
 say() { echo "launcher: $*"; }
 die() { say "ERROR: $*" >&2; exit 2; }
@@ -49,8 +65,19 @@ die() { say "ERROR: $*" >&2; exit 2; }
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE ($PROFILE) must be release or debug"
 [[ $METRICS_PORT_BASE =~ ^[0-9]+$ ]] || die "METRICS_PORT_BASE ($METRICS_PORT_BASE) must be a port number or 0"
 [[ $BOT_RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BOT_RATE ($BOT_RATE) must be a number of operations per second"
+[[ $NATS_PORT =~ ^[1-9][0-9]*$ ]] && ((NATS_PORT < 65536)) || die "NATS_PORT ($NATS_PORT) must be a port number"
 
-SERVICES_COMPOSE_PARSER=0 bash compose/services.sh   # the stack needs no compose parser
+# With NATS_URL set, every process uses it as it is; otherwise the launcher runs its own
+# NATS server with a user per role.
+OWN_NATS=1
+[[ -n ${NATS_URL:-} ]] && OWN_NATS=0
+
+if ((OWN_NATS)); then
+  # the stack needs no compose parser, nor the shared NATS server of the tests
+  SERVICES_COMPOSE_PARSER=0 SERVICES_NATS=0 bash compose/services.sh
+else
+  SERVICES_COMPOSE_PARSER=0 bash compose/services.sh
+fi
 BIN=target/$PROFILE
 if [[ $BUILD != 0 ]]; then
   say "building $PROFILE binaries (the first build takes a few minutes)"
@@ -63,6 +90,51 @@ fi
 for b in instaface-node instaface-gateway instaface-bot; do
   [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run with BUILD=1 (the default) to build it"
 done
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+if ((OWN_NATS)); then
+  NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+  [[ -x $NATS_BIN ]] || die "nats-server is missing (compose/services.sh installs it as root)"
+  port_open "$NATS_PORT" && die "127.0.0.1:$NATS_PORT is taken (another launcher?): set NATS_PORT to a free port"
+  if [[ -e $NATS_SECRETS ]]; then
+    secrets_were="from an earlier run"
+  else
+    secrets_were="made now"
+  fi
+  sh compose/nats-auth.sh secrets "$NATS_SECRETS" || die "NATS_SECRETS ($NATS_SECRETS) cannot be made or read"
+  # secret NAME: a value from the secrets file (not exported: each process gets only the
+  # URL of its own role).
+  secret() { sed -n "s/^$1=//p" "$NATS_SECRETS" | tail -n 1; }
+  NATS_CONF=$(dirname "$NATS_SECRETS")/instaface-nats.$NATS_PORT.conf
+  env NATS_NODE_PASSWORD="$(secret NATS_NODE_PASSWORD)" NATS_GATEWAY_PASSWORD="$(secret NATS_GATEWAY_PASSWORD)" \
+    NATS_BOT_PASSWORD="$(secret NATS_BOT_PASSWORD)" NATS_OBSERVER_PASSWORD="$(secret NATS_OBSERVER_PASSWORD)" \
+    sh compose/nats-auth.sh config "$NATS_CONF" || die "cannot write the NATS configuration $NATS_CONF"
+  # The cluster key (messages between nodes, and unplugs, carry its MAC): made once into
+  # the same file, unless given.
+  if [[ -z ${CLUSTER_KEY:-} ]] && [[ -z $(secret CLUSTER_KEY) ]]; then
+    { echo "# The cluster key (CLUSTER_KEY): nodes and the gateway sign their messages with it."
+      echo "CLUSTER_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"; } >>"$NATS_SECRETS"
+    chmod 600 "$NATS_SECRETS"
+  fi
+  CLUSTER_KEY=${CLUSTER_KEY:-$(secret CLUSTER_KEY)}
+  declare -A role_env=() # role → "NATS_URL=… NATS_INBOX_PREFIX=…" words for `run`
+  while read -r role inbox; do
+    pw=$(secret "NATS_${role^^}_PASSWORD")
+    role_env[$role]="NATS_URL=nats://$role:$pw@127.0.0.1:$NATS_PORT NATS_INBOX_PREFIX=$inbox"
+  done < <(sh compose/nats-auth.sh roles)
+  unset pw
+fi
+# role_words ROLE: sets `words` to the environment of ROLE's processes (none without
+# roles).
+role_words() {
+  if ((OWN_NATS)); then
+    read -ra words <<<"${role_env[$1]}"
+  else
+    words=()
+  fi
+}
 
 mkdir -p "$STATE_DIR" || die "STATE_DIR ($STATE_DIR) cannot be created"
 members=$(seq -s, -f 'n%g' 1 "$NODES")
@@ -79,17 +151,25 @@ if [[ -n $extra ]]; then
 fi
 
 declare -A name_of=() # pid → name
-node_pids=() gateway_pid='' bot_pid=''
+node_pids=() gateway_pid='' bot_pid='' nats_pid=''
 
-# run NAME CMD…: starts CMD in the background with its output prefixed by NAME; the pid in
-# $! is CMD's own. Job control (set -m) gives each child a process group of its own, so a
-# Ctrl-C at the terminal reaches only this script, which then stops the children in order
-# (and the prefixing sed, a child of CMD, lives until CMD's last line is out).
+# run NAME [VAR=VALUE…] CMD…: starts CMD in the background, with the VAR=VALUE pairs in
+# its environment (not on a command line, where `ps` would show the passwords in them),
+# with its output prefixed by NAME; the pid in $! is CMD's own. Job control (set -m) gives
+# each child a process group of its own, so a Ctrl-C at the terminal reaches only this
+# script, which then stops the children in order (and the prefixing sed, a child of CMD,
+# lives until CMD's last line is out).
 run() {
   local name=$1
   shift
   set -m
-  "$@" </dev/null > >(exec sed -u "s/^/[$name] /") 2>&1 &
+  (
+    while [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; do
+      export "${1?}"
+      shift
+    done
+    exec "$@"
+  ) </dev/null > >(exec sed -u "s/^/[$name] /") 2>&1 &
   set +m
   name_of[$!]=$name
 }
@@ -151,6 +231,8 @@ stop_all() {
   stop 15 "$bot_pid"
   stop 10 "$gateway_pid"
   stop 15 "${node_pids[@]}"
+  stop 5 "$nats_pid"
+  [[ -n ${NATS_CONF:-} ]] && rm -f "$NATS_CONF"
   # Backstop: anything left in a child's process group (a prefixing sed that is somehow
   # still there) goes too.
   local p
@@ -164,17 +246,43 @@ stop_all() {
 trap 'stop_all; exit 0' INT TERM HUP
 trap 'stop_all' EXIT
 
+if ((OWN_NATS)); then
+  say "NATS on 127.0.0.1:$NATS_PORT with a user per role (node, gateway, bot, observer); their" \
+    "passwords are in $NATS_SECRETS ($secrets_were; delete it to have new ones made at the next start)"
+  run nats "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -c "$NATS_CONF"
+  nats_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    port_open "$NATS_PORT" && break
+    [[ -n $(alive "$nats_pid") ]] || die "the NATS server exited at start (see its lines above)"
+    sleep 0.1
+  done
+  port_open "$NATS_PORT" || die "the NATS server does not listen on 127.0.0.1:$NATS_PORT after 10 s"
+fi
+
 port_base=$METRICS_PORT_BASE
+# Nodes and the gateway hold the cluster key; the bot does not.
+key=()
+[[ -n ${CLUSTER_KEY:-} ]] && key=(CLUSTER_KEY="$CLUSTER_KEY")
+unset CLUSTER_KEY
+role_words node
 for i in $(seq 1 "$NODES"); do
   metrics=()
   ((port_base == 0)) || metrics=(METRICS_ADDR="127.0.0.1:$((port_base + i))")
-  run "n$i" env NODE_ID="n$i" "${metrics[@]}" "$BIN/instaface-node"
+  run "n$i" "${words[@]}" "${key[@]}" NODE_ID="n$i" "${metrics[@]}" "$BIN/instaface-node"
   node_pids+=("$!")
 done
-run gateway "$BIN/instaface-gateway"
+role_words gateway
+if [[ -z ${ADMIN_TOKEN:-} ]]; then
+  # Without a token the gateway only lets loopback clients unplug; this developer stack
+  # lets anyone who reaches it (by default that is this machine only).
+  export ADMIN_OPEN=${ADMIN_OPEN:-1}
+  say "no ADMIN_TOKEN: anyone who reaches the gateway may unplug nodes (ADMIN_OPEN=1); set ADMIN_TOKEN to require one"
+fi
+run gateway "${words[@]}" "${key[@]}" "$BIN/instaface-gateway"
 gateway_pid=$!
 if [[ ! $BOT_RATE =~ ^0+([.]0*)?$ ]]; then
-  run bot "$BIN/instaface-bot" --rate "$BOT_RATE"
+  role_words bot
+  run bot "${words[@]}" "$BIN/instaface-bot" --rate "$BOT_RATE"
   bot_pid=$!
 fi
 
@@ -206,14 +314,26 @@ until healthz; do
     say "ERROR: the gateway exited before answering $url/healthz (see its lines above)"
     exit 1
   fi
+  if ((OWN_NATS)) && [[ -z $(alive "$nats_pid") ]]; then
+    say "ERROR: the NATS server exited (see its lines above)"
+    exit 1
+  fi
   sleep 0.2
   waited=$((waited + 1))
   ((waited % 150 == 0)) && say "still waiting for $url/healthz"
 done
 say "monitor and API at $url/ — Ctrl-C stops everything"
-say "eavesdrop: $BIN/instaface-node tap --only events   (INSTAFACE_PREFIX=$INSTAFACE_PREFIX)"
+if ((OWN_NATS)); then
+  # As the observer, which may listen to everything under the prefix and publish nothing
+  # there.
+  say "eavesdrop: (. $NATS_SECRETS; NATS_URL=nats://observer:\$NATS_OBSERVER_PASSWORD@127.0.0.1:$NATS_PORT" \
+    "INSTAFACE_PREFIX=$INSTAFACE_PREFIX $BIN/instaface-node tap --only events)"
+else
+  say "eavesdrop: $BIN/instaface-node tap --only events   (INSTAFACE_PREFIX=$INSTAFACE_PREFIX)"
+fi
 
-# Watch the children: a node may exit (and the rest carry on); the gateway may not.
+# Watch the children: a node may exit (and the rest carry on); the gateway and the NATS
+# server may not.
 while true; do
   who=''
   wait -n -p who
@@ -223,6 +343,10 @@ while true; do
   say "$name exited (status $status)"
   if [[ $who == "$gateway_pid" ]]; then
     say "ERROR: the gateway is gone"
+    exit 1
+  fi
+  if [[ $who == "$nats_pid" ]]; then
+    say "ERROR: the NATS server is gone"
     exit 1
   fi
 done

@@ -13,7 +13,9 @@
 #
 # Used by the README's test command (so by .ci/run) and by compose/run-local.sh. Safe to
 # run again: running services and an installed parser are left alone. Set
-# SERVICES_QUIET=1 to print only what it changed.
+# SERVICES_QUIET=1 to print only what it changed, SERVICES_NATS=0 to only make sure
+# nats-server is installed without starting the shared one on 4222 (the local launcher
+# runs a NATS server of its own, with a user per role).
 set -euo pipefail
 
 say() { echo "services: $*"; }
@@ -67,18 +69,31 @@ ensure_redis() {
   say "ERROR: redis does not answer PING"; exit 1
 }
 
+# nats_bin: prints the nats-server binary, installing it when missing.
+nats_bin() {
+  local bin
+  bin=$(command -v nats-server || true)
+  [[ -z $bin && -x /usr/sbin/nats-server ]] && bin=/usr/sbin/nats-server
+  if [[ -z $bin ]]; then
+    apt_install nats-server >&2
+    bin=$(command -v nats-server || echo /usr/sbin/nats-server)
+  fi
+  echo "$bin"
+}
+
 ensure_nats() {
+  if [[ "${SERVICES_NATS:-1}" == 0 ]]; then
+    local bin
+    bin=$(nats_bin)
+    quiet || say "nats-server is installed ($bin); not starting the shared one (SERVICES_NATS=0)"
+    return
+  fi
   if port_open 4222; then
     quiet || say "nats is running"
     return
   fi
   local bin
-  bin=$(command -v nats-server || true)
-  [[ -z $bin && -x /usr/sbin/nats-server ]] && bin=/usr/sbin/nats-server
-  if [[ -z $bin ]]; then
-    apt_install nats-server
-    bin=$(command -v nats-server || echo /usr/sbin/nats-server)
-  fi
+  bin=$(nats_bin)
   say "starting nats-server (JetStream on)"
   mkdir -p /var/lib/nats-server
   if command -v start-stop-daemon >/dev/null; then
@@ -209,4 +224,8 @@ ensure_nats
 ensure_mysql
 ensure_iproute2
 [[ "${SERVICES_COMPOSE_PARSER:-1}" == 0 ]] || ensure_compose_parser
-quiet || say "all services ready: nats 127.0.0.1:4222, mariadb 127.0.0.1:3306, redis 127.0.0.1:6379"
+if [[ "${SERVICES_NATS:-1}" == 0 ]]; then
+  quiet || say "all services ready: mariadb 127.0.0.1:3306, redis 127.0.0.1:6379 (and nats-server installed)"
+else
+  quiet || say "all services ready: nats 127.0.0.1:4222, mariadb 127.0.0.1:3306, redis 127.0.0.1:6379"
+fi

@@ -8,6 +8,11 @@
 //! - no password is written in a compose file: each secret lives once in `compose/.env` and
 //!   every `${VAR}` the files use is defined there;
 //! - the override gives every Instaface process all three NATS servers;
+//! - NATS roles: every Instaface process connects as its role's user (nodes `node`, the
+//!   gateway `gateway`, the bot `bot`, the tap `observer`) with its role's password and
+//!   `NATS_INBOX_PREFIX`, as `compose/nats-auth.sh roles` lists them; every NATS server
+//!   runs `compose/nats-auth.sh serve` with every role's password and the same prefix, also
+//!   in the override (testkit/tests/nats_roles.rs checks what those users may do);
 //! - the MariaDB grants of `compose/mariadb/10-instaface-user.sh` are enough for a real
 //!   cluster to migrate, write and read (needs MariaDB, NATS and Redis, as every
 //!   multi-process test does);
@@ -250,7 +255,7 @@ fn nodes_have_unique_ids_and_list_every_node_as_member() {
     let doc = load("docker-compose.yml");
     let nodes: Vec<(String, BTreeMap<String, String>)> = services(&doc)
         .iter()
-        .filter(|(_, s)| command(s).first().map(String::as_str) == Some("instaface-node"))
+        .filter(|(_, s)| command(s) == ["instaface-node"])
         .map(|(n, s)| (str_of(n), environment(s)))
         .collect();
     assert_eq!(nodes.len(), 5, "five node services");
@@ -260,7 +265,7 @@ fn nodes_have_unique_ids_and_list_every_node_as_member() {
         assert!(ids.insert(id.clone()), "NODE_ID {id} is used twice");
         assert_eq!(id, name, "node service {name} should carry NODE_ID {name} (the id is its host name too)");
         assert!(env.contains_key("METRICS_ADDR"), "{name} has no METRICS_ADDR (its health check reads the metrics)");
-        for key in ["NATS_URL", "MYSQL_URL", "REDIS_URL"] {
+        for key in ["NATS_URL", "NATS_INBOX_PREFIX", "MYSQL_URL", "REDIS_URL"] {
             assert!(env.contains_key(key), "{name} has no {key}");
         }
     }
@@ -276,7 +281,17 @@ fn passwords_live_once_in_dotenv() {
     let defined: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(defined.len(), env.len(), ".env defines a key twice");
     let secrets: Vec<(&str, &str)> = env.iter().filter(|(k, _)| is_secret(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    for want in ["NATS_PASSWORD", "MARIADB_ROOT_PASSWORD", "MYSQL_PASSWORD", "REDIS_PASSWORD", "ADMIN_TOKEN"] {
+    for want in [
+        "NATS_NODE_PASSWORD",
+        "NATS_GATEWAY_PASSWORD",
+        "NATS_BOT_PASSWORD",
+        "NATS_OBSERVER_PASSWORD",
+        "NATS_ROUTE_PASSWORD",
+        "MARIADB_ROOT_PASSWORD",
+        "MYSQL_PASSWORD",
+        "REDIS_PASSWORD",
+        "ADMIN_TOKEN",
+    ] {
         assert!(defined.contains_key(want), ".env has no {want}");
     }
     let mut values = BTreeSet::new();
@@ -330,12 +345,16 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
         assert!(svc.get("image").is_some(), "{name} has no image");
         assert!(svc.get("healthcheck").is_some(), "{name} has no healthcheck");
         let cmd = command(svc).join(" ");
-        for flag in ["--cluster=", "--routes=", "--cluster_name=", "--jetstream", "--user=", "--pass="] {
+        for flag in ["--cluster=", "--routes=", "--cluster_name=", "--jetstream"] {
             assert!(cmd.contains(flag), "{name} runs without {flag}: {cmd}");
         }
+        // The routes authenticate with a user of their own, which no client has.
+        assert!(cmd.contains("--cluster=nats://route:${NATS_ROUTE_PASSWORD}@"), "{name}'s routes need the route user: {cmd}");
         for other in nats.iter().filter(|o| *o != name) {
-            assert!(cmd.contains(&format!("@{other}:6222")), "{name} does not route to {other}");
+            assert!(cmd.contains(&format!("route:${{NATS_ROUTE_PASSWORD}}@{other}:6222")), "{name} does not route to {other} as the route user");
         }
+        // The same users on every server.
+        assert_runs_nats_auth(name, svc);
     }
     for (name, svc) in svcs {
         let name = str_of(name);
@@ -343,6 +362,11 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
             continue;
         }
         let url = environment(svc).remove("NATS_URL").unwrap_or_else(|| panic!("{name} has no NATS_URL"));
+        // Still its role's user and password on every server.
+        let role = role_of(svc).unwrap_or_else(|| panic!("{name}: no role"));
+        for one in url.split(',') {
+            assert_eq!(url_credentials(one), role_credentials(&role), "{name}'s NATS_URL {one} in the override is not its role's");
+        }
         let hosts: BTreeSet<String> = url
             .split(',')
             .map(|u| u.rsplit_once('@').map_or(u, |(_, h)| h).trim_start_matches("nats://").split(':').next().unwrap().to_string())
@@ -352,10 +376,111 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
             assert_eq!(depends_on(svc).get(n).map(String::as_str), Some("service_healthy"), "{name} does not wait for {n}");
         }
         // Everything else the base file gave it is still there.
-        for key in ["INSTAFACE_PREFIX", "REDIS_URL"] {
-            assert!(environment(svc).contains_key(key), "{name} lost {key} in the override");
+        let base_env = environment(&services(&base)[name.as_str()]);
+        for (key, value) in base_env.iter().filter(|(k, _)| *k != "NATS_URL") {
+            assert_eq!(environment(svc).get(key), Some(value), "{name} lost {key} in the override");
         }
     }
+}
+
+/// The roles of `compose/nats-auth.sh roles`: (role, its inbox prefix).
+fn nats_roles() -> Vec<(String, String)> {
+    let out = Command::new("sh").arg(compose_dir().join("nats-auth.sh")).arg("roles").output().expect("sh compose/nats-auth.sh roles");
+    assert!(out.status.success(), "nats-auth.sh roles: {}", String::from_utf8_lossy(&out.stderr));
+    let roles: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|l| {
+            let (role, inbox) = l.split_once(' ').unwrap_or_else(|| panic!("nats-auth.sh roles printed {l:?}"));
+            (role.to_string(), inbox.to_string())
+        })
+        .collect();
+    let names: Vec<&str> = roles.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(names, ["node", "gateway", "bot", "observer"], "the roles of nats-auth.sh");
+    roles
+}
+
+/// The role a service's process has, from what it runs: `None` for a service that is no
+/// Instaface process.
+fn role_of(svc: &Value) -> Option<String> {
+    let cmd = command(svc);
+    let role = match cmd.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["instaface-node"] => "node",
+        ["instaface-node", "tap", ..] => "observer",
+        ["instaface-gateway", ..] => "gateway",
+        ["instaface-bot", ..] => "bot",
+        [first, ..] if first.starts_with("instaface-") => panic!("no role known for {cmd:?}"),
+        _ => return None,
+    };
+    Some(role.to_string())
+}
+
+/// The user and password of a `nats://user:pass@host:port` URL, as written.
+fn url_credentials(url: &str) -> (String, String) {
+    let rest = url.trim().strip_prefix("nats://").unwrap_or_else(|| panic!("{url} is no nats:// URL"));
+    let (userinfo, _) = rest.rsplit_once('@').unwrap_or_else(|| panic!("{url} has no credentials"));
+    let (user, pass) = userinfo.split_once(':').unwrap_or_else(|| panic!("{url} has no password"));
+    (user.to_string(), pass.to_string())
+}
+
+/// What a role's URL must carry: its name and its password from `.env`.
+fn role_credentials(role: &str) -> (String, String) {
+    (role.to_string(), format!("${{NATS_{}_PASSWORD}}", role.to_uppercase()))
+}
+
+/// A NATS server service runs `compose/nats-auth.sh serve` (mounted from this folder) with
+/// every role's password and the stack's prefix in its environment.
+fn assert_runs_nats_auth(name: &str, svc: &Value) {
+    let entrypoint: Vec<String> = match svc.get("entrypoint") {
+        Some(Value::Sequence(words)) => words.iter().map(str_of).collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    assert_eq!(entrypoint, ["sh", "/etc/instaface/nats-auth.sh", "serve"], "{name} does not start through nats-auth.sh serve");
+    let volumes: Vec<String> = svc.get("volumes").and_then(Value::as_sequence).map(|v| v.iter().map(str_of).collect()).unwrap_or_default();
+    assert!(volumes.contains(&"./nats-auth.sh:/etc/instaface/nats-auth.sh:ro".to_string()), "{name} does not mount nats-auth.sh: {volumes:?}");
+    let env = environment(svc);
+    for (role, _) in nats_roles() {
+        let var = format!("NATS_{}_PASSWORD", role.to_uppercase());
+        assert_eq!(env.get(&var), Some(&format!("${{{var}}}")), "{name} lacks the {role} password");
+    }
+    assert_eq!(env.get("INSTAFACE_PREFIX").map(String::as_str), Some("${INSTAFACE_PREFIX:-instaface}"), "{name}'s prefix");
+}
+
+/// Every Instaface process connects as its own role, with its role's inbox prefix; the
+/// NATS server knows every role.
+#[test]
+fn every_process_uses_its_own_nats_role() {
+    let roles = nats_roles();
+    let doc = load("docker-compose.yml");
+    let svcs = services(&doc);
+    let mut seen = BTreeSet::new();
+    for (name, svc) in svcs {
+        let name = str_of(name);
+        let Some(role) = role_of(svc) else { continue };
+        let env = environment(svc);
+        let url = env.get("NATS_URL").unwrap_or_else(|| panic!("{name} has no NATS_URL"));
+        assert!(!url.contains(','), "{name}: one server in the base file");
+        assert_eq!(url_credentials(url), role_credentials(&role), "{name} ({role}) connects as another user: {url}");
+        let inbox = &roles.iter().find(|(r, _)| *r == role).expect("a role of nats-auth.sh").1;
+        assert_eq!(env.get("NATS_INBOX_PREFIX"), Some(inbox), "{name} ({role}) has another inbox prefix");
+        assert_eq!(env.get("INSTAFACE_PREFIX").map(String::as_str), Some("${INSTAFACE_PREFIX:-instaface}"), "{name}'s prefix");
+        // The cluster key: the nodes and the gateway sign with it; nobody else holds it.
+        let keyed = role == "node" || role == "gateway";
+        assert_eq!(
+            env.get("CLUSTER_KEY").map(String::as_str),
+            keyed.then_some("${CLUSTER_KEY}"),
+            "{name} ({role}) and the cluster key"
+        );
+        seen.insert(role);
+    }
+    let all: BTreeSet<String> = roles.iter().map(|(r, _)| r.clone()).collect();
+    assert_eq!(seen, all, "every role is used by some service");
+    assert_runs_nats_auth("nats", &svcs["nats"]);
+    // The tap is a tool, not part of the stack that `up` starts.
+    let tap = &svcs["tap"];
+    let profiles: Vec<String> = tap.get("profiles").and_then(Value::as_sequence).expect("tap has profiles").iter().map(str_of).collect();
+    assert!(!profiles.is_empty(), "the tap must not start with `up`");
 }
 
 /// Where `compose/services.sh` installs docker-compose when no compose client is there.
@@ -439,7 +564,11 @@ fn a_compose_parser_accepts_the_files_and_renders_what_the_checks_assume() {
     // What the parser rendered is `written` (the files as the other tests read them) with
     // `compose/.env` filled in: the same services, commands, environments, dependencies.
     let agree = |rendered: &Value, written: &Value, what: &str| {
-        assert_eq!(names(rendered), names(written), "{what}: the parser renders other services than the files list");
+        // Services with a profile (the tap) are rendered by some clients only.
+        let unprofiled: BTreeSet<String> =
+            services(written).iter().filter(|(_, s)| s.get("profiles").is_none()).map(|(n, _)| str_of(n)).collect();
+        let got = names(rendered);
+        assert!(got == names(written) || got == unprofiled, "{what}: the parser renders other services than the files list: {got:?}");
         for (name, svc) in services(rendered) {
             let name = str_of(name);
             let mine = &services(written)[name.as_str()];

@@ -1,12 +1,15 @@
 //! The local launcher (`compose/run-local.sh`, the README's first command), end to end: on
-//! a prefix, database and port of its own, with three nodes and the debug binaries, it
-//! must bring up a cluster whose gateway reports a leader, run the bot (entities appear
+//! a prefix, database and ports of its own, with three nodes and the debug binaries, it
+//! must start a NATS server of its own with a user per role (passwords made into a private
+//! secrets file it names), run every process as its role's user with its role's inbox
+//! prefix, bring up a cluster whose gateway reports a leader, run the bot (entities appear
 //! and keep appearing), print the URL, and on SIGINT stop everything and exit 0, leaving no
-//! process of its prefix behind.
+//! process of its prefix behind (nor the NATS configuration it wrote).
 //!
 //! Needs the workspace binaries built (`cargo build --workspace --bins`, as
 //! the README's test command does), NATS, MariaDB and Redis.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -34,6 +37,17 @@ fn processes_of(prefix: &str) -> Vec<(u32, String)> {
         }
     }
     found
+}
+
+/// The environment of process `pid`.
+fn environ_of(pid: u32) -> BTreeMap<String, String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|&b| b == 0)
+        .filter_map(|var| {
+            let var = String::from_utf8_lossy(var);
+            var.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
 
 /// Cleans up whatever the launcher left, even when the test fails: SIGKILL to every
@@ -77,6 +91,8 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     std::fs::create_dir_all(&log_dir).expect("log dir");
     let log_path = log_dir.join("launcher.log");
     let log = std::fs::File::create(&log_path).expect("log file");
+    let nats_port = free_port();
+    let secrets = log_dir.join("secrets.env");
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/run-local.sh");
     let mut launcher = Command::new("bash")
@@ -91,6 +107,9 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
         .env("MYSQL_URL", format!("mysql://root@127.0.0.1:3306/{database}"))
         .env("SERVICES_QUIET", "1")
         .env("NO_COLOR", "1")
+        .env("NATS_PORT", nats_port.to_string())
+        .env("NATS_SECRETS", &secrets)
+        .env_remove("NATS_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().expect("log")))
         .stderr(Stdio::from(log))
@@ -148,12 +167,51 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(text.contains(&format!("http://{addr}/")), "the launcher did not print its URL:\n{}", tail(&log_path));
 
-    // Everything it started carries the prefix: three nodes, the gateway, the bot.
+    // Everything it started carries the prefix: its NATS server, three nodes, the gateway,
+    // the bot.
     let running = processes_of(&prefix);
-    for (name, count) in [("instaface-node", 3), ("instaface-gatew", 1), ("instaface-bot", 1)] {
+    for (name, count) in [("nats-server", 1), ("instaface-node", 3), ("instaface-gatew", 1), ("instaface-bot", 1)] {
         let n = running.iter().filter(|(_, comm)| comm.starts_with(name)).count();
         assert_eq!(n, count, "{name} processes of the prefix: {running:?}");
     }
+
+    // The NATS passwords: made into the secrets file (private), named at the start.
+    assert!(text.contains(&format!("passwords are in {} (made now", secrets.display())), "the launcher did not name the secrets file:\n{}", tail(&log_path));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secrets).expect("the secrets file").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the secrets file is readable by others");
+    }
+    let secret_text = std::fs::read_to_string(&secrets).expect("secrets");
+    let password = |role: &str| {
+        let key = format!("NATS_{}_PASSWORD=", role.to_uppercase());
+        secret_text.lines().find_map(|l| l.strip_prefix(key.as_str())).unwrap_or_else(|| panic!("no {key} in the secrets file")).to_string()
+    };
+    assert!(!text.contains(&password("observer")), "the launcher printed a password");
+    // Each process connects to the launcher's server as its role's user, with its role's
+    // inbox prefix; nothing of it is on a command line.
+    for (pid, comm) in &running {
+        let role = match comm.as_str() {
+            c if c.starts_with("instaface-node") => "node",
+            c if c.starts_with("instaface-gatew") => "gateway",
+            c if c.starts_with("instaface-bot") => "bot",
+            _ => continue,
+        };
+        let env = environ_of(*pid);
+        assert_eq!(
+            env.get("NATS_URL").map(String::as_str),
+            Some(format!("nats://{role}:{}@127.0.0.1:{nats_port}", password(role)).as_str()),
+            "{comm} ({pid}) is not on its role's NATS user"
+        );
+        assert_eq!(env.get("NATS_INBOX_PREFIX").map(String::as_str), Some(format!("_INBOX_{role}").as_str()), "{comm} ({pid})");
+        for other in ["node", "gateway", "bot", "observer"].iter().filter(|r| **r != role) {
+            assert!(!env.values().any(|v| v.contains(&password(other))), "{comm} ({pid}) holds the {other} password");
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&password(role)), "{comm} has its password on its command line");
+    }
+    let conf = log_dir.join(format!("instaface-nats.{nats_port}.conf"));
+    assert!(conf.exists(), "no NATS configuration at {}", conf.display());
 
     // Ctrl-C: everything stops, the launcher exits 0, nothing of the prefix is left.
     let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().expect("kill");
@@ -172,6 +230,8 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     assert!(left.is_empty(), "left behind: {left:?}\n{}", tail(&log_path));
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(text.contains("launcher: stopped"), "{}", tail(&log_path));
+    assert!(!conf.exists(), "the launcher left its NATS configuration (with the passwords) behind");
+    assert!(secrets.exists(), "the launcher removed the secrets file");
     assert!(!text.contains("did not stop within"), "something had to be killed:\n{}", tail(&log_path));
     // The bot printed its summary on the way out (it was stopped, not killed).
     assert!(text.contains("[bot] total"), "no bot summary:\n{}", tail(&log_path));

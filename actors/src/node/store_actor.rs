@@ -164,6 +164,17 @@ async fn on_message(
                 })));
                 return Ok(());
             };
+            if reply.is_closed() {
+                // Its caller gave up waiting (and heard "outcome unknown"): it never runs,
+                // so writes queued behind a slow MySQL do not pile up forever.
+                state
+                    .ctx
+                    .metrics
+                    .writes
+                    .with_label_values(&["abandoned"])
+                    .inc();
+                return Ok(());
+            }
             let op = req.op_name();
             if let Some(stall) = state.stall.take() {
                 tracing::warn!(?stall, "test hook: stalling a write");
