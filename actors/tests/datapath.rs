@@ -515,3 +515,51 @@ async fn async_mode_reads_your_writes_with_min_seq() {
         );
     }
 }
+
+/// Past `MAX_INFLIGHT_REQUESTS` at once, a node refuses at once with a clear error
+/// instead of queueing without bound; the requests it took complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sheds_requests_past_its_limit_with_a_clear_error() {
+    let c = Cluster::start(
+        "dp-shed",
+        ClusterOpts {
+            env: vec![("MAX_INFLIGHT_REQUESTS".into(), "2".into())],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let (user, _) = c
+        .client
+        .create_entity("user", attrs(json!({"n": 0})))
+        .await
+        .unwrap();
+    // The next write waits 1 s in the store: the writes after it pile up behind it.
+    hook(&c, &leader, "stall", 1000u64).await;
+    let subject = c.bus.subjects().write(&leader);
+    let writes = (0..6).map(|i| {
+        let (bus, subject) = (c.bus.clone(), subject.clone());
+        async move {
+            let req = instaface_bus::graph::WriteRequest::UpdateEntity {
+                id: user.id,
+                patch: json!({ "n": i }),
+            };
+            bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(
+                subject,
+                &req,
+                Duration::from_secs(10),
+            )
+            .await
+        }
+    });
+    let replies = futures::future::join_all(writes).await;
+    let shed = replies
+        .iter()
+        .filter(|r| matches!(r, Ok(Reply::Error(e)) if e.message.contains("overloaded")))
+        .count();
+    let done = replies.iter().filter(|r| matches!(r, Ok(Reply::Ok(_)))).count();
+    println!("of 6 concurrent writes with a limit of 2: {done} done, {shed} shed");
+    assert!(shed >= 3, "{replies:?}");
+    assert!(done >= 1, "{replies:?}");
+    assert_eq!(shed + done, 6, "every write answered: {replies:?}");
+}
