@@ -130,6 +130,10 @@ async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delay
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(1));
 
     c.unplug(&cut, true).await;
+    instaface_testkit::wait_until_async(Duration::from_secs(5), "the unplug to take effect", || async {
+        c.status(&cut).await.is_some_and(|s| s.unplugged)
+    })
+    .await;
     // Reachable, and within its lease it may still answer v1: nothing newer is
     // acknowledged yet.
     let early = read_at(&c, &cut, user.id).await;
@@ -168,8 +172,12 @@ async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delay
         .await;
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(2));
 
-    // Isolated from clients too, it answers nothing at all.
+    // Isolated from clients too, it answers nothing at all (once it has the command).
     c.isolate(&cut, true).await;
+    instaface_testkit::wait_until_async(Duration::from_secs(5), "the isolation to take effect", || async {
+        c.status(&cut).await.is_some_and(|s| s.clients_unplugged)
+    })
+    .await;
     let req = ReadRequest {
         consistency: Consistency::Eventual,
         query: ReadQuery::Entities { ids: vec![user.id] },
