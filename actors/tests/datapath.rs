@@ -571,3 +571,96 @@ async fn a_node_sheds_requests_past_its_limit_with_a_clear_error() {
     assert!(done >= 1, "{replies:?}");
     assert_eq!(shed + done, 6, "every write answered: {replies:?}");
 }
+
+/// What became of one write, as its writer heard it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Heard {
+    Acknowledged,
+    /// The client was told it may or may not have happened.
+    Unknown,
+    /// Refused before it ran (the client retried what was safe to retry, then gave up).
+    NotRun,
+}
+
+/// Group commit across a leader crash: 32 writers keep the leader's batches full while it
+/// is killed with SIGKILL. Every acknowledged write is in MySQL exactly once, and no write
+/// the client was told did not run is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_across_a_leader_kill_lose_nothing_and_duplicate_nothing() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use instaface_bus::graph_client::ClientError;
+    use mysql_async::prelude::Queryable;
+
+    let mut c = Cluster::start("dp-group", ClusterOpts::default()).await;
+    let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let heard: Arc<Mutex<HashMap<String, Heard>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..32 {
+        let (client, stop, acked, heard) = (c.client.clone(), stop.clone(), acked.clone(), heard.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let tag = format!("w{w}-{n}");
+                n += 1;
+                let result = client.create_entity("user", attrs(json!({ "tag": tag }))).await;
+                let what = match result {
+                    Ok(_) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        Heard::Acknowledged
+                    }
+                    Err(ClientError::OutcomeUnknown(_) | ClientError::Timeout(_) | ClientError::Bus(_)) => Heard::Unknown,
+                    Err(_) => Heard::NotRun,
+                };
+                heard.lock().expect("not poisoned").insert(tag, what);
+            }
+        }));
+    }
+    let progress = |target: usize| {
+        let acked = acked.clone();
+        async move {
+            instaface_testkit::wait_until(Duration::from_secs(30), "writes to be acknowledged", || {
+                acked.load(Ordering::Relaxed) >= target
+            })
+            .await
+        }
+    };
+    progress(300).await;
+    c.kill9(&leader);
+    let before_kill = acked.load(Ordering::Relaxed);
+    c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
+    progress(before_kill + 300).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+
+    let mut conn = c.mysql().await;
+    let rows: Vec<(Option<String>, u64)> = conn
+        .query(
+            "SELECT JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.tag')), COUNT(*) FROM entities GROUP BY 1",
+        )
+        .await
+        .expect("count the writes");
+    let stored: HashMap<String, u64> = rows.into_iter().filter_map(|(tag, n)| Some((tag?, n))).collect();
+    let heard = heard.lock().expect("not poisoned").clone();
+    let mut tally: HashMap<Heard, usize> = HashMap::new();
+    for (tag, what) in &heard {
+        *tally.entry(*what).or_default() += 1;
+        let n = stored.get(tag).copied().unwrap_or(0);
+        match what {
+            Heard::Acknowledged => assert_eq!(n, 1, "acknowledged write {tag} is in MySQL {n} times"),
+            Heard::NotRun => assert_eq!(n, 0, "write {tag} was refused as not run, yet is in MySQL"),
+            Heard::Unknown => assert!(n <= 1, "write {tag} is in MySQL {n} times"),
+        }
+    }
+    for (tag, n) in &stored {
+        assert!(heard.contains_key(tag), "{tag} is in MySQL ({n}) but nobody wrote it");
+    }
+    println!("writes heard: {tally:?}");
+    assert!(tally.get(&Heard::Acknowledged).copied().unwrap_or(0) >= 600);
+}

@@ -867,3 +867,63 @@ async fn create_as(store: &GraphStore, term: u64, leader: &str) -> Result<Commit
     let req = WriteRequest::CreateEntity { etype: "user".into(), attributes: Attributes::new() };
     store.write(term, leader, &req).await
 }
+
+#[tokio::test]
+async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    let b = create(&store, "user", json!({})).await.id;
+    store.raise_fence(TERM, "n1").await.unwrap();
+    let before = store.outbox_latest().await.unwrap();
+    let batch = [
+        WriteRequest::UpdateEntity {
+            id: a,
+            patch: json!({"x": 1}),
+        },
+        // Refused on its own terms: the entity does not exist.
+        WriteRequest::UpdateEntity {
+            id: EntityId::MAX / 2,
+            patch: json!({"x": 1}),
+        },
+        WriteRequest::AddAssoc {
+            from: a,
+            atype: "friend".into(),
+            to: b,
+            attributes: Attributes::new(),
+        },
+        // Changes nothing: it observed the batch's own earlier rows.
+        WriteRequest::RemoveAssoc {
+            from: b,
+            atype: "follows".into(),
+            to: a,
+        },
+    ];
+    let results = store.write_batch(TERM, "n1", &batch).await.unwrap();
+    assert_eq!(results.len(), 4);
+    let first = results[0].as_ref().expect("the update commits");
+    let err = results[1].as_ref().expect_err("the missing entity is refused");
+    assert_eq!(err.code(), ErrorCode::NotFound);
+    let added = results[2].as_ref().expect("the association commits");
+    let nothing = results[3].as_ref().expect("the removal of nothing is answered");
+    assert!(before < first.outcome.seq && first.outcome.seq < added.outcome.seq);
+    assert!(nothing.keys.is_empty());
+    assert_eq!(nothing.outcome.seq, added.outcome.seq, "it saw its batch mates");
+    assert_eq!(store.outbox_latest().await.unwrap(), added.outcome.seq);
+    let rows = store.outbox_since(before, 10).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [first.outcome.seq, added.outcome.seq],
+        "one outbox row per changed write, none for the refused one"
+    );
+    assert_eq!(store.get_entities(&[a]).await.unwrap()[0].version, 2);
+    assert_eq!(list(&store, a, "friend").await.0, 1);
+
+    // A fenced batch runs none of its writes.
+    store.raise_fence(TERM + 1, "n2").await.unwrap();
+    let err = store.write_batch(TERM, "n1", &batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    assert_eq!(store.get_entities(&[a]).await.unwrap()[0].version, 2);
+    assert_eq!(store.outbox_latest().await.unwrap(), added.outcome.seq);
+    store.disconnect().await.unwrap();
+}

@@ -34,15 +34,19 @@ pub enum PlantedBug {
     /// `forget-earlier-leases`: a new leader assumes no follower still holds a read
     /// lease from an earlier leader, so it answers writes without waiting for one.
     ForgetEarlierLeases,
+    /// `batch-last-keys-only`: the one invalidation of a committed batch carries only
+    /// its last write's keys, though it moves followers over every seq of the batch.
+    BatchLastKeysOnly,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 5] = [
+    pub const ALL: [PlantedBug; 6] = [
         PlantedBug::AnswerUncovered,
         PlantedBug::ConfirmWithGap,
         PlantedBug::AnswerUnchangedAtOnce,
         PlantedBug::SkipReadyGate,
         PlantedBug::ForgetEarlierLeases,
+        PlantedBug::BatchLastKeysOnly,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +56,7 @@ impl PlantedBug {
             PlantedBug::AnswerUnchangedAtOnce => "answer-unchanged-at-once",
             PlantedBug::SkipReadyGate => "skip-ready-gate",
             PlantedBug::ForgetEarlierLeases => "forget-earlier-leases",
+            PlantedBug::BatchLastKeysOnly => "batch-last-keys-only",
         }
     }
 }

@@ -49,20 +49,11 @@ pub enum ProtocolMsg {
         latest: u64,
         entries: Vec<InvalidationEntry>,
     },
-    /// From the store: a write of `term` committed; answer `reply` once it is covered.
+    /// From the store: a batch of writes of `term` committed together, in seq order;
+    /// answer each once its seq is covered.
     Committed {
         term: u64,
-        outcome: WriteOutcome,
-        keys: Vec<String>,
-        op: &'static str,
-        reply: WriteReply,
-    },
-    /// From the store: a write of `term` changed nothing; `outcome.seq` is the latest seq
-    /// it observed, which must be covered before it is answered.
-    Unchanged {
-        term: u64,
-        outcome: WriteOutcome,
-        reply: WriteReply,
+        writes: Vec<CommittedWrite>,
     },
     /// Graceful shutdown: hand leadership over; replies whether this node led.
     Transfer(RpcReplyPort<bool>),
@@ -70,6 +61,15 @@ pub enum ProtocolMsg {
     Hold(bool),
     /// Test hook: panic inside the handler.
     Panic,
+}
+
+/// One write of a committed batch: its outcome (a write that changed nothing has no
+/// keys, and its seq is the latest it observed), its invalidated keys, and its reply.
+pub struct CommittedWrite {
+    pub outcome: WriteOutcome,
+    pub keys: Vec<String>,
+    pub op: &'static str,
+    pub reply: WriteReply,
 }
 
 /// To the cache actor. Invalidations and serving changes come from the protocol actor
@@ -112,6 +112,12 @@ pub enum StoreMsg {
     Write {
         req: WriteRequest,
         reply: WriteReply,
+    },
+    /// A batch's transaction ended (from its task): the result of each write, or the
+    /// batch's own failure.
+    BatchDone {
+        term: u64,
+        result: Result<Vec<Result<crate::store::CommittedWrite, crate::store::StoreError>>, crate::store::StoreError>,
     },
     /// A fill: values for `keys` and the seq they reflect.
     Fill {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub writes: IntCounterVec,
     pub write_seconds: Histogram,
     pub read_seconds: Histogram,
+    /// Writes committed per batch (group commit).
+    pub write_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -111,6 +113,16 @@ impl Metrics {
                 "write latency at the leader, commit to answer included",
             ),
             read_seconds: histogram("read_seconds", "read latency at the serving node"),
+            write_batch_size: {
+                let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+                let h = Histogram::with_opts(
+                    HistogramOpts::new("write_batch_size", "writes committed in one transaction")
+                        .buckets(buckets),
+                )
+                .expect("valid metric name");
+                let _ = registry.register(Box::new(h.clone()));
+                h
+            },
             registry,
         }
     }

@@ -21,13 +21,13 @@ use instaface_bus::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use super::messages::{CacheMsg, ProtocolMsg, StoreMsg, WriteReply};
+use super::messages::{CacheMsg, CommittedWrite, ProtocolMsg, StoreMsg, WriteReply};
 use super::view::{ClusterView, FollowerProgress};
 use super::vote_file::VoteFile;
 use super::{cast_to, NodeContext};
 use crate::election::ElectionConfig;
 use crate::invalidation::{LogConfig, WriteId};
-use crate::protocol::{Command, Event, NodeCore, WriteAnswer};
+use crate::protocol::{BatchedWrite, Command, Event, NodeCore, WriteAnswer};
 
 /// How often the core is ticked. Its own deadlines are far coarser (heartbeat 100 ms).
 const TICK: Duration = Duration::from_millis(10);
@@ -165,42 +165,34 @@ async fn on_message(msg: ProtocolMsg, state: &mut ProtocolState) -> Result<(), A
                 entries,
             }
         }
-        ProtocolMsg::Committed {
-            term,
-            outcome,
-            keys,
-            op,
-            reply,
-        } => {
-            let seq = outcome.seq;
-            let write = wait(state, outcome, reply);
-            state
-                .ctx
-                .net
-                .event(
-                    term,
-                    EventKind::Write {
-                        seq,
-                        op: op.to_string(),
-                        keys: keys.clone(),
-                    },
-                )
-                .await;
-            Event::Committed {
-                term,
-                seq,
+        ProtocolMsg::Committed { term, writes } => {
+            let mut batch = Vec::with_capacity(writes.len());
+            for CommittedWrite {
+                outcome,
                 keys,
-                write,
+                op,
+                reply,
+            } in writes
+            {
+                let seq = outcome.seq;
+                if !keys.is_empty() {
+                    state
+                        .ctx
+                        .net
+                        .event(
+                            term,
+                            EventKind::Write {
+                                seq,
+                                op: op.to_string(),
+                                keys: keys.clone(),
+                            },
+                        )
+                        .await;
+                }
+                let write = wait(state, outcome, reply);
+                batch.push(BatchedWrite { seq, keys, write });
             }
-        }
-        ProtocolMsg::Unchanged {
-            term,
-            outcome,
-            reply,
-        } => {
-            let seq = outcome.seq;
-            let write = wait(state, outcome, reply);
-            Event::Unchanged { term, seq, write }
+            Event::Committed { term, writes: batch }
         }
         ProtocolMsg::Transfer(reply) => {
             let was_leader = state.core.role() == Role::Leader;

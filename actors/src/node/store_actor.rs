@@ -1,8 +1,13 @@
 //! The store actor: the leader's only way to MySQL. It opens a pool when the node takes
 //! office, raises the fence to the new term before anything else, loads the outbox for the
-//! protocol actor to replay, and then runs writes one at a time (each one transaction with
-//! the fence check and its outbox row). Fills read through the same pool in tasks of their
+//! protocol actor to replay, and then runs writes (each batch one transaction with the
+//! fence check and their outbox rows). Fills read through the same pool in tasks of their
 //! own. When the node stops leading the pool is closed: followers never hold connections.
+//!
+//! Writes commit in groups: while one batch's transaction runs (in a task of its own),
+//! the writes that arrive wait; when it ends, all of them go into the next one — one
+//! fence check, one commit — so the batch grows with the load and a lone write waits for
+//! nobody. The results go to the protocol actor in one message per batch, in seq order.
 
 use std::time::Duration;
 
@@ -11,7 +16,11 @@ use instaface_bus::messages::Role;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::Instrument;
 
-use super::messages::{ProtocolMsg, StoreMsg};
+use std::collections::VecDeque;
+
+use instaface_bus::graph::WriteRequest;
+
+use super::messages::{CommittedWrite, ProtocolMsg, StoreMsg, WriteReply};
 use super::{cast_to, NodeContext};
 use crate::invalidation::LogConfig;
 use crate::store::{GraphStore, StoreError};
@@ -27,6 +36,12 @@ pub struct StoreState {
     ready: bool,
     /// Test hook: the next write waits this long first.
     stall: Option<Duration>,
+    /// Writes waiting for the next batch.
+    queue: VecDeque<(WriteRequest, WriteReply)>,
+    /// The batch whose transaction is running: each write's op name and reply.
+    in_flight: Option<Vec<(&'static str, WriteReply)>>,
+    /// The pool of a term that ended while its batch ran, closed when the batch ends.
+    retiring: Option<GraphStore>,
     /// Follows the node's view and tells this actor of role changes.
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -75,6 +90,9 @@ impl Actor for StoreActor {
             store: None,
             ready: false,
             stall: None,
+            queue: VecDeque::new(),
+            in_flight: None,
+            retiring: None,
             watcher,
         })
     }
@@ -109,20 +127,28 @@ async fn on_message(
 ) -> Result<(), ActorProcessingErr> {
     match msg {
         StoreMsg::RoleChanged { role, term } => {
-            let was_leading = state.role == Role::Leader;
             state.role = role;
             state.term = term;
             state.ready = false;
-            if role == Role::Leader {
-                if let Some(store) = state.store.take() {
-                    let _ = store.disconnect().await;
-                }
-                spawn_connect(&state.ctx, myself.clone(), term);
-            } else if was_leading || state.store.is_some() {
-                if let Some(store) = state.store.take() {
+            // Writes that have not started never will under this term: certainly not run.
+            for (_, reply) in state.queue.drain(..) {
+                let _ = reply.send(Err(unavailable("leadership changed; the write did not run")));
+            }
+            if let Some(store) = state.store.take() {
+                if role != Role::Leader {
                     tracing::info!(term, "no longer leading: closing the MySQL pool");
+                }
+                if state.in_flight.is_some() && state.retiring.is_none() {
+                    // The running batch (started on this pool: none starts while one
+                    // runs) ends on it — committed, or refused by the fence — so that
+                    // its callers hear what happened to it.
+                    state.retiring = Some(store);
+                } else {
                     let _ = store.disconnect().await;
                 }
+            }
+            if role == Role::Leader {
+                spawn_connect(&state.ctx, myself.clone(), term);
             }
         }
         StoreMsg::Opened { term, store } => {
@@ -156,92 +182,28 @@ async fn on_message(
             }
         }
         StoreMsg::Write { req, reply } => {
-            let (Some(store), true) = (&state.store, state.ready) else {
+            if state.store.is_none() || !state.ready {
                 let _ = reply.send(Err(unavailable(if state.role == Role::Leader {
                     "the leader is taking office; retry shortly"
                 } else {
                     "not the leader"
                 })));
                 return Ok(());
-            };
-            if reply.is_closed() {
-                // Its caller gave up waiting (and heard "outcome unknown"): it never runs,
-                // so writes queued behind a slow MySQL do not pile up forever.
-                state
-                    .ctx
-                    .metrics
-                    .writes
-                    .with_label_values(&["abandoned"])
-                    .inc();
+            }
+            if state.queue.len() >= MAX_QUEUED {
+                let _ = reply.send(Err(unavailable("too many writes waiting; the write did not run")));
                 return Ok(());
             }
-            let op = req.op_name();
-            if let Some(stall) = state.stall.take() {
-                tracing::warn!(?stall, "test hook: stalling a write");
-                tokio::time::sleep(stall).await;
+            state.queue.push_back((req, reply));
+            start_batch(&myself, state);
+        }
+        StoreMsg::BatchDone { term, result } => {
+            let replies = state.in_flight.take().unwrap_or_default();
+            batch_done(state, term, replies, result);
+            if let Some(store) = state.retiring.take() {
+                let _ = store.disconnect().await;
             }
-            match store.write(state.term, &state.ctx.cfg.id, &req).await {
-                Ok(committed) if committed.keys.is_empty() => {
-                    state.ctx.metrics.writes.with_label_values(&["noop"]).inc();
-                    // It observed the state up to its seq, which may not be covered yet.
-                    cast_to(
-                        &state.ctx.names.protocol,
-                        ProtocolMsg::Unchanged {
-                            term: state.term,
-                            outcome: committed.outcome,
-                            reply,
-                        },
-                    );
-                }
-                Ok(committed) => {
-                    state.ctx.metrics.writes.with_label_values(&["ok"]).inc();
-                    let keys = committed.keys.iter().map(|k| k.to_string()).collect();
-                    cast_to(
-                        &state.ctx.names.protocol,
-                        ProtocolMsg::Committed {
-                            term: state.term,
-                            outcome: committed.outcome,
-                            keys,
-                            op,
-                            reply,
-                        },
-                    );
-                }
-                Err(StoreError::Fenced { stored, mine }) => {
-                    state
-                        .ctx
-                        .metrics
-                        .writes
-                        .with_label_values(&["fenced"])
-                        .inc();
-                    tracing::warn!(
-                        stored,
-                        mine,
-                        "write refused by the fence: a later leader exists"
-                    );
-                    state.ready = false;
-                    cast_to(
-                        &state.ctx.names.protocol,
-                        ProtocolMsg::Fenced { term: stored },
-                    );
-                    let _ = reply.send(Err(unavailable(format!(
-                        "fenced: term {mine} is over (stored {stored})"
-                    ))));
-                }
-                Err(StoreError::Mysql(e)) => {
-                    // The connection may have failed during COMMIT: the client must not
-                    // take this for "did not happen".
-                    state.ctx.metrics.writes.with_label_values(&["error"]).inc();
-                    let _ = reply.send(Err(ErrorBody::new(
-                        ErrorCode::Unavailable,
-                        format!("MySQL failed during the write; its outcome is unknown: {e}"),
-                    )));
-                }
-                Err(e) => {
-                    state.ctx.metrics.writes.with_label_values(&["error"]).inc();
-                    let _ = reply.send(Err(e.into()));
-                }
-            }
+            start_batch(&myself, state);
         }
         StoreMsg::Fill { keys, reply } => {
             let window = state.ctx.cfg.assoc_window;
@@ -344,4 +306,114 @@ fn spawn_connect(ctx: &NodeContext, store_actor: ActorRef<StoreMsg>, term: u64) 
             }
         }
     });
+}
+
+/// Writes waiting for a batch at most; more are refused (they did not run).
+const MAX_QUEUED: usize = 4096;
+/// Writes in one transaction at most.
+const MAX_BATCH: usize = 512;
+
+/// Starts the next batch if none is running: every queued write whose caller still
+/// waits, in one transaction, in a task of its own.
+fn start_batch(myself: &ActorRef<StoreMsg>, state: &mut StoreState) {
+    if state.in_flight.is_some() || state.queue.is_empty() {
+        return;
+    }
+    let Some(store) = state.store.clone().filter(|_| state.ready) else {
+        return;
+    };
+    let mut reqs = Vec::new();
+    let mut replies = Vec::new();
+    while reqs.len() < MAX_BATCH {
+        let Some((req, reply)) = state.queue.pop_front() else {
+            break;
+        };
+        if reply.is_closed() {
+            // Its caller gave up waiting (and heard "outcome unknown"): it never runs,
+            // so writes queued behind a slow MySQL do not pile up forever.
+            state.ctx.metrics.writes.with_label_values(&["abandoned"]).inc();
+            continue;
+        }
+        replies.push((req.op_name(), reply));
+        reqs.push(req);
+    }
+    if reqs.is_empty() {
+        return;
+    }
+    state.in_flight = Some(replies);
+    let (term, leader, me) = (state.term, state.ctx.cfg.id.clone(), myself.clone());
+    let stall = state.stall.take();
+    tokio::spawn(async move {
+        if let Some(stall) = stall {
+            tracing::warn!(?stall, "test hook: stalling a write");
+            tokio::time::sleep(stall).await;
+        }
+        let result = store.write_batch(term, &leader, &reqs).await;
+        if me.cast(StoreMsg::BatchDone { term, result }).is_err() {
+            tracing::debug!("store actor gone before its batch ended");
+        }
+    });
+}
+
+/// A batch's transaction ended: refusals and failures are answered here, the committed
+/// writes go to the protocol actor (which answers them once covered).
+fn batch_done(
+    state: &mut StoreState,
+    term: u64,
+    replies: Vec<(&'static str, WriteReply)>,
+    result: Result<Vec<Result<crate::store::CommittedWrite, StoreError>>, StoreError>,
+) {
+    let metrics = &state.ctx.metrics;
+    match result {
+        Ok(results) => {
+            let mut writes = Vec::with_capacity(results.len());
+            for ((op, reply), result) in replies.into_iter().zip(results) {
+                match result {
+                    Ok(committed) => {
+                        let label = if committed.keys.is_empty() { "noop" } else { "ok" };
+                        metrics.writes.with_label_values(&[label]).inc();
+                        writes.push(CommittedWrite {
+                            keys: committed.keys.iter().map(|k| k.to_string()).collect(),
+                            outcome: committed.outcome,
+                            op,
+                            reply,
+                        });
+                    }
+                    // Refused by the database on its own terms: it did not happen.
+                    Err(e) => {
+                        metrics.writes.with_label_values(&["refused"]).inc();
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            metrics.write_batch_size.observe(writes.len() as f64);
+            if !writes.is_empty() {
+                cast_to(&state.ctx.names.protocol, ProtocolMsg::Committed { term, writes });
+            }
+        }
+        Err(StoreError::Fenced { stored, mine }) => {
+            metrics.writes.with_label_values(&["fenced"]).inc_by(replies.len() as u64);
+            tracing::warn!(stored, mine, "writes refused by the fence: a later leader exists");
+            if state.term == term {
+                state.ready = false;
+            }
+            cast_to(&state.ctx.names.protocol, ProtocolMsg::Fenced { term: stored });
+            for (_, reply) in replies {
+                let _ = reply.send(Err(unavailable(format!(
+                    "fenced: term {mine} is over (stored {stored})"
+                ))));
+            }
+        }
+        Err(e) => {
+            // The connection may have failed during COMMIT: the clients must not take
+            // this for "did not happen".
+            metrics.writes.with_label_values(&["error"]).inc_by(replies.len() as u64);
+            for (_, reply) in replies {
+                let _ = reply.send(Err(ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    format!("MySQL failed during the write; its outcome is unknown: {e}"),
+                )));
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use instaface_bus::messages::{Heartbeat, Invalidate, Role};
 use instaface_bus::NodeId;
 
-use super::signals::{Command, Event, WriteAnswer};
+use super::signals::{BatchedWrite, Command, Event, WriteAnswer};
 use crate::election::{
     ElectionConfig, ElectionCore, FollowerView, Input, Output, PersistedVote, MAX_TERM,
 };
@@ -131,24 +131,7 @@ impl NodeCore {
                 latest,
                 entries,
             } => self.on_loaded(term, latest, entries, &mut out),
-            Event::Committed {
-                term,
-                seq,
-                keys,
-                write,
-            } => self.on_committed(term, seq, keys, write, &mut out),
-            Event::Unchanged { term, seq, write } => {
-                let waits = self.log.mode == InvalidationMode::Lease
-                    && !self.log.bug(PlantedBug::AnswerUnchangedAtOnce);
-                match self.ready_log(term) {
-                    Some(log) if waits => log.wait(seq, write),
-                    Some(log) => {
-                        log.answered_at_once(seq);
-                        out.push(covered(write, seq, Vec::new()));
-                    }
-                    None => out.push(unconfirmed(write, seq)),
-                }
-            }
+            Event::Committed { term, writes } => self.on_committed(term, writes, &mut out),
         }
         self.settle(now, &mut out);
         out
@@ -256,13 +239,6 @@ impl NodeCore {
         log.term() == term && log.may_confirm(applied_seq, gap_ok)
     }
 
-    /// The leader's log of `term`, if it is ready.
-    fn ready_log(&mut self, term: u64) -> Option<&mut LeaderLog> {
-        self.leader_log
-            .as_mut()
-            .filter(|l| l.term() == term && l.is_ready())
-    }
-
     fn on_loaded(
         &mut self,
         term: u64,
@@ -285,19 +261,22 @@ impl NodeCore {
         log.mark_ready();
     }
 
-    fn on_committed(
-        &mut self,
-        term: u64,
-        seq: u64,
-        keys: Vec<String>,
-        write: crate::invalidation::WriteId,
-        out: &mut Vec<Command>,
-    ) {
-        // Whatever happens to the answer, the committed write's keys leave this cache.
-        out.push(Command::CacheInvalidate(keys.clone()));
+    /// A batch committed: its keys leave this cache; its invalidations join the window
+    /// and go out as one broadcast covering the batch's seqs; each write waits for its
+    /// own seq to be covered (a write that changed nothing, for the seq it observed).
+    fn on_committed(&mut self, term: u64, writes: Vec<BatchedWrite>, out: &mut Vec<Command>) {
+        let keys: Vec<String> = writes.iter().flat_map(|w| w.keys.iter().cloned()).collect();
+        // Whatever happens to the answers, the committed writes' keys leave this cache.
+        if !keys.is_empty() {
+            out.push(Command::CacheInvalidate(keys.clone()));
+        }
         let window_max = self.log.window_max;
-        let at_once = self.log.mode == InvalidationMode::Async
-            || self.log.bug(PlantedBug::AnswerUncovered);
+        let async_mode = self.log.mode == InvalidationMode::Async;
+        let (uncovered_bug, unchanged_bug, last_keys_bug) = (
+            self.log.bug(PlantedBug::AnswerUncovered),
+            self.log.bug(PlantedBug::AnswerUnchangedAtOnce),
+            self.log.bug(PlantedBug::BatchLastKeysOnly),
+        );
         let id = self.id().clone();
         let applied = &mut self.applied;
         let Some(log) = self
@@ -305,23 +284,44 @@ impl NodeCore {
             .as_mut()
             .filter(|l| l.term() == term && l.is_ready())
         else {
-            out.push(unconfirmed(write, seq));
+            for w in writes {
+                out.push(unconfirmed(w.write, w.seq));
+            }
             return;
         };
-        let prev_seq = log.commit(seq, keys.clone(), window_max);
-        *applied = (*applied).max(seq);
-        out.push(Command::BroadcastInvalidate(Invalidate {
-            term,
-            leader: id,
-            seq,
-            prev_seq,
-            keys,
-        }));
-        if at_once {
-            log.answered_at_once(seq);
-            out.push(covered(write, seq, Vec::new()));
-        } else {
-            log.wait(seq, write);
+        let prev_seq = log.seq();
+        let mut last = prev_seq;
+        for w in writes.iter().filter(|w| !w.keys.is_empty()) {
+            log.commit(w.seq, w.keys.clone(), window_max);
+            last = last.max(w.seq);
+        }
+        *applied = (*applied).max(last);
+        if last > prev_seq {
+            // One message for the batch: every seq in (prev_seq, last] is one of its
+            // writes (the fence serialises transactions), so a follower at prev_seq that
+            // drops all these keys is at last.
+            let keys = match writes.iter().rev().find(|w| !w.keys.is_empty()) {
+                Some(w) if last_keys_bug => w.keys.clone(),
+                _ => keys,
+            };
+            out.push(Command::BroadcastInvalidate(Invalidate {
+                term,
+                leader: id,
+                seq: last,
+                prev_seq,
+                keys,
+            }));
+        }
+        for w in writes {
+            let at_once = async_mode
+                || (uncovered_bug && !w.keys.is_empty())
+                || (unchanged_bug && w.keys.is_empty());
+            if at_once {
+                log.answered_at_once(w.seq);
+                out.push(covered(w.write, w.seq, Vec::new()));
+            } else {
+                log.wait(w.seq, w.write);
+            }
         }
     }
 

@@ -20,4 +20,4 @@ mod signals;
 mod sim;
 
 pub use self::core::{NodeCore, Reject};
-pub use self::signals::{Command, Event, WriteAnswer};
+pub use self::signals::{BatchedWrite, Command, Event, WriteAnswer};

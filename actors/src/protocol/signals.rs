@@ -42,15 +42,22 @@ pub enum Event {
         latest: u64,
         entries: Vec<InvalidationEntry>,
     },
-    /// A write of leader `term` committed as `seq`, invalidating `keys`.
+    /// A batch of writes of leader `term` committed in one transaction, in seq order.
     Committed {
         term: u64,
-        seq: u64,
-        keys: Vec<String>,
-        write: WriteId,
+        writes: Vec<BatchedWrite>,
     },
-    /// A write of leader `term` changed nothing; `seq` is the latest seq it observed.
-    Unchanged { term: u64, seq: u64, write: WriteId },
+}
+
+/// One write of a committed batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchedWrite {
+    /// Its outbox seq; for a write that changed nothing (no `keys`), the latest seq it
+    /// observed, which must be covered before it is answered.
+    pub seq: u64,
+    /// The cache keys it invalidates (none if it changed nothing).
+    pub keys: Vec<String>,
+    pub write: WriteId,
 }
 
 /// How a waiting write ends.

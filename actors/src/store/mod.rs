@@ -4,11 +4,12 @@
 //!
 //! - [`GraphStore::connect`] — creates the database when missing and migrates it
 //!   (`schema.rs`).
-//! - [`GraphStore::write`] — every write is one transaction: check the leadership fence
-//!   (`fence.rs`), apply the change (`entities.rs`, `associations.rs`, with the inverse
-//!   association where the type has one), append the invalidation to the outbox
-//!   (`outbox.rs`), commit. The fence row lock taken first also serialises writes, so outbox
-//!   seqs grow in commit order.
+//! - [`GraphStore::write_batch`] — writes run in groups, one transaction each (group
+//!   commit): check the leadership fence once (`fence.rs`), then for each write, in a
+//!   savepoint, apply the change (`entities.rs`, `associations.rs`, with the inverse
+//!   association where the type has one) and append its invalidation to the outbox
+//!   (`outbox.rs`); commit once. The fence row lock taken first also serialises the
+//!   batches, so outbox seqs grow in commit order. [`GraphStore::write`] is a batch of one.
 //! - Reads for cache fills: [`GraphStore::get_entities`], [`GraphStore::list_assocs`],
 //!   [`GraphStore::fetch`] (`fetch.rs`), [`GraphStore::random_ids`] and counts.
 //! - The outbox: [`GraphStore::outbox_since`] and friends, and the fence itself.
@@ -27,6 +28,7 @@ mod schema;
 
 use std::time::Duration;
 
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
 
 use instaface_bus::graph::{CacheKey, WriteOutcome, WriteRequest, WriteResult};
@@ -107,44 +109,86 @@ impl GraphStore {
     /// Applies one write at leader `term` in one transaction: fence check, change, outbox row.
     ///
     /// Refused with [`StoreError::Fenced`] (nothing changed) when the stored fence term is
-    /// above `term`.
+    /// above `term`. The same as a batch of one ([`GraphStore::write_batch`]).
     #[tracing::instrument(skip(self, req), fields(op = req.op_name()))]
     pub async fn write(&self, term: u64, leader: &str, req: &WriteRequest) -> Result<CommittedWrite, StoreError> {
+        let mut results = self.write_batch(term, leader, std::slice::from_ref(req)).await?;
+        results.pop().unwrap_or_else(|| Err(StoreError::Corrupt("a batch of one gave no result".into())))
+    }
+
+    /// Applies `reqs` in order at leader `term`, in **one** transaction (group commit):
+    /// the fence is checked once (its row lock held to the commit, so seqs still follow
+    /// commit order), then each write runs inside a savepoint with its outbox row, and
+    /// the transaction commits once.
+    ///
+    /// A write the database refuses on its own terms (not found, invalid, conflict) is
+    /// rolled back to its savepoint alone and comes back as its `Err` — it certainly did
+    /// not happen; the others go on. The outer `Err` concerns the whole batch: `Fenced`
+    /// (nothing happened), or a MySQL failure (the outcome of every write is unknown: the
+    /// connection may have failed during COMMIT).
+    #[tracing::instrument(skip(self, reqs), fields(writes = reqs.len()))]
+    pub async fn write_batch(
+        &self,
+        term: u64,
+        leader: &str,
+        reqs: &[WriteRequest],
+    ) -> Result<Vec<Result<CommittedWrite, StoreError>>, StoreError> {
         let mut tx = self.begin(TxOpts::default()).await?;
-        match apply_in(&mut tx, term, leader, req).await {
-            Ok(Change::Applied { result, keys }) => {
-                let seq = outbox::append(&mut tx, term, &keys).await;
-                let seq = match seq {
-                    Ok(seq) => seq,
-                    Err(e) => {
-                        rollback_quietly(tx).await;
-                        return Err(e);
-                    }
-                };
-                tx.commit().await?;
-                tracing::debug!(seq, keys = keys.len(), "write committed");
-                Ok(CommittedWrite {
-                    outcome: WriteOutcome { seq, result },
-                    keys,
-                })
-            }
-            Ok(Change::Nothing { result }) => {
-                let seq = outbox::latest(&mut tx).await;
-                rollback_quietly(tx).await;
-                let seq = seq?;
-                tracing::debug!(seq, "write changed nothing");
-                Ok(CommittedWrite {
-                    outcome: WriteOutcome { seq, result },
-                    keys: Vec::new(),
-                })
-            }
-            Err(e) => {
-                rollback_quietly(tx).await;
-                tracing::debug!(error = %e, "write refused");
-                Err(e)
+        if let Err(e) = fence::check(&mut tx, term, leader).await {
+            rollback_quietly(tx).await;
+            return Err(e);
+        }
+        let mut results = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            match write_one(&mut tx, term, req).await {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    rollback_quietly(tx).await;
+                    return Err(e);
+                }
             }
         }
+        tx.commit().await?;
+        tracing::debug!(writes = results.len(), "batch committed");
+        Ok(results)
     }
+}
+
+/// One write of a batch, inside its own savepoint. `Ok(Err(_))`: the database refused it
+/// and it was rolled back alone; `Err(_)`: MySQL failed (the whole batch must go).
+async fn write_one(
+    tx: &mut Transaction<'static>,
+    term: u64,
+    req: &WriteRequest,
+) -> Result<Result<CommittedWrite, StoreError>, StoreError> {
+    tx.query_drop("SAVEPOINT write_one").await?;
+    let change = match apply(tx, req).await {
+        Ok(change) => change,
+        // The server answered with an error (the connection is fine): this write alone
+        // is refused, its batch mates go on. Anything else (I/O, a dropped connection)
+        // takes the batch down.
+        Err(StoreError::Mysql(e)) if !matches!(e, mysql_async::Error::Server(_)) => {
+            return Err(StoreError::Mysql(e))
+        }
+        Err(refused) => {
+            tx.query_drop("ROLLBACK TO SAVEPOINT write_one").await?;
+            return Ok(Err(refused));
+        }
+    };
+    let written = match change {
+        Change::Applied { result, keys } => {
+            let seq = outbox::append(tx, term, &keys).await?;
+            CommittedWrite { outcome: WriteOutcome { seq, result }, keys }
+        }
+        // It changed nothing: its seq is the latest one it observed (this batch's own
+        // earlier rows included).
+        Change::Nothing { result } => {
+            let seq = outbox::latest(tx).await?;
+            CommittedWrite { outcome: WriteOutcome { seq, result }, keys: Vec::new() }
+        }
+    };
+    tx.query_drop("RELEASE SAVEPOINT write_one").await?;
+    Ok(Ok(written))
 }
 
 impl GraphStore {
@@ -171,14 +215,8 @@ impl GraphStore {
     }
 }
 
-/// Checks the fence and applies `req`; the caller commits or rolls back.
-async fn apply_in(
-    tx: &mut Transaction<'static>,
-    term: u64,
-    leader: &str,
-    req: &WriteRequest,
-) -> Result<Change, StoreError> {
-    fence::check(tx, term, leader).await?;
+/// Applies `req` (the fence already checked); the caller commits or rolls back.
+async fn apply(tx: &mut Transaction<'static>, req: &WriteRequest) -> Result<Change, StoreError> {
     match req {
         WriteRequest::CreateEntity { etype, attributes } => {
             entities::create(tx, etype, attributes).await

@@ -16,12 +16,12 @@ use instaface_bus::NodeId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::db::{key, Db, WriteKind, WriteResult};
+use super::db::{key, BatchResult, Db, WriteKind};
 use super::history::History;
 use crate::cache::{Answer, CacheCore, FetchId, FetchOrder};
 use crate::election::{ElectionConfig, PersistedVote};
 use crate::invalidation::{InvalidationMode, LogConfig, PlantedBug, WriteId};
-use crate::protocol::{Command, Event, NodeCore, WriteAnswer};
+use crate::protocol::{BatchedWrite, Command, Event, NodeCore, WriteAnswer};
 use crate::simnet::{ms, rand_dur, Clock, Links, Recorder, Timeline, Weather};
 
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
@@ -1031,6 +1031,9 @@ impl Sim {
         }
     }
 
+    /// Runs every queued write as one batch — one transaction, like the store actor's
+    /// group commit: the fence is checked once, and either all of it commits (each write
+    /// changing something or not) or none of it does.
     fn store_exec(&mut self, i: usize) {
         let id = self.nodes[i].id.clone();
         let Some(run) = self.nodes[i].run.as_mut() else {
@@ -1039,43 +1042,41 @@ impl Sim {
         let Some(store) = run.store.as_mut() else {
             return;
         };
-        let Some((write, kind)) = store.queue.pop_front() else {
-            store.busy = false;
+        store.busy = false;
+        if store.queue.is_empty() {
             return;
-        };
+        }
         let term = store.term;
-        let more = !store.queue.is_empty();
-        if !more {
-            store.busy = false;
-        }
-        let result = self.db.write(term, &id, kind, &mut self.rng);
+        let queued: Vec<(WriteId, WriteKind)> = store.queue.drain(..).collect();
+        let kinds: Vec<WriteKind> = queued.iter().map(|(_, kind)| *kind).collect();
+        let result = self.db.write_batch(term, &id, &kinds, &mut self.rng);
         if self.rec.tracing() {
-            let text = format!("{kind:?} {write:?} -> {result:?}");
-            self.rec.log(self.now, || format!("{id} MySQL write {text}"));
+            let text = format!("{queued:?} -> {result:?}");
+            self.rec.log(self.now, || format!("{id} MySQL batch {text}"));
         }
-        let event = match result {
-            WriteResult::Committed { seq, version } => {
-                if let Some(w) = run.writes.get_mut(&write) {
-                    w.version = version;
+        match result {
+            Ok(results) => {
+                let mut writes = Vec::with_capacity(queued.len());
+                for ((write, kind), result) in queued.into_iter().zip(results) {
+                    let (seq, version, keys) = match result {
+                        BatchResult::Committed { seq, version } => (seq, version, vec![key(kind.entity())]),
+                        BatchResult::Unchanged { seq, version } => (seq, version, Vec::new()),
+                    };
+                    if let Some(w) = run.writes.get_mut(&write) {
+                        w.version = version;
+                    }
+                    writes.push(BatchedWrite { seq, keys, write });
                 }
-                Some(Event::Committed {
-                    term,
-                    seq,
-                    keys: vec![key(kind.entity())],
-                    write,
-                })
+                let delay = rand_dur(&mut self.rng, ms(0), ms(2));
+                self.local_later(i, delay, Local::Core(Event::Committed { term, writes }));
             }
-            WriteResult::Unchanged { seq, version } => {
-                if let Some(w) = run.writes.get_mut(&write) {
-                    w.version = version;
-                }
-                Some(Event::Unchanged { term, seq, write })
-            }
-            WriteResult::Fenced { stored } => {
+            Err(stored) => {
                 if let Some(store) = run.store.as_mut() {
                     store.ready = false;
                 }
-                if let Some(w) = run.writes.remove(&write) {
+                let refused: Vec<WriteCtx> =
+                    queued.iter().filter_map(|(write, _)| run.writes.remove(write)).collect();
+                for w in refused {
                     let reply = Msg::WriteReply {
                         op: w.op,
                         result: Err("fenced".into()),
@@ -1083,16 +1084,7 @@ impl Sim {
                     self.reply_client(i, w.client, reply);
                 }
                 self.local_later(i, Duration::ZERO, Local::Core(Event::Fenced { term: stored }));
-                None
             }
-        };
-        if let Some(event) = event {
-            let delay = rand_dur(&mut self.rng, ms(0), ms(2));
-            self.local_later(i, delay, Local::Core(event));
-        }
-        if more {
-            let delay = self.write_delay();
-            self.local_later(i, delay, Local::StoreExec);
         }
     }
 

@@ -1,6 +1,6 @@
 //! The MySQL model of the simulation: entity versions, the outbox with its seqs (gaps
 //! included), the leadership fence, and what a store actor does with them — raise the
-//! fence and load the outbox at takeover, run one write at a time, prune.
+//! fence and load the outbox at takeover, run writes in batches (one transaction each), prune.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -31,15 +31,13 @@ pub fn key(e: usize) -> String {
     format!("e:{e}")
 }
 
-/// What a write did in the database.
+/// What one write of a batch did in the database.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriteResult {
+pub enum BatchResult {
     /// A change committed as `seq`; the entity is now at `version`.
     Committed { seq: u64, version: u64 },
     /// Nothing changed; the latest seq and the version found.
     Unchanged { seq: u64, version: u64 },
-    /// The fence names a later leader (or another leader of the same term).
-    Fenced { stored: u64 },
 }
 
 /// The database.
@@ -119,18 +117,25 @@ impl Db {
         (self.last_seq, entries)
     }
 
-    /// One write of (`term`, `leader`), as one transaction: fence check, change, outbox.
-    pub fn write(
+    /// A batch of writes of (`term`, `leader`) as one transaction: the fence is checked
+    /// once; then each write changes its entity and adds its outbox row, or finds nothing
+    /// to change and reports the latest seq. `Err` carries the stored term of a fence
+    /// that names a later leader (or another leader of the same term): nothing ran.
+    pub fn write_batch(
         &mut self,
         term: u64,
         leader: &str,
-        kind: WriteKind,
+        kinds: &[WriteKind],
         rng: &mut StdRng,
-    ) -> WriteResult {
+    ) -> Result<Vec<BatchResult>, u64> {
         let (stored, holder) = &self.fence;
         if *stored > term || (*stored == term && holder != leader) {
-            return WriteResult::Fenced { stored: *stored };
+            return Err(*stored);
         }
+        Ok(kinds.iter().map(|&kind| self.write_one(kind, rng)).collect())
+    }
+
+    fn write_one(&mut self, kind: WriteKind, rng: &mut StdRng) -> BatchResult {
         match kind {
             WriteKind::Bump(e) => {
                 self.versions[e] += 1;
@@ -139,12 +144,12 @@ impl Db {
                 // AUTO_INCREMENT leaves gaps after rollbacks.
                 self.last_seq += 1 + u64::from(rng.random_bool(0.1));
                 self.outbox.insert(self.last_seq, vec![key(e)]);
-                WriteResult::Committed {
+                BatchResult::Committed {
                     seq: self.last_seq,
                     version,
                 }
             }
-            WriteKind::Check(e) => WriteResult::Unchanged {
+            WriteKind::Check(e) => BatchResult::Unchanged {
                 seq: self.last_seq,
                 version: self.versions[e],
             },
@@ -172,15 +177,15 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let mut db = Db::new(2);
         db.raise_fence(2, "a").unwrap();
-        for _ in 0..5 {
-            db.write(2, "a", WriteKind::Bump(0), &mut rng);
-        }
+        let results = db.write_batch(2, "a", &[WriteKind::Bump(0); 5], &mut rng).unwrap();
+        assert!(results.windows(2).all(|w| matches!(
+            (&w[0], &w[1]),
+            (BatchResult::Committed { seq: a, .. }, BatchResult::Committed { seq: b, .. }) if a < b
+        )));
         assert_eq!(db.version(0), 6);
         assert_eq!(db.raise_fence(1, "b"), Err(2));
-        assert_eq!(
-            db.write(2, "b", WriteKind::Bump(1), &mut rng),
-            WriteResult::Fenced { stored: 2 }
-        );
+        assert_eq!(db.write_batch(2, "b", &[WriteKind::Bump(1)], &mut rng), Err(2));
+        assert_eq!(db.version(1), 1, "a fenced batch changes nothing");
         let (latest, rows) = db.load_outbox(2, false);
         assert_eq!(rows.last().map(|r| r.seq), Some(latest));
         let (_, oldest) = db.load_outbox(2, true);

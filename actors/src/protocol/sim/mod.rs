@@ -388,11 +388,12 @@ fn protocol_sim_catches_every_planted_bug() {
     if std::env::var("PROTOCOL_SIM_SEED").is_ok() {
         return;
     }
-    let cases: [(Plant, &str, Scenario, u64); 7] = [
+    let cases: [(Plant, &str, Scenario, u64); 8] = [
         (Plant::Core(PlantedBug::ForgetEarlierLeases), "leader split with a follower", split_leader_with_a_follower, 100),
         (Plant::Core(PlantedBug::AnswerUncovered), "cut follower", cut_follower_repeatedly, 30),
         (Plant::Core(PlantedBug::ConfirmWithGap), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::AnswerUnchangedAtOnce), "cut follower", cut_follower_repeatedly, 60),
+        (Plant::Core(PlantedBug::BatchLastKeysOnly), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::SkipReadyGate), "isolated leader", isolate_leader_over_a_long_outbox, 60),
         (Plant::Runtime(RuntimeBug::LoadOldest), "isolated leader", isolate_leader_over_a_long_outbox, 60),
         (Plant::Runtime(RuntimeBug::FetchIdsRestart), "restarting followers", restart_followers_over_a_slow_network, 400),
