@@ -1,192 +1,95 @@
 //! A bounded map with least-recently-used eviction: the storage under the cache core.
 //!
-//! An intrusive doubly linked list threaded through a slab of slots, indexed by a hash map,
-//! so `get`, `insert` and `remove` are O(1). Nothing here knows about fetches or epochs.
+//! The list itself is the `lru` crate's [`LruCache`]. This wrapper stays because the core
+//! needs two things the crate does differently: a bound of 0 means "cache nothing" (the
+//! crate requires a non-zero bound), and [`Lru::insert`] reports only an eviction
+//! (`LruCache::push` also hands back the old value of a key it replaced, which the core
+//! must not count as one). The map grows as entries arrive instead of reserving the whole
+//! bound up front. Nothing here knows about fetches or epochs.
 
-use std::collections::HashMap;
 use std::hash::Hash;
+use std::num::NonZeroUsize;
 
-/// No slot: the end of the recency list.
-const NIL: usize = usize::MAX;
-
-struct Slot<K, V> {
-    key: K,
-    value: V,
-    /// The next more recently used slot, or `NIL`.
-    newer: usize,
-    /// The next less recently used slot, or `NIL`.
-    older: usize,
-}
+use ::lru::LruCache;
 
 /// A map holding at most `capacity` entries; inserting into a full map evicts the least
 /// recently used entry. Reading with [`Lru::get`] or writing with [`Lru::insert`] makes an
 /// entry the most recently used; [`Lru::peek`] does not.
 pub struct Lru<K, V> {
-    index: HashMap<K, usize>,
-    slots: Vec<Option<Slot<K, V>>>,
-    free: Vec<usize>,
-    /// The most recently used slot.
-    newest: usize,
-    /// The least recently used slot: the next to go.
-    oldest: usize,
-    capacity: usize,
+    /// `None` for a bound of 0.
+    map: Option<LruCache<K, V>>,
 }
 
-impl<K: Hash + Eq + Clone, V> Lru<K, V> {
+impl<K: Hash + Eq, V> Lru<K, V> {
     /// An empty map bounded to `capacity` entries. With capacity 0 it stores nothing.
     pub fn new(capacity: usize) -> Self {
         Lru {
-            index: HashMap::new(),
-            slots: Vec::new(),
-            free: Vec::new(),
-            newest: NIL,
-            oldest: NIL,
-            capacity,
+            map: NonZeroUsize::new(capacity).map(LruCache::sparse),
         }
     }
 
     /// The bound on the number of entries.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.map.as_ref().map_or(0, |m| m.cap().get())
     }
 
     /// The number of entries held.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.map.as_ref().map_or(0, LruCache::len)
     }
 
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
     }
 
     /// Whether `key` is held (does not count as a use).
     pub fn contains(&self, key: &K) -> bool {
-        self.index.contains_key(key)
+        self.map.as_ref().is_some_and(|m| m.contains(key))
     }
 
     /// The value of `key`, making it the most recently used entry.
     pub fn get(&mut self, key: &K) -> Option<&V> {
-        let at = *self.index.get(key)?;
-        self.unlink(at);
-        self.push_newest(at);
-        self.slots[at].as_ref().map(|s| &s.value)
+        self.map.as_mut()?.get(key)
     }
 
     /// The value of `key`, without counting as a use.
     pub fn peek(&self, key: &K) -> Option<&V> {
-        let at = *self.index.get(key)?;
-        self.slots[at].as_ref().map(|s| &s.value)
+        self.map.as_ref()?.peek(key)
     }
 
     /// Stores `value` under `key` as the most recently used entry, replacing any value the
     /// key had. Returns the entry evicted to make room, if one was.
     pub fn insert(&mut self, key: K, value: V) -> Option<(K, V)> {
-        if self.capacity == 0 {
-            return None;
-        }
-        if let Some(&at) = self.index.get(&key) {
-            if let Some(slot) = self.slots[at].as_mut() {
-                slot.value = value;
-            }
-            self.unlink(at);
-            self.push_newest(at);
-            return None;
-        }
-        let evicted = if self.index.len() >= self.capacity {
-            self.pop_oldest()
-        } else {
-            None
-        };
-        let slot = Slot {
-            key: key.clone(),
-            value,
-            newer: NIL,
-            older: NIL,
-        };
-        let at = match self.free.pop() {
-            Some(at) => {
-                self.slots[at] = Some(slot);
-                at
-            }
-            None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
-            }
-        };
-        self.index.insert(key, at);
-        self.push_newest(at);
-        evicted
+        let map = self.map.as_mut()?;
+        let replacing = map.contains(&key);
+        let displaced = map.push(key, value);
+        // For a key already held, `push` returns its old value: a replacement, not an
+        // eviction.
+        displaced.filter(|_| !replacing)
     }
 
     /// Removes `key`, returning its value if it was held.
     pub fn remove(&mut self, key: &K) -> Option<V> {
-        let at = self.index.remove(key)?;
-        self.unlink(at);
-        self.free.push(at);
-        self.slots[at].take().map(|s| s.value)
+        self.map.as_mut()?.pop(key)
     }
 
     /// Removes every entry.
     pub fn clear(&mut self) {
-        self.index.clear();
-        self.slots.clear();
-        self.free.clear();
-        self.newest = NIL;
-        self.oldest = NIL;
+        if let Some(map) = &mut self.map {
+            map.clear();
+        }
     }
 
     /// The keys from the most to the least recently used.
-    pub fn keys_newest_first(&self) -> Vec<K> {
-        let mut keys = Vec::with_capacity(self.len());
-        let mut at = self.newest;
-        while let Some(slot) = self.slots.get(at).and_then(Option::as_ref) {
-            keys.push(slot.key.clone());
-            at = slot.older;
-        }
-        keys
-    }
-
-    fn pop_oldest(&mut self) -> Option<(K, V)> {
-        let at = self.oldest;
-        self.slots.get(at).and_then(Option::as_ref)?;
-        self.unlink(at);
-        let slot = self.slots[at].take()?;
-        self.index.remove(&slot.key);
-        self.free.push(at);
-        Some((slot.key, slot.value))
-    }
-
-    /// Takes the linked slot `at` out of the recency list (it stays in the slab).
-    fn unlink(&mut self, at: usize) {
-        let Some(slot) = self.slots[at].as_mut() else {
-            return;
-        };
-        let (newer, older) = (slot.newer, slot.older);
-        slot.newer = NIL;
-        slot.older = NIL;
-        match self.slots.get_mut(newer).and_then(Option::as_mut) {
-            Some(n) => n.older = older,
-            None => self.newest = older,
-        }
-        match self.slots.get_mut(older).and_then(Option::as_mut) {
-            Some(o) => o.newer = newer,
-            None => self.oldest = newer,
-        }
-    }
-
-    /// Puts slot `at` (unlinked) at the most recently used end.
-    fn push_newest(&mut self, at: usize) {
-        let old_newest = self.newest;
-        if let Some(slot) = self.slots[at].as_mut() {
-            slot.older = old_newest;
-            slot.newer = NIL;
-        }
-        match self.slots.get_mut(old_newest).and_then(Option::as_mut) {
-            Some(n) => n.newer = at,
-            None => self.oldest = at,
-        }
-        self.newest = at;
+    pub fn keys_newest_first(&self) -> Vec<K>
+    where
+        K: Clone,
+    {
+        self.map
+            .iter()
+            .flat_map(|m| m.iter().map(|(k, _)| k.clone()))
+            .collect()
     }
 }
 

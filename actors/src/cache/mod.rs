@@ -5,7 +5,8 @@
 //!   for misses, per-waiter answers assembled across fetches, and the invalidation rules: a
 //!   reader that arrives after an invalidation of a key never joins, nor is answered by, a
 //!   fetch that started before it, and a fill that raced an invalidation is not cached.
-//! - [`Lru`] (in `lru.rs`): the bounded least-recently-used map under it.
+//! - [`Lru`] (in `lru.rs`): the bounded least-recently-used map under it, the `lru`
+//!   crate's list behind the few operations the core uses.
 //! - `epochs.rs`: the invalidation clock that decides "invalidated since this fetch
 //!   started", kept only as long as a fetch in flight can ask.
 //!
@@ -40,4 +41,4 @@ pub use cache_core::{
     value_fits_key, Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder, KeyResult,
     Lookup, WaiterId,
 };
-pub use lru::Lru;
+pub use self::lru::Lru;

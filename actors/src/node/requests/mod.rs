@@ -1,0 +1,270 @@
+//! Request handling on a node: reads (the `readers` queue group while this node serves
+//! as a follower, and `P.node.<id>.read` always), writes, and fills from followers. Each
+//! request runs in a task of its own; the query engine runs there too, asking the cache
+//! actor one batch per level. Client requests are dropped only while the node is isolated
+//! from clients; fills (peer traffic) while it is unplugged from its peers.
+//!
+//! This module holds the subscription plumbing every path shares: the intakes, the
+//! in-flight bound, replies (signed for peers), the `readers` queue group and the cache
+//! actor call. The paths themselves:
+//!
+//! - [`read`]: reads — lease and consistency checks, the query engine, ranges past the
+//!   cached window and reads forwarded to the leader.
+//! - [`write`]: writes, run by the leader's store actor.
+//! - [`fill`]: followers' cache fills, served by the leader.
+
+mod fill;
+mod read;
+mod write;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use instaface_bus::codec::DecodeLog;
+use instaface_bus::graph::{
+    CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadRequest, ReadResult,
+    Reply, WriteOutcome, WriteRequest,
+};
+use instaface_bus::messages::Role;
+use instaface_bus::subjects::READERS_GROUP;
+use instaface_bus::Incoming;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::task::JoinHandle;
+
+use super::messages::CacheMsg;
+use super::net::Audience;
+use super::{lookup, NodeContext};
+
+pub use fill::fill;
+pub use read::read;
+pub use write::write;
+
+/// How long a request may wait on the cache actor.
+pub(super) const CACHE_TIMEOUT: Duration = Duration::from_secs(4);
+
+pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, msg)
+}
+
+/// Starts the request intakes: `P.node.<id>.{read,write,fill}` and the `readers` queue
+/// group on `P.graph.read`, joined only while this node holds a read lease as a follower.
+pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let s = ctx.net.subjects().clone();
+    let me = ctx.cfg.id.clone();
+    let mut tasks = Vec::new();
+    tasks.push(
+        serve::<ReadRequest, ReadResult, _, _>(
+            ctx,
+            s.read_at(&me),
+            Audience::Clients,
+            |ctx, req| async move { read(&ctx, req).await },
+        )
+        .await?,
+    );
+    tasks.push(
+        serve::<WriteRequest, WriteOutcome, _, _>(
+            ctx,
+            s.write(&me),
+            Audience::Clients,
+            |ctx, req| async move { write(&ctx, req).await },
+        )
+        .await?,
+    );
+    tasks.push(
+        serve::<FillRequest, FillReply, _, _>(
+            ctx,
+            s.fill(&me),
+            Audience::Peers,
+            |ctx, req| async move { fill(&ctx, req).await },
+        )
+        .await?,
+    );
+    tasks.push(spawn_readers_group(ctx));
+    Ok(tasks)
+}
+
+/// Subscribes to `subject` and answers each request in a task with `handler`'s [`Reply`];
+/// requests are dropped while the node is cut off from their `audience`.
+async fn serve<Req, Res, F, Fut>(
+    ctx: &NodeContext,
+    subject: String,
+    audience: Audience,
+    handler: F,
+) -> anyhow::Result<JoinHandle<()>>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Res: Serialize + Send + Sync + 'static,
+    F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
+{
+    // Peers' requests (fills) must carry the cluster key's MAC, and get signed replies.
+    let sub = match audience {
+        Audience::Peers => ctx.net.bus().subscribe_signed::<Req>(subject).await?,
+        Audience::Clients => ctx.net.bus().subscribe::<Req>(subject).await?,
+    };
+    Ok(tokio::spawn(answer_all(
+        ctx.clone(),
+        sub,
+        audience,
+        handler,
+    )))
+}
+
+async fn answer_all<Req, Res, F, Fut>(
+    ctx: NodeContext,
+    mut sub: instaface_bus::client::Subscription<Req>,
+    audience: Audience,
+    handler: F,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Res: Serialize + Send + Sync + 'static,
+    F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
+{
+    let mut decode_log = DecodeLog::default();
+    while let Some(Incoming {
+        subject,
+        reply,
+        payload,
+        forged,
+    }) = sub.next().await
+    {
+        if forged {
+            ctx.net.rejected("unauthenticated", &subject);
+            continue;
+        }
+        if ctx.net.cut_from(audience) {
+            ctx.net.dropped("unplugged_in");
+            continue;
+        }
+        let Some(reply) = reply else { continue };
+        let ctx = ctx.clone();
+        match payload {
+            Ok(req) => {
+                // At most `MAX_INFLIGHT_REQUESTS` handled at once: past that, shed with a
+                // clear error (the client tries another node) instead of piling up tasks.
+                let Ok(permit) = ctx.inflight.clone().try_acquire_owned() else {
+                    ctx.net.dropped("overloaded");
+                    let answer: Reply<()> = Reply::Error(err(
+                        ErrorCode::Unavailable,
+                        format!("{} is overloaded; retry shortly", ctx.cfg.id),
+                    ));
+                    let _ = reply_to(&ctx, audience, reply, &answer).await;
+                    continue;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let answer: Reply<Res> = handler(ctx.clone(), req).await.into();
+                    drop(permit);
+                    if let Err(e) = reply_to(&ctx, audience, reply, &answer).await {
+                        tracing::debug!(error = %e, "reply not sent");
+                    }
+                });
+            }
+            Err(e) => {
+                ctx.net.dropped("undecodable");
+                decode_log.record(&subject, &e);
+                let answer: Reply<()> = Reply::Error(err(ErrorCode::Invalid, e.to_string()));
+                let _ = reply_to(&ctx, audience, reply, &answer).await;
+            }
+        }
+    }
+}
+
+/// Answers a request: signed for a peer, plain for a client.
+async fn reply_to<T: Serialize>(
+    ctx: &NodeContext,
+    audience: Audience,
+    reply: String,
+    answer: &T,
+) -> Result<(), instaface_bus::BusError> {
+    match audience {
+        Audience::Peers => ctx.net.bus().publish_signed(reply, answer).await,
+        Audience::Clients => ctx.net.bus().publish(reply, answer).await,
+    }
+}
+
+/// Joins the `readers` queue group while this node is a follower that may serve (it
+/// holds a read lease) and clients reach it, and leaves it as soon as that ends.
+fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut view_rx = ctx.view.subscribe();
+        let mut serving: Option<JoinHandle<()>> = None;
+        loop {
+            let (should, until) = {
+                let view = view_rx.borrow_and_update();
+                let should = view.role == Role::Follower
+                    && view.lease_holds(Instant::now())
+                    && !ctx.net.clients_cut();
+                (should, view.lease_until)
+            };
+            match (should, serving.is_some()) {
+                (true, false) => {
+                    let subject = ctx.net.subjects().graph_read();
+                    match ctx
+                        .net
+                        .bus()
+                        .queue_subscribe::<ReadRequest>(subject, READERS_GROUP)
+                        .await
+                    {
+                        Ok(sub) => {
+                            tracing::info!("read lease held: joined the readers group");
+                            let c = ctx.clone();
+                            serving = Some(tokio::spawn(answer_all(
+                                c,
+                                sub,
+                                Audience::Clients,
+                                |ctx, req| async move { read(&ctx, req).await },
+                            )));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not join the readers group"),
+                    }
+                }
+                (false, true) => {
+                    if let Some(task) = serving.take() {
+                        // Dropping the subscription (with its task) unsubscribes.
+                        task.abort();
+                        tracing::info!("no read lease: left the readers group");
+                    }
+                }
+                _ => {}
+            }
+            // Re-check when the view changes, when the lease runs out (it lapses without a
+            // view change), or soon (the isolation switch has no notification).
+            let now = Instant::now();
+            let wake = until
+                .filter(|u| *u > now)
+                .map_or(Duration::from_millis(25), |u| {
+                    (u - now).min(Duration::from_millis(25))
+                });
+            let _ = tokio::time::timeout(wake, view_rx.changed()).await;
+        }
+    })
+}
+
+/// Values for `keys` from the cache actor (which fills misses).
+pub(super) async fn cache_get(
+    ctx: &NodeContext,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cache = lookup::<CacheMsg>(&ctx.names.cache)
+        .ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
+    match cache
+        .call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(r)) => r,
+        Ok(_) => Err(err(
+            ErrorCode::Unavailable,
+            "the cache did not answer in time",
+        )),
+        Err(e) => Err(err(
+            ErrorCode::Unavailable,
+            format!("the cache is unavailable: {e}"),
+        )),
+    }
+}
