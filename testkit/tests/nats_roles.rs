@@ -183,6 +183,8 @@ fn log_dir(what: &str) -> PathBuf {
 /// A plain NATS connection as one role, recording the server's errors.
 struct Conn {
     role: String,
+    /// The stack's subject prefix.
+    prefix: String,
     client: async_nats::Client,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -206,7 +208,7 @@ impl Conn {
             .connect(url)
             .await
             .unwrap_or_else(|e| panic!("{role} cannot connect: {e}"));
-        Conn { role: role.into(), client, errors }
+        Conn { role: role.into(), prefix: users.prefix.clone(), client, errors }
     }
 
     /// Waits up to 3 s for the server to refuse `what` (`Publish to "subject"`,
@@ -225,11 +227,39 @@ impl Conn {
         }
     }
 
+    /// A round trip to the server: when it returns, the server has processed everything
+    /// this connection sent before (subscriptions included: `flush` only empties the
+    /// socket, so another connection's message could still overtake a fresh SUB). The
+    /// node hears its own message on a subject of its own (`P.node.sync-….echo`); the
+    /// observer asks a `$SRV.PING` nobody answers and gets the server's no-responders
+    /// status. The gateway and the bot may subscribe to nothing they may publish to, so
+    /// they flush and wait a moment instead.
+    async fn sync(&self) {
+        let token = format!("sync-{:016x}", rand::random::<u64>());
+        match self.role.as_str() {
+            "node" => {
+                let subject = format!("{}.node.{token}.echo", self.prefix);
+                let mut echo = self.client.subscribe(subject.clone()).await.expect("subscribe");
+                self.client.publish(subject, "".into()).await.expect("publish");
+                let heard = tokio::time::timeout(Duration::from_secs(3), echo.next()).await;
+                assert!(matches!(heard, Ok(Some(_))), "the node's round trip to the server: {heard:?}");
+            }
+            "observer" => match self.client.request(format!("$SRV.PING.{token}"), "".into()).await {
+                Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {}
+                other => panic!("the observer's round trip to the server: {other:?}"),
+            },
+            _ => {
+                self.client.flush().await.expect("flush");
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }
+    }
+
     /// Asserts the server has refused nothing of this connection's so far (after a round
     /// trip, and a moment for the event callback).
     async fn assert_no_refusal(&self, doing: &str) {
-        self.client.flush().await.expect("flush");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        self.sync().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let errors = self.errors.lock().unwrap().clone();
         assert!(errors.is_empty(), "{} was refused {doing}: {errors:?}", self.role);
     }
@@ -237,6 +267,20 @@ impl Conn {
     async fn publish(&self, subject: &str, payload: &'static str) {
         self.client.publish(subject.to_string(), payload.into()).await.expect("publish");
         self.client.flush().await.expect("flush");
+    }
+
+    /// Publishes to `subject` every 100 ms until `sub` (another connection's fresh
+    /// subscription, which the server may not have registered yet) hears it, for up to
+    /// 3 s; true if it did.
+    async fn publish_until_heard(&self, subject: &str, sub: &mut async_nats::Subscriber) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            self.publish(subject, "hello").await;
+            if let Ok(msg) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+                return msg.is_some();
+            }
+        }
+        false
     }
 
     async fn assert_subscribe_refused(&self, subject: &str) {
@@ -355,11 +399,8 @@ async fn the_bot_reads_and_writes_and_does_nothing_else() {
     let mut heartbeats = bot.client.subscribe(users.subject("heartbeat")).await.expect("subscribe");
     let mut events = bot.client.subscribe(users.subject("events")).await.expect("subscribe");
     bot.assert_no_refusal("heartbeats and events").await;
-    node.publish(&users.subject("heartbeat"), "hb").await;
-    node.publish(&users.subject("events"), "ev").await;
     for (what, sub) in [("heartbeat", &mut heartbeats), ("events", &mut events)] {
-        let msg = tokio::time::timeout(Duration::from_secs(3), sub.next()).await.unwrap_or_else(|_| panic!("no {what} reached the bot"));
-        assert!(msg.is_some());
+        assert!(node.publish_until_heard(&users.subject(what), sub).await, "no {what} reached the bot");
     }
     let mut readers = node.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
     node.assert_no_refusal("the readers group").await;
@@ -435,8 +476,7 @@ async fn the_gateway_cannot_speak_for_the_nodes() {
     let mut heartbeats = gateway.client.subscribe(users.subject("heartbeat")).await.expect("subscribe");
     let _events = gateway.client.subscribe(users.subject("events")).await.expect("subscribe");
     gateway.assert_no_refusal("its own work").await;
-    node.publish(&users.subject("heartbeat"), "hb").await;
-    assert!(tokio::time::timeout(Duration::from_secs(3), heartbeats.next()).await.is_ok(), "no heartbeat reached the gateway");
+    assert!(node.publish_until_heard(&users.subject("heartbeat"), &mut heartbeats).await, "no heartbeat reached the gateway");
     let mut snoop = snoop;
     assert!(tokio::time::timeout(Duration::from_millis(300), snoop.next()).await.is_err(), "the bot saw a reply meant for the gateway");
 }
@@ -460,7 +500,11 @@ async fn the_observer_listens_and_publishes_nothing() {
             tokio::time::timeout(Duration::from_secs(3), everything.next()).await.expect("the observer hears the traffic").expect("open");
         seen.push(msg.subject.to_string());
     }
-    assert_eq!(seen, [users.subject("heartbeat"), users.subject("node.n1.write")]);
+    // Two connections: the server may take either message first.
+    seen.sort();
+    let mut expected = [users.subject("heartbeat"), users.subject("node.n1.write")];
+    expected.sort();
+    assert_eq!(seen, expected);
 
     let mut forbidden = cluster_subjects(&users);
     forbidden.extend(["graph.read", "node.x.write", "node.x.read", "node.x.status", "control.unplug"].iter().map(|s| users.subject(s)));
@@ -537,7 +581,7 @@ async fn nodes_answer_into_the_askers_inbox_only_once() {
 
     // An ack is answered once, into the follower's inbox; a second answer is refused.
     let mut acks = leader.client.subscribe(users.subject("node.n1.ack")).await.expect("subscribe");
-    leader.client.flush().await.expect("flush");
+    leader.sync().await;
     let answering = tokio::spawn({
         let client = leader.client.clone();
         async move {
