@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use instaface_bus::client::Subscription;
 use instaface_bus::messages::{CandidacyState, Event, EventKind, Role};
-use instaface_testkit::{wait_until, Cluster, ClusterOpts};
+use instaface_testkit::{round_trip, wait_until, Cluster, ClusterOpts};
 
 const ELECT: Duration = Duration::from_secs(20);
 
@@ -105,7 +105,7 @@ async fn elects_exactly_one_leader(n: usize) {
         .subscribe::<Event>(c.bus.subjects().events())
         .await
         .unwrap();
-    c.bus.flush().await.unwrap();
+    round_trip(&c.bus).await;
     c.ids = (1..=n).map(|i| format!("n{i}")).collect();
     for id in c.ids.clone() {
         c.spawn(&id);
@@ -233,7 +233,7 @@ async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
         .subscribe::<Event>(c.bus.subjects().events())
         .await
         .unwrap();
-    c.bus.flush().await.unwrap();
+    round_trip(&c.bus).await;
     // Events carry the node's wall-clock time in ms, the same clock as this one.
     let sigterm_ms = instaface_bus::now_ms();
     c.signal(&old, "TERM");

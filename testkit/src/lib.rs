@@ -63,6 +63,18 @@ pub fn skip_or_fail_in_ci(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "\nSKIPPED {test}: {why} (with CI=true this fails)\n");
 }
 
+/// A round trip to the NATS server on `bus`'s connection: when it returns, the server has
+/// processed everything sent on it before — subscriptions included, which `flush` (it only
+/// empties the socket) does not promise: another connection's message could still overtake
+/// a fresh SUB. It hears its own message on a fresh inbox (the test server has no roles).
+pub async fn round_trip(bus: &Bus) {
+    let inbox = bus.new_inbox();
+    let mut echo = bus.raw().subscribe(inbox.clone()).await.expect("subscribe to an inbox");
+    bus.raw().publish(inbox, "".into()).await.expect("publish to the inbox");
+    let heard = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut echo)).await;
+    assert!(matches!(heard, Ok(Some(_))), "no round trip to the NATS server within 5 s");
+}
+
 /// Waits for `cond` to hold, polling every 20 ms, failing with `what` after `timeout`.
 pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + timeout;

@@ -57,6 +57,7 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
             ctx,
             s.read_at(&me),
             Audience::Clients,
+            ErrorCode::Unavailable,
             |ctx, req| async move { read(&ctx, req).await },
         )
         .await?,
@@ -66,6 +67,9 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
             ctx,
             s.write(&me),
             Audience::Clients,
+            // A shed write did not run: `NotLeader` tells a client to retry it
+            // (`Unavailable` would read as "outcome unknown").
+            ErrorCode::NotLeader,
             |ctx, req| async move { write(&ctx, req).await },
         )
         .await?,
@@ -75,6 +79,7 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
             ctx,
             s.fill(&me),
             Audience::Peers,
+            ErrorCode::Unavailable,
             |ctx, req| async move { fill(&ctx, req).await },
         )
         .await?,
@@ -84,11 +89,13 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
 }
 
 /// Subscribes to `subject` and answers each request in a task with `handler`'s [`Reply`];
-/// requests are dropped while the node is cut off from their `audience`.
+/// requests are dropped while the node is cut off from their `audience`, and answered
+/// `shed` (they did not run) past the in-flight bound.
 async fn serve<Req, Res, F, Fut>(
     ctx: &NodeContext,
     subject: String,
     audience: Audience,
+    shed: ErrorCode,
     handler: F,
 ) -> anyhow::Result<JoinHandle<()>>
 where
@@ -106,6 +113,7 @@ where
         ctx.clone(),
         sub,
         audience,
+        shed,
         handler,
     )))
 }
@@ -114,6 +122,7 @@ async fn answer_all<Req, Res, F, Fut>(
     ctx: NodeContext,
     mut sub: instaface_bus::client::Subscription<Req>,
     audience: Audience,
+    shed: ErrorCode,
     handler: F,
 ) where
     Req: DeserializeOwned + Send + 'static,
@@ -146,8 +155,8 @@ async fn answer_all<Req, Res, F, Fut>(
                 let Ok(permit) = ctx.inflight.clone().try_acquire_owned() else {
                     ctx.net.dropped("overloaded");
                     let answer: Reply<()> = Reply::Error(err(
-                        ErrorCode::Unavailable,
-                        format!("{} is overloaded; retry shortly", ctx.cfg.id),
+                        shed,
+                        format!("{} is overloaded; retry shortly (the request did not run)", ctx.cfg.id),
                     ));
                     let _ = reply_to(&ctx, audience, reply, &answer).await;
                     continue;
@@ -215,6 +224,7 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
                                 c,
                                 sub,
                                 Audience::Clients,
+                                ErrorCode::Unavailable,
                                 |ctx, req| async move { read(&ctx, req).await },
                             )));
                         }
