@@ -57,24 +57,68 @@ pub fn inverse_of(atype: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether `name` can be an entity or association type: 1–32 characters of
-/// `[a-z0-9_]`, starting with a letter.
+// ---- Bounds ----
+//
+// Every bound on what a client may ask is defined once, here: the gateway validates with
+// these constants and states them in its OpenAPI document, and a node refuses (or clamps)
+// past the same ones.
+
+/// Longest entity or association type name, in bytes (= characters: ASCII only).
+pub const MAX_TYPE_NAME_LEN: usize = 32;
+
+/// The characters of a type name, as an ECMA-262 / JSON Schema regular expression (the
+/// length is [`MAX_TYPE_NAME_LEN`], stated apart): a lowercase ASCII letter, then lowercase
+/// letters, digits and `_`. [`valid_type_name`] is exactly this plus the length.
+pub const TYPE_NAME_PATTERN: &str = "^[a-z][a-z0-9_]*$";
+
+/// Whether `name` can be an entity or association type: 1–[`MAX_TYPE_NAME_LEN`] characters
+/// of `[a-z0-9_]`, starting with a letter ([`TYPE_NAME_PATTERN`]).
 pub fn valid_type_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
-        && b.len() <= 32
+        && b.len() <= MAX_TYPE_NAME_LEN
         && b[0].is_ascii_lowercase()
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
+
+/// Most ids in one read of entities ([`ReadQuery::Entities`], `GET /api/entities?ids=`) and
+/// in the `entities` of one template query ([`ReadQuery::Query`]).
+pub const MAX_IDS_PER_READ: usize = 1000;
+
+/// Largest `limit` of an association list read ([`ReadQuery::Assocs`]).
+pub const MAX_ASSOC_LIMIT: u32 = 1000;
 
 /// Largest `offset` of an association list read ([`ReadQuery::Assocs`]); the gateway
 /// answers a larger one with 400 and a node refuses it. A page past a follower's cached
 /// window goes to the leader, whose MySQL `LIMIT … OFFSET n` walks and discards `n` index
 /// entries: unbounded, one request could make the one node that writes scan a whole list
-/// (the offset is a `u32`). 100,000 is 100 pages of the largest `limit` (1000), a bounded
-/// index scan (milliseconds to tens of milliseconds); deeper lists want a cursor, not an
-/// offset.
+/// (the offset is a `u32`). 100,000 is 100 pages of the largest `limit`
+/// ([`MAX_ASSOC_LIMIT`]), a bounded index scan (milliseconds to tens of milliseconds);
+/// deeper lists want a cursor, not an offset.
 pub const MAX_ASSOC_OFFSET: u32 = 100_000;
+
+/// Largest `limit` of a timeline ([`ReadQuery::Timeline`]): posts and likes, each.
+pub const MAX_TIMELINE_LIMIT: u32 = 1000;
+
+/// Largest `count` of random ids ([`ReadQuery::Random`]).
+pub const MAX_RANDOM_COUNT: u32 = 1000;
+
+/// How deep a query [`Template`] may nest: `{}` is 0, `{"friend": {}}` is 1 (association
+/// levels below the requested entities).
+pub const MAX_TEMPLATE_DEPTH: usize = 6;
+
+/// How many association types a query [`Template`] may name in all, counted over every
+/// level (so also the most one level may fan out to).
+pub const MAX_TEMPLATE_TYPES: usize = 64;
+
+/// Most entities a template query's expansion may hold (counting repeats and entities found
+/// missing); past it the node refuses the query as invalid. Depends on the data, so only a
+/// node can check it.
+pub const MAX_QUERY_ENTITIES: usize = 10_000;
+
+/// Most cache keys a template query may look up in all (over every level's batch); past it
+/// the node refuses the query as invalid. Depends on the data, so only a node can check it.
+pub const MAX_QUERY_KEYS: usize = 50_000;
 
 /// What a cache holds and an invalidation names. On the wire a key is a string:
 /// `e:<id>` for an entity, `a:<from>:<type>` for an association list and its count.
@@ -101,10 +145,9 @@ impl FromStr for CacheKey {
         let mut parts = s.splitn(3, ':');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("e"), Some(id), None) => id.parse().map(CacheKey::Entity).map_err(|_| bad()),
-            (Some("a"), Some(from), Some(atype)) if valid_type_name(atype) => Ok(CacheKey::Assocs {
-                from: from.parse().map_err(|_| bad())?,
-                atype: atype.to_string(),
-            }),
+            (Some("a"), Some(from), Some(atype)) if valid_type_name(atype) => {
+                Ok(CacheKey::Assocs { from: from.parse().map_err(|_| bad())?, atype: atype.to_string() })
+            }
             _ => Err(bad()),
         }
     }
@@ -231,12 +274,29 @@ pub struct TimelineLike {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WriteRequest {
-    CreateEntity { etype: String, attributes: Attributes },
+    CreateEntity {
+        etype: String,
+        attributes: Attributes,
+    },
     /// A JSON merge patch (RFC 7396) of the attributes.
-    UpdateEntity { id: EntityId, patch: serde_json::Value },
-    DeleteEntity { id: EntityId },
-    AddAssoc { from: EntityId, atype: String, to: EntityId, attributes: Attributes },
-    RemoveAssoc { from: EntityId, atype: String, to: EntityId },
+    UpdateEntity {
+        id: EntityId,
+        patch: serde_json::Value,
+    },
+    DeleteEntity {
+        id: EntityId,
+    },
+    AddAssoc {
+        from: EntityId,
+        atype: String,
+        to: EntityId,
+        attributes: Attributes,
+    },
+    RemoveAssoc {
+        from: EntityId,
+        atype: String,
+        to: EntityId,
+    },
 }
 
 impl WriteRequest {
@@ -262,10 +322,16 @@ pub struct WriteOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WriteResult {
-    Entity { entity: Entity },
-    Assoc { association: Association },
+    Entity {
+        entity: Entity,
+    },
+    Assoc {
+        association: Association,
+    },
     /// A delete or removal; `found` tells whether there was anything to delete.
-    Deleted { found: bool },
+    Deleted {
+        found: bool,
+    },
 }
 
 /// A follower's cache fill, sent to the leader at `P.node.<leader>.fill`.

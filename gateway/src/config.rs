@@ -9,6 +9,9 @@ use clap::Parser;
 use instaface_bus::config::BusArgs;
 use instaface_bus::graph_client::ClientConfig;
 
+/// `BODY_LIMIT`'s default: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
 /// `instaface-gateway`: the REST API, websocket event feed and monitor UI of an Instaface
 /// cluster.
 #[derive(Parser, Clone, Debug)]
@@ -49,7 +52,7 @@ pub struct GatewayArgs {
     pub max_ws_clients: u32,
 
     /// Largest request body accepted, in bytes (larger: 413).
-    #[arg(long, env = "BODY_LIMIT", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_limit: u64,
 
     /// Timeout of one request to a node over NATS, in ms.
@@ -141,7 +144,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             admin_token: None,
             admin_open: false,
-            body_limit: 1 << 20,
+            body_limit: DEFAULT_BODY_LIMIT,
             http_timeout: Duration::from_secs(30),
             cluster_poll: Duration::from_secs(1),
             status_timeout: Duration::from_millis(500),

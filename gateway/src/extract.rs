@@ -1,12 +1,14 @@
 //! Extractors whose rejections are [`ApiError`]s, so bad input leaves as a JSON 4xx:
 //! [`ApiJson`], [`ApiPath`], [`ApiQuery`], [`OptionalJsonObject`] (a body that may be
-//! empty), and the validators of ids, type names and limits the routes share.
+//! empty), and the validators of id lists and type names the routes share (the bounds are in
+//! [`crate::bounds`]).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
-use instaface_bus::graph::valid_type_name;
+use instaface_bus::graph::{valid_type_name, MAX_TYPE_NAME_LEN};
 
+use crate::bounds::parse_u64;
 use crate::error::ApiError;
 use crate::model::Attributes;
 
@@ -25,8 +27,8 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// A body that must be a JSON object, or empty (taken as `{}`). Used where the contract
-/// lets a client send nothing, such as `PUT …/associations/{type}/{to}`.
+/// A body that must be a JSON object, `null` or empty (both taken as `{}`). Used where the
+/// contract lets a client send nothing, such as `PUT …/associations/{type}/{to}`.
 pub struct OptionalJsonObject(pub Attributes);
 
 impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
@@ -45,8 +47,9 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
                 )));
             }
         }
-        serde_json::from_slice::<Attributes>(&bytes)
-            .map(OptionalJsonObject)
+        // `null` is "no attributes" too (the document says: an object or null).
+        serde_json::from_slice::<Option<Attributes>>(&bytes)
+            .map(|a| OptionalJsonObject(a.unwrap_or_default()))
             .map_err(|e| ApiError::InvalidJson(format!("the body must be a JSON object of attributes: {e}")))
     }
 }
@@ -56,32 +59,25 @@ fn is_json_content_type(ct: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Checks an entity or association type name (`[a-z][a-z0-9_]{0,31}`).
+/// Checks an entity or association type name (`graph::valid_type_name`: 1 to
+/// `MAX_TYPE_NAME_LEN` characters matching `TYPE_NAME_PATTERN`).
 pub fn type_name(kind: &str, name: &str) -> Result<(), ApiError> {
     if valid_type_name(name) {
         Ok(())
     } else {
         Err(ApiError::BadRequest(format!(
-            "{kind} type {name:?} is not a plain identifier (1-32 characters of a-z, 0-9 and _, starting with a letter)"
+            "{kind} type {name:?} is not a plain identifier (1-{MAX_TYPE_NAME_LEN} characters of a-z, 0-9 and _, \
+             starting with a letter)"
         )))
     }
 }
 
-/// Checks a count parameter against its bounds.
-pub fn bounded(name: &str, value: u32, min: u32, max: u32) -> Result<u32, ApiError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::BadRequest(format!("{name} must be between {min} and {max}, got {value}")))
-    }
-}
-
-/// Parses `1,2,3` into ids: at least one, at most `max`, each an unsigned integer.
+/// Parses `1,2,3` into ids: at least one, at most `max`, each in decimal digits only (no
+/// spaces or signs: the document states an array of integers, serialized `form`, unexploded).
 pub fn id_list(raw: &str, max: usize) -> Result<Vec<u64>, ApiError> {
     let ids = raw
         .split(',')
-        .map(str::trim)
-        .map(|s| s.parse::<u64>().map_err(|_| ApiError::BadRequest(format!("ids: {s:?} is not an entity id"))))
+        .map(|s| parse_u64(s).ok_or_else(|| ApiError::BadRequest(format!("ids: {s:?} is not an entity id"))))
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() || ids.len() > max {
         return Err(ApiError::BadRequest(format!("ids: give between 1 and {max} ids, got {}", ids.len())));
@@ -95,7 +91,9 @@ mod tests {
 
     #[test]
     fn id_lists_parse_or_fail() {
-        assert_eq!(id_list("1,2, 3", 10), Ok(vec![1, 2, 3]));
+        assert_eq!(id_list("1,2,3", 10), Ok(vec![1, 2, 3]));
+        assert!(id_list("1,2, 3", 10).is_err());
+        assert!(id_list("+1", 10).is_err());
         assert!(id_list("", 10).is_err());
         assert!(id_list("1,,2", 10).is_err());
         assert!(id_list("1,x", 10).is_err());

@@ -5,6 +5,7 @@
 //!   `MAX_WS_CLIENTS`, `BODY_LIMIT`, …).
 //! - [`state`]: [`AppState`], what the handlers share, and its background tasks.
 //! - [`error`]: [`ApiError`], the one error type, and the JSON shape every error leaves in.
+//! - [`bounds`]: every bound on the input, used by the validators and stated in the document.
 //! - [`extract`]: extractors whose rejections are JSON 4xx, and the input validators.
 //! - [`model`]: the REST bodies, with their OpenAPI schemas.
 //! - [`routes`]: the handlers, one module per part of the contract.
@@ -12,13 +13,14 @@
 //!   status polls), for `GET /api/cluster`.
 //! - [`event_feed`]: the one `P.events` subscription, fanned out to websockets.
 //! - [`metrics`]: Prometheus request counts and latencies per route.
-//! - [`openapi`]: the generated OpenAPI document.
+//! - [`openapi`]: the generated OpenAPI document (its Swagger UI is at `/api/docs/`).
 //! - [`ui`]: the monitor UI files, embedded at compile time.
 //!
 //! [`app`] builds the whole router, so tests drive it with `tower::ServiceExt::oneshot`
 //! (inserting a `ConnectInfo` where a route looks at the client's address); [`service`] adds
 //! the peer address of each connection, and `main` only parses flags, connects and serves it.
 
+pub mod bounds;
 pub mod cluster_state;
 pub mod config;
 pub mod error;
@@ -41,6 +43,7 @@ use axum::{middleware, Router};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -68,7 +71,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/api/entities", get(entities::get_many))
         .route(
-            "/api/entities/{id}",
+            "/api/entities/{entity}",
             get(entities::get).post(entities::create).patch(entities::patch).delete(entities::delete),
         )
         .route("/api/entities/{from}/associations/{type}/{to}", put(associations::put).delete(associations::delete))
@@ -83,6 +86,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(system::metrics))
         .route("/healthz", get(system::healthz))
         .route("/", get(system::index))
+        // The Swagger UI, its files built into the binary (`vendored`): it reads the document
+        // from /api/openapi.json and asks nothing of any other host (no online validator).
+        .merge(
+            SwaggerUi::new("/api/docs")
+                .config(utoipa_swagger_ui::Config::new(["/api/openapi.json"]).validator_url("none")),
+        )
         .fallback(system::fallback)
         .layer(
             // Outermost first: trace everything, shape every error as JSON, count and time

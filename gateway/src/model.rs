@@ -9,9 +9,13 @@ use std::collections::BTreeMap;
 use instaface_bus::graph as wire;
 use instaface_bus::messages::Role;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use crate::bounds;
 
 /// Attributes: any JSON object.
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
@@ -102,14 +106,34 @@ impl From<Template> for wire::Template {
     }
 }
 
-// A recursive map has no derive; its schema is an object whose values are Templates.
+// A recursive map has no derive. Its schema states the planner's bounds: the depth by
+// unrolling (a template is an object whose values are templates one level shallower, down to
+// `{}`), the fan-out of each level with `maxProperties`, the keys with `propertyNames`. The
+// bound on the types named over all levels has no JSON Schema keyword: the description and
+// `x-max-association-types` state it.
 impl PartialSchema for Template {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some("Association type → the template to expand at the other end ({} stops there)."))
-            .additional_properties(Some(Ref::from_schema_name("Template")))
-            .into()
+        fn level(depth: usize) -> ObjectBuilder {
+            let object = ObjectBuilder::new().schema_type(Type::Object);
+            if depth == 0 {
+                return object.max_properties(Some(0)).description(Some("`{}`: stops here."));
+            }
+            object
+                .property_names(Some(bounds::type_name_schema("friend")))
+                .max_properties(Some(wire::MAX_TEMPLATE_TYPES))
+                .additional_properties(Some(level(depth - 1)))
+        }
+        let mut top = level(wire::MAX_TEMPLATE_DEPTH).build();
+        top.description = Some(format!(
+            "Association type → the template to expand at the other end (`{{}}` stops there). At most \
+             {} levels deep, and at most {} association types over all levels (`x-max-association-types`).",
+            wire::MAX_TEMPLATE_DEPTH,
+            wire::MAX_TEMPLATE_TYPES
+        ));
+        top.extensions =
+            Some(ExtensionsBuilder::new().add("x-max-association-types", wire::MAX_TEMPLATE_TYPES).build());
+        top.examples = vec![serde_json::json!({ "friend": {}, "posted": { "likedby": {} } })];
+        Schema::Object(top).into()
     }
 }
 
@@ -120,12 +144,50 @@ impl ToSchema for Template {
 }
 
 /// `POST /api/query`: the entities to start from and what to expand.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
+    #[serde(deserialize_with = "bounds::de_json_ids")]
     pub entities: Vec<u64>,
     #[serde(default)]
     pub template: Template,
+}
+
+impl PartialSchema for QueryRequest {
+    fn schema() -> RefOr<Schema> {
+        let entities = ArrayBuilder::new()
+            .items(bounds::u64_schema())
+            .min_items(Some(1))
+            .max_items(Some(wire::MAX_IDS_PER_READ))
+            .description(Some(format!(
+                "The entities to start from (1 to {}; repeats are expanded once), in the order to answer.",
+                wire::MAX_IDS_PER_READ
+            )));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("entities", entities)
+            .required("entities")
+            .property("template", Ref::from_schema_name("Template"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some(format!(
+                "The entities to start from and what to expand. A node refuses (400) a query whose expansion \
+                 holds more than {} entities or looks up more than {} cache keys.",
+                wire::MAX_QUERY_ENTITIES,
+                wire::MAX_QUERY_KEYS
+            )))
+            .examples([serde_json::json!({ "entities": [1], "template": { "friend": {} } })])
+            .into()
+    }
+}
+
+impl ToSchema for QueryRequest {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("QueryRequest")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Template::name().into(), Template::schema()));
+    }
 }
 
 /// An entity with each association of the template expanded.
@@ -392,14 +454,39 @@ pub enum ConsistencyLevel {
 }
 
 /// Query parameters every read accepts.
-#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct ReadParams {
     /// `strong` reads at the leader; `eventual` (the default) at any follower.
-    #[param(inline)]
     pub consistency: Option<ConsistencyLevel>,
     /// Served only by a node that has applied this write seq (from `X-Instaface-Seq`).
+    #[serde(default, deserialize_with = "bounds::de_opt_u64")]
     pub min_seq: Option<u64>,
+}
+
+impl IntoParams for ReadParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let consistency = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["eventual", "strong"]))
+            .default(Some("eventual".into()));
+        vec![
+            bounds::query_parameter(
+                "consistency",
+                "`eventual` (the default): any node holding a read lease answers. `strong`: the leader \
+                 answers, under its own lease; `min_seq` is then moot (the leader has applied every write).",
+                false,
+                consistency,
+            ),
+            bounds::query_parameter(
+                "min_seq",
+                "Read your writes: only a node that has applied this invalidation seq (the \
+                 `X-Instaface-Seq` of a write) answers. Any unsigned 64-bit number; ignored with \
+                 `consistency=strong`.",
+                false,
+                bounds::u64_schema(),
+            ),
+        ]
+    }
 }
 
 impl ReadParams {

@@ -21,7 +21,7 @@ use common::*;
 use futures::StreamExt;
 use instaface_bus::graph_client::ClientConfig;
 use instaface_gateway::AppState;
-use instaface_testkit::{wait_until_async, wait_until, Cluster, ClusterOpts};
+use instaface_testkit::{wait_until, wait_until_async, Cluster, ClusterOpts};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 

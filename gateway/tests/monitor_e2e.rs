@@ -18,15 +18,15 @@
 //! without them the test fails under `CI=true` (`.ci/run` installs them) and elsewhere says
 //! SKIPPED and passes without running.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod browser;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use browser::{browser_tools, free_port, Browser, Reaped};
 use fantoccini::elements::Element;
-use fantoccini::error::NewSessionError;
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
+use fantoccini::Locator;
 use instaface_testkit::{bin_dir, binary, Cluster, ClusterOpts};
 use serde_json::{json, Value};
 
@@ -46,21 +46,16 @@ async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() 
     let cluster = Cluster::start("monitor", ClusterOpts::default()).await;
     let (leader, term) = cluster.wait_leader(Duration::from_secs(20), None, 0).await;
     let gateway = Gateway::start(&cluster);
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: gateway.url.clone(),
-    };
+    let api = Api { http: reqwest::Client::new(), base: gateway.url.clone() };
     api.wait_ready().await;
 
-    let browser = Browser::start(&chromium, &chromedriver).await;
+    let browser = Browser::start(&chromium, &chromedriver, (1440, 1000)).await;
     let mut result = unplug_the_leader(&browser, &gateway.url, &leader, term).await;
     if result.is_ok() {
         // The graph the navigation walks: Bob posts, Alice likes Bob's post.
         let alice = api.create("user", json!({"name": "Alice Example"})).await;
         let bob = api.create("user", json!({"name": "Bob Sample"})).await;
-        let post = api
-            .create("status", json!({"text": "Unplugging nodes for science"}))
-            .await;
+        let post = api.create("status", json!({"text": "Unplugging nodes for science"})).await;
         api.associate(&bob, "posted", &post).await;
         api.associate(&alice, "likes", &post).await;
         let traffic = tokio::spawn(traffic(api.clone(), alice.clone(), bob.clone()));
@@ -73,11 +68,7 @@ async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() 
     save_screenshot(&browser, result.is_ok()).await;
     browser.quit().await;
     if let Err(e) = result {
-        panic!(
-            "{e}\n(gateway log: {}; node logs: {})",
-            gateway.log.display(),
-            cluster.log_dir().display()
-        );
+        panic!("{e}\n(gateway log: {}; node logs: {})", gateway.log.display(), cluster.log_dir().display());
     }
 }
 
@@ -89,11 +80,9 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
 
     // Three nodes, one leader (the one the cluster elected).
     let cols = b
-        .wait_columns(
-            Duration::from_secs(20),
-            "three nodes with one leader",
-            |c| c.total() == 3 && c.leader.len() == 1 && c.unreachable.is_empty(),
-        )
+        .wait_columns(Duration::from_secs(20), "three nodes with one leader", |c| {
+            c.total() == 3 && c.leader.len() == 1 && c.unreachable.is_empty()
+        })
         .await?;
     // Every card has a serving badge, and in a healthy cluster every node serves reads; the
     // unplug mode defaults to peers only.
@@ -110,52 +99,31 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
     eprintln!("page shows {cols:?}; the cluster elected {leader} in term {term}");
     if shown.id != leader || shown.role != "leader" {
         // A re-election between the check and the page load is possible, not likely.
-        eprintln!(
-            "note: the page's leader {} is not {leader} (an election since?)",
-            shown.id
-        );
+        eprintln!("note: the page's leader {} is not {leader} (an election since?)", shown.id);
     }
     let old = shown.id.clone();
 
     // Unplug it: the gateway has an admin token, so the page asks for it first.
-    b.click(&format!("[data-node=\"{old}\"] label.switch-label"))
+    b.click(&format!("[data-node=\"{old}\"] label.switch-label")).await?;
+    b.wait_js(Duration::from_secs(5), "the admin-token dialog", "return document.getElementById('token-dialog').open")
         .await?;
-    b.wait_js(
-        Duration::from_secs(5),
-        "the admin-token dialog",
-        "return document.getElementById('token-dialog').open",
-    )
-    .await?;
     b.send_keys("#token-input", ADMIN_TOKEN).await?;
     b.click("#token-form button[type=submit]").await?;
     let started = Instant::now();
     let cols = b
-        .wait_columns(
-            Duration::from_secs(15),
-            "the old leader unreachable and a new leader",
-            |c| {
-                c.unreachable.iter().any(|n| n.id == old)
-                    && c.leader.len() == 1
-                    && c.leader[0].id != old
-                    && c.leader[0].role == "leader"
-            },
-        )
+        .wait_columns(Duration::from_secs(15), "the old leader unreachable and a new leader", |c| {
+            c.unreachable.iter().any(|n| n.id == old)
+                && c.leader.len() == 1
+                && c.leader[0].id != old
+                && c.leader[0].role == "leader"
+        })
         .await?;
     eprintln!("after unplugging {old}: {cols:?} ({:?})", started.elapsed());
-    let unchecked = b
-        .exec(&format!(
-            "return document.querySelector('[data-unplug=\"{old}\"]').checked"
-        ))
-        .await;
+    let unchecked = b.exec(&format!("return document.querySelector('[data-unplug=\"{old}\"]').checked")).await;
     if unchecked != json!(false) {
-        return Err(format!(
-            "{old}'s plugged-in box is still checked after unplugging"
-        ));
+        return Err(format!("{old}'s plugged-in box is still checked after unplugging"));
     }
-    if b.exec("return sessionStorage.getItem('instaface.adminToken')")
-        .await
-        != json!(ADMIN_TOKEN)
-    {
+    if b.exec("return sessionStorage.getItem('instaface.adminToken')").await != json!(ADMIN_TOKEN) {
         return Err("the page did not keep the admin token for the session".into());
     }
     // Cut off from its peers, it cannot renew its read lease: the badge says it serves no reads.
@@ -163,53 +131,38 @@ async fn unplug_the_leader(b: &Browser, url: &str, leader: &str, term: u64) -> R
     b.wait_js(
         Duration::from_secs(10),
         "the old leader's badge saying it serves no reads",
-        &format!("const e = {badge}; return !!e && e.dataset.serving === 'false' && e.textContent.startsWith('not serving')"),
+        &format!(
+            "const e = {badge}; return !!e && e.dataset.serving === 'false' && e.textContent.startsWith('not serving')"
+        ),
     )
     .await?;
-    eprintln!(
-        "{old}'s badge: {}",
-        b.exec(&format!("return {badge}.textContent")).await
-    );
+    eprintln!("{old}'s badge: {}", b.exec(&format!("return {badge}.textContent")).await);
 
     // Plug it back: it returns as a follower (the token is remembered, no dialog).
-    b.click(&format!("[data-node=\"{old}\"] label.switch-label"))
-        .await?;
+    b.click(&format!("[data-node=\"{old}\"] label.switch-label")).await?;
     let started = Instant::now();
     let cols = b
-        .wait_columns(
-            Duration::from_secs(20),
-            "the old leader back as a follower",
-            |c| {
-                c.followers
-                    .iter()
-                    .any(|n| n.id == old && n.role == "follower")
-                    && c.leader.len() == 1
-                    && c.unreachable.is_empty()
-            },
-        )
+        .wait_columns(Duration::from_secs(20), "the old leader back as a follower", |c| {
+            c.followers.iter().any(|n| n.id == old && n.role == "follower")
+                && c.leader.len() == 1
+                && c.unreachable.is_empty()
+        })
         .await?;
-    eprintln!(
-        "after plugging {old} back: {cols:?} ({:?})",
-        started.elapsed()
-    );
+    eprintln!("after plugging {old} back: {cols:?} ({:?})", started.elapsed());
     // Back in touch with the leader, it takes a lease and serves reads again.
     b.wait_js(
         Duration::from_secs(15),
         "the old leader's badge saying it serves reads again",
-        &format!("const e = {badge}; return !!e && e.dataset.serving === 'true' && e.textContent.startsWith('serving')"),
+        &format!(
+            "const e = {badge}; return !!e && e.dataset.serving === 'true' && e.textContent.startsWith('serving')"
+        ),
     )
     .await?;
     Ok(())
 }
 
 /// The graph pane: from a user to the author of a post they liked, back and forward.
-async fn navigate_the_graph(
-    b: &Browser,
-    url: &str,
-    alice: &str,
-    bob: &str,
-    post: &str,
-) -> Result<(), String> {
+async fn navigate_the_graph(b: &Browser, url: &str, alice: &str, bob: &str, post: &str) -> Result<(), String> {
     // The graph: Alice's timeline lists the post she liked with its author, Bob; his name
     // leads to his timeline, which lists the post.
     b.goto(&format!("{url}/#/user/{alice}")).await;
@@ -254,11 +207,7 @@ async fn navigate_the_graph(
 /// failures are ignored (this is scenery, not the test).
 async fn traffic(api: Api, alice: String, bob: String) {
     for i in 0..150u32 {
-        let path = if i % 2 == 0 {
-            format!("/api/timeline/{alice}")
-        } else {
-            format!("/api/timeline/{bob}")
-        };
+        let path = if i % 2 == 0 { format!("/api/timeline/{alice}") } else { format!("/api/timeline/{bob}") };
         let _ = api.http.get(format!("{}{path}", api.base)).send().await;
         if i % 6 == 0 {
             let created = api
@@ -271,10 +220,7 @@ async fn traffic(api: Api, alice: String, bob: String) {
                 if let Ok(e) = r.json::<Value>().await {
                     let _ = api
                         .http
-                        .put(format!(
-                            "{}/api/entities/{bob}/associations/posted/{}",
-                            api.base, e["id"]
-                        ))
+                        .put(format!("{}/api/entities/{bob}/associations/posted/{}", api.base, e["id"]))
                         .json(&json!({}))
                         .send()
                         .await;
@@ -295,11 +241,7 @@ async fn save_screenshot(b: &Browser, passed: bool) {
     };
     let artifacts = bin_dir().join("../artifacts");
     let _ = std::fs::create_dir_all(&artifacts);
-    let path = artifacts.join(if passed {
-        "monitor.png"
-    } else {
-        "monitor-failed.png"
-    });
+    let path = artifacts.join(if passed { "monitor.png" } else { "monitor-failed.png" });
     match std::fs::write(&path, &png) {
         Ok(()) => eprintln!("screenshot: {}", path.display()),
         Err(e) => eprintln!("could not write {}: {e}", path.display()),
@@ -314,48 +256,6 @@ async fn save_screenshot(b: &Browser, passed: bool) {
                 Err(e) => eprintln!("could not write {}: {e}", docs.display()),
             }
         }
-    }
-}
-
-// ---------- the browser tools ----------
-
-/// Chromium and chromedriver, from `CHROME_BIN`/`CHROMEDRIVER` or the PATH.
-fn browser_tools() -> Option<(PathBuf, PathBuf)> {
-    let from_env = |var: &str| {
-        std::env::var_os(var)
-            .map(PathBuf::from)
-            .filter(|p| p.is_file())
-    };
-    let chromium = from_env("CHROME_BIN").or_else(|| {
-        ["chromium", "chromium-browser", "google-chrome"]
-            .iter()
-            .find_map(|n| on_path(n))
-    })?;
-    let driver = from_env("CHROMEDRIVER").or_else(|| on_path("chromedriver"))?;
-    Some((chromium, driver))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// Kills the child on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -384,11 +284,7 @@ impl Gateway {
             .stderr(Stdio::from(file))
             .spawn()
             .expect("spawn instaface-gateway");
-        Gateway {
-            url: format!("http://127.0.0.1:{port}"),
-            log,
-            _proc: Reaped(child),
-        }
+        Gateway { url: format!("http://127.0.0.1:{port}"), log, _proc: Reaped(child) }
     }
 }
 
@@ -403,27 +299,16 @@ impl Api {
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = self
-                .http
-                .get(format!("{}/api/cluster", self.base))
-                .send()
-                .await
-            {
+            if let Ok(r) = self.http.get(format!("{}/api/cluster", self.base)).send().await {
                 if r.status().is_success() {
                     if let Ok(v) = r.json::<Value>().await {
-                        if v["leader"].is_string()
-                            && v["nodes"].as_array().is_some_and(|n| n.len() == 3)
-                        {
+                        if v["leader"].is_string() && v["nodes"].as_array().is_some_and(|n| n.len() == 3) {
                             return;
                         }
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "the gateway at {} did not report the cluster within 20 s",
-                self.base
-            );
+            assert!(Instant::now() < deadline, "the gateway at {} did not report the cluster within 20 s", self.base);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -432,24 +317,15 @@ impl Api {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{}{path}", self.base));
+            let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
             if let Some(b) = &body {
                 req = req.json(b);
             }
-            let res = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            let res = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
             let status = res.status();
             let text = res.text().await.unwrap_or_default();
             if status.is_success() {
-                return if text.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).expect("JSON answer")
-                };
+                return if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") };
             }
             assert!(
                 status == reqwest::StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline,
@@ -461,13 +337,7 @@ impl Api {
 
     /// Creates an entity; its id.
     async fn create(&self, kind: &str, attributes: Value) -> String {
-        let e = self
-            .send(
-                reqwest::Method::POST,
-                &format!("/api/entities/{kind}"),
-                Some(attributes),
-            )
-            .await;
+        let e = self.send(reqwest::Method::POST, &format!("/api/entities/{kind}"), Some(attributes)).await;
         match &e["id"] {
             Value::Number(n) => n.to_string(),
             Value::String(s) => s.clone(),
@@ -476,27 +346,12 @@ impl Api {
     }
 
     async fn associate(&self, from: &str, kind: &str, to: &str) {
-        self.send(
-            reqwest::Method::PUT,
-            &format!("/api/entities/{from}/associations/{kind}/{to}"),
-            Some(json!({})),
-        )
-        .await;
+        self.send(reqwest::Method::PUT, &format!("/api/entities/{from}/associations/{kind}/{to}"), Some(json!({})))
+            .await;
     }
 }
 
-// ---------- the browser, through fantoccini ----------
-
-/// A WebDriver session on headless Chromium, through chromedriver (started here, on a port
-/// of its own).
-struct Browser {
-    client: Client,
-    /// chromedriver's address.
-    driver_url: String,
-    /// The session while it is open: dropping the browser (after a panic) still ends it.
-    session: Option<String>,
-    _driver: Reaped,
-}
+// ---------- the monitor page, through the browser (`browser`) ----------
 
 /// The nodes in each column, as the page shows them.
 #[derive(Debug, Default)]
@@ -519,60 +374,6 @@ impl Columns {
 }
 
 impl Browser {
-    async fn start(chromium: &Path, chromedriver: &Path) -> Browser {
-        let port = free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
-        let driver = Reaped(driver);
-        let driver_url = format!("http://127.0.0.1:{port}");
-        let caps = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium.to_string_lossy(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--disable-background-networking", "--window-size=1440,1000", "--hide-scrollbars"]
-            }
-        });
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(
-            caps.as_object()
-                .cloned()
-                .expect("capabilities are an object"),
-        );
-        // chromedriver takes a moment to listen: retry while it cannot be reached, not when
-        // it refuses the session.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let client = loop {
-            match builder.connect(&driver_url).await {
-                Ok(client) => break client,
-                Err(
-                    e @ (NewSessionError::Failed(_)
-                    | NewSessionError::FailedC(_)
-                    | NewSessionError::Lost(_)),
-                ) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "chromedriver did not start within 20 s: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("chromedriver refused a session: {e}"),
-            }
-        };
-        let session = client.session_id().await.ok().flatten();
-        Browser {
-            client,
-            driver_url,
-            session,
-            _driver: driver,
-        }
-    }
-
     async fn goto(&self, url: &str) {
         if let Err(e) = self.client.goto(url).await {
             panic!("navigating to {url}: {e}");
@@ -581,49 +382,29 @@ impl Browser {
 
     /// Runs `script` in the page; its result (an error is returned as `{"error": …}`).
     async fn exec(&self, script: &str) -> Value {
-        self.client
-            .execute(script, Vec::new())
-            .await
-            .unwrap_or_else(|e| json!({"error": e.to_string()}))
+        self.client.execute(script, Vec::new()).await.unwrap_or_else(|e| json!({"error": e.to_string()}))
     }
 
     async fn find(&self, css: &str) -> Result<Element, String> {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .map_err(|e| format!("no element {css}: {e}"))
+        self.client.find(Locator::Css(css)).await.map_err(|e| format!("no element {css}: {e}"))
     }
 
     async fn click(&self, css: &str) -> Result<(), String> {
-        self.find(css)
-            .await?
-            .click()
-            .await
-            .map_err(|e| format!("clicking {css}: {e}"))
+        self.find(css).await?.click().await.map_err(|e| format!("clicking {css}: {e}"))
     }
 
     async fn send_keys(&self, css: &str, text: &str) -> Result<(), String> {
-        self.find(css)
-            .await?
-            .send_keys(text)
-            .await
-            .map_err(|e| format!("typing into {css}: {e}"))
+        self.find(css).await?.send_keys(text).await.map_err(|e| format!("typing into {css}: {e}"))
     }
 
     /// The browser's Back button.
     async fn back(&self) -> Result<(), String> {
-        self.client
-            .back()
-            .await
-            .map_err(|e| format!("going back: {e}"))
+        self.client.back().await.map_err(|e| format!("going back: {e}"))
     }
 
     /// The browser's Forward button.
     async fn forward(&self) -> Result<(), String> {
-        self.client
-            .forward()
-            .await
-            .map_err(|e| format!("going forward: {e}"))
+        self.client.forward().await.map_err(|e| format!("going forward: {e}"))
     }
 
     /// Polls `script` until it returns `true`.
@@ -636,10 +417,10 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 let hash = self.exec("return location.hash").await;
-                let text = self
-                    .exec("return document.getElementById('graph-view')?.innerText.slice(0, 400)")
-                    .await;
-                return Err(format!("timed out after {timeout:?} waiting for {what} (last answer {v}; at {hash}; graph pane: {text})"));
+                let text = self.exec("return document.getElementById('graph-view')?.innerText.slice(0, 400)").await;
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what} (last answer {v}; at {hash}; graph pane: {text})"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -667,11 +448,7 @@ impl Browser {
                 })
                 .unwrap_or_default()
         };
-        Columns {
-            followers: cards("followers"),
-            leader: cards("leader"),
-            unreachable: cards("unreachable"),
-        }
+        Columns { followers: cards("followers"), leader: cards("leader"), unreachable: cards("unreachable") }
     }
 
     /// Polls the columns until `ok` holds; the columns then.
@@ -688,9 +465,7 @@ impl Browser {
                 return Ok(c);
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "timed out after {timeout:?} waiting for {what}; the page shows {c:?}"
-                ));
+                return Err(format!("timed out after {timeout:?} waiting for {what}; the page shows {c:?}"));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -698,49 +473,13 @@ impl Browser {
 
     /// A PNG of the whole page: the window is first made as tall as the page.
     async fn screenshot(&self) -> Result<Vec<u8>, String> {
-        let sizes = self.exec("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]").await;
+        let sizes =
+            self.exec("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]").await;
         if let (Some(page), Some(chrome)) = (sizes[0].as_u64(), sizes[1].as_u64()) {
             let height = (page + chrome).clamp(600, 2400) as u32;
             let _ = self.client.set_window_size(1440, height).await;
             tokio::time::sleep(Duration::from_millis(1200)).await; // a redraw of the charts
         }
         self.client.screenshot().await.map_err(|e| e.to_string())
-    }
-
-    async fn quit(mut self) {
-        let _ = self.client.clone().close().await;
-        self.session = None;
-    }
-}
-
-impl Drop for Browser {
-    /// After a panic, ends the session too: killing chromedriver alone can leave Chromium
-    /// running. On a thread and runtime of its own (this runs inside the test's runtime),
-    /// best effort, bounded.
-    fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let url = self.driver_url.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let end = async {
-                    let client =
-                        Client::with_existing_session(&url, &session, HttpConnector::new())
-                            .await
-                            .ok()?;
-                    client.close().await.ok()
-                };
-                tokio::time::timeout(Duration::from_secs(5), end)
-                    .await
-                    .ok()
-                    .flatten()
-            })
-        })
-        .join();
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use instaface_bus::graph::{
-    valid_type_name, CacheKey, CacheValue, Entity, EntityId, Expanded, QueryStats, Template,
+    self, valid_type_name, CacheKey, CacheValue, Entity, EntityId, Expanded, QueryStats, Template,
 };
 
 use super::{BatchPlan, QueryError};
@@ -34,10 +34,10 @@ pub struct QueryLimits {
 impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
-            max_depth: 6,
-            max_entities: 10_000,
-            max_template_size: 64,
-            max_keys: 50_000,
+            max_depth: graph::MAX_TEMPLATE_DEPTH,
+            max_entities: graph::MAX_QUERY_ENTITIES,
+            max_template_size: graph::MAX_TEMPLATE_TYPES,
+            max_keys: graph::MAX_QUERY_KEYS,
             assoc_window: 100,
         }
     }
@@ -80,46 +80,22 @@ pub struct QueryPlan {
 impl QueryPlan {
     /// A plan for `entities` expanded by `template` with the default limits and lists cut to
     /// their newest `assoc_window` items.
-    pub fn new(
-        entities: &[EntityId],
-        template: &Template,
-        assoc_window: usize,
-    ) -> Result<Self, QueryError> {
-        Self::with_limits(
-            entities,
-            template,
-            QueryLimits {
-                assoc_window,
-                ..QueryLimits::default()
-            },
-        )
+    pub fn new(entities: &[EntityId], template: &Template, assoc_window: usize) -> Result<Self, QueryError> {
+        Self::with_limits(entities, template, QueryLimits { assoc_window, ..QueryLimits::default() })
     }
 
     /// A plan for `entities` expanded by `template`, within `limits`. Fails at once when the
     /// template is too deep or too large, names an invalid type, or there are too many
     /// entities. Duplicate requested ids are expanded once, in the order first asked.
-    pub fn with_limits(
-        entities: &[EntityId],
-        template: &Template,
-        limits: QueryLimits,
-    ) -> Result<Self, QueryError> {
+    pub fn with_limits(entities: &[EntityId], template: &Template, limits: QueryLimits) -> Result<Self, QueryError> {
         let mut templates = Vec::new();
         flatten(template, 0, &limits, &mut templates)?;
         let mut seen = HashSet::new();
-        let roots: Vec<EntityId> = entities
-            .iter()
-            .copied()
-            .filter(|id| seen.insert(*id))
-            .collect();
+        let roots: Vec<EntityId> = entities.iter().copied().filter(|id| seen.insert(*id)).collect();
         if roots.len() > limits.max_entities {
-            return Err(QueryError::TooManyEntities {
-                max: limits.max_entities,
-            });
+            return Err(QueryError::TooManyEntities { max: limits.max_entities });
         }
-        let nodes: Vec<Node> = roots
-            .iter()
-            .map(|&id| new_node(id, 0, &templates))
-            .collect();
+        let nodes: Vec<Node> = roots.iter().map(|&id| new_node(id, 0, &templates)).collect();
         Ok(QueryPlan {
             roots: (0..nodes.len()).collect(),
             templates,
@@ -139,9 +115,7 @@ impl QueryPlan {
         match self.state {
             State::Done => {}
             State::Failed(e) => return Err(e),
-            State::Ready | State::Awaiting(_) => {
-                return Err(QueryError::OutOfStep("finish before the last batch"))
-            }
+            State::Ready | State::Awaiting(_) => return Err(QueryError::OutOfStep("finish before the last batch")),
         }
         let expanded = self.roots.iter().filter_map(|&n| self.build(n)).collect();
         Ok((expanded, self.stats))
@@ -168,9 +142,7 @@ impl QueryPlan {
                         continue;
                     }
                     if self.stats.keys as usize + keys.len() > self.limits.max_keys {
-                        self.fail(QueryError::TooManyKeys {
-                            max: self.limits.max_keys,
-                        });
+                        self.fail(QueryError::TooManyKeys { max: self.limits.max_keys });
                         continue;
                     }
                     self.stats.fetches += 1;
@@ -237,10 +209,7 @@ impl QueryPlan {
             let wanted = std::iter::once(CacheKey::Entity(node.id)).chain(
                 self.templates[node.template]
                     .iter()
-                    .map(|(atype, _)| CacheKey::Assocs {
-                        from: node.id,
-                        atype: atype.clone(),
-                    }),
+                    .map(|(atype, _)| CacheKey::Assocs { from: node.id, atype: atype.clone() }),
             );
             for key in wanted {
                 if !self.values.contains_key(&key) && seen.insert(key.clone()) {
@@ -261,25 +230,18 @@ impl QueryPlan {
                 continue;
             }
             for (j, (atype, child_template)) in self.templates[template].iter().enumerate() {
-                let key = CacheKey::Assocs {
-                    from: id,
-                    atype: atype.clone(),
-                };
+                let key = CacheKey::Assocs { from: id, atype: atype.clone() };
                 let items = match self.values.get(&key) {
                     Some(CacheValue::Assocs { items, .. }) => items,
                     _ => return Err(QueryError::UnexpectedValue(key)),
                 };
                 let window = items.len().min(self.limits.assoc_window);
                 if self.nodes.len() + window > self.limits.max_entities {
-                    return Err(QueryError::TooManyEntities {
-                        max: self.limits.max_entities,
-                    });
+                    return Err(QueryError::TooManyEntities { max: self.limits.max_entities });
                 }
                 let first_child = self.nodes.len();
-                let children: Vec<Node> = items[..window]
-                    .iter()
-                    .map(|a| new_node(a.to, *child_template, &self.templates))
-                    .collect();
+                let children: Vec<Node> =
+                    items[..window].iter().map(|a| new_node(a.to, *child_template, &self.templates)).collect();
                 self.nodes.extend(children);
                 self.nodes[n].children[j] = (first_child..self.nodes.len()).collect();
             }
@@ -301,17 +263,9 @@ impl QueryPlan {
         let associations: BTreeMap<String, Vec<Expanded>> = self.templates[node.template]
             .iter()
             .zip(&node.children)
-            .map(|((atype, _), children)| {
-                (
-                    atype.clone(),
-                    children.iter().filter_map(|&c| self.build(c)).collect(),
-                )
-            })
+            .map(|((atype, _), children)| (atype.clone(), children.iter().filter_map(|&c| self.build(c)).collect()))
             .collect();
-        Some(Expanded {
-            entity,
-            associations,
-        })
+        Some(Expanded { entity, associations })
     }
 
     fn fail(&mut self, error: QueryError) -> QueryError {
@@ -332,11 +286,7 @@ impl BatchPlan for QueryPlan {
 
 fn new_node(id: EntityId, template: usize, templates: &[TemplateNode]) -> Node {
     let width = templates.get(template).map_or(0, Vec::len);
-    Node {
-        id,
-        template,
-        children: vec![Vec::new(); width],
-    }
+    Node { id, template, children: vec![Vec::new(); width] }
 }
 
 /// Flattens `template` (at `depth`) into `out`, checking the limits; returns its index.
@@ -347,9 +297,7 @@ fn flatten(
     out: &mut Vec<TemplateNode>,
 ) -> Result<usize, QueryError> {
     if !template.0.is_empty() && depth >= limits.max_depth {
-        return Err(QueryError::TooDeep {
-            max: limits.max_depth,
-        });
+        return Err(QueryError::TooDeep { max: limits.max_depth });
     }
     let at = out.len();
     out.push(Vec::new());
@@ -359,9 +307,7 @@ fn flatten(
         }
         // Every node but the root is one association type.
         if out.len() > limits.max_template_size {
-            return Err(QueryError::TemplateTooLarge {
-                max: limits.max_template_size,
-            });
+            return Err(QueryError::TemplateTooLarge { max: limits.max_template_size });
         }
         let child = flatten(nested, depth + 1, limits, out)?;
         out[at].push((atype.clone(), child));

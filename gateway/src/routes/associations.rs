@@ -1,22 +1,34 @@
 //! `PUT` and `DELETE /api/entities/{from}/associations/{type}/{to}` (with the inverse, where
-//! the type has one) and `GET /api/entities/{id}/associations/{type}?limit=&offset=`.
+//! the type has one) and `GET /api/entities/{id}/associations/{type}?limit=&offset=` (404
+//! for an entity that does not exist, an empty page for one without such associations).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use instaface_bus::graph::MAX_ASSOC_OFFSET;
 use serde::Deserialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
-use super::{written, ReadErrors, WriteErrors, MAX_LIMIT};
+use super::{written, DeleteErrors, GetErrors, UpdateErrors};
+use crate::bounds::{self, Id, ASSOC_LIMIT, ASSOC_OFFSET};
 use crate::error::ApiError;
 use crate::extract::{self, ApiPath, ApiQuery, OptionalJsonObject};
 use crate::model::{Association, AssociationList, ReadParams};
 use crate::state::AppState;
 
-/// Default page size of an association list.
-pub const DEFAULT_LIMIT: u32 = 50;
+/// `{from}/associations/{type}/{to}`.
+pub struct AssocSegments;
+
+impl IntoParams for AssocSegments {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            bounds::entity_id_parameter("from", "The entity the association starts at", 1),
+            bounds::type_name_parameter("type", "association", "friend"),
+            bounds::entity_id_parameter("to", "The entity it points to; not `from`", 2),
+        ]
+    }
+}
 
 /// Adds (or replaces) the association `from --type--> to`, and its inverse.
 #[utoipa::path(
@@ -24,24 +36,27 @@ pub const DEFAULT_LIMIT: u32 = 50;
     operation_id = "put_association",
     path = "/api/entities/{from}/associations/{type}/{to}",
     tag = "associations",
-    params(
-        ("from" = u64, Path, description = "The entity the association starts at"),
-        ("type" = String, Path, description = "The association type, a plain identifier"),
-        ("to" = u64, Path, description = "The entity it points to"),
+    params(AssocSegments),
+    request_body(
+        content = Option<Object>,
+        description = "The attributes: a JSON object, or an empty body (with any or no content type) for none"
     ),
-    request_body(content = Object, description = "The attributes: a JSON object, or an empty body for none"),
     responses(
         (status = 200, description = "The association", body = Association,
             headers(("X-Instaface-Seq" = u64, description = "The write's invalidation seq"))),
-        WriteErrors,
+        UpdateErrors,
     )
 )]
 pub async fn put(
     State(state): State<AppState>,
-    ApiPath((from, atype, to)): ApiPath<(u64, String, u64)>,
+    ApiPath(path): ApiPath<(Id, String, Id)>,
     OptionalJsonObject(attributes): OptionalJsonObject,
 ) -> Result<Response, ApiError> {
+    let (Id(from), atype, Id(to)) = path;
     extract::type_name("association", &atype)?;
+    if from == to {
+        return Err(ApiError::BadRequest(format!("an association from entity {from} to itself")));
+    }
     let (association, seq) = state.client.add_assoc(from, &atype, to, attributes).await?;
     Ok(written(StatusCode::OK, seq, Some(Association::from(association))))
 }
@@ -52,21 +67,18 @@ pub async fn put(
     operation_id = "delete_association",
     path = "/api/entities/{from}/associations/{type}/{to}",
     tag = "associations",
-    params(
-        ("from" = u64, Path, description = "The entity the association starts at"),
-        ("type" = String, Path, description = "The association type, a plain identifier"),
-        ("to" = u64, Path, description = "The entity it points to"),
-    ),
+    params(AssocSegments),
     responses(
         (status = 204, description = "Removed",
             headers(("X-Instaface-Seq" = u64, description = "The write's invalidation seq"))),
-        WriteErrors,
+        DeleteErrors,
     )
 )]
 pub async fn delete(
     State(state): State<AppState>,
-    ApiPath((from, atype, to)): ApiPath<(u64, String, u64)>,
+    ApiPath(path): ApiPath<(Id, String, Id)>,
 ) -> Result<Response, ApiError> {
+    let (Id(from), atype, Id(to)) = path;
     extract::type_name("association", &atype)?;
     let (found, seq) = state.client.remove_assoc(from, &atype, to).await?;
     if !found {
@@ -75,40 +87,61 @@ pub async fn delete(
     Ok(written::<()>(StatusCode::NO_CONTENT, seq, None))
 }
 
-/// `?limit=&offset=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `{id}/associations/{type}`.
+pub struct ListSegments;
+
+impl IntoParams for ListSegments {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            bounds::entity_id_parameter("id", "The entity", 1),
+            bounds::type_name_parameter("type", "association", "friend"),
+        ]
+    }
+}
+
+/// `?limit=&offset=` ([`ASSOC_LIMIT`], [`ASSOC_OFFSET`]).
+#[derive(Debug, Default, Deserialize)]
 pub struct PageParams {
-    /// Items to return, 0 to 1000 (default 50).
+    #[serde(default, deserialize_with = "bounds::de_opt_u32")]
     pub limit: Option<u32>,
-    /// Items to skip from the newest, 0 to 100000 (default 0).
-    #[param(maximum = 100000)]
+    #[serde(default, deserialize_with = "bounds::de_opt_u32")]
     pub offset: Option<u32>,
 }
 
-/// One page of an entity's associations of a type, newest first, with the total count.
+impl IntoParams for PageParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ASSOC_LIMIT.parameter("Items to return"),
+            ASSOC_OFFSET.parameter("Items to skip from the newest (deeper pages of a list want a cursor)"),
+        ]
+    }
+}
+
+/// One page of an entity's associations of a type, newest first, with the total count; 404
+/// when the entity does not exist.
 #[utoipa::path(
     get,
     operation_id = "list_associations",
     path = "/api/entities/{id}/associations/{type}",
     tag = "associations",
-    params(
-        ("id" = u64, Path, description = "The entity"),
-        ("type" = String, Path, description = "The association type, a plain identifier"),
-        PageParams,
-        ReadParams,
-    ),
-    responses((status = 200, description = "The page", body = AssociationList), ReadErrors)
+    params(ListSegments, PageParams, ReadParams),
+    responses((status = 200, description = "The page", body = AssociationList), GetErrors)
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ApiPath((id, atype)): ApiPath<(u64, String)>,
+    ApiPath(path): ApiPath<(Id, String)>,
     ApiQuery(page): ApiQuery<PageParams>,
     ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<AssociationList>, ApiError> {
+    let (Id(id), atype) = path;
     extract::type_name("association", &atype)?;
-    let limit = extract::bounded("limit", page.limit.unwrap_or(DEFAULT_LIMIT), 0, MAX_LIMIT)?;
-    let offset = extract::bounded("offset", page.offset.unwrap_or(0), 0, MAX_ASSOC_OFFSET)?;
+    let limit = ASSOC_LIMIT.check(page.limit)?;
+    let offset = ASSOC_OFFSET.check(page.offset)?;
     let (count, items) = state.client.list_assocs(id, &atype, limit, offset, read.consistency()).await?;
+    if count == 0 {
+        // An entity that does not exist (or no longer does) has no lists to show: 404, as for
+        // the entity itself. (One with associations exists: deleting it removes them.)
+        state.client.get_entity(id, read.consistency()).await?;
+    }
     Ok(Json(AssociationList { count, items: items.into_iter().map(Into::into).collect() }))
 }

@@ -13,11 +13,26 @@ use instaface_bus::messages::Unplug;
 use instaface_bus::valid_node_id;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::model::{ClusterOverview, ErrorResponse, UnplugAccepted, UnplugRequest};
 use crate::state::AppState;
+
+/// `{id}`: a node id.
+pub struct NodeSegment;
+
+impl IntoParams for NodeSegment {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let description = format!(
+            "The node id (a member): 1 to {} characters of `A-Z`, `a-z`, `0-9`, `_` and `-`",
+            crate::bounds::MAX_NODE_ID_LEN
+        );
+        vec![crate::bounds::path_parameter("id", &description, crate::bounds::node_id_schema())]
+    }
+}
 
 /// How long publishing the unplug command may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -106,19 +121,20 @@ fn token_matches(given: &str, expected: &str) -> bool {
     operation_id = "set_unplugged",
     path = "/api/cluster/nodes/{id}/unplugged",
     tag = "cluster",
-    params(("id" = String, Path, description = "The node id (a member)")),
+    params(NodeSegment),
     request_body(content = UnplugRequest),
     security((), ("admin_token" = [])),
     responses(
         (status = 202, description = "The command was published", body = UnplugAccepted),
-        (status = 400, description = "Bad input", body = ErrorResponse),
+        (status = 400, description = "Bad input: a malformed node id, malformed JSON, a body not of the schema",
+            body = ErrorResponse),
         (status = 401, description = "ADMIN_TOKEN is set and no bearer token was given", body = ErrorResponse,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 403, description = "A wrong bearer token; or no ADMIN_TOKEN is set, ADMIN_OPEN is not, and the \
             client is not on a loopback address", body = ErrorResponse),
         (status = 404, description = "Not a member", body = ErrorResponse),
-        (status = 413, description = "The body is larger than the configured limit", body = ErrorResponse),
-        (status = 415, description = "A body that is not JSON", body = ErrorResponse),
+        (status = 413, description = "The body is larger than BODY_LIMIT", body = ErrorResponse),
+        (status = 415, description = "A body that is not declared as JSON", body = ErrorResponse),
         (status = 503, description = "The membership or the bus is not reachable", body = ErrorResponse,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )

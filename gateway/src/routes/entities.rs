@@ -1,34 +1,58 @@
-//! `POST /api/entities/{type}`, `GET /api/entities/{id}`, `GET /api/entities?ids=…`,
-//! `PATCH /api/entities/{id}`, `DELETE /api/entities/{id}`.
+//! `POST /api/entities/{entity}` (`{entity}` is a type), `GET /api/entities/{entity}`,
+//! `GET /api/entities?ids=…`, `PATCH /api/entities/{entity}`, `DELETE /api/entities/{entity}`
+//! (`{entity}` is an id).
 //!
-//! The router has one template, `/api/entities/{id}`, for both `{type}` (POST) and `{id}`
-//! (the rest): two templates differing only in the parameter's name cannot coexist.
+//! The router has one template, `/api/entities/{entity}`, for both a type (POST) and an id
+//! (the rest): two templates differing only in the parameter's name cannot coexist, in axum
+//! nor in OpenAPI (they would be "identical" paths, and a client could not tell which one
+//! serves a method). The document states the segment per operation.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
+use instaface_bus::graph::MAX_IDS_PER_READ;
 use serde::Deserialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
-use super::{written, ReadErrors, WriteErrors, MAX_IDS};
+use super::{written, CreateErrors, DeleteErrors, GetErrors, ListErrors, UpdateErrors};
+use crate::bounds::{self, Id};
 use crate::error::ApiError;
 use crate::extract::{self, ApiJson, ApiPath, ApiQuery};
 use crate::model::{Attributes, Entity, ReadParams};
 use crate::state::AppState;
 
+/// `{entity}` as the type of the entity to create.
+pub struct TypeSegment;
+
+impl IntoParams for TypeSegment {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![bounds::type_name_parameter("entity", "entity (to create)", "user")]
+    }
+}
+
+/// `{entity}` as an entity id.
+pub struct IdSegment;
+
+impl IntoParams for IdSegment {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![bounds::entity_id_parameter("entity", "The entity id", 1)]
+    }
+}
+
 /// Creates an entity of a type with the given attributes.
 #[utoipa::path(
     post,
     operation_id = "create_entity",
-    path = "/api/entities/{type}",
+    path = "/api/entities/{entity}",
     tag = "entities",
-    params(("type" = String, Path, description = "The entity type, a plain identifier (`[a-z][a-z0-9_]{0,31}`)")),
+    params(TypeSegment),
     request_body(content = Object, description = "The attributes: a JSON object"),
     responses(
         (status = 201, description = "Created", body = Entity,
             headers(("X-Instaface-Seq" = u64, description = "The write's invalidation seq"))),
-        WriteErrors,
+        CreateErrors,
     )
 )]
 pub async fn create(
@@ -45,26 +69,30 @@ pub async fn create(
 #[utoipa::path(
     get,
     operation_id = "get_entity",
-    path = "/api/entities/{id}",
+    path = "/api/entities/{entity}",
     tag = "entities",
-    params(("id" = u64, Path, description = "The entity id"), ReadParams),
-    responses((status = 200, description = "The entity", body = Entity), ReadErrors)
+    params(IdSegment, ReadParams),
+    responses((status = 200, description = "The entity", body = Entity), GetErrors)
 )]
 pub async fn get(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<Id>,
     ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<Entity>, ApiError> {
-    let entity = state.client.get_entity(id, read.consistency()).await?;
+    let entity = state.client.get_entity(id.0, read.consistency()).await?;
     Ok(Json(entity.into()))
 }
 
 /// `?ids=1,2,3`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Deserialize)]
 pub struct IdsParams {
-    /// Comma-separated entity ids (1 to 1000).
     pub ids: String,
+}
+
+impl IntoParams for IdsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![bounds::ids_parameter()]
+    }
 }
 
 /// Several entities in one request: those found, in the order asked.
@@ -74,14 +102,14 @@ pub struct IdsParams {
     path = "/api/entities",
     tag = "entities",
     params(IdsParams, ReadParams),
-    responses((status = 200, description = "The entities found, in the order asked (unknown ids left out)", body = [Entity]), ReadErrors)
+    responses((status = 200, description = "The entities found, in the order asked (unknown ids left out)", body = [Entity]), ListErrors)
 )]
 pub async fn get_many(
     State(state): State<AppState>,
     ApiQuery(ids): ApiQuery<IdsParams>,
     ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<Vec<Entity>>, ApiError> {
-    let ids = extract::id_list(&ids.ids, MAX_IDS)?;
+    let ids = extract::id_list(&ids.ids, MAX_IDS_PER_READ)?;
     let entities = state.client.get_entities(ids, read.consistency()).await?;
     Ok(Json(entities.into_iter().map(Into::into).collect()))
 }
@@ -90,22 +118,22 @@ pub async fn get_many(
 #[utoipa::path(
     patch,
     operation_id = "update_entity",
-    path = "/api/entities/{id}",
+    path = "/api/entities/{entity}",
     tag = "entities",
-    params(("id" = u64, Path, description = "The entity id")),
+    params(IdSegment),
     request_body(content = Object, description = "A JSON merge patch of the attributes (an object)"),
     responses(
         (status = 200, description = "The updated entity", body = Entity,
             headers(("X-Instaface-Seq" = u64, description = "The write's invalidation seq"))),
-        WriteErrors,
+        UpdateErrors,
     )
 )]
 pub async fn patch(
     State(state): State<AppState>,
-    ApiPath(id): ApiPath<u64>,
+    ApiPath(id): ApiPath<Id>,
     ApiJson(patch): ApiJson<Attributes>,
 ) -> Result<Response, ApiError> {
-    let (entity, seq) = state.client.update_entity(id, serde_json::Value::Object(patch)).await?;
+    let (entity, seq) = state.client.update_entity(id.0, serde_json::Value::Object(patch)).await?;
     Ok(written(StatusCode::OK, seq, Some(Entity::from(entity))))
 }
 
@@ -113,19 +141,19 @@ pub async fn patch(
 #[utoipa::path(
     delete,
     operation_id = "delete_entity",
-    path = "/api/entities/{id}",
+    path = "/api/entities/{entity}",
     tag = "entities",
-    params(("id" = u64, Path, description = "The entity id")),
+    params(IdSegment),
     responses(
         (status = 204, description = "Deleted",
             headers(("X-Instaface-Seq" = u64, description = "The write's invalidation seq"))),
-        WriteErrors,
+        DeleteErrors,
     )
 )]
-pub async fn delete(State(state): State<AppState>, ApiPath(id): ApiPath<u64>) -> Result<Response, ApiError> {
-    let (found, seq) = state.client.delete_entity(id).await?;
+pub async fn delete(State(state): State<AppState>, ApiPath(id): ApiPath<Id>) -> Result<Response, ApiError> {
+    let (found, seq) = state.client.delete_entity(id.0).await?;
     if !found {
-        return Err(ApiError::NotFound(format!("no entity {id}")));
+        return Err(ApiError::NotFound(format!("no entity {}", id.0)));
     }
     Ok(written::<()>(StatusCode::NO_CONTENT, seq, None))
 }

@@ -15,6 +15,11 @@ use axum::response::Response;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::IntoParams;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -27,6 +32,34 @@ pub const CLOSE_LAGGING: u16 = 1008;
 /// a larger message closes the socket.
 pub const MAX_CLIENT_MESSAGE: usize = 4096;
 
+/// The headers of a websocket handshake (RFC 6455 §4.1), which the route requires.
+pub struct UpgradeHeaders;
+
+impl IntoParams for UpgradeHeaders {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let header = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(description))
+                .schema(Some(schema))
+                .build()
+        };
+        let string = |example: &str| ObjectBuilder::new().schema_type(Type::String).examples([example]);
+        vec![
+            header("Connection", "Must list `upgrade` (in any case)", string("Upgrade")),
+            header("Upgrade", "`websocket` (in any case)", string("websocket")),
+            header(
+                "Sec-WebSocket-Version",
+                "`13`",
+                ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["13"])),
+            ),
+            header("Sec-WebSocket-Key", "The handshake nonce", string("dGhlIHNhbXBsZSBub25jZQ==")),
+        ]
+    }
+}
+
 /// Upgrades to a websocket that receives every event on `P.events` about a member of the
 /// cluster as a JSON text message with the event's fields (`type`, `node`, `term`, `ts`, …).
 /// At most `MAX_WS_CLIENTS` sockets are open at once.
@@ -35,9 +68,11 @@ pub const MAX_CLIENT_MESSAGE: usize = 4096;
     operation_id = "events",
     path = "/api/events",
     tag = "cluster",
+    params(UpgradeHeaders),
     responses(
         (status = 101, description = "Switching to the websocket protocol; each text message is one event"),
-        (status = 400, description = "Not a websocket upgrade request", body = crate::model::ErrorResponse),
+        (status = 400, description = "Not a websocket upgrade request (a header of the handshake missing or wrong)",
+            body = crate::model::ErrorResponse),
         (status = 503, description = "MAX_WS_CLIENTS websockets are open already", body = crate::model::ErrorResponse,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )

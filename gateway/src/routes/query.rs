@@ -3,19 +3,17 @@
 
 use axum::extract::State;
 use axum::Json;
+use instaface_bus::graph::{MAX_IDS_PER_READ, MAX_TEMPLATE_DEPTH, MAX_TEMPLATE_TYPES};
 use serde::Deserialize;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
 
-use super::{ReadErrors, MAX_IDS, MAX_LIMIT};
+use super::{GetErrors, ListErrors, QueryErrors};
+use crate::bounds::{self, Id, RANDOM_COUNT, TIMELINE_LIMIT};
 use crate::error::ApiError;
 use crate::extract::{self, ApiJson, ApiPath, ApiQuery};
-use crate::model::{ErrorResponse, QueryRequest, QueryResponse, QueryStats, RandomIds, ReadParams, Timeline};
+use crate::model::{QueryRequest, QueryResponse, QueryStats, RandomIds, ReadParams, Timeline};
 use crate::state::AppState;
-
-/// How deep a template may nest.
-pub const MAX_TEMPLATE_DEPTH: usize = 6;
-/// How many association types a template may name in all.
-pub const MAX_TEMPLATE_TYPES: usize = 64;
 
 /// Expands the association types of the template recursively from the given entities,
 /// one batch per level.
@@ -28,9 +26,7 @@ pub const MAX_TEMPLATE_TYPES: usize = 64;
     request_body(content = QueryRequest, description = "The entities to start from and the template to expand"),
     responses(
         (status = 200, description = "The entities, expanded, and how the query was served", body = QueryResponse),
-        (status = 413, description = "The body is larger than the configured limit", body = ErrorResponse),
-        (status = 415, description = "A body that is not JSON", body = ErrorResponse),
-        ReadErrors,
+        QueryErrors,
     )
 )]
 pub async fn query(
@@ -38,9 +34,9 @@ pub async fn query(
     ApiQuery(read): ApiQuery<ReadParams>,
     ApiJson(request): ApiJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
-    if request.entities.is_empty() || request.entities.len() > MAX_IDS {
+    if request.entities.is_empty() || request.entities.len() > MAX_IDS_PER_READ {
         return Err(ApiError::BadRequest(format!(
-            "entities: give between 1 and {MAX_IDS} ids, got {}",
+            "entities: give between 1 and {MAX_IDS_PER_READ} ids, got {}",
             request.entities.len()
         )));
     }
@@ -58,16 +54,27 @@ pub async fn query(
     Ok(Json(QueryResponse { entities: entities.into_iter().map(Into::into).collect(), stats: QueryStats::from(stats) }))
 }
 
-/// `?limit=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `{user_id}`.
+pub struct UserSegment;
+
+impl IntoParams for UserSegment {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![bounds::entity_id_parameter("user_id", "The user", 1)]
+    }
+}
+
+/// `?limit=` ([`TIMELINE_LIMIT`]).
+#[derive(Debug, Default, Deserialize)]
 pub struct TimelineParams {
-    /// Posts and likes to return at most, each, 1 to 1000 (default 20).
+    #[serde(default, deserialize_with = "bounds::de_opt_u32")]
     pub limit: Option<u32>,
 }
 
-/// Default length of a timeline.
-pub const DEFAULT_TIMELINE: u32 = 20;
+impl IntoParams for TimelineParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![TIMELINE_LIMIT.parameter("Posts and likes to return at most, each")]
+    }
+}
 
 /// A user's posts (with who liked them) and likes (with who posted them), newest first.
 #[utoipa::path(
@@ -75,30 +82,41 @@ pub const DEFAULT_TIMELINE: u32 = 20;
     operation_id = "timeline",
     path = "/api/timeline/{user_id}",
     tag = "query",
-    params(("user_id" = u64, Path, description = "The user"), TimelineParams, ReadParams),
-    responses((status = 200, description = "The timeline", body = Timeline), ReadErrors)
+    params(UserSegment, TimelineParams, ReadParams),
+    responses((status = 200, description = "The timeline", body = Timeline), GetErrors)
 )]
 pub async fn timeline(
     State(state): State<AppState>,
-    ApiPath(user): ApiPath<u64>,
+    ApiPath(user): ApiPath<Id>,
     ApiQuery(params): ApiQuery<TimelineParams>,
     ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let limit = extract::bounded("limit", params.limit.unwrap_or(DEFAULT_TIMELINE), 1, MAX_LIMIT)?;
-    let timeline = state.client.timeline(user, limit, read.consistency()).await?;
+    let limit = TIMELINE_LIMIT.check(params.limit)?;
+    let timeline = state.client.timeline(user.0, limit, read.consistency()).await?;
     Ok(Json(timeline.into()))
 }
 
-/// `?count=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+/// `{type}` of random ids.
+pub struct RandomSegment;
+
+impl IntoParams for RandomSegment {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![bounds::type_name_parameter("type", "entity", "user")]
+    }
+}
+
+/// `?count=` ([`RANDOM_COUNT`]).
+#[derive(Debug, Default, Deserialize)]
 pub struct RandomParams {
-    /// How many ids at most, 1 to 1000 (default 10).
+    #[serde(default, deserialize_with = "bounds::de_opt_u32")]
     pub count: Option<u32>,
 }
 
-/// Default number of random ids.
-pub const DEFAULT_RANDOM: u32 = 10;
+impl IntoParams for RandomParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![RANDOM_COUNT.parameter("How many ids at most")]
+    }
+}
 
 /// Up to `count` random ids of entities of a type.
 #[utoipa::path(
@@ -106,8 +124,8 @@ pub const DEFAULT_RANDOM: u32 = 10;
     operation_id = "random_ids",
     path = "/api/random/{type}",
     tag = "query",
-    params(("type" = String, Path, description = "The entity type, a plain identifier"), RandomParams, ReadParams),
-    responses((status = 200, description = "The ids", body = RandomIds), ReadErrors)
+    params(RandomSegment, RandomParams, ReadParams),
+    responses((status = 200, description = "The ids", body = RandomIds), ListErrors)
 )]
 pub async fn random(
     State(state): State<AppState>,
@@ -116,7 +134,7 @@ pub async fn random(
     ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<RandomIds>, ApiError> {
     extract::type_name("entity", &etype)?;
-    let count = extract::bounded("count", params.count.unwrap_or(DEFAULT_RANDOM), 1, MAX_LIMIT)?;
+    let count = RANDOM_COUNT.check(params.count)?;
     let ids = state.client.random(&etype, count, read.consistency()).await?;
     Ok(Json(RandomIds { ids }))
 }

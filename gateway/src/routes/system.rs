@@ -1,9 +1,11 @@
-//! `GET /healthz` (liveness), `GET /metrics` (Prometheus), `GET /api/openapi.json`, and the
+//! `GET /healthz` (liveness), `GET /metrics` (Prometheus), `GET /api/openapi.json` (and its
+//! Swagger UI at `/api/docs/`, routed in [`crate::app`]), and the
 //! monitor UI at `/` and `/<file>` (served from the router's fallback, which answers a JSON
 //! 404 for anything else).
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, Method, Uri};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +41,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render()).into_response()
 }
 
-/// This document.
+/// This document. It states every bound a handler enforces as JSON Schema keywords, the
+/// errors each route answers with, and links from created resources to what reads them;
+/// `x-max-body-bytes` on a request body is this gateway's `BODY_LIMIT`.
 #[utoipa::path(
     get,
     operation_id = "openapi",
@@ -47,11 +51,34 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     tag = "system",
     responses((status = 200, description = "The OpenAPI document of this API", body = Object))
 )]
-pub async fn openapi() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let doc = DOC.get_or_init(|| crate::openapi::document().to_json().unwrap_or_else(|_| "{}".into()));
-    ([(header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    // Built once per body limit (one per process, but tests build gateways of several).
+    static DOC: Mutex<Option<(usize, Bytes)>> = Mutex::new(None);
+    let limit = state.config.body_limit;
+    let doc = {
+        let mut cached = DOC.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((l, doc)) if *l == limit => doc.clone(),
+            _ => {
+                let doc = Bytes::from(crate::openapi::document_json(limit).to_string());
+                *cached = Some((limit, doc.clone()));
+                doc
+            }
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
 }
+
+/// The Swagger UI of this document (served by `utoipa-swagger-ui` from files built into the
+/// binary; `/api/docs` redirects here).
+#[utoipa::path(
+    get,
+    operation_id = "swagger_ui",
+    path = "/api/docs/",
+    tag = "system",
+    responses((status = 200, description = "The Swagger UI (HTML)", body = String, content_type = "text/html"))
+)]
+pub fn swagger_ui() {}
 
 /// The monitor UI's page.
 #[utoipa::path(

@@ -6,8 +6,7 @@
 use std::time::Instant;
 
 use instaface_bus::graph::{
-    CacheKey, CacheValue, Consistency, ErrorBody, ErrorCode, ReadQuery, ReadRequest, ReadResult,
-    Reply,
+    self, CacheKey, CacheValue, Consistency, ErrorBody, ErrorCode, ReadQuery, ReadRequest, ReadResult, Reply,
 };
 use instaface_bus::messages::Role;
 
@@ -30,26 +29,16 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     let started = Instant::now();
     let view = ctx.view.borrow().clone();
     if !view.lease_holds(started) {
-        return Err(err(
-            ErrorCode::Unavailable,
-            format!("{} holds no read lease", ctx.cfg.id),
-        ));
+        return Err(err(ErrorCode::Unavailable, format!("{} holds no read lease", ctx.cfg.id)));
     }
     match req.consistency {
         Consistency::Strong if view.role != Role::Leader => {
-            return Err(err(
-                ErrorCode::NotLeader,
-                format!("strong reads go to the leader ({:?})", view.leader),
-            ));
+            return Err(err(ErrorCode::NotLeader, format!("strong reads go to the leader ({:?})", view.leader)));
         }
         Consistency::MinSeq { min_seq } if ctx.applied_seq() < min_seq => {
             return Err(err(
                 ErrorCode::Unavailable,
-                format!(
-                    "{} has applied seq {} < min_seq {min_seq}",
-                    ctx.cfg.id,
-                    ctx.applied_seq()
-                ),
+                format!("{} has applied seq {} < min_seq {min_seq}", ctx.cfg.id, ctx.applied_seq()),
             ));
         }
         _ => {}
@@ -63,22 +52,16 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     };
     let result = run_query(ctx, req.query, &view).await;
     ctx.metrics.reads.with_label_values(&[kind]).inc();
-    ctx.metrics
-        .read_seconds
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.read_seconds.observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn run_query(
-    ctx: &NodeContext,
-    query: ReadQuery,
-    view: &ClusterView,
-) -> Result<ReadResult, ErrorBody> {
+async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     match query {
         ReadQuery::Entities { ids } => {
-            if ids.len() > 1000 {
-                return Err(err(ErrorCode::Invalid, "at most 1000 ids per request"));
+            if ids.len() > graph::MAX_IDS_PER_READ {
+                return Err(err(ErrorCode::Invalid, format!("at most {} ids per request", graph::MAX_IDS_PER_READ)));
             }
             let keys = ids.iter().map(|id| CacheKey::Entity(*id)).collect();
             let values = cache_get(ctx, keys).await?;
@@ -91,56 +74,30 @@ async fn run_query(
                 .collect();
             Ok(ReadResult::Entities { entities })
         }
-        ReadQuery::Assocs {
-            from,
-            atype,
-            limit,
-            offset,
-        } => {
-            if offset > instaface_bus::graph::MAX_ASSOC_OFFSET {
+        ReadQuery::Assocs { from, atype, limit, offset } => {
+            if offset > graph::MAX_ASSOC_OFFSET {
                 return Err(err(
                     ErrorCode::Invalid,
-                    format!(
-                        "offset {offset} is past the largest, {}",
-                        instaface_bus::graph::MAX_ASSOC_OFFSET
-                    ),
+                    format!("offset {offset} is past the largest, {}", graph::MAX_ASSOC_OFFSET),
                 ));
             }
-            let key = CacheKey::Assocs {
-                from,
-                atype: atype.clone(),
-            };
+            let key = CacheKey::Assocs { from, atype: atype.clone() };
             let values = cache_get(ctx, vec![key]).await?;
             match values.into_iter().next() {
-                Some((
-                    _,
-                    CacheValue::Assocs {
-                        count,
-                        items,
-                        complete,
-                    },
-                )) => {
+                Some((_, CacheValue::Assocs { count, items, complete })) => {
                     let end = offset.saturating_add(limit) as usize;
                     if complete || end <= items.len() {
-                        let items = items
-                            .into_iter()
-                            .skip(offset as usize)
-                            .take(limit as usize)
-                            .collect();
+                        let items = items.into_iter().skip(offset as usize).take(limit as usize).collect();
                         Ok(ReadResult::Assocs { count, items })
                     } else {
                         beyond_window(ctx, view, from, atype, limit, offset).await
                     }
                 }
-                _ => Err(err(
-                    ErrorCode::Internal,
-                    "the cache returned no association list",
-                )),
+                _ => Err(err(ErrorCode::Internal, "the cache returned no association list")),
             }
         }
         ReadQuery::Query { entities, template } => {
-            let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize)
-                .map_err(query_err)?;
+            let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
             while let Some(keys) = plan.next_batch() {
                 let values = cache_get(ctx, keys).await?;
                 plan.feed(values).map_err(query_err)?;
@@ -151,7 +108,7 @@ async fn run_query(
             Ok(ReadResult::Query { entities, stats })
         }
         ReadQuery::Timeline { user, limit } => {
-            let mut plan = timeline_plan(user, limit.min(1000) as usize);
+            let mut plan = timeline_plan(user, limit.min(graph::MAX_TIMELINE_LIMIT) as usize);
             while let Some(keys) = plan.next_batch() {
                 let values = cache_get(ctx, keys).await?;
                 plan.feed(values).map_err(query_err)?;
@@ -165,18 +122,12 @@ async fn run_query(
                     .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
                 match store
                     .call(
-                        |reply| StoreMsg::Random {
-                            etype,
-                            count: count.min(1000),
-                            reply,
-                        },
+                        |reply| StoreMsg::Random { etype, count: count.min(graph::MAX_RANDOM_COUNT), reply },
                         Some(CACHE_TIMEOUT),
                     )
                     .await
                 {
-                    Ok(ractor::rpc::CallResult::Success(r)) => {
-                        r.map(|ids| ReadResult::Random { ids })
-                    }
+                    Ok(ractor::rpc::CallResult::Success(r)) => r.map(|ids| ReadResult::Random { ids }),
                     _ => Err(err(ErrorCode::Unavailable, "the store did not answer")),
                 }
             } else {
@@ -198,64 +149,24 @@ async fn beyond_window(
     if view.role == Role::Leader {
         let store = lookup::<StoreMsg>(&ctx.names.store)
             .ok_or_else(|| err(ErrorCode::Unavailable, "the store is restarting"))?;
-        match store
-            .call(
-                |reply| StoreMsg::ListAssocs {
-                    from,
-                    atype,
-                    limit,
-                    offset,
-                    reply,
-                },
-                Some(CACHE_TIMEOUT),
-            )
-            .await
+        match store.call(|reply| StoreMsg::ListAssocs { from, atype, limit, offset, reply }, Some(CACHE_TIMEOUT)).await
         {
-            Ok(ractor::rpc::CallResult::Success(r)) => {
-                r.map(|(count, items)| ReadResult::Assocs { count, items })
-            }
+            Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(count, items)| ReadResult::Assocs { count, items }),
             _ => Err(err(ErrorCode::Unavailable, "the store did not answer")),
         }
     } else {
-        forward_to_leader(
-            ctx,
-            view,
-            ReadQuery::Assocs {
-                from,
-                atype,
-                limit,
-                offset,
-            },
-        )
-        .await
+        forward_to_leader(ctx, view, ReadQuery::Assocs { from, atype, limit, offset }).await
     }
 }
 
 /// Sends a read this follower cannot serve from its cache to the leader (strong).
-async fn forward_to_leader(
-    ctx: &NodeContext,
-    view: &ClusterView,
-    query: ReadQuery,
-) -> Result<ReadResult, ErrorBody> {
-    let leader = view
-        .leader
-        .clone()
-        .ok_or_else(|| err(ErrorCode::Unavailable, "no leader"))?;
-    let req = ReadRequest {
-        consistency: Consistency::Strong,
-        query,
-    };
+async fn forward_to_leader(ctx: &NodeContext, view: &ClusterView, query: ReadQuery) -> Result<ReadResult, ErrorBody> {
+    let leader = view.leader.clone().ok_or_else(|| err(ErrorCode::Unavailable, "no leader"))?;
+    let req = ReadRequest { consistency: Consistency::Strong, query };
     // A client's read relayed, not a cluster message: plain, like any client's.
-    match ctx
-        .net
-        .bus()
-        .request::<_, Reply<ReadResult>>(ctx.net.subjects().read_at(&leader), &req, CACHE_TIMEOUT)
-        .await
+    match ctx.net.bus().request::<_, Reply<ReadResult>>(ctx.net.subjects().read_at(&leader), &req, CACHE_TIMEOUT).await
     {
         Ok(reply) => reply.into(),
-        Err(e) => Err(err(
-            ErrorCode::Unavailable,
-            format!("forwarding to the leader failed: {e}"),
-        )),
+        Err(e) => Err(err(ErrorCode::Unavailable, format!("forwarding to the leader failed: {e}"))),
     }
 }
