@@ -34,10 +34,7 @@ use instaface_bus::messages::{CandidacyState, Event, EventKind, Heartbeat, Role}
 use instaface_testkit::{Cluster, ClusterOpts};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn env_list(name: &str, default: &str) -> Vec<String> {
@@ -75,11 +72,7 @@ fn summary(values: &[f64]) -> Summary {
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    let mean = if n == 0 {
-        f64::NAN
-    } else {
-        v.iter().sum::<f64>() / n as f64
-    };
+    let mean = if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 };
     Summary {
         n,
         min: v.first().copied().unwrap_or(f64::NAN),
@@ -100,16 +93,8 @@ struct Tap {
 
 async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
     let tap = Arc::new(Mutex::new(Tap::default()));
-    let mut hbs = c
-        .bus
-        .subscribe::<Heartbeat>(c.bus.subjects().heartbeat())
-        .await
-        .expect("subscribe heartbeat");
-    let mut evs = c
-        .bus
-        .subscribe::<Event>(c.bus.subjects().events())
-        .await
-        .expect("subscribe events");
+    let mut hbs = c.bus.subscribe::<Heartbeat>(c.bus.subjects().heartbeat()).await.expect("subscribe heartbeat");
+    let mut evs = c.bus.subscribe::<Event>(c.bus.subjects().events()).await.expect("subscribe events");
     let t = tap.clone();
     tokio::spawn(async move {
         while let Some(m) = hbs.next().await {
@@ -126,14 +111,8 @@ async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             if let Ok(e) = m.payload {
                 let kind = match e.kind {
                     EventKind::Leader { .. } => "leader",
-                    EventKind::Candidacy {
-                        state: CandidacyState::Started,
-                        pre_vote: true,
-                    } => "prevote",
-                    EventKind::Candidacy {
-                        state: CandidacyState::Started,
-                        pre_vote: false,
-                    } => "vote",
+                    EventKind::Candidacy { state: CandidacyState::Started, pre_vote: true } => "prevote",
+                    EventKind::Candidacy { state: CandidacyState::Started, pre_vote: false } => "vote",
                     _ => continue,
                 };
                 t.lock().unwrap().events.push((now, e.node, e.term, kind));
@@ -162,9 +141,7 @@ async fn wait_settled(c: &Cluster, ids: &[String], timeout: Duration) -> Option<
                 let ok = st.values().all(|s| {
                     s.term == t
                         && (s.node == l
-                            || (s.role == Role::Follower
-                                && s.leader.as_deref() == Some(l.as_str())
-                                && s.lease_ms > 0))
+                            || (s.role == Role::Follower && s.leader.as_deref() == Some(l.as_str()) && s.lease_ms > 0))
                 });
                 if ok {
                     return Some((l, t));
@@ -249,33 +226,12 @@ async fn first_acknowledged_write(
     done.map(|at| at - t0)
 }
 
-async fn run_profile(
-    fast: bool,
-    modes: &[Mode],
-    trials: usize,
-    nodes: usize,
-) -> Vec<(Mode, Vec<Trial>)> {
-    let name = if fast {
-        "bench-fo-fast"
-    } else {
-        "bench-fo-default"
-    };
-    let mut c = Cluster::start(
-        name,
-        ClusterOpts {
-            nodes,
-            env: Vec::new(),
-            fast,
-        },
-    )
-    .await;
+async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) -> Vec<(Mode, Vec<Trial>)> {
+    let name = if fast { "bench-fo-fast" } else { "bench-fo-default" };
+    let mut c = Cluster::start(name, ClusterOpts { nodes, env: Vec::new(), fast }).await;
     let tap = start_tap(&c).await;
     let entity = match c.client.wait_for_leader(Duration::from_secs(30)).await {
-        Ok(_) => match c
-            .client
-            .create_entity("user", Default::default())
-            .await
-        {
+        Ok(_) => match c.client.create_entity("user", Default::default()).await {
             Ok((e, _)) => e.id,
             Err(e) => {
                 eprintln!("  could not create the entity the writes update: {e}");
@@ -289,14 +245,8 @@ async fn run_profile(
     };
     let ids = c.ids.clone();
     let heartbeat = if fast { 30u64 } else { 100 };
-    eprintln!(
-        "  cluster {} started ({} nodes); waiting for it to settle",
-        c.prefix, nodes
-    );
-    if wait_settled(&c, &ids, Duration::from_secs(30))
-        .await
-        .is_none()
-    {
+    eprintln!("  cluster {} started ({} nodes); waiting for it to settle", c.prefix, nodes);
+    if wait_settled(&c, &ids, Duration::from_secs(30)).await.is_none() {
         eprintln!("  cluster never settled; logs in {}", c.log_dir().display());
         return Vec::new();
     }
@@ -306,23 +256,14 @@ async fn run_profile(
         for (mode, out) in results.iter_mut() {
             let mode = *mode;
             let Some((old, term)) = wait_settled(&c, &ids, Duration::from_secs(30)).await else {
-                eprintln!(
-                    "  cluster did not settle before trial {}; stopping this profile",
-                    i + 1
-                );
+                eprintln!("  cluster did not settle before trial {}; stopping this profile", i + 1);
                 return results;
             };
             // Let the cluster run a little, then kill at a random phase of the heartbeat.
             let jitter = Duration::from_millis(200 + rand::random::<u64>() % heartbeat);
             tokio::time::sleep(jitter).await;
-            let hb_age = tap
-                .lock()
-                .unwrap()
-                .heartbeats
-                .iter()
-                .rev()
-                .find(|(_, l, _)| *l == old)
-                .map(|(t, _, _)| t.elapsed());
+            let hb_age =
+                tap.lock().unwrap().heartbeats.iter().rev().find(|(_, l, _)| *l == old).map(|(t, _, _)| t.elapsed());
             let (hb_mark, ev_mark) = {
                 let t = tap.lock().unwrap();
                 (t.heartbeats.len(), t.events.len())
@@ -339,9 +280,7 @@ async fn run_profile(
             while Instant::now() < deadline {
                 {
                     let t = tap.lock().unwrap();
-                    if let Some((at, l, nt)) =
-                        t.heartbeats[hb_mark..].iter().find(|(_, l, _)| *l != old)
-                    {
+                    if let Some((at, l, nt)) = t.heartbeats[hb_mark..].iter().find(|(_, l, _)| *l != old) {
                         found = Some((*at, l.clone(), *nt));
                     }
                 }
@@ -366,14 +305,8 @@ async fn run_profile(
                     .find(|(_, n, _, k)| *k == "leader" && *n == new_leader)
                     .map(|(at, _, _, _)| ms(at.saturating_duration_since(t0)));
                 let before = |at: &Instant| *at <= t1;
-                let pv = evs
-                    .iter()
-                    .filter(|(at, _, _, k)| *k == "prevote" && before(at))
-                    .count();
-                let v = evs
-                    .iter()
-                    .filter(|(at, _, _, k)| *k == "vote" && before(at))
-                    .count();
+                let pv = evs.iter().filter(|(at, _, _, k)| *k == "prevote" && before(at)).count();
+                let v = evs.iter().filter(|(at, _, _, k)| *k == "vote" && before(at)).count();
                 (le, pv, v)
             };
             let exit = if mode == Mode::Term {
@@ -426,10 +359,7 @@ async fn run_profile(
 }
 
 fn row(label: &str, s: &Summary) -> String {
-    format!(
-        "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-        s.n, s.min, s.p50, s.mean, s.p99, s.max
-    )
+    format!("| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |", s.n, s.min, s.p50, s.mean, s.p99, s.max)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -524,11 +454,7 @@ async fn main() {
                 med(&|t| t.exit),
                 trials.iter().map(|t| t.prevotes).sum::<usize>() as f64 / n,
                 trials.iter().map(|t| t.votes).sum::<usize>() as f64 / n,
-                terms
-                    .iter()
-                    .map(|(k, v)| format!("+{k}: {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                terms.iter().map(|(k, v)| format!("+{k}: {v}")).collect::<Vec<_>>().join(", "),
                 med(&|t| Some(t.rejoin)),
             );
         }
@@ -537,15 +463,10 @@ async fn main() {
     println!("All trials (failover ms / first acknowledged write ms):");
     for (p, r) in &all {
         for (mode, trials) in r {
-            let v: Vec<String> = trials
-                .iter()
-                .map(|t| format!("{:.0}/{:.0}", t.failover, t.first_write.unwrap_or(f64::NAN)))
-                .collect();
+            let v: Vec<String> =
+                trials.iter().map(|t| format!("{:.0}/{:.0}", t.failover, t.first_write.unwrap_or(f64::NAN))).collect();
             println!("  {p}, {}: {}", mode.name(), v.join(" "));
         }
     }
-    eprintln!(
-        "failover benchmark done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("failover benchmark done in {:.0} s", started.elapsed().as_secs_f64());
 }

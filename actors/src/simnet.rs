@@ -74,13 +74,8 @@ pub struct Weather {
 }
 
 impl Weather {
-    pub const CALM: Weather = Weather {
-        loss: 0.0,
-        dup: 0.0,
-        long: 0.0,
-        long_max: Duration::ZERO,
-        delay_max: Duration::from_millis(10),
-    };
+    pub const CALM: Weather =
+        Weather { loss: 0.0, dup: 0.0, long: 0.0, long_max: Duration::ZERO, delay_max: Duration::from_millis(10) };
 
     pub fn random(rng: &mut StdRng) -> Weather {
         Weather {
@@ -143,21 +138,14 @@ pub struct Timeline<E> {
 
 impl<E> Default for Timeline<E> {
     fn default() -> Self {
-        Timeline {
-            queue: BinaryHeap::new(),
-            seq: 0,
-        }
+        Timeline { queue: BinaryHeap::new(), seq: 0 }
     }
 }
 
 impl<E> Timeline<E> {
     pub fn push(&mut self, at: Duration, ev: E) {
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
     }
 
     /// The next event if it is due at or before `end`.
@@ -178,9 +166,7 @@ pub struct Links {
 
 impl Links {
     pub fn new(n: usize) -> Links {
-        Links {
-            blocked: vec![vec![false; n]; n],
-        }
+        Links { blocked: vec![vec![false; n]; n] }
     }
 
     /// Whether messages from `from` to `to` are dropped.
@@ -219,9 +205,7 @@ impl Links {
 /// The seeds a simulation test runs: `<VAR>_SEED` alone (traced), else the first
 /// `<VAR>_SEEDS` (or `default`) of `seed_of(0), seed_of(1), …`.
 pub fn seeds(var: &str, default: u64, seed_of: impl Fn(u64) -> u64) -> (Vec<u64>, bool) {
-    let read = |name: String| -> Option<u64> {
-        std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
-    };
+    let read = |name: String| -> Option<u64> { std::env::var(name).ok().and_then(|s| s.trim().parse().ok()) };
     if let Some(seed) = read(format!("{var}_SEED")) {
         return (vec![seed], true);
     }
@@ -238,10 +222,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(trace: bool) -> Recorder {
-        Recorder {
-            trace: trace.then(Vec::new),
-            failure: None,
-        }
+        Recorder { trace: trace.then(Vec::new), failure: None }
     }
 
     /// Whether events are traced (so callers can skip formatting them otherwise).

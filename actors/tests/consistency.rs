@@ -11,6 +11,10 @@
 //! The tests of this file run one at a time: their timing matters and the machine has
 //! two cores.
 
+// The tests take a process-wide lock for their whole run (they share the machine's
+// cores and time-sensitive nemeses): the guard is held across awaits on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,11 +30,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn assert_consistent(report: &Report) {
     println!("history: {}", report.summary());
-    assert!(
-        report.writes >= 20 && report.reads >= 50,
-        "too little happened to judge: {}",
-        report.summary()
-    );
+    assert!(report.writes >= 20 && report.reads >= 50, "too little happened to judge: {}", report.summary());
     assert!(
         report.violations.is_empty(),
         "{} stale reads, e.g.:\n{}",
@@ -42,13 +42,7 @@ fn assert_consistent(report: &Report) {
 /// Cuts `victims` off from their peers for a random span in `cut` and plugs them back
 /// for a random span in `gap`, `rounds` times, while the workload runs. Returns when the
 /// nemesis ran.
-async fn cut_again_and_again(
-    c: &Cluster,
-    victims: &[String],
-    rounds: usize,
-    cut: (u64, u64),
-    gap: (u64, u64),
-) {
+async fn cut_again_and_again(c: &Cluster, victims: &[String], rounds: usize, cut: (u64, u64), gap: (u64, u64)) {
     for _ in 0..rounds {
         let (lasts, rest) = {
             let mut rng = rand::rng();
@@ -79,8 +73,7 @@ async fn follower_cuts(
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let all: Vec<&str> = c.ids.iter().map(String::as_str).collect();
     c.wait_serving(&all, Duration::from_secs(15)).await;
-    let victims: Vec<String> =
-        c.ids.iter().filter(|i| **i != leader).take(cut_followers).cloned().collect();
+    let victims: Vec<String> = c.ids.iter().filter(|i| **i != leader).take(cut_followers).cloned().collect();
     let work = Workload::start(&c, 4, &c.ids).await;
     work.wait_progress(10, 50, Duration::from_secs(30)).await;
     let from = Instant::now();
@@ -112,8 +105,7 @@ async fn a_follower_cut_off_for_about_a_lease_again_and_again_never_serves_stale
     let _one = serial();
     // The lease bound is ≈ 679 ms with the defaults; cuts of 0.69–0.76 s outlast it and
     // end before an election timeout.
-    let (report, from, to) =
-        follower_cuts("cons-cut", ClusterOpts::default(), 1, (690, 760), 10).await;
+    let (report, from, to) = follower_cuts("cons-cut", ClusterOpts::default(), 1, (690, 760), 10).await;
     assert_consistent(&report);
     assert_no_failed_client_reads(&report, from, to);
 }
@@ -121,10 +113,7 @@ async fn a_follower_cut_off_for_about_a_lease_again_and_again_never_serves_stale
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_a_short_lease_cut_followers_never_serve_stale() {
     let _one = serial();
-    let opts = ClusterOpts {
-        env: vec![("LEASE_MS".into(), "300".into())],
-        ..Default::default()
-    };
+    let opts = ClusterOpts { env: vec![("LEASE_MS".into(), "300".into())], ..Default::default() };
     let (report, from, to) = follower_cuts("cons-short", opts, 1, (400, 700), 10).await;
     assert_consistent(&report);
     assert_no_failed_client_reads(&report, from, to);
@@ -133,10 +122,7 @@ async fn with_a_short_lease_cut_followers_never_serve_stale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_nodes_with_two_followers_cut_around_the_lease_never_serve_stale() {
     let _one = serial();
-    let opts = ClusterOpts {
-        nodes: 5,
-        ..Default::default()
-    };
+    let opts = ClusterOpts { nodes: 5, ..Default::default() };
     let (report, from, to) = follower_cuts("cons-five", opts, 2, (600, 800), 8).await;
     assert_consistent(&report);
     assert_no_failed_client_reads(&report, from, to);
@@ -198,10 +184,7 @@ async fn leader_kills_and_leader_cuts_never_serve_stale() {
 /// lease bound (≈ 679 ms) and end before the follower's election timeout can fire (it
 /// must still follow the leader when it is back, for a gap to matter).
 async fn with_planted_bug(bug: &str, rounds: usize) -> Report {
-    let opts = ClusterOpts {
-        env: vec![("INSTAFACE_PLANTED_BUG".into(), bug.into())],
-        ..Default::default()
-    };
+    let opts = ClusterOpts { env: vec![("INSTAFACE_PLANTED_BUG".into(), bug.into())], ..Default::default() };
     let c = Cluster::start(&format!("cons-{bug}"), opts).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let all: Vec<&str> = c.ids.iter().map(String::as_str).collect();

@@ -13,18 +13,8 @@ fn attrs(v: serde_json::Value) -> Attributes {
 
 /// Reads entity `id` at one node directly (`P.node.<id>.read`).
 async fn read_at(c: &Cluster, node: &str, id: u64) -> Reply<ReadResult> {
-    let req = ReadRequest {
-        consistency: Consistency::Eventual,
-        query: ReadQuery::Entities { ids: vec![id] },
-    };
-    c.bus
-        .request(
-            c.bus.subjects().read_at(&node.to_string()),
-            &req,
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("read reply")
+    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
+    c.bus.request(c.bus.subjects().read_at(&node.to_string()), &req, Duration::from_secs(5)).await.expect("read reply")
 }
 
 fn version_of(reply: &Reply<ReadResult>) -> Option<u64> {
@@ -39,70 +29,34 @@ async fn a_write_at_the_leader_is_read_back_at_every_follower() {
     let c = Cluster::start("dp-readback", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers: Vec<String> = c.ids.iter().filter(|id| **id != leader).cloned().collect();
-    let (user, seq) = c
-        .client
-        .create_entity("user", attrs(json!({"name": "Ada"})))
-        .await
-        .expect("create");
+    let (user, seq) = c.client.create_entity("user", attrs(json!({"name": "Ada"}))).await.expect("create");
     assert!(seq > 0);
     assert_eq!(user.version, 1);
-    c.wait_serving(
-        &followers.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        Duration::from_secs(10),
-    )
-    .await;
+    c.wait_serving(&followers.iter().map(|s| s.as_str()).collect::<Vec<_>>(), Duration::from_secs(10)).await;
     for f in &followers {
-        assert_eq!(
-            version_of(&read_at(&c, f, user.id).await),
-            Some(1),
-            "follower {f}"
-        );
+        assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(1), "follower {f}");
     }
     // An update is seen at every follower as soon as it is acknowledged.
-    let (updated, _) = c
-        .client
-        .update_entity(user.id, json!({"name": "Ada L."}))
-        .await
-        .expect("update");
+    let (updated, _) = c.client.update_entity(user.id, json!({"name": "Ada L."})).await.expect("update");
     assert_eq!(updated.version, 2);
     for f in &followers {
-        assert_eq!(
-            version_of(&read_at(&c, f, user.id).await),
-            Some(2),
-            "follower {f} after the update"
-        );
+        assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(2), "follower {f} after the update");
     }
     // Through the queue group as a client would.
-    let e = c
-        .client
-        .get_entity(user.id, Consistency::Eventual)
-        .await
-        .expect("get");
+    let e = c.client.get_entity(user.id, Consistency::Eventual).await.expect("get");
     assert_eq!(e.attributes["name"], "Ada L.");
-    let strong = c
-        .client
-        .get_entity(user.id, Consistency::Strong)
-        .await
-        .expect("strong get");
+    let strong = c.client.get_entity(user.id, Consistency::Strong).await.expect("strong get");
     assert_eq!(strong.version, 2);
 }
 
 /// Sends a test hook to a node and waits for its acknowledgement.
 async fn hook<T: serde::Serialize>(c: &Cluster, node: &str, name: &str, payload: T) {
     let subject = c.bus.subjects().node(node, &format!("debug.{name}"));
-    let _: bool = c
-        .bus
-        .request(subject, &payload, Duration::from_secs(5))
-        .await
-        .expect("hook acknowledged");
+    let _: bool = c.bus.request(subject, &payload, Duration::from_secs(5)).await.expect("hook acknowledged");
 }
 
 fn others(c: &Cluster, not: &[&str]) -> Vec<String> {
-    c.ids
-        .iter()
-        .filter(|id| !not.contains(&id.as_str()))
-        .cloned()
-        .collect()
+    c.ids.iter().filter(|id| !not.contains(&id.as_str())).cloned().collect()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -114,18 +68,12 @@ fn strs(v: &[String]) -> Vec<&str> {
 /// leader answers a write only once that lease has certainly lapsed, and from then on the
 /// follower refuses — because it holds no lease, not because a switch says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delays_a_write_at_most_one_lease(
-) {
+async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delays_a_write_at_most_one_lease() {
     let c = Cluster::start("dp-unplug", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    let (user, _) = c
-        .client
-        .create_entity("user", attrs(json!({"name": "v1"})))
-        .await
-        .unwrap();
-    c.wait_serving(&strs(&followers), Duration::from_secs(10))
-        .await;
+    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "v1"}))).await.unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
     let cut = followers[0].clone();
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(1));
 
@@ -138,24 +86,15 @@ async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delay
     // acknowledged yet.
     let early = read_at(&c, &cut, user.id).await;
     println!("read at the cut-off follower right after the cut: {early:?}");
-    assert!(
-        matches!(version_of(&early), Some(1)) || matches!(early, Reply::Error(_)),
-        "{early:?}"
-    );
+    assert!(matches!(version_of(&early), Some(1)) || matches!(early, Reply::Error(_)), "{early:?}");
     let t0 = std::time::Instant::now();
-    let (e, _) = c
-        .client
-        .update_entity(user.id, json!({"name": "v2"}))
-        .await
-        .expect("update while a follower is cut off");
+    let (e, _) =
+        c.client.update_entity(user.id, json!({"name": "v2"})).await.expect("update while a follower is cut off");
     let waited = t0.elapsed();
     println!("write with one follower unplugged answered in {waited:?}");
     assert_eq!(e.version, 2);
     // One lease bound (≈680 ms by default) plus generous slack for a busy machine.
-    assert!(
-        waited < Duration::from_secs(3),
-        "the write waited {waited:?}"
-    );
+    assert!(waited < Duration::from_secs(3), "the write waited {waited:?}");
 
     // Now the cut-off follower answers — it is reachable — but refuses: no lease.
     match read_at(&c, &cut, user.id).await {
@@ -168,8 +107,7 @@ async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delay
 
     // Plugged back, it catches up and serves the new value.
     c.unplug(&cut, false).await;
-    c.wait_serving(&[cut.as_str()], Duration::from_secs(10))
-        .await;
+    c.wait_serving(&[cut.as_str()], Duration::from_secs(10)).await;
     assert_eq!(version_of(&read_at(&c, &cut, user.id).await), Some(2));
 
     // Isolated from clients too, it answers nothing at all (once it has the command).
@@ -178,22 +116,12 @@ async fn a_follower_cut_off_from_its_peers_serves_only_under_its_lease_and_delay
         c.status(&cut).await.is_some_and(|s| s.clients_unplugged)
     })
     .await;
-    let req = ReadRequest {
-        consistency: Consistency::Eventual,
-        query: ReadQuery::Entities { ids: vec![user.id] },
-    };
-    let silent = c
-        .bus
-        .request::<_, Reply<ReadResult>>(
-            c.bus.subjects().read_at(&cut),
-            &req,
-            Duration::from_millis(500),
-        )
-        .await;
+    let req = ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![user.id] } };
+    let silent =
+        c.bus.request::<_, Reply<ReadResult>>(c.bus.subjects().read_at(&cut), &req, Duration::from_millis(500)).await;
     assert!(silent.is_err(), "an isolated follower answered: {silent:?}");
     c.isolate(&cut, false).await;
-    c.wait_serving(&[cut.as_str()], Duration::from_secs(10))
-        .await;
+    c.wait_serving(&[cut.as_str()], Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,17 +131,9 @@ async fn a_follower_unplugged_during_updates_catches_up_from_heartbeats() {
     let followers = others(&c, &[&leader]);
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(
-            c.client
-                .create_entity("user", attrs(json!({"name": format!("u{i}")})))
-                .await
-                .unwrap()
-                .0
-                .id,
-        );
+        ids.push(c.client.create_entity("user", attrs(json!({"name": format!("u{i}")}))).await.unwrap().0.id);
     }
-    c.wait_serving(&strs(&followers), Duration::from_secs(10))
-        .await;
+    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
     let cut = followers[0].clone();
     for id in &ids {
         assert_eq!(version_of(&read_at(&c, &cut, *id).await), Some(1)); // now cached at `cut`
@@ -221,21 +141,13 @@ async fn a_follower_unplugged_during_updates_catches_up_from_heartbeats() {
     c.unplug(&cut, true).await;
     for round in 0..3 {
         for id in &ids {
-            c.client
-                .update_entity(*id, json!({"round": round}))
-                .await
-                .unwrap();
+            c.client.update_entity(*id, json!({"round": round})).await.unwrap();
         }
     }
     c.unplug(&cut, false).await;
-    c.wait_serving(&[cut.as_str()], Duration::from_secs(10))
-        .await;
+    c.wait_serving(&[cut.as_str()], Duration::from_secs(10)).await;
     for id in &ids {
-        assert_eq!(
-            version_of(&read_at(&c, &cut, *id).await),
-            Some(4),
-            "entity {id} at {cut}"
-        );
+        assert_eq!(version_of(&read_at(&c, &cut, *id).await), Some(4), "entity {id} at {cut}");
     }
 }
 
@@ -244,53 +156,34 @@ async fn a_leader_killed_between_commit_and_acks_is_replayed_by_the_next_leader(
     let mut c = Cluster::start("dp-replay", ClusterOpts::default()).await;
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    let (user, _) = c
-        .client
-        .create_entity("user", attrs(json!({"name": "old"})))
-        .await
-        .unwrap();
-    c.wait_serving(&strs(&followers), Duration::from_secs(10))
-        .await;
+    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "old"}))).await.unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
     for f in &followers {
         assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(1)); // cached everywhere
     }
     // The leader commits the update but its invalidation never leaves it.
     hook(&c, &leader, "hold", 1u64).await;
     let client = c.client.clone();
-    let pending =
-        tokio::spawn(async move { client.update_entity(user.id, json!({"name": "new"})).await });
+    let pending = tokio::spawn(async move { client.update_entity(user.id, json!({"name": "new"})).await });
     let conn = c.mysql().await;
     let conn = tokio::sync::Mutex::new(conn);
     instaface_testkit::wait_until_async(Duration::from_secs(10), "the update to commit", || async {
         use mysql_async::prelude::Queryable;
-        let v: Option<u64> = conn
-            .lock()
-            .await
-            .exec_first("SELECT version FROM entities WHERE id = ?", (user.id,))
-            .await
-            .unwrap();
+        let v: Option<u64> =
+            conn.lock().await.exec_first("SELECT version FROM entities WHERE id = ?", (user.id,)).await.unwrap();
         v == Some(2)
     })
     .await;
     c.kill9(&leader);
     // Unacknowledged: the client hears it may or may not have happened.
     let outcome = pending.await.unwrap();
-    assert!(
-        outcome.is_err(),
-        "a write whose invalidation was never covered was acknowledged: {outcome:?}"
-    );
-    let (new_leader, _) = c
-        .wait_leader(Duration::from_secs(20), Some(&leader), term)
-        .await;
+    assert!(outcome.is_err(), "a write whose invalidation was never covered was acknowledged: {outcome:?}");
+    let (new_leader, _) = c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
     let rest = others(&c, &[&leader]);
     c.wait_serving(&strs(&rest), Duration::from_secs(10)).await;
     for f in &rest {
         if *f != new_leader {
-            assert_eq!(
-                version_of(&read_at(&c, f, user.id).await),
-                Some(2),
-                "follower {f} still serves the old value"
-            );
+            assert_eq!(version_of(&read_at(&c, f, user.id).await), Some(2), "follower {f} still serves the old value");
         }
     }
 }
@@ -300,16 +193,9 @@ async fn a_deposed_leader_cannot_write() {
     use mysql_async::prelude::Queryable;
     let c = Cluster::start("dp-fence", ClusterOpts::default()).await;
     let (old, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.client
-        .create_entity("user", attrs(json!({"name": "before"})))
-        .await
-        .unwrap();
+    c.client.create_entity("user", attrs(json!({"name": "before"}))).await.unwrap();
     let mut conn = c.mysql().await;
-    let before: u64 = conn
-        .query_first("SELECT COUNT(*) FROM entities")
-        .await
-        .unwrap()
-        .unwrap();
+    let before: u64 = conn.query_first("SELECT COUNT(*) FROM entities").await.unwrap().unwrap();
     // A write gets stuck inside the old leader's store actor; then the leader freezes.
     hook(&c, &old, "stall", 3000u64).await;
     let bus = c.bus.clone();
@@ -319,70 +205,38 @@ async fn a_deposed_leader_cannot_write() {
             etype: "user".into(),
             attributes: attrs(json!({"name": "ghost"})),
         };
-        bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(
-            write_subject,
-            &req,
-            Duration::from_secs(20),
-        )
-        .await
+        bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(write_subject, &req, Duration::from_secs(20)).await
     });
-    instaface_testkit::wait_until(
-        Duration::from_secs(5),
-        "the write to reach the store actor",
-        || {
-            std::fs::read_to_string(c.log_dir().join(format!("{old}.log")))
-                .unwrap_or_default()
-                .contains("stalling a write")
-        },
-    )
+    instaface_testkit::wait_until(Duration::from_secs(5), "the write to reach the store actor", || {
+        std::fs::read_to_string(c.log_dir().join(format!("{old}.log"))).unwrap_or_default().contains("stalling a write")
+    })
     .await;
     c.signal(&old, "STOP");
-    let (new_leader, new_term) = c
-        .wait_leader(Duration::from_secs(20), Some(&old), term)
-        .await;
+    let (new_leader, new_term) = c.wait_leader(Duration::from_secs(20), Some(&old), term).await;
     // The new leader has raised the fence (it writes fine).
-    c.client
-        .create_entity("user", attrs(json!({"name": "after"})))
-        .await
-        .unwrap();
-    let fence: u64 = conn
-        .query_first("SELECT term FROM fence WHERE id = 1")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        fence >= new_term && new_term > term,
-        "fence {fence}, terms {term} -> {new_term} ({new_leader})"
-    );
+    c.client.create_entity("user", attrs(json!({"name": "after"}))).await.unwrap();
+    let fence: u64 = conn.query_first("SELECT term FROM fence WHERE id = 1").await.unwrap().unwrap();
+    assert!(fence >= new_term && new_term > term, "fence {fence}, terms {term} -> {new_term} ({new_leader})");
     c.signal(&old, "CONT");
     let reply = pending.await.unwrap().expect("the old leader answers");
     match reply {
-        Reply::Error(e) => assert!(
-            e.message.contains("fence") || e.message.contains("not the leader"),
-            "{e:?}"
-        ),
+        Reply::Error(e) => assert!(e.message.contains("fence") || e.message.contains("not the leader"), "{e:?}"),
         Reply::Ok(o) => panic!("a deposed leader wrote: {o:?}"),
     }
-    let ghosts: u64 = conn
+    let ghosts: u64 =
+        conn.exec_first("SELECT COUNT(*) FROM entities WHERE attributes LIKE ?", ("%ghost%",)).await.unwrap().unwrap();
+    assert_eq!(ghosts, 0, "the deposed leader's write reached MySQL");
+    let after: u64 = conn.query_first("SELECT COUNT(*) FROM entities").await.unwrap().unwrap();
+    assert_eq!(after, before + 1);
+    let stale_rows: u64 = conn
         .exec_first(
-            "SELECT COUNT(*) FROM entities WHERE attributes LIKE ?",
-            ("%ghost%",),
+            "SELECT COUNT(*) FROM outbox WHERE term = ? AND seq > (SELECT MIN(seq) FROM outbox WHERE term = ?)",
+            (term, new_term),
         )
         .await
         .unwrap()
-        .unwrap();
-    assert_eq!(ghosts, 0, "the deposed leader's write reached MySQL");
-    let after: u64 = conn
-        .query_first("SELECT COUNT(*) FROM entities")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(after, before + 1);
-    let stale_rows: u64 = conn.exec_first("SELECT COUNT(*) FROM outbox WHERE term = ? AND seq > (SELECT MIN(seq) FROM outbox WHERE term = ?)", (term, new_term)).await.unwrap().unwrap_or(0);
-    assert_eq!(
-        stale_rows, 0,
-        "an outbox row of the old term after the new term began"
-    );
+        .unwrap_or(0);
+    assert_eq!(stale_rows, 0, "an outbox row of the old term after the new term began");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,13 +244,8 @@ async fn concurrent_reads_of_a_cold_key_make_one_fetch_and_one_mysql_query() {
     let c = Cluster::start("dp-flight", ClusterOpts::default()).await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
     let followers = others(&c, &[&leader]);
-    c.wait_serving(&strs(&followers), Duration::from_secs(10))
-        .await;
-    let (user, _) = c
-        .client
-        .create_entity("user", attrs(json!({"name": "cold"})))
-        .await
-        .unwrap();
+    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
+    let (user, _) = c.client.create_entity("user", attrs(json!({"name": "cold"}))).await.unwrap();
     let f = followers[0].clone();
     let before_f = c.status(&f).await.unwrap().cache.fills;
     let before_l = c.status(&leader).await.unwrap().cache.fills;
@@ -405,38 +254,22 @@ async fn concurrent_reads_of_a_cold_key_make_one_fetch_and_one_mysql_query() {
     assert!(results.iter().all(|r| version_of(r) == Some(1)));
     let fills_f = c.status(&f).await.unwrap().cache.fills - before_f;
     let fills_l = c.status(&leader).await.unwrap().cache.fills - before_l;
-    assert_eq!(
-        (fills_f, fills_l),
-        (1, 1),
-        "fetches at the follower and MySQL queries at the leader"
-    );
+    assert_eq!((fills_f, fills_l), (1, 1), "fetches at the follower and MySQL queries at the leader");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_holds_mysql_connections() {
     let mut c = Cluster::start("dp-conns", ClusterOpts::default()).await;
     let (leader, term) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.client
-        .create_entity("user", attrs(json!({"name": "x"})))
-        .await
-        .unwrap();
+    c.client.create_entity("user", attrs(json!({"name": "x"}))).await.unwrap();
     let holders = |c: &Cluster| -> Vec<String> {
         let pids = mysql_client_pids();
-        c.ids
-            .iter()
-            .filter(|id| c.pid_of(id).is_some_and(|pid| pids.contains(&pid)))
-            .cloned()
-            .collect()
+        c.ids.iter().filter(|id| c.pid_of(id).is_some_and(|pid| pids.contains(&pid))).cloned().collect()
     };
     assert_eq!(holders(&c), vec![leader.clone()]);
     c.kill9(&leader);
-    let (new_leader, _) = c
-        .wait_leader(Duration::from_secs(20), Some(&leader), term)
-        .await;
-    c.client
-        .create_entity("user", attrs(json!({"name": "y"})))
-        .await
-        .unwrap();
+    let (new_leader, _) = c.wait_leader(Duration::from_secs(20), Some(&leader), term).await;
+    c.client.create_entity("user", attrs(json!({"name": "y"}))).await.unwrap();
     assert_eq!(holders(&c), vec![new_leader]);
 }
 
@@ -444,22 +277,11 @@ async fn only_the_leader_holds_mysql_connections() {
 /// socket (mysql_async prefers the socket when the server is local).
 fn mysql_client_pids() -> std::collections::BTreeSet<u32> {
     let run = |args: &[&str]| {
-        String::from_utf8_lossy(
-            &std::process::Command::new("ss")
-                .args(args)
-                .output()
-                .expect("ss")
-                .stdout,
-        )
-        .to_string()
+        String::from_utf8_lossy(&std::process::Command::new("ss").args(args).output().expect("ss").stdout).to_string()
     };
     let pid_of = |line: &str| -> Option<u32> {
         let at = line.find("pid=")? + 4;
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
+        line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
     };
     let mut pids = std::collections::BTreeSet::new();
     for line in run(&["-tnpH", "state", "established"]).lines() {
@@ -490,37 +312,16 @@ fn mysql_client_pids() -> std::collections::BTreeSet<u32> {
 async fn async_mode_reads_your_writes_with_min_seq() {
     let c = Cluster::start(
         "dp-async",
-        ClusterOpts {
-            env: vec![("INVALIDATION".into(), "async".into())],
-            ..Default::default()
-        },
+        ClusterOpts { env: vec![("INVALIDATION".into(), "async".into())], ..Default::default() },
     )
     .await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    c.wait_serving(&strs(&others(&c, &[&leader])), Duration::from_secs(10))
-        .await;
-    let (user, _) = c
-        .client
-        .create_entity("user", attrs(json!({"n": 0})))
-        .await
-        .unwrap();
+    c.wait_serving(&strs(&others(&c, &[&leader])), Duration::from_secs(10)).await;
+    let (user, _) = c.client.create_entity("user", attrs(json!({"n": 0}))).await.unwrap();
     for i in 1..=30u64 {
-        let (e, seq) = c
-            .client
-            .update_entity(user.id, json!({"n": i}))
-            .await
-            .unwrap();
-        let read = c
-            .client
-            .get_entity(user.id, Consistency::MinSeq { min_seq: seq })
-            .await
-            .unwrap();
-        assert!(
-            read.version >= e.version,
-            "read v{} after writing v{} (seq {seq})",
-            read.version,
-            e.version
-        );
+        let (e, seq) = c.client.update_entity(user.id, json!({"n": i})).await.unwrap();
+        let read = c.client.get_entity(user.id, Consistency::MinSeq { min_seq: seq }).await.unwrap();
+        assert!(read.version >= e.version, "read v{} after writing v{} (seq {seq})", read.version, e.version);
     }
 }
 
@@ -530,41 +331,23 @@ async fn async_mode_reads_your_writes_with_min_seq() {
 async fn a_node_sheds_requests_past_its_limit_with_a_clear_error() {
     let c = Cluster::start(
         "dp-shed",
-        ClusterOpts {
-            env: vec![("MAX_INFLIGHT_REQUESTS".into(), "2".into())],
-            ..Default::default()
-        },
+        ClusterOpts { env: vec![("MAX_INFLIGHT_REQUESTS".into(), "2".into())], ..Default::default() },
     )
     .await;
     let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
-    let (user, _) = c
-        .client
-        .create_entity("user", attrs(json!({"n": 0})))
-        .await
-        .unwrap();
+    let (user, _) = c.client.create_entity("user", attrs(json!({"n": 0}))).await.unwrap();
     // The next write waits 1 s in the store: the writes after it pile up behind it.
     hook(&c, &leader, "stall", 1000u64).await;
     let subject = c.bus.subjects().write(&leader);
     let writes = (0..6).map(|i| {
         let (bus, subject) = (c.bus.clone(), subject.clone());
         async move {
-            let req = instaface_bus::graph::WriteRequest::UpdateEntity {
-                id: user.id,
-                patch: json!({ "n": i }),
-            };
-            bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(
-                subject,
-                &req,
-                Duration::from_secs(10),
-            )
-            .await
+            let req = instaface_bus::graph::WriteRequest::UpdateEntity { id: user.id, patch: json!({ "n": i }) };
+            bus.request::<_, Reply<instaface_bus::graph::WriteOutcome>>(subject, &req, Duration::from_secs(10)).await
         }
     });
     let replies = futures::future::join_all(writes).await;
-    let shed = replies
-        .iter()
-        .filter(|r| matches!(r, Ok(Reply::Error(e)) if e.message.contains("overloaded")))
-        .count();
+    let shed = replies.iter().filter(|r| matches!(r, Ok(Reply::Error(e)) if e.message.contains("overloaded"))).count();
     let done = replies.iter().filter(|r| matches!(r, Ok(Reply::Ok(_)))).count();
     println!("of 6 concurrent writes with a limit of 2: {done} done, {shed} shed");
     assert!(shed >= 3, "{replies:?}");
@@ -613,7 +396,9 @@ async fn concurrent_writers_across_a_leader_kill_lose_nothing_and_duplicate_noth
                         acked.fetch_add(1, Ordering::Relaxed);
                         Heard::Acknowledged
                     }
-                    Err(ClientError::OutcomeUnknown(_) | ClientError::Timeout(_) | ClientError::Bus(_)) => Heard::Unknown,
+                    Err(ClientError::OutcomeUnknown(_) | ClientError::Timeout(_) | ClientError::Bus(_)) => {
+                        Heard::Unknown
+                    }
                     Err(_) => Heard::NotRun,
                 };
                 heard.lock().expect("not poisoned").insert(tag, what);
@@ -641,9 +426,7 @@ async fn concurrent_writers_across_a_leader_kill_lose_nothing_and_duplicate_noth
 
     let mut conn = c.mysql().await;
     let rows: Vec<(Option<String>, u64)> = conn
-        .query(
-            "SELECT JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.tag')), COUNT(*) FROM entities GROUP BY 1",
-        )
+        .query("SELECT JSON_UNQUOTE(JSON_EXTRACT(attributes, '$.tag')), COUNT(*) FROM entities GROUP BY 1")
         .await
         .expect("count the writes");
     let stored: HashMap<String, u64> = rows.into_iter().filter_map(|(tag, n)| Some((tag?, n))).collect();

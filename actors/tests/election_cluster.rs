@@ -34,17 +34,11 @@ async fn wait_settled(c: &Cluster, ids: &[String]) -> (String, u64) {
         let leaders: Vec<_> = r.iter().filter(|(_, v)| v.0 == Role::Leader).collect();
         if r.len() == ids.len() && leaders.len() == 1 {
             let (lid, (_, term, _)) = leaders[0];
-            if r.values()
-                .all(|(_, t, l)| t == term && l.as_deref() == Some(lid.as_str()))
-            {
+            if r.values().all(|(_, t, l)| t == term && l.as_deref() == Some(lid.as_str())) {
                 return (lid.clone(), *term);
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "cluster did not settle: {r:?}; logs in {}",
-            c.log_dir().display()
-        );
+        assert!(Instant::now() < deadline, "cluster did not settle: {r:?}; logs in {}", c.log_dir().display());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -61,8 +55,7 @@ async fn collect_events(
 ) -> Vec<Event> {
     let mut seen = Vec::new();
     let decoded = |msg: instaface_bus::Incoming<Event>| {
-        msg.payload
-            .unwrap_or_else(|e| panic!("an event on {} does not decode: {e}", msg.subject))
+        msg.payload.unwrap_or_else(|e| panic!("an event on {} does not decode: {e}", msg.subject))
     };
     let deadline = Instant::now() + timeout;
     while !done(&seen) {
@@ -92,19 +85,8 @@ fn is_leader_event(e: &Event, node: &str, term: u64) -> bool {
 async fn elects_exactly_one_leader(n: usize) {
     // The nodes start only once the test listens to the events, so it sees every election
     // of the run: a cluster of no node, then n nodes spawned with the full member list.
-    let mut c = Cluster::start(
-        &format!("el-one{n}"),
-        ClusterOpts {
-            nodes: 0,
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut events = c
-        .bus
-        .subscribe::<Event>(c.bus.subjects().events())
-        .await
-        .unwrap();
+    let mut c = Cluster::start(&format!("el-one{n}"), ClusterOpts { nodes: 0, ..Default::default() }).await;
+    let mut events = c.bus.subscribe::<Event>(c.bus.subjects().events()).await.unwrap();
     round_trip(&c.bus).await;
     c.ids = (1..=n).map(|i| format!("n{i}")).collect();
     for id in c.ids.clone() {
@@ -120,23 +102,15 @@ async fn elects_exactly_one_leader(n: usize) {
         |seen| {
             seen.iter().any(|e| is_leader_event(e, &leader, term))
                 && seen.iter().all(|w| {
-                    !matches!(
-                        w.kind,
-                        EventKind::Candidacy {
-                            state: CandidacyState::Won,
-                            ..
-                        }
-                    ) || seen.iter().any(|e| is_leader_event(e, &w.node, w.term))
+                    !matches!(w.kind, EventKind::Candidacy { state: CandidacyState::Won, .. })
+                        || seen.iter().any(|e| is_leader_event(e, &w.node, w.term))
                 })
         },
     )
     .await;
     // Safety over the whole run: no two `leader` events for one term from different nodes.
     let mut leaders_by_term: BTreeMap<u64, String> = BTreeMap::new();
-    for e in events
-        .iter()
-        .filter(|e| matches!(e.kind, EventKind::Leader { .. }))
-    {
+    for e in events.iter().filter(|e| matches!(e.kind, EventKind::Leader { .. })) {
         let prev = leaders_by_term.insert(e.term, e.node.clone());
         assert!(
             prev.is_none() || prev.as_deref() == Some(e.node.as_str()),
@@ -183,27 +157,18 @@ async fn unplugging_the_leader_elects_another_and_plugging_it_back_keeps_the_ter
     // The unplugged leader steps down (CheckQuorum) and serves nothing.
     let deadline = Instant::now() + ELECT;
     loop {
-        let s = c
-            .status(&old)
-            .await
-            .expect("status answers while unplugged");
+        let s = c.status(&old).await.expect("status answers while unplugged");
         if s.role != Role::Leader {
             assert!(s.unplugged);
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "unplugged leader never stepped down"
-        );
+        assert!(Instant::now() < deadline, "unplugged leader never stepped down");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Plugging it back in does not raise the healthy cluster's term (PreVote).
     c.unplug(&old, false).await;
     let (leader_after, term_after) = wait_settled(&c, &c.ids).await;
-    assert_eq!(
-        (leader_after.as_str(), term_after),
-        (new_leader.as_str(), new_term)
-    );
+    assert_eq!((leader_after.as_str(), term_after), (new_leader.as_str(), new_term));
 }
 
 /// The election timeout's lower bound the hand-over test runs with (the node's default,
@@ -213,58 +178,28 @@ const ELECTION_MIN: Duration = Duration::from_millis(750);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
     let timing = vec![
-        (
-            "ELECTION_MIN_MS".to_string(),
-            ELECTION_MIN.as_millis().to_string(),
-        ),
+        ("ELECTION_MIN_MS".to_string(), ELECTION_MIN.as_millis().to_string()),
         ("ELECTION_MAX_MS".to_string(), "1000".to_string()),
     ];
-    let mut c = Cluster::start(
-        "el-term",
-        ClusterOpts {
-            env: timing,
-            ..Default::default()
-        },
-    )
-    .await;
+    let mut c = Cluster::start("el-term", ClusterOpts { env: timing, ..Default::default() }).await;
     let (old, term) = wait_settled(&c, &c.ids).await;
-    let mut events = c
-        .bus
-        .subscribe::<Event>(c.bus.subjects().events())
-        .await
-        .unwrap();
+    let mut events = c.bus.subscribe::<Event>(c.bus.subjects().events()).await.unwrap();
     round_trip(&c.bus).await;
     // Events carry the node's wall-clock time in ms, the same clock as this one.
     let sigterm_ms = instaface_bus::now_ms();
     c.signal(&old, "TERM");
-    assert_eq!(
-        c.wait_exit(&old, Duration::from_secs(10)).await,
-        Some(0),
-        "orderly exit"
-    );
+    assert_eq!(c.wait_exit(&old, Duration::from_secs(10)).await, Some(0), "orderly exit");
     let rest: Vec<String> = c.ids.iter().filter(|i| **i != old).cloned().collect();
     let (new_leader, new_term) = wait_settled(&c, &rest).await;
-    assert_eq!(
-        new_term,
-        term + 1,
-        "a transfer campaigns once, in the next term"
-    );
-    let events = collect_events(
-        &mut events,
-        ELECT,
-        &format!("{new_leader}'s leader event for term {new_term}"),
-        |seen| {
-            seen.iter()
-                .any(|e| is_leader_event(e, &new_leader, new_term))
-        },
-    )
-    .await;
+    assert_eq!(new_term, term + 1, "a transfer campaigns once, in the next term");
+    let events =
+        collect_events(&mut events, ELECT, &format!("{new_leader}'s leader event for term {new_term}"), |seen| {
+            seen.iter().any(|e| is_leader_event(e, &new_leader, new_term))
+        })
+        .await;
     // The hand-over, from SIGTERM to the successor announcing itself, beats the shortest
     // election timeout: nobody waited for one.
-    let became = events
-        .iter()
-        .find(|e| is_leader_event(e, &new_leader, new_term))
-        .unwrap();
+    let became = events.iter().find(|e| is_leader_event(e, &new_leader, new_term)).unwrap();
     let hand_over = Duration::from_millis(became.ts.saturating_sub(sigterm_ms));
     println!("hand-over: new leader {new_leader} in term {new_term} {hand_over:?} after SIGTERM");
     assert!(
@@ -276,25 +211,12 @@ async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
     assert!(
         events.iter().any(|e| e.node == new_leader
             && e.term == new_term
-            && matches!(
-                e.kind,
-                EventKind::Candidacy {
-                    state: CandidacyState::Started,
-                    pre_vote: false
-                }
-            )),
+            && matches!(e.kind, EventKind::Candidacy { state: CandidacyState::Started, pre_vote: false })),
         "no campaign of {new_leader} for term {new_term} was seen: {events:#?}"
     );
     for e in &events {
-        if let EventKind::Candidacy {
-            state: CandidacyState::Started,
-            pre_vote: true,
-        } = e.kind
-        {
-            panic!(
-                "{} started a PreVote campaign: the hand-over waited for a timeout",
-                e.node
-            );
+        if let EventKind::Candidacy { state: CandidacyState::Started, pre_vote: true } = e.kind {
+            panic!("{} started a PreVote campaign: the hand-over waited for a timeout", e.node);
         }
         if let EventKind::Leader { .. } = e.kind {
             assert!(
@@ -310,29 +232,14 @@ async fn sigterm_of_the_leader_hands_over_without_an_election_timeout() {
 async fn an_outside_subscriber_decodes_heartbeats_as_plain_messagepack_maps() {
     let c = Cluster::start("el-tap", ClusterOpts::default()).await;
     let (leader, term) = wait_settled(&c, &c.ids).await;
-    let mut sub = c
-        .bus
-        .raw()
-        .subscribe(c.bus.subjects().heartbeat())
-        .await
-        .unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut sub = c.bus.raw().subscribe(c.bus.subjects().heartbeat()).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
     // A generic decoder, no Instaface types.
     let value = rmpv::decode::read_value(&mut &msg.payload[..]).expect("msgpack");
     let map = value.as_map().expect("a map");
-    let field = |name: &str| {
-        map.iter()
-            .find(|(k, _)| k.as_str() == Some(name))
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| map.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v.clone());
     assert_eq!(field("term").and_then(|v| v.as_u64()), Some(term));
-    assert_eq!(
-        field("leader").and_then(|v| v.as_str().map(String::from)),
-        Some(leader)
-    );
+    assert_eq!(field("leader").and_then(|v| v.as_str().map(String::from)), Some(leader));
     assert!(field("seq").is_some() && field("invalidations").is_some());
 }
 
@@ -341,24 +248,14 @@ async fn a_panicking_actor_is_restarted_and_the_process_lives_on() {
     let mut c = Cluster::start("el-panic", ClusterOpts::default()).await;
     let (leader, _) = wait_settled(&c, &c.ids).await;
     let victim = c.ids.iter().find(|i| **i != leader).cloned().unwrap();
-    c.bus
-        .publish(
-            c.bus.subjects().node(&victim, "debug.panic"),
-            &"election".to_string(),
-        )
-        .await
-        .unwrap();
+    c.bus.publish(c.bus.subjects().node(&victim, "debug.panic"), &"election".to_string()).await.unwrap();
     c.bus.flush().await.unwrap();
     // The node's actors restart together; it rejoins as a follower of the same cluster.
-    wait_until(
-        Duration::from_secs(5),
-        "the node to log its restart",
-        || {
-            std::fs::read_to_string(c.log_dir().join(format!("{victim}.log")))
-                .unwrap_or_default()
-                .contains("restarting the node's actors")
-        },
-    )
+    wait_until(Duration::from_secs(5), "the node to log its restart", || {
+        std::fs::read_to_string(c.log_dir().join(format!("{victim}.log")))
+            .unwrap_or_default()
+            .contains("restarting the node's actors")
+    })
     .await;
     assert!(c.is_running(&victim), "the process ended");
     wait_settled(&c, &c.ids).await;

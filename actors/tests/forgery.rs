@@ -19,10 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 /// Starts `n` nodes, each serving metrics on a port of its own; returns the cluster and
@@ -123,7 +120,7 @@ async fn with_the_cluster_key_forged_cluster_messages_are_dropped_and_counted() 
     }
     // Three heartbeats and a vote reach all three nodes; the invalidation two; the ack
     // and the unplug one or three.
-    assert!(total >= 3 * 3 + 3 + 2 + 1, "only {total} forged messages were counted");
+    assert!(total > 3 * 3 + 3 + 2, "only {total} forged messages were counted");
     let status = c.status(&leader).await.expect("the leader answers");
     assert!(!status.unplugged, "a forged unplug was obeyed");
     // And the cluster's own signed unplug still works.
@@ -169,13 +166,17 @@ async fn without_a_key_strangers_and_terms_past_the_highest_are_dropped() {
     // A stranger with an ordinary, higher term: dropped as not a member.
     bus.publish(s.heartbeat(), &heartbeat("intruder", term + 1)).await.unwrap();
     bus.flush().await.unwrap();
-    instaface_testkit::wait_until_async(Duration::from_secs(5), "every node to drop the stranger's heartbeat", || async {
-        let mut n = 0;
-        for (_, addr) in &metrics {
-            n += dropped(addr, "not_a_member").await;
-        }
-        n >= 3
-    })
+    instaface_testkit::wait_until_async(
+        Duration::from_secs(5),
+        "every node to drop the stranger's heartbeat",
+        || async {
+            let mut n = 0;
+            for (_, addr) in &metrics {
+                n += dropped(addr, "not_a_member").await;
+            }
+            n >= 3
+        },
+    )
     .await;
     for id in &c.ids {
         let s = c.status(id).await.expect("status");

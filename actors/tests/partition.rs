@@ -16,6 +16,10 @@
 //! Needs root, iproute2 and nats-server (CI has them); elsewhere it says SKIPPED. The two
 //! tests run one at a time.
 
+// The tests take a process-wide lock for their whole run (they share the machine's
+// cores and time-sensitive nemeses): the guard is held across awaits on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use std::time::{Duration, Instant};
 
 use instaface_testkit::history::Workload;
@@ -130,10 +134,8 @@ async fn partition_history(name: &str, nodes: usize) {
     // No acknowledged write lost: MySQL has every entity at or past its newest ack.
     let mut conn = c.mysql().await;
     for (entity, acked) in report.newest_acked() {
-        let stored: Option<u64> = conn
-            .exec_first("SELECT version FROM entities WHERE id = ?", (entity,))
-            .await
-            .expect("mysql");
+        let stored: Option<u64> =
+            conn.exec_first("SELECT version FROM entities WHERE id = ?", (entity,)).await.expect("mysql");
         assert!(stored.unwrap_or(0) >= acked, "entity {entity}: v{acked} acknowledged, MySQL has {stored:?}");
     }
     drop(mesh);
@@ -151,10 +153,8 @@ async fn wait_for_leader_above(
     let deadline = Instant::now() + timeout;
     loop {
         for id in ids.iter().filter(|i| *i != not) {
-            let status: Option<instaface_bus::messages::NodeStatus> = bus
-                .request(bus.subjects().node(id, "status"), &(), Duration::from_millis(300))
-                .await
-                .ok();
+            let status: Option<instaface_bus::messages::NodeStatus> =
+                bus.request(bus.subjects().node(id, "status"), &(), Duration::from_millis(300)).await.ok();
             if let Some(s) = status {
                 if s.role == instaface_bus::messages::Role::Leader && s.term > above {
                     return id.clone();

@@ -9,8 +9,7 @@ use serde_json::json;
 
 use instaface_actors::store::{CommittedWrite, GraphStore, StoreError, SCHEMA_VERSION};
 use instaface_bus::graph::{
-    Attributes, CacheKey, CacheValue, Entity, EntityId, ErrorBody, ErrorCode, WriteRequest,
-    WriteResult,
+    Attributes, CacheKey, CacheValue, Entity, EntityId, ErrorBody, ErrorCode, WriteRequest, WriteResult,
 };
 
 const TERM: u64 = 1;
@@ -23,12 +22,9 @@ struct TestDb {
 
 impl TestDb {
     fn new() -> TestDb {
-        let server = std::env::var("INSTAFACE_TEST_MYSQL")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string());
-        TestDb {
-            server,
-            name: format!("instaface_t_{:016x}", rand::random::<u64>()),
-        }
+        let server =
+            std::env::var("INSTAFACE_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string());
+        TestDb { server, name: format!("instaface_t_{:016x}", rand::random::<u64>()) }
     }
 
     fn url(&self) -> String {
@@ -36,25 +32,18 @@ impl TestDb {
     }
 
     async fn store(&self) -> GraphStore {
-        GraphStore::connect(&self.url())
-            .await
-            .expect("connect to the test database")
+        GraphStore::connect(&self.url()).await.expect("connect to the test database")
     }
 
     /// A plain connection to the test database, for looking behind the store's back.
     async fn raw(&self) -> mysql_async::Conn {
-        mysql_async::Conn::from_url(self.url())
-            .await
-            .expect("raw connection")
+        mysql_async::Conn::from_url(self.url()).await.expect("raw connection")
     }
 
     async fn exists(&self) -> bool {
         let mut conn = mysql_async::Conn::from_url(&self.server).await.unwrap();
         let found: Option<String> = conn
-            .exec_first(
-                "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
-                (&self.name,),
-            )
+            .exec_first("SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?", (&self.name,))
             .await
             .unwrap();
         conn.disconnect().await.unwrap();
@@ -67,14 +56,10 @@ impl Drop for TestDb {
         let (server, name) = (self.server.clone(), self.name.clone());
         // Drop cannot await, and may run inside the test's runtime: use a thread of its own.
         let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let mut conn = mysql_async::Conn::from_url(&server).await?;
-                conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await?;
+                conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await?;
                 conn.disconnect().await
             })
         })
@@ -97,10 +82,7 @@ fn key_strings(w: &CommittedWrite) -> Vec<String> {
 }
 
 async fn create(store: &GraphStore, etype: &str, attributes: serde_json::Value) -> Entity {
-    let req = WriteRequest::CreateEntity {
-        etype: etype.into(),
-        attributes: attrs(attributes),
-    };
+    let req = WriteRequest::CreateEntity { etype: etype.into(), attributes: attrs(attributes) };
     match store.write(TERM, "n1", &req).await.unwrap().outcome.result {
         WriteResult::Entity { entity } => entity,
         other => panic!("create gave {other:?}"),
@@ -108,21 +90,12 @@ async fn create(store: &GraphStore, etype: &str, attributes: serde_json::Value) 
 }
 
 async fn add(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> CommittedWrite {
-    let req = WriteRequest::AddAssoc {
-        from,
-        atype: atype.into(),
-        to,
-        attributes: Attributes::new(),
-    };
+    let req = WriteRequest::AddAssoc { from, atype: atype.into(), to, attributes: Attributes::new() };
     store.write(TERM, "n1", &req).await.unwrap()
 }
 
 async fn remove(store: &GraphStore, from: EntityId, atype: &str, to: EntityId) -> CommittedWrite {
-    let req = WriteRequest::RemoveAssoc {
-        from,
-        atype: atype.into(),
-        to,
-    };
+    let req = WriteRequest::RemoveAssoc { from, atype: atype.into(), to };
     store.write(TERM, "n1", &req).await.unwrap()
 }
 
@@ -137,88 +110,43 @@ async fn entities_are_created_read_patched_and_deleted() {
     let db = TestDb::new();
     let store = db.store().await;
 
-    let alice = create(
-        &store,
-        "user",
-        json!({"name": "Alice", "age": 30, "tags": {"a": 1}}),
-    )
-    .await;
+    let alice = create(&store, "user", json!({"name": "Alice", "age": 30, "tags": {"a": 1}})).await;
     assert_eq!((alice.etype.as_str(), alice.version), ("user", 1));
     assert_eq!(alice.created, alice.updated);
-    assert_eq!(
-        store.get_entities(&[alice.id]).await.unwrap(),
-        vec![alice.clone()]
-    );
+    assert_eq!(store.get_entities(&[alice.id]).await.unwrap(), vec![alice.clone()]);
 
     let patch = json!({"name": "Alicia", "age": null, "tags": {"b": 2, "a": null}, "x": [1]});
-    let req = WriteRequest::UpdateEntity {
-        id: alice.id,
-        patch,
-    };
+    let req = WriteRequest::UpdateEntity { id: alice.id, patch };
     let written = store.write(TERM, "n1", &req).await.unwrap();
     assert_eq!(key_strings(&written), [format!("e:{}", alice.id)]);
-    let WriteResult::Entity { entity: patched } = written.outcome.result else {
-        panic!()
-    };
-    assert_eq!(
-        patched.attributes,
-        attrs(json!({"name": "Alicia", "tags": {"b": 2}, "x": [1]}))
-    );
+    let WriteResult::Entity { entity: patched } = written.outcome.result else { panic!() };
+    assert_eq!(patched.attributes, attrs(json!({"name": "Alicia", "tags": {"b": 2}, "x": [1]})));
     assert_eq!(patched.version, 2);
     assert!(patched.updated >= alice.updated);
     assert_eq!(patched.created, alice.created);
-    assert_eq!(
-        store.get_entities(&[alice.id]).await.unwrap(),
-        vec![patched.clone()]
-    );
+    assert_eq!(store.get_entities(&[alice.id]).await.unwrap(), vec![patched.clone()]);
 
-    let empty_patch = WriteRequest::UpdateEntity {
-        id: alice.id,
-        patch: json!({}),
-    };
+    let empty_patch = WriteRequest::UpdateEntity { id: alice.id, patch: json!({}) };
     let again = store.write(TERM, "n1", &empty_patch).await.unwrap();
-    let WriteResult::Entity { entity } = again.outcome.result else {
-        panic!()
-    };
+    let WriteResult::Entity { entity } = again.outcome.result else { panic!() };
     assert_eq!(entity.version, 3);
 
-    let bad_patch = WriteRequest::UpdateEntity {
-        id: alice.id,
-        patch: json!([1]),
-    };
-    assert!(matches!(
-        store.write(TERM, "n1", &bad_patch).await,
-        Err(StoreError::Invalid(_))
-    ));
-    let missing = WriteRequest::UpdateEntity {
-        id: alice.id + 1000,
-        patch: json!({}),
-    };
+    let bad_patch = WriteRequest::UpdateEntity { id: alice.id, patch: json!([1]) };
+    assert!(matches!(store.write(TERM, "n1", &bad_patch).await, Err(StoreError::Invalid(_))));
+    let missing = WriteRequest::UpdateEntity { id: alice.id + 1000, patch: json!({}) };
     let err = store.write(TERM, "n1", &missing).await.unwrap_err();
     assert!(matches!(&err, StoreError::NotFound(m) if m.contains(&(alice.id + 1000).to_string())));
     assert_eq!(ErrorBody::from(err).code, ErrorCode::NotFound);
-    let bad_type = WriteRequest::CreateEntity {
-        etype: "Bad-Type".into(),
-        attributes: Attributes::new(),
-    };
-    assert!(matches!(
-        store.write(TERM, "n1", &bad_type).await,
-        Err(StoreError::Invalid(_))
-    ));
+    let bad_type = WriteRequest::CreateEntity { etype: "Bad-Type".into(), attributes: Attributes::new() };
+    assert!(matches!(store.write(TERM, "n1", &bad_type).await, Err(StoreError::Invalid(_))));
 
-    let deleted = store
-        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id })
-        .await
-        .unwrap();
+    let deleted = store.write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id }).await.unwrap();
     assert_eq!(deleted.outcome.result, WriteResult::Deleted { found: true });
     assert_eq!(key_strings(&deleted), [format!("e:{}", alice.id)]);
     assert!(store.get_entities(&[alice.id]).await.unwrap().is_empty());
 
     // A delete that finds nothing changes nothing: no outbox row, the latest seq.
-    let noop = store
-        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id })
-        .await
-        .unwrap();
+    let noop = store.write(TERM, "n1", &WriteRequest::DeleteEntity { id: alice.id }).await.unwrap();
     assert_eq!(noop.outcome.result, WriteResult::Deleted { found: false });
     assert!(noop.keys.is_empty());
     assert_eq!(noop.outcome.seq, deleted.outcome.seq);
@@ -250,10 +178,7 @@ async fn inverse_associations_appear_and_vanish_together() {
     let s = create(&store, "status", json!({})).await.id;
 
     let w = add(&store, a, "friend", b).await;
-    assert_eq!(
-        key_strings(&w),
-        [format!("a:{a}:friend"), format!("a:{b}:friend")]
-    );
+    assert_eq!(key_strings(&w), [format!("a:{a}:friend"), format!("a:{b}:friend")]);
     assert_eq!(list(&store, a, "friend").await, (1, vec![b]));
     assert_eq!(list(&store, b, "friend").await, (1, vec![a]));
 
@@ -274,10 +199,7 @@ async fn inverse_associations_appear_and_vanish_together() {
 
     let w = remove(&store, b, "friend", a).await;
     assert_eq!(w.outcome.result, WriteResult::Deleted { found: true });
-    assert_eq!(
-        key_strings(&w),
-        [format!("a:{b}:friend"), format!("a:{a}:friend")]
-    );
+    assert_eq!(key_strings(&w), [format!("a:{b}:friend"), format!("a:{a}:friend")]);
     assert_eq!(list(&store, a, "friend").await, (0, vec![]));
     assert_eq!(list(&store, b, "friend").await, (0, vec![]));
 
@@ -304,53 +226,19 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
     let b = create(&store, "user", json!({})).await.id;
 
     let missing = 4242;
-    let req = WriteRequest::AddAssoc {
-        from: a,
-        atype: "friend".into(),
-        to: missing,
-        attributes: Attributes::new(),
-    };
+    let req = WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: missing, attributes: Attributes::new() };
     let err = store.write(TERM, "n1", &req).await.unwrap_err();
-    assert!(
-        matches!(&err, StoreError::NotFound(m) if m.contains("4242")),
-        "{err}"
-    );
-    let req = WriteRequest::AddAssoc {
-        from: a,
-        atype: "friend".into(),
-        to: a,
-        attributes: Attributes::new(),
-    };
-    assert!(matches!(
-        store.write(TERM, "n1", &req).await,
-        Err(StoreError::Invalid(_))
-    ));
-    let req = WriteRequest::AddAssoc {
-        from: a,
-        atype: "No Way".into(),
-        to: b,
-        attributes: Attributes::new(),
-    };
-    assert!(matches!(
-        store.write(TERM, "n1", &req).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(&err, StoreError::NotFound(m) if m.contains("4242")), "{err}");
+    let req = WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: a, attributes: Attributes::new() };
+    assert!(matches!(store.write(TERM, "n1", &req).await, Err(StoreError::Invalid(_))));
+    let req = WriteRequest::AddAssoc { from: a, atype: "No Way".into(), to: b, attributes: Attributes::new() };
+    assert!(matches!(store.write(TERM, "n1", &req).await, Err(StoreError::Invalid(_))));
     assert_eq!(store.count_assocs().await.unwrap(), 0);
-    assert_eq!(
-        store.outbox_latest().await.unwrap(),
-        2,
-        "only the two creates wrote"
-    );
+    assert_eq!(store.outbox_latest().await.unwrap(), 2, "only the two creates wrote");
 
-    let first = WriteRequest::AddAssoc {
-        from: a,
-        atype: "friend".into(),
-        to: b,
-        attributes: attrs(json!({"since": 2001})),
-    };
-    let WriteResult::Assoc { association: one } =
-        store.write(TERM, "n1", &first).await.unwrap().outcome.result
-    else {
+    let first =
+        WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: b, attributes: attrs(json!({"since": 2001})) };
+    let WriteResult::Assoc { association: one } = store.write(TERM, "n1", &first).await.unwrap().outcome.result else {
         panic!()
     };
     // The re-add must come at a later millisecond, so a `created` it kept is visible.
@@ -358,15 +246,9 @@ async fn adding_checks_the_ends_and_re_adding_keeps_created() {
         instaface_bus::now_ms() > one.created
     })
     .await;
-    let second = WriteRequest::AddAssoc {
-        from: a,
-        atype: "friend".into(),
-        to: b,
-        attributes: attrs(json!({"since": 1999})),
-    };
-    let WriteResult::Assoc { association: two } =
-        store.write(TERM, "n1", &second).await.unwrap().outcome.result
-    else {
+    let second =
+        WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: b, attributes: attrs(json!({"since": 1999})) };
+    let WriteResult::Assoc { association: two } = store.write(TERM, "n1", &second).await.unwrap().outcome.result else {
         panic!()
     };
     assert_eq!(two.created, one.created);
@@ -392,10 +274,7 @@ async fn deleting_an_entity_removes_its_associations_both_ways() {
     add(&store, b, "likes", s).await;
     add(&store, a, "follows", c).await;
 
-    let w = store
-        .write(TERM, "n1", &WriteRequest::DeleteEntity { id: a })
-        .await
-        .unwrap();
+    let w = store.write(TERM, "n1", &WriteRequest::DeleteEntity { id: a }).await.unwrap();
     assert_eq!(w.outcome.result, WriteResult::Deleted { found: true });
     let mut expected = vec![
         format!("a:{a}:follows"),
@@ -436,31 +315,20 @@ async fn lists_are_newest_first_with_counts_limits_and_offsets() {
     let (count, items) = store.list_assocs(a, "follows", 10, 0).await.unwrap();
     assert_eq!(count, 5);
     assert_eq!(items.iter().map(|x| x.to).collect::<Vec<_>>(), newest_first);
-    assert!(items
-        .windows(2)
-        .all(|w| (w[0].created, w[0].to) > (w[1].created, w[1].to)));
+    assert!(items.windows(2).all(|w| (w[0].created, w[0].to) > (w[1].created, w[1].to)));
     assert!(items.iter().all(|x| x.from == a && x.atype == "follows"));
 
     let (count, items) = store.list_assocs(a, "follows", 2, 1).await.unwrap();
     assert_eq!(count, 5);
-    assert_eq!(
-        items.iter().map(|x| x.to).collect::<Vec<_>>(),
-        newest_first[1..3]
-    );
+    assert_eq!(items.iter().map(|x| x.to).collect::<Vec<_>>(), newest_first[1..3]);
     let (count, items) = store.list_assocs(a, "follows", 10, 4).await.unwrap();
     assert_eq!((count, items.len()), (5, 1));
     let (count, items) = store.list_assocs(a, "follows", 10, 9).await.unwrap();
     assert_eq!((count, items.len()), (5, 0));
     let (count, items) = store.list_assocs(a, "follows", 0, 0).await.unwrap();
     assert_eq!((count, items.len()), (5, 0));
-    assert_eq!(
-        store.list_assocs(a, "friend", 10, 0).await.unwrap(),
-        (0, vec![])
-    );
-    assert!(matches!(
-        store.list_assocs(a, "Bad", 10, 0).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert_eq!(store.list_assocs(a, "friend", 10, 0).await.unwrap(), (0, vec![]));
+    assert!(matches!(store.list_assocs(a, "Bad", 10, 0).await, Err(StoreError::Invalid(_))));
     store.disconnect().await.unwrap();
 }
 
@@ -474,47 +342,22 @@ async fn a_stale_term_is_fenced_off_and_changes_nothing() {
 
     assert_eq!(store.raise_fence(5, "n1").await.unwrap(), 5);
     assert_eq!(store.fence_term().await.unwrap(), 5);
-    assert!(matches!(
-        store.raise_fence(3, "n1").await,
-        Err(StoreError::Fenced { stored: 5, mine: 3 })
-    ));
-    assert_eq!(
-        store.raise_fence(5, "n1").await.unwrap(),
-        5,
-        "raising to the same term is fine"
-    );
+    assert!(matches!(store.raise_fence(3, "n1").await, Err(StoreError::Fenced { stored: 5, mine: 3 })));
+    assert_eq!(store.raise_fence(5, "n1").await.unwrap(), 5, "raising to the same term is fine");
     assert_eq!(store.fence_term().await.unwrap(), 5);
 
     let entities = store.count_entities(None).await.unwrap();
     let latest = store.outbox_latest().await.unwrap();
     let stale = [
-        WriteRequest::CreateEntity {
-            etype: "user".into(),
-            attributes: Attributes::new(),
-        },
-        WriteRequest::UpdateEntity {
-            id: a,
-            patch: json!({"x": 1}),
-        },
+        WriteRequest::CreateEntity { etype: "user".into(), attributes: Attributes::new() },
+        WriteRequest::UpdateEntity { id: a, patch: json!({"x": 1}) },
         WriteRequest::DeleteEntity { id: a },
-        WriteRequest::AddAssoc {
-            from: a,
-            atype: "friend".into(),
-            to: b,
-            attributes: Attributes::new(),
-        },
-        WriteRequest::RemoveAssoc {
-            from: a,
-            atype: "friend".into(),
-            to: b,
-        },
+        WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: b, attributes: Attributes::new() },
+        WriteRequest::RemoveAssoc { from: a, atype: "friend".into(), to: b },
     ];
     for req in &stale {
         let err = store.write(4, "n1", req).await.unwrap_err();
-        assert!(
-            matches!(err, StoreError::Fenced { stored: 5, mine: 4 }),
-            "{req:?}: {err}"
-        );
+        assert!(matches!(err, StoreError::Fenced { stored: 5, mine: 4 }), "{req:?}: {err}");
         assert_eq!(ErrorBody::from(err).code, ErrorCode::NotLeader);
     }
     assert_eq!(store.count_entities(None).await.unwrap(), entities);
@@ -525,11 +368,7 @@ async fn a_stale_term_is_fenced_off_and_changes_nothing() {
     // The current term and later ones may write.
     store.write(5, "n1", &stale[1]).await.unwrap();
     store.write(6, "n1", &stale[3]).await.unwrap();
-    assert_eq!(
-        store.fence_term().await.unwrap(),
-        5,
-        "writing does not raise the fence"
-    );
+    assert_eq!(store.fence_term().await.unwrap(), 5, "writing does not raise the fence");
     store.disconnect().await.unwrap();
 }
 
@@ -543,10 +382,7 @@ async fn the_outbox_grows_in_order_and_keeps_its_newest_row() {
 
     let mut written = Vec::new();
     for i in 0..5 {
-        let req = WriteRequest::CreateEntity {
-            etype: "user".into(),
-            attributes: attrs(json!({"i": i})),
-        };
+        let req = WriteRequest::CreateEntity { etype: "user".into(), attributes: attrs(json!({"i": i})) };
         written.push(store.write(TERM, "n1", &req).await.unwrap());
     }
     let seqs: Vec<u64> = written.iter().map(|w| w.outcome.seq).collect();
@@ -596,18 +432,12 @@ async fn connect_creates_the_database_and_migrates_only_once() {
     let mut raw = db.raw().await;
     let versions = "SELECT version, applied FROM schema_version ORDER BY version";
     let before: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
-    assert_eq!(
-        before.iter().map(|v| v.0).collect::<Vec<_>>(),
-        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
-    );
+    assert_eq!(before.iter().map(|v| v.0).collect::<Vec<_>>(), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
 
     tokio::time::sleep(Duration::from_millis(5)).await;
     let store = db.store().await;
     let after: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
-    assert_eq!(
-        after, before,
-        "a database at the latest version is left alone"
-    );
+    assert_eq!(after, before, "a database at the latest version is left alone");
     assert_eq!(store.get_entities(&[a.id]).await.unwrap(), vec![a.clone()]);
     assert_eq!(store.fence_term().await.unwrap(), 3);
     store.disconnect().await.unwrap();
@@ -640,95 +470,35 @@ async fn fetch_answers_every_key_in_order() {
     add(&store, a.id, "friend", b.id).await;
 
     let keys = vec![
-        CacheKey::Assocs {
-            from: a.id,
-            atype: "follows".into(),
-        },
+        CacheKey::Assocs { from: a.id, atype: "follows".into() },
         CacheKey::Entity(b.id),
         CacheKey::Entity(987_654),
-        CacheKey::Assocs {
-            from: b.id,
-            atype: "friend".into(),
-        },
-        CacheKey::Assocs {
-            from: b.id,
-            atype: "likes".into(),
-        },
+        CacheKey::Assocs { from: b.id, atype: "friend".into() },
+        CacheKey::Assocs { from: b.id, atype: "likes".into() },
         CacheKey::Entity(a.id),
-        CacheKey::Assocs {
-            from: a.id,
-            atype: "follows".into(),
-        },
+        CacheKey::Assocs { from: a.id, atype: "follows".into() },
     ];
     let (seq, values) = store.fetch_with_seq(&keys, 2).await.unwrap();
     assert_eq!(seq, store.outbox_latest().await.unwrap());
     assert_eq!(values.len(), keys.len());
 
-    let CacheValue::Assocs {
-        count,
-        items,
-        complete,
-    } = &values[0]
-    else {
-        panic!("{:?}", values[0])
-    };
+    let CacheValue::Assocs { count, items, complete } = &values[0] else { panic!("{:?}", values[0]) };
     assert_eq!((*count, *complete), (3, false));
-    assert_eq!(
-        items.iter().map(|x| x.to).collect::<Vec<_>>(),
-        [followed[2], followed[1]]
-    );
-    assert_eq!(
-        values[1],
-        CacheValue::Entity {
-            entity: Some(b.clone())
-        }
-    );
+    assert_eq!(items.iter().map(|x| x.to).collect::<Vec<_>>(), [followed[2], followed[1]]);
+    assert_eq!(values[1], CacheValue::Entity { entity: Some(b.clone()) });
     assert_eq!(values[2], CacheValue::Entity { entity: None });
-    let CacheValue::Assocs {
-        count,
-        items,
-        complete,
-    } = &values[3]
-    else {
-        panic!()
-    };
+    let CacheValue::Assocs { count, items, complete } = &values[3] else { panic!() };
     assert_eq!((*count, *complete), (1, true));
     assert_eq!(items[0].to, a.id);
-    assert_eq!(
-        values[4],
-        CacheValue::Assocs {
-            count: 0,
-            items: vec![],
-            complete: true
-        }
-    );
-    assert_eq!(
-        values[5],
-        CacheValue::Entity {
-            entity: Some(a.clone())
-        }
-    );
+    assert_eq!(values[4], CacheValue::Assocs { count: 0, items: vec![], complete: true });
+    assert_eq!(values[5], CacheValue::Entity { entity: Some(a.clone()) });
     assert_eq!(values[6], values[0]);
 
     let wide = store.fetch(&keys[..1], 10).await.unwrap();
-    let CacheValue::Assocs {
-        count,
-        items,
-        complete,
-    } = &wide[0]
-    else {
-        panic!()
-    };
+    let CacheValue::Assocs { count, items, complete } = &wide[0] else { panic!() };
     assert_eq!((*count, items.len(), *complete), (3, 3, true));
     let narrow = store.fetch(&keys[..1], 0).await.unwrap();
-    assert_eq!(
-        narrow[0],
-        CacheValue::Assocs {
-            count: 3,
-            items: vec![],
-            complete: false
-        }
-    );
+    assert_eq!(narrow[0], CacheValue::Assocs { count: 3, items: vec![], complete: false });
     assert!(store.fetch(&[], 10).await.unwrap().is_empty());
     store.disconnect().await.unwrap();
 }
@@ -757,10 +527,7 @@ async fn random_ids_are_distinct_ids_of_the_type() {
     assert_eq!(store.random_ids("user", 100).await.unwrap().len(), 40);
     assert!(store.random_ids("group", 3).await.unwrap().is_empty());
     assert!(store.random_ids("user", 0).await.unwrap().is_empty());
-    assert!(matches!(
-        store.random_ids("Nope!", 3).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(store.random_ids("Nope!", 3).await, Err(StoreError::Invalid(_))));
     store.disconnect().await.unwrap();
 }
 
@@ -780,9 +547,7 @@ async fn concurrent_writes_commit_with_distinct_increasing_seqs() {
                         attributes: attrs(json!({"task": t, "i": i})),
                     };
                     let w = store.write(TERM, "n1", &req).await.unwrap();
-                    let WriteResult::Entity { entity } = &w.outcome.result else {
-                        panic!()
-                    };
+                    let WriteResult::Entity { entity } = &w.outcome.result else { panic!() };
                     add(&store, entity.id, "friend", hub).await;
                     done.push((w.outcome.seq, entity.id));
                 }
@@ -793,19 +558,13 @@ async fn concurrent_writes_commit_with_distinct_increasing_seqs() {
     let mut all = Vec::new();
     for task in tasks {
         let done = task.await.unwrap();
-        assert!(
-            done.windows(2).all(|w| w[0].0 < w[1].0),
-            "a task's seqs grow: {done:?}"
-        );
+        assert!(done.windows(2).all(|w| w[0].0 < w[1].0), "a task's seqs grow: {done:?}");
         all.extend(done);
     }
     all.sort();
     assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "seqs are distinct");
     // Ids are assigned under the fence lock too: seq order is id order.
-    assert!(
-        all.windows(2).all(|w| w[0].1 < w[1].1),
-        "seq order is commit order"
-    );
+    assert!(all.windows(2).all(|w| w[0].1 < w[1].1), "seq order is commit order");
 
     let entries = store.outbox_since(0, 1000).await.unwrap();
     assert_eq!(entries.len(), 1 + 8 * 10 * 2);
@@ -819,31 +578,18 @@ async fn concurrent_writes_commit_with_distinct_increasing_seqs() {
 #[tokio::test]
 async fn bad_urls_and_unreachable_servers_are_errors_not_panics() {
     let started = Instant::now();
-    for url in [
-        "not a url",
-        "postgres://root@127.0.0.1:3306/x",
-        "mysql://root@127.0.0.1:3306/?x=1",
-    ] {
+    for url in ["not a url", "postgres://root@127.0.0.1:3306/x", "mysql://root@127.0.0.1:3306/?x=1"] {
         assert!(GraphStore::connect(url).await.is_err(), "{url}");
     }
-    for url in [
-        "mysql://root@127.0.0.1:3306/bad-name",
-        "mysql://root@127.0.0.1:3306",
-    ] {
+    for url in ["mysql://root@127.0.0.1:3306/bad-name", "mysql://root@127.0.0.1:3306"] {
         let err = GraphStore::connect(url).await.unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{url}: {err}");
     }
     // Nothing listens on port 1.
-    let err = GraphStore::connect("mysql://root@127.0.0.1:1/instaface_t_nothing")
-        .await
-        .unwrap_err();
+    let err = GraphStore::connect("mysql://root@127.0.0.1:1/instaface_t_nothing").await.unwrap_err();
     assert!(matches!(err, StoreError::Mysql(_)), "{err}");
     assert_eq!(ErrorBody::from(err).code, ErrorCode::Internal);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -877,27 +623,12 @@ async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
     store.raise_fence(TERM, "n1").await.unwrap();
     let before = store.outbox_latest().await.unwrap();
     let batch = [
-        WriteRequest::UpdateEntity {
-            id: a,
-            patch: json!({"x": 1}),
-        },
+        WriteRequest::UpdateEntity { id: a, patch: json!({"x": 1}) },
         // Refused on its own terms: the entity does not exist.
-        WriteRequest::UpdateEntity {
-            id: EntityId::MAX / 2,
-            patch: json!({"x": 1}),
-        },
-        WriteRequest::AddAssoc {
-            from: a,
-            atype: "friend".into(),
-            to: b,
-            attributes: Attributes::new(),
-        },
+        WriteRequest::UpdateEntity { id: EntityId::MAX / 2, patch: json!({"x": 1}) },
+        WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: b, attributes: Attributes::new() },
         // Changes nothing: it observed the batch's own earlier rows.
-        WriteRequest::RemoveAssoc {
-            from: b,
-            atype: "follows".into(),
-            to: a,
-        },
+        WriteRequest::RemoveAssoc { from: b, atype: "follows".into(), to: a },
     ];
     let results = store.write_batch(TERM, "n1", &batch).await.unwrap();
     assert_eq!(results.len(), 4);

@@ -201,10 +201,7 @@ impl Bus {
 
     /// Flushes buffered publishes.
     pub async fn flush(&self) -> Result<(), BusError> {
-        self.client
-            .flush()
-            .await
-            .map_err(|e| BusError::Publish { subject: "<flush>".into(), reason: e.to_string() })
+        self.client.flush().await.map_err(|e| BusError::Publish { subject: "<flush>".into(), reason: e.to_string() })
     }
 }
 
@@ -267,12 +264,7 @@ impl<T: DeserializeOwned> Stream for Subscription<T> {
                 } else {
                     decode(&msg.payload)
                 };
-                Incoming {
-                    subject: msg.subject.to_string(),
-                    reply: msg.reply.map(|r| r.to_string()),
-                    payload,
-                    forged,
-                }
+                Incoming { subject: msg.subject.to_string(), reply: msg.reply.map(|r| r.to_string()), payload, forged }
             })
         })
     }

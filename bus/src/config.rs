@@ -93,10 +93,7 @@ impl BusArgs {
             };
         }
         if let Some(creds) = &self.nats_creds {
-            opts = opts
-                .credentials_file(creds)
-                .await
-                .map_err(|e| format!("NATS_CREDS {}: {e}", creds.display()))?;
+            opts = opts.credentials_file(creds).await.map_err(|e| format!("NATS_CREDS {}: {e}", creds.display()))?;
         }
         if let Some(ca) = &self.nats_tls_ca {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);

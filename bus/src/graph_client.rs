@@ -209,10 +209,11 @@ impl GraphClient {
                         return Err(ClientError::NoLeader(self.cfg.deadline));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    (leader, term) = match self.wait_for_leader(deadline.saturating_duration_since(Instant::now())).await {
-                        Ok(lt) => lt,
-                        Err(e) => return Err(e),
-                    };
+                    (leader, term) =
+                        match self.wait_for_leader(deadline.saturating_duration_since(Instant::now())).await {
+                            Ok(lt) => lt,
+                            Err(e) => return Err(e),
+                        };
                 }
                 Ok(Reply::Error(e)) if e.code == ErrorCode::Unavailable => {
                     return Err(ClientError::OutcomeUnknown(e.message));
@@ -223,7 +224,9 @@ impl GraphClient {
                     (leader, term) = self.wait_for_change(&leader, term, deadline).await?;
                 }
                 Err(BusError::Timeout { timeout, .. }) => {
-                    return Err(ClientError::OutcomeUnknown(format!("no answer from leader {leader} within {timeout:?}")));
+                    return Err(ClientError::OutcomeUnknown(format!(
+                        "no answer from leader {leader} within {timeout:?}"
+                    )));
                 }
                 Err(e) => return Err(ClientError::OutcomeUnknown(e.to_string())),
             }
@@ -256,12 +259,18 @@ impl GraphClient {
             let (leader, term) = self.wait_for_leader(left).await?;
             let subject = self.bus.subjects().read_at(&leader);
             let leader_req = ReadRequest { consistency: Consistency::Strong, query: req.query.clone() };
-            match self.bus.request::<_, Reply<ReadResult>>(subject, &leader_req, self.cfg.request_timeout.min(left)).await {
+            match self
+                .bus
+                .request::<_, Reply<ReadResult>>(subject, &leader_req, self.cfg.request_timeout.min(left))
+                .await
+            {
                 Ok(Reply::Ok(r)) => return Ok(r),
                 Ok(Reply::Error(e)) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
                     last = ClientError::Unavailable(e.message);
                     // The leader lost its lease or office: wait for the next one.
-                    let _ = self.wait_for_change(&leader, term, Instant::now() + Duration::from_millis(300).min(left)).await;
+                    let _ = self
+                        .wait_for_change(&leader, term, Instant::now() + Duration::from_millis(300).min(left))
+                        .await;
                 }
                 Ok(Reply::Error(e)) => return Err(ClientError::from_body(e)),
                 Err(e @ (BusError::NoResponders { .. } | BusError::Timeout { .. })) => {
@@ -270,7 +279,9 @@ impl GraphClient {
                         BusError::NoResponders { .. } => ClientError::NoLeader(self.cfg.deadline),
                         _ => ClientError::Timeout(self.cfg.request_timeout),
                     };
-                    let _ = self.wait_for_change(&leader, term, Instant::now() + Duration::from_millis(500).min(left)).await;
+                    let _ = self
+                        .wait_for_change(&leader, term, Instant::now() + Duration::from_millis(500).min(left))
+                        .await;
                 }
                 Err(e) => return Err(ClientError::Bus(e.to_string())),
             }
@@ -303,7 +314,13 @@ impl GraphClient {
         }
     }
 
-    pub async fn add_assoc(&self, from: EntityId, atype: &str, to: EntityId, attributes: Attributes) -> Result<(Association, u64), ClientError> {
+    pub async fn add_assoc(
+        &self,
+        from: EntityId,
+        atype: &str,
+        to: EntityId,
+        attributes: Attributes,
+    ) -> Result<(Association, u64), ClientError> {
         let out = self.write(WriteRequest::AddAssoc { from, atype: atype.into(), to, attributes }).await?;
         match out.result {
             WriteResult::Assoc { association } => Ok((association, out.seq)),
@@ -327,17 +344,33 @@ impl GraphClient {
     }
 
     pub async fn get_entity(&self, id: EntityId, c: Consistency) -> Result<Entity, ClientError> {
-        self.get_entities(vec![id], c).await?.into_iter().next().ok_or_else(|| ClientError::NotFound(format!("no entity {id}")))
+        self.get_entities(vec![id], c)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::NotFound(format!("no entity {id}")))
     }
 
-    pub async fn list_assocs(&self, from: EntityId, atype: &str, limit: u32, offset: u32, c: Consistency) -> Result<(u64, Vec<Association>), ClientError> {
+    pub async fn list_assocs(
+        &self,
+        from: EntityId,
+        atype: &str,
+        limit: u32,
+        offset: u32,
+        c: Consistency,
+    ) -> Result<(u64, Vec<Association>), ClientError> {
         match self.read(ReadQuery::Assocs { from, atype: atype.into(), limit, offset }, c).await? {
             ReadResult::Assocs { count, items } => Ok((count, items)),
             other => Err(ClientError::Internal(format!("unexpected result {other:?}"))),
         }
     }
 
-    pub async fn query(&self, entities: Vec<EntityId>, template: Template, c: Consistency) -> Result<(Vec<Expanded>, QueryStats), ClientError> {
+    pub async fn query(
+        &self,
+        entities: Vec<EntityId>,
+        template: Template,
+        c: Consistency,
+    ) -> Result<(Vec<Expanded>, QueryStats), ClientError> {
         match self.read(ReadQuery::Query { entities, template }, c).await? {
             ReadResult::Query { entities, stats } => Ok((entities, stats)),
             other => Err(ClientError::Internal(format!("unexpected result {other:?}"))),

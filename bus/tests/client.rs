@@ -42,7 +42,11 @@ async fn request_reply_timeout_and_no_responders() {
     let bus = bus("req").await;
     let subject = bus.subjects().node("n1", "echo");
     let err = bus
-        .request::<_, Unplug>(subject.clone(), &Unplug { node: "x".into(), unplugged: true, clients: false }, Duration::from_millis(300))
+        .request::<_, Unplug>(
+            subject.clone(),
+            &Unplug { node: "x".into(), unplugged: true, clients: false },
+            Duration::from_millis(300),
+        )
         .await
         .expect_err("nobody listens");
     assert!(matches!(err, BusError::NoResponders { .. } | BusError::Timeout { .. }), "{err}");
@@ -65,7 +69,11 @@ async fn request_reply_timeout_and_no_responders() {
     assert!(!answer.unplugged);
     // A reply of the wrong type is a decode error, not a panic.
     let wrong = bus
-        .request::<_, instaface_bus::messages::Heartbeat>(subject, &Unplug { node: "x".into(), unplugged: true, clients: false }, Duration::from_secs(5))
+        .request::<_, instaface_bus::messages::Heartbeat>(
+            subject,
+            &Unplug { node: "x".into(), unplugged: true, clients: false },
+            Duration::from_secs(5),
+        )
         .await;
     assert!(matches!(wrong, Err(BusError::Decode(_))));
 }

@@ -58,7 +58,9 @@ fn all_cluster_messages() -> Vec<Box<dyn Fn()>> {
         Box::new(|| round_trip(Ack { term: 3, node: "n3".into(), ack: 17, hb: 4, applied_seq: 99 })),
         Box::new(|| round_trip(AckConfirm { term: 3, leader: "n1".into(), ack: 17, confirmed: true })),
         Box::new(|| round_trip(TimeoutNow { term: 3, leader: "n1".into() })),
-        Box::new(|| round_trip(Invalidate { term: 3, leader: "n1".into(), seq: 5, prev_seq: 4, keys: vec!["a:1:likes".into()] })),
+        Box::new(|| {
+            round_trip(Invalidate { term: 3, leader: "n1".into(), seq: 5, prev_seq: 4, keys: vec!["a:1:likes".into()] })
+        }),
         Box::new(|| round_trip(Unplug { node: "n2".into(), unplugged: true, clients: false })),
     ]
 }
@@ -110,9 +112,15 @@ fn graph_messages_round_trip() {
         consistency: Consistency::MinSeq { min_seq: 9 },
         query: ReadQuery::Assocs { from: 1, atype: "friend".into(), limit: 10, offset: 0 },
     });
-    round_trip(ReadRequest { consistency: Consistency::Strong, query: ReadQuery::Query { entities: vec![1], template } });
+    round_trip(ReadRequest {
+        consistency: Consistency::Strong,
+        query: ReadQuery::Query { entities: vec![1], template },
+    });
     round_trip(ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Timeline { user: 1, limit: 20 } });
-    round_trip(ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Random { etype: "user".into(), count: 3 } });
+    round_trip(ReadRequest {
+        consistency: Consistency::Eventual,
+        query: ReadQuery::Random { etype: "user".into(), count: 3 },
+    });
     round_trip(Reply::<ReadResult>::Ok(ReadResult::Entities { entities: vec![entity(1)] }));
     round_trip(Reply::<ReadResult>::Ok(ReadResult::Assocs { count: 1, items: vec![assoc()] }));
     round_trip(Reply::<ReadResult>::Ok(ReadResult::Random { ids: vec![1, 2] }));
@@ -138,7 +146,8 @@ fn graph_messages_round_trip() {
 
 #[test]
 fn messages_decode_from_maps_that_name_their_fields() {
-    let hb: Heartbeat = foreign(json!({"term": 4, "leader": "n1", "seq": 10, "invalidations": [{"seq": 10, "keys": ["e:5"]}]}));
+    let hb: Heartbeat =
+        foreign(json!({"term": 4, "leader": "n1", "seq": 10, "invalidations": [{"seq": 10, "keys": ["e:5"]}]}));
     assert_eq!((hb.term, hb.leader.as_str(), hb.seq, hb.floor), (4, "n1", 10, 0));
     let vote: VoteRequest = foreign(json!({"term": 5, "candidate": "n2", "pre_vote": false}));
     assert!(!vote.transfer);
@@ -149,13 +158,17 @@ fn messages_decode_from_maps_that_name_their_fields() {
     assert_eq!(inv.keys, vec!["a:1:friend".to_string()]);
     let unplug: Unplug = foreign(json!({"node": "n2", "unplugged": true}));
     assert!(unplug.unplugged);
-    let ev: Event = foreign(json!({"type": "candidacy", "node": "n2", "term": 3, "ts": 1, "state": "started", "pre_vote": true}));
+    let ev: Event =
+        foreign(json!({"type": "candidacy", "node": "n2", "term": 3, "ts": 1, "state": "started", "pre_vote": true}));
     assert_eq!(ev.kind, EventKind::Candidacy { state: CandidacyState::Started, pre_vote: true });
     let read: ReadRequest = foreign(json!({"query": {"kind": "entities", "ids": [1, 2]}}));
     assert_eq!(read.consistency, Consistency::Eventual);
-    let read: ReadRequest = foreign(json!({"consistency": {"mode": "min_seq", "min_seq": 7}, "query": {"kind": "random", "etype": "user", "count": 2}}));
+    let read: ReadRequest = foreign(
+        json!({"consistency": {"mode": "min_seq", "min_seq": 7}, "query": {"kind": "random", "etype": "user", "count": 2}}),
+    );
     assert_eq!(read.consistency, Consistency::MinSeq { min_seq: 7 });
-    let write: WriteRequest = foreign(json!({"op": "add_assoc", "from": 1, "atype": "friend", "to": 2, "attributes": {}}));
+    let write: WriteRequest =
+        foreign(json!({"op": "add_assoc", "from": 1, "atype": "friend", "to": 2, "attributes": {}}));
     assert_eq!(write.op_name(), "add_assoc");
     let fill: FillRequest = foreign(json!({"term": 1, "node": "n2", "keys": ["e:1", "a:1:friend"]}));
     assert_eq!(fill.keys[1], CacheKey::Assocs { from: 1, atype: "friend".into() });

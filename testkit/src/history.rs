@@ -206,7 +206,11 @@ impl Workload {
                         query: ReadQuery::Entities { ids: vec![entity] },
                     };
                     let reply = bus
-                        .request::<_, Reply<ReadResult>>(bus.subjects().read_at(&node), &req, Duration::from_millis(300))
+                        .request::<_, Reply<ReadResult>>(
+                            bus.subjects().read_at(&node),
+                            &req,
+                            Duration::from_millis(300),
+                        )
                         .await;
                     match reply {
                         Ok(Reply::Ok(ReadResult::Entities { entities })) => {
@@ -266,7 +270,8 @@ impl Workload {
         }
         let s = std::mem::take(&mut *self.shared.lock().unwrap_or_else(|p| p.into_inner()));
         let writes = s.ops.iter().filter(|o| matches!(o, Op::Write { .. })).count();
-        let direct_reads = s.ops.iter().filter(|o| matches!(o, Op::Read { path, .. } if path.starts_with("node"))).count();
+        let direct_reads =
+            s.ops.iter().filter(|o| matches!(o, Op::Read { path, .. } if path.starts_with("node"))).count();
         let violations = check(&s.ops);
         Report {
             writes,

@@ -41,7 +41,11 @@ pub fn bin_dir() -> PathBuf {
 /// The path of a workspace binary (`instaface-node`, `instaface-gateway`, `instaface-bot`).
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (the README's test command does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (the README's test command does)",
+        path.display()
+    );
     path
 }
 
@@ -171,7 +175,8 @@ impl Cluster {
         let log_dir = bin_dir().join("../test-logs").join(&prefix);
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let node_env = node_env.into_iter().collect();
-        let mut cluster = Cluster { prefix, database, ids, bus, client, membership, opts, node_env, procs: BTreeMap::new(), log_dir };
+        let mut cluster =
+            Cluster { prefix, database, ids, bus, client, membership, opts, node_env, procs: BTreeMap::new(), log_dir };
         for id in cluster.ids.clone() {
             cluster.spawn(&id);
         }
@@ -226,7 +231,8 @@ impl Cluster {
 
     /// Sends `signal` (e.g. "KILL", "TERM", "STOP", "CONT") to node `id`.
     pub fn signal(&self, id: &str, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid(id).to_string()).status().expect("kill");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.pid(id).to_string()).status().expect("kill");
         assert!(status.success(), "kill -{signal} {id}");
     }
 
@@ -286,7 +292,11 @@ impl Cluster {
                     return (l.clone(), t);
                 }
             }
-            assert!(Instant::now() < deadline, "no leader (not {not:?}, term > {above}) within {timeout:?}; logs in {}", self.log_dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "no leader (not {not:?}, term > {above}) within {timeout:?}; logs in {}",
+                self.log_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

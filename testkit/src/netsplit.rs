@@ -46,7 +46,10 @@ impl NatsMesh {
     /// collide) and waits until each routes to every other. `Err` says why it could not
     /// (not root, no network namespaces, no nats-server, …); nothing is left behind then.
     pub fn start(name: &str, n: usize) -> Result<NatsMesh, String> {
-        if name.is_empty() || name.len() > 24 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || name.len() > 24
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(format!("mesh name {name:?}: use 1-24 letters, digits, '-' or '_'"));
         }
         let script = partition_script();
@@ -78,7 +81,10 @@ impl NatsMesh {
         match NatsMesh::start(test, n) {
             Ok(mesh) => Some(mesh),
             Err(why) => {
-                crate::skip_or_fail_in_ci(test, &format!("the NATS mesh cannot start here (needs root, iproute2, nats-server): {why}"));
+                crate::skip_or_fail_in_ci(
+                    test,
+                    &format!("the NATS mesh cannot start here (needs root, iproute2, nats-server): {why}"),
+                );
                 None
             }
         }
@@ -126,7 +132,9 @@ impl NatsMesh {
     /// Environment placing node `n<k+1>` on server `k % len()` only (its `NATS_URL`), for
     /// [`crate::Cluster::start_placed`]: n1 on server 0, n2 on server 1, …
     pub fn node_env(&self, nodes: usize) -> NodeEnv {
-        (0..nodes).map(|k| (format!("n{}", k + 1), vec![("NATS_URL".to_string(), self.urls[k % self.len()].clone())])).collect()
+        (0..nodes)
+            .map(|k| (format!("n{}", k + 1), vec![("NATS_URL".to_string(), self.urls[k % self.len()].clone())]))
+            .collect()
     }
 
     /// Cuts the network between servers `a` and `b`, both ways: each silently drops the
@@ -220,7 +228,11 @@ impl NatsMesh {
                 args.join(" "),
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim(),
-                if out.stdout.is_empty() { String::new() } else { format!(" [stdout: {}]", String::from_utf8_lossy(&out.stdout).trim()) }
+                if out.stdout.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [stdout: {}]", String::from_utf8_lossy(&out.stdout).trim())
+                }
             ))
         }
     }

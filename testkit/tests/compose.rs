@@ -100,7 +100,9 @@ fn command(svc: &Value) -> Vec<String> {
 /// A service's environment as a map (mapping or `KEY=value` list form).
 fn environment(svc: &Value) -> BTreeMap<String, String> {
     match svc.get("environment") {
-        Some(Value::Mapping(m)) => m.iter().map(|(k, v)| (str_of(k), if v.is_null() { String::new() } else { str_of(v) })).collect(),
+        Some(Value::Mapping(m)) => {
+            m.iter().map(|(k, v)| (str_of(k), if v.is_null() { String::new() } else { str_of(v) })).collect()
+        }
         Some(Value::Sequence(items)) => items
             .iter()
             .map(|i| {
@@ -205,7 +207,10 @@ fn every_service_and_binary_is_accounted_for() {
         for (dep, condition) in depends_on(svc) {
             assert!(names.contains(&dep), "{name} depends on {dep}, which is no service");
             if condition == "service_healthy" {
-                assert!(svcs[dep.as_str()].get("healthcheck").is_some(), "{name} waits for {dep} to be healthy, which has no healthcheck");
+                assert!(
+                    svcs[dep.as_str()].get("healthcheck").is_some(),
+                    "{name} waits for {dep} to be healthy, which has no healthcheck"
+                );
             }
         }
         assert!(svc.get("image").is_some() || svc.get("build").is_some(), "{name} has neither image nor build");
@@ -240,12 +245,14 @@ fn every_service_and_binary_is_accounted_for() {
     for bin in &bins {
         assert!(dockerfile.contains(&format!("target/release/{bin}")), "compose/Dockerfile does not install {bin}");
     }
-    let user = dockerfile.lines().rev().find_map(|l| l.trim().strip_prefix("USER ")).expect("the runtime image sets USER");
+    let user =
+        dockerfile.lines().rev().find_map(|l| l.trim().strip_prefix("USER ")).expect("the runtime image sets USER");
     assert!(!user.starts_with("root") && !user.starts_with('0'), "the runtime image runs as {user}");
 
     // The gateway is published on 8080 and serves the monitor there.
     let gateway = &svcs["gateway"];
-    let ports: Vec<String> = gateway.get("ports").and_then(Value::as_sequence).expect("gateway ports").iter().map(str_of).collect();
+    let ports: Vec<String> =
+        gateway.get("ports").and_then(Value::as_sequence).expect("gateway ports").iter().map(str_of).collect();
     assert!(ports.iter().any(|p| p.ends_with(":8080")), "gateway ports {ports:?} do not publish 8080");
     assert_eq!(environment(gateway).get("LISTEN_ADDR").map(String::as_str), Some("0.0.0.0:8080"));
 }
@@ -270,7 +277,12 @@ fn nodes_have_unique_ids_and_list_every_node_as_member() {
         }
     }
     for (name, env) in &nodes {
-        let members: BTreeSet<String> = env.get("MEMBERS").unwrap_or_else(|| panic!("{name} has no MEMBERS")).split(',').map(|m| m.trim().to_string()).collect();
+        let members: BTreeSet<String> = env
+            .get("MEMBERS")
+            .unwrap_or_else(|| panic!("{name} has no MEMBERS"))
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .collect();
         assert_eq!(members, ids, "{name}'s MEMBERS must list exactly the node services");
     }
 }
@@ -280,7 +292,8 @@ fn passwords_live_once_in_dotenv() {
     let env = dotenv();
     let defined: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(defined.len(), env.len(), ".env defines a key twice");
-    let secrets: Vec<(&str, &str)> = env.iter().filter(|(k, _)| is_secret(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let secrets: Vec<(&str, &str)> =
+        env.iter().filter(|(k, _)| is_secret(k)).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for want in [
         "NATS_NODE_PASSWORD",
         "NATS_GATEWAY_PASSWORD",
@@ -311,7 +324,10 @@ fn passwords_live_once_in_dotenv() {
             assert!(!text.contains(v), "{file} contains the value of {k}: refer to it as ${{{k}}}");
         }
         for (name, has_default) in interpolations(&text) {
-            assert!(has_default || defined.contains_key(name.as_str()), "{file} uses ${{{name}}}, which .env does not define");
+            assert!(
+                has_default || defined.contains_key(name.as_str()),
+                "{file} uses ${{{name}}}, which .env does not define"
+            );
             used.insert(name);
         }
         // Any setting that looks like a secret is an interpolation, not a literal.
@@ -349,9 +365,15 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
             assert!(cmd.contains(flag), "{name} runs without {flag}: {cmd}");
         }
         // The routes authenticate with a user of their own, which no client has.
-        assert!(cmd.contains("--cluster=nats://route:${NATS_ROUTE_PASSWORD}@"), "{name}'s routes need the route user: {cmd}");
+        assert!(
+            cmd.contains("--cluster=nats://route:${NATS_ROUTE_PASSWORD}@"),
+            "{name}'s routes need the route user: {cmd}"
+        );
         for other in nats.iter().filter(|o| *o != name) {
-            assert!(cmd.contains(&format!("route:${{NATS_ROUTE_PASSWORD}}@{other}:6222")), "{name} does not route to {other} as the route user");
+            assert!(
+                cmd.contains(&format!("route:${{NATS_ROUTE_PASSWORD}}@{other}:6222")),
+                "{name} does not route to {other} as the route user"
+            );
         }
         // The same users on every server.
         assert_runs_nats_auth(name, svc);
@@ -365,15 +387,31 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
         // Still its role's user and password on every server.
         let role = role_of(svc).unwrap_or_else(|| panic!("{name}: no role"));
         for one in url.split(',') {
-            assert_eq!(url_credentials(one), role_credentials(&role), "{name}'s NATS_URL {one} in the override is not its role's");
+            assert_eq!(
+                url_credentials(one),
+                role_credentials(&role),
+                "{name}'s NATS_URL {one} in the override is not its role's"
+            );
         }
         let hosts: BTreeSet<String> = url
             .split(',')
-            .map(|u| u.rsplit_once('@').map_or(u, |(_, h)| h).trim_start_matches("nats://").split(':').next().unwrap().to_string())
+            .map(|u| {
+                u.rsplit_once('@')
+                    .map_or(u, |(_, h)| h)
+                    .trim_start_matches("nats://")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(hosts, nats.iter().cloned().collect(), "{name}'s NATS_URL {url} must list every NATS server");
         for n in &nats {
-            assert_eq!(depends_on(svc).get(n).map(String::as_str), Some("service_healthy"), "{name} does not wait for {n}");
+            assert_eq!(
+                depends_on(svc).get(n).map(String::as_str),
+                Some("service_healthy"),
+                "{name} does not wait for {n}"
+            );
         }
         // Everything else the base file gave it is still there.
         let base_env = environment(&services(&base)[name.as_str()]);
@@ -385,7 +423,11 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
 
 /// The roles of `compose/nats-auth.sh roles`: (role, its inbox prefix).
 fn nats_roles() -> Vec<(String, String)> {
-    let out = Command::new("sh").arg(compose_dir().join("nats-auth.sh")).arg("roles").output().expect("sh compose/nats-auth.sh roles");
+    let out = Command::new("sh")
+        .arg(compose_dir().join("nats-auth.sh"))
+        .arg("roles")
+        .output()
+        .expect("sh compose/nats-auth.sh roles");
     assert!(out.status.success(), "nats-auth.sh roles: {}", String::from_utf8_lossy(&out.stderr));
     let roles: Vec<(String, String)> = String::from_utf8(out.stdout)
         .expect("UTF-8")
@@ -436,15 +478,27 @@ fn assert_runs_nats_auth(name: &str, svc: &Value) {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
         _ => Vec::new(),
     };
-    assert_eq!(entrypoint, ["sh", "/etc/instaface/nats-auth.sh", "serve"], "{name} does not start through nats-auth.sh serve");
-    let volumes: Vec<String> = svc.get("volumes").and_then(Value::as_sequence).map(|v| v.iter().map(str_of).collect()).unwrap_or_default();
-    assert!(volumes.contains(&"./nats-auth.sh:/etc/instaface/nats-auth.sh:ro".to_string()), "{name} does not mount nats-auth.sh: {volumes:?}");
+    assert_eq!(
+        entrypoint,
+        ["sh", "/etc/instaface/nats-auth.sh", "serve"],
+        "{name} does not start through nats-auth.sh serve"
+    );
+    let volumes: Vec<String> =
+        svc.get("volumes").and_then(Value::as_sequence).map(|v| v.iter().map(str_of).collect()).unwrap_or_default();
+    assert!(
+        volumes.contains(&"./nats-auth.sh:/etc/instaface/nats-auth.sh:ro".to_string()),
+        "{name} does not mount nats-auth.sh: {volumes:?}"
+    );
     let env = environment(svc);
     for (role, _) in nats_roles() {
         let var = format!("NATS_{}_PASSWORD", role.to_uppercase());
         assert_eq!(env.get(&var), Some(&format!("${{{var}}}")), "{name} lacks the {role} password");
     }
-    assert_eq!(env.get("INSTAFACE_PREFIX").map(String::as_str), Some("${INSTAFACE_PREFIX:-instaface}"), "{name}'s prefix");
+    assert_eq!(
+        env.get("INSTAFACE_PREFIX").map(String::as_str),
+        Some("${INSTAFACE_PREFIX:-instaface}"),
+        "{name}'s prefix"
+    );
 }
 
 /// Every Instaface process connects as its own role, with its role's inbox prefix; the
@@ -464,7 +518,11 @@ fn every_process_uses_its_own_nats_role() {
         assert_eq!(url_credentials(url), role_credentials(&role), "{name} ({role}) connects as another user: {url}");
         let inbox = &roles.iter().find(|(r, _)| *r == role).expect("a role of nats-auth.sh").1;
         assert_eq!(env.get("NATS_INBOX_PREFIX"), Some(inbox), "{name} ({role}) has another inbox prefix");
-        assert_eq!(env.get("INSTAFACE_PREFIX").map(String::as_str), Some("${INSTAFACE_PREFIX:-instaface}"), "{name}'s prefix");
+        assert_eq!(
+            env.get("INSTAFACE_PREFIX").map(String::as_str),
+            Some("${INSTAFACE_PREFIX:-instaface}"),
+            "{name}'s prefix"
+        );
         // The cluster key: the nodes and the gateway sign with it; nobody else holds it.
         let keyed = role == "node" || role == "gateway";
         assert_eq!(
@@ -479,13 +537,15 @@ fn every_process_uses_its_own_nats_role() {
     assert_runs_nats_auth("nats", &svcs["nats"]);
     // The tap is a tool, not part of the stack that `up` starts.
     let tap = &svcs["tap"];
-    let profiles: Vec<String> = tap.get("profiles").and_then(Value::as_sequence).expect("tap has profiles").iter().map(str_of).collect();
+    let profiles: Vec<String> =
+        tap.get("profiles").and_then(Value::as_sequence).expect("tap has profiles").iter().map(str_of).collect();
     assert!(!profiles.is_empty(), "the tap must not start with `up`");
 }
 
 /// Where `compose/services.sh` installs docker-compose when no compose client is there.
 fn venv_docker_compose() -> PathBuf {
-    let venv = std::env::var_os("INSTAFACE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/opt/instaface-venv"));
+    let venv =
+        std::env::var_os("INSTAFACE_VENV").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/opt/instaface-venv"));
     venv.join("bin/docker-compose")
 }
 
@@ -493,7 +553,8 @@ fn venv_docker_compose() -> PathBuf {
 /// `docker-compose` on the PATH, or the one `compose/services.sh` installs.
 fn compose_parser() -> Option<Vec<String>> {
     let venv = venv_docker_compose().to_string_lossy().into_owned();
-    let candidates = [vec!["docker".to_string(), "compose".to_string()], vec!["docker-compose".to_string()], vec![venv]];
+    let candidates =
+        [vec!["docker".to_string(), "compose".to_string()], vec!["docker-compose".to_string()], vec![venv]];
     candidates.into_iter().find(|client| {
         Command::new(&client[0])
             .args(&client[1..])
@@ -528,7 +589,8 @@ fn render(client: &[String], files: &[&str]) -> Value {
     let text = String::from_utf8(out.stdout).expect("UTF-8 config");
     let left: Vec<String> = interpolations(&text).into_iter().map(|(name, _)| name).collect();
     assert!(left.is_empty(), "{} config {files:?} left ${{…}} uninterpolated: {left:?}", client.join(" "));
-    let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} config {files:?} printed no YAML: {e}\n{text}", client.join(" ")));
+    let doc: Value = serde_yaml::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} config {files:?} printed no YAML: {e}\n{text}", client.join(" ")));
     unescape_dollars(doc)
 }
 
@@ -568,14 +630,18 @@ fn a_compose_parser_accepts_the_files_and_renders_what_the_checks_assume() {
         let unprofiled: BTreeSet<String> =
             services(written).iter().filter(|(_, s)| s.get("profiles").is_none()).map(|(n, _)| str_of(n)).collect();
         let got = names(rendered);
-        assert!(got == names(written) || got == unprofiled, "{what}: the parser renders other services than the files list: {got:?}");
+        assert!(
+            got == names(written) || got == unprofiled,
+            "{what}: the parser renders other services than the files list: {got:?}"
+        );
         for (name, svc) in services(rendered) {
             let name = str_of(name);
             let mine = &services(written)[name.as_str()];
             assert!(svc.get("image").is_some(), "{what}: {name} has no image once rendered");
             let command_want: Vec<String> = command(mine).iter().map(|w| fill(w, &env)).collect();
             assert_eq!(command(svc), command_want, "{what}: {name}'s command");
-            let env_want: BTreeMap<String, String> = environment(mine).into_iter().map(|(k, v)| (k, fill(&v, &env))).collect();
+            let env_want: BTreeMap<String, String> =
+                environment(mine).into_iter().map(|(k, v)| (k, fill(&v, &env))).collect();
             assert_eq!(environment(svc), env_want, "{what}: {name}'s environment");
             assert_eq!(depends_on(svc), depends_on(mine), "{what}: {name}'s depends_on");
         }
@@ -645,7 +711,8 @@ async fn the_granted_privileges_are_enough_for_a_node() {
     ));
 
     let url = format!("mysql://{user}:{password}@127.0.0.1:3306/{database}");
-    let cluster = Cluster::start("grants", ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true }).await;
+    let cluster =
+        Cluster::start("grants", ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true }).await;
     cluster.wait_leader(Duration::from_secs(30), None, 0).await;
     let mut attributes = instaface_bus::graph::Attributes::new();
     attributes.insert("name".into(), "Grace".into());
@@ -674,7 +741,10 @@ async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, 
 }
 
 fn root_sql(sql: &str) {
-    let out = Command::new("mariadb").args(["-h", "127.0.0.1", "-u", "root", "-e", sql]).output().expect("the mariadb client");
+    let out = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", "-e", sql])
+        .output()
+        .expect("the mariadb client");
     assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

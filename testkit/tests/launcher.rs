@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use instaface_testkit::{binary, bin_dir};
+use instaface_testkit::{bin_dir, binary};
 use serde_json::Value;
 
 fn free_port() -> u16 {
@@ -67,7 +67,10 @@ impl Drop for Leftovers {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = Command::new("redis-cli").args(["-h", "127.0.0.1", "DEL", &format!("{}:members", self.prefix)]).stdout(Stdio::null()).status();
+        let _ = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "DEL", &format!("{}:members", self.prefix)])
+            .stdout(Stdio::null())
+            .status();
     }
 }
 
@@ -176,7 +179,11 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     }
 
     // The NATS passwords: made into the secrets file (private), named at the start.
-    assert!(text.contains(&format!("passwords are in {} (made now", secrets.display())), "the launcher did not name the secrets file:\n{}", tail(&log_path));
+    assert!(
+        text.contains(&format!("passwords are in {} (made now", secrets.display())),
+        "the launcher did not name the secrets file:\n{}",
+        tail(&log_path)
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&secrets).expect("the secrets file").permissions().mode() & 0o777;
@@ -185,7 +192,11 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     let secret_text = std::fs::read_to_string(&secrets).expect("secrets");
     let password = |role: &str| {
         let key = format!("NATS_{}_PASSWORD=", role.to_uppercase());
-        secret_text.lines().find_map(|l| l.strip_prefix(key.as_str())).unwrap_or_else(|| panic!("no {key} in the secrets file")).to_string()
+        secret_text
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .unwrap_or_else(|| panic!("no {key} in the secrets file"))
+            .to_string()
     };
     assert!(!text.contains(&password("observer")), "the launcher printed a password");
     // Each process connects to the launcher's server as its role's user, with its role's
@@ -203,12 +214,19 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
             Some(format!("nats://{role}:{}@127.0.0.1:{nats_port}", password(role)).as_str()),
             "{comm} ({pid}) is not on its role's NATS user"
         );
-        assert_eq!(env.get("NATS_INBOX_PREFIX").map(String::as_str), Some(format!("_INBOX_{role}").as_str()), "{comm} ({pid})");
+        assert_eq!(
+            env.get("NATS_INBOX_PREFIX").map(String::as_str),
+            Some(format!("_INBOX_{role}").as_str()),
+            "{comm} ({pid})"
+        );
         for other in ["node", "gateway", "bot", "observer"].iter().filter(|r| **r != role) {
             assert!(!env.values().any(|v| v.contains(&password(other))), "{comm} ({pid}) holds the {other} password");
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        assert!(!String::from_utf8_lossy(&cmdline).contains(&password(role)), "{comm} has its password on its command line");
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(&password(role)),
+            "{comm} has its password on its command line"
+        );
     }
     let conf = log_dir.join(format!("instaface-nats.{nats_port}.conf"));
     assert!(conf.exists(), "no NATS configuration at {}", conf.display());

@@ -66,7 +66,8 @@ impl NatsCluster {
         for i in 0..3 {
             let name = format!("nats-{}", i + 1);
             let (client_port, monitor_port) = (free_port(), free_port());
-            let routes: Vec<String> = (0..3).filter(|&j| j != i).map(|j| format!("nats://127.0.0.1:{}", route_ports[j])).collect();
+            let routes: Vec<String> =
+                (0..3).filter(|&j| j != i).map(|j| format!("nats://127.0.0.1:{}", route_ports[j])).collect();
             let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).expect("log file");
             let child = Command::new(&bin)
                 .args(["-a", "127.0.0.1", "-p", &client_port.to_string(), "-m", &monitor_port.to_string()])
@@ -79,7 +80,10 @@ impl NatsCluster {
                 .expect("spawn nats-server");
             servers.push(Server { name, client_port, monitor_port, child: Some(child) });
         }
-        NatsCluster { servers, http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client") }
+        NatsCluster {
+            servers,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client"),
+        }
     }
 
     /// All client URLs, comma-separated (as `NATS_URL`).
@@ -175,7 +179,8 @@ async fn the_cluster_serves_on_when_the_leaders_nats_server_dies() {
     let cluster = Cluster::start_on_nats("natscl", ClusterOpts { nodes: 3, ..Default::default() }, &nats.urls()).await;
     let (leader, term) = cluster.wait_leader(Duration::from_secs(30), None, 0).await;
     let timeout = Duration::from_secs(20);
-    let ((before, _), _) = retry("a write before the kill", timeout, || cluster.client.create_entity("user", user("Ada"))).await;
+    let ((before, _), _) =
+        retry("a write before the kill", timeout, || cluster.client.create_entity("user", user("Ada"))).await;
     retry("a read before the kill", timeout, || cluster.client.get_entity(before.id, Consistency::Eventual)).await;
 
     // Which server is the leader on? Its connection is named instaface-node-<id>.
@@ -211,11 +216,15 @@ async fn the_cluster_serves_on_when_the_leaders_nats_server_dies() {
     eprintln!("{leader} reconnected to {} after {took:?}", nats.servers[moved_to].name);
 
     // And the cluster serves: a write and reads of it and of the older entity.
-    let ((after, _), _) = retry("a write after the kill", timeout, || cluster.client.create_entity("user", user("Grace"))).await;
+    let ((after, _), _) =
+        retry("a write after the kill", timeout, || cluster.client.create_entity("user", user("Grace"))).await;
     eprintln!("a write succeeded {:?} after the kill", killed.elapsed());
-    let (read, _) = retry("reading the new entity", timeout, || cluster.client.get_entity(after.id, Consistency::Eventual)).await;
+    let (read, _) =
+        retry("reading the new entity", timeout, || cluster.client.get_entity(after.id, Consistency::Eventual)).await;
     assert_eq!(read.attributes["name"], "Grace");
-    let (read, _) = retry("reading the older entity", timeout, || cluster.client.get_entity(before.id, Consistency::Eventual)).await;
+    let (read, _) =
+        retry("reading the older entity", timeout, || cluster.client.get_entity(before.id, Consistency::Eventual))
+            .await;
     assert_eq!(read.attributes["name"], "Ada");
     let (read, _) = retry("a strong read", timeout, || cluster.client.get_entity(after.id, Consistency::Strong)).await;
     assert_eq!(read.attributes["name"], "Grace");
@@ -258,7 +267,11 @@ async fn credentials_in_the_nats_url_authenticate() {
     let bus = instaface_bus::Bus::connect(&args, "test-auth").await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !bus.is_connected() {
-        assert!(Instant::now() < deadline, "not connected with the credentials of NATS_URL (see {})", log_dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "not connected with the credentials of NATS_URL (see {})",
+            log_dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

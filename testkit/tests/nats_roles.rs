@@ -98,8 +98,10 @@ struct Users {
 
 impl Users {
     fn new(prefix: &str) -> Users {
-        let passwords =
-            ROLES.iter().map(|r| (r.to_string(), format!("{r}-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()))).collect();
+        let passwords = ROLES
+            .iter()
+            .map(|r| (r.to_string(), format!("{r}-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())))
+            .collect();
         Users { prefix: prefix.to_string(), passwords, inboxes: inboxes() }
     }
 
@@ -286,7 +288,11 @@ impl Conn {
     async fn assert_subscribe_refused(&self, subject: &str) {
         let _sub = self.client.subscribe(subject.to_string()).await.expect("subscribe (sent)");
         self.client.flush().await.expect("flush");
-        assert!(self.refused(&format!("Subscription to \"{subject}\"")).await, "{} may subscribe to {subject}", self.role);
+        assert!(
+            self.refused(&format!("Subscription to \"{subject}\"")).await,
+            "{} may subscribe to {subject}",
+            self.role
+        );
     }
 
     async fn assert_queue_subscribe_refused(&self, subject: &str, queue: &str) {
@@ -402,7 +408,8 @@ async fn the_bot_reads_and_writes_and_does_nothing_else() {
     for (what, sub) in [("heartbeat", &mut heartbeats), ("events", &mut events)] {
         assert!(node.publish_until_heard(&users.subject(what), sub).await, "no {what} reached the bot");
     }
-    let mut readers = node.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
+    let mut readers =
+        node.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
     node.assert_no_refusal("the readers group").await;
     let answering = tokio::spawn({
         let client = node.client.clone();
@@ -424,7 +431,10 @@ async fn the_bot_reads_and_writes_and_does_nothing_else() {
         }
     }
     let reply = answering.await.expect("answering task");
-    assert!(reply.starts_with(&format!("{}.", users.inboxes["bot"])), "the bot's reply subject {reply} is not in its own inbox");
+    assert!(
+        reply.starts_with(&format!("{}.", users.inboxes["bot"])),
+        "the bot's reply subject {reply} is not in its own inbox"
+    );
     bot.assert_no_refusal("reads and writes").await;
     node.assert_no_refusal("answering").await;
     observer.assert_no_refusal("listening").await;
@@ -472,13 +482,22 @@ async fn the_gateway_cannot_speak_for_the_nodes() {
     assert_eq!(&answer.payload[..], b"status");
     answering.await.expect("answering task");
     gateway.publish(&users.subject("control.unplug"), "unplug").await;
-    assert!(tokio::time::timeout(Duration::from_secs(3), unplug.next()).await.is_ok(), "the unplug command did not reach the node");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), unplug.next()).await.is_ok(),
+        "the unplug command did not reach the node"
+    );
     let mut heartbeats = gateway.client.subscribe(users.subject("heartbeat")).await.expect("subscribe");
     let _events = gateway.client.subscribe(users.subject("events")).await.expect("subscribe");
     gateway.assert_no_refusal("its own work").await;
-    assert!(node.publish_until_heard(&users.subject("heartbeat"), &mut heartbeats).await, "no heartbeat reached the gateway");
+    assert!(
+        node.publish_until_heard(&users.subject("heartbeat"), &mut heartbeats).await,
+        "no heartbeat reached the gateway"
+    );
     let mut snoop = snoop;
-    assert!(tokio::time::timeout(Duration::from_millis(300), snoop.next()).await.is_err(), "the bot saw a reply meant for the gateway");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), snoop.next()).await.is_err(),
+        "the bot saw a reply meant for the gateway"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,8 +515,10 @@ async fn the_observer_listens_and_publishes_nothing() {
     bot.publish(&users.subject("node.n1.write"), "w").await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
-        let msg =
-            tokio::time::timeout(Duration::from_secs(3), everything.next()).await.expect("the observer hears the traffic").expect("open");
+        let msg = tokio::time::timeout(Duration::from_secs(3), everything.next())
+            .await
+            .expect("the observer hears the traffic")
+            .expect("open");
         seen.push(msg.subject.to_string());
     }
     // Two connections: the server may take either message first.
@@ -507,7 +528,11 @@ async fn the_observer_listens_and_publishes_nothing() {
     assert_eq!(seen, expected);
 
     let mut forbidden = cluster_subjects(&users);
-    forbidden.extend(["graph.read", "node.x.write", "node.x.read", "node.x.status", "control.unplug"].iter().map(|s| users.subject(s)));
+    forbidden.extend(
+        ["graph.read", "node.x.write", "node.x.read", "node.x.status", "control.unplug"]
+            .iter()
+            .map(|s| users.subject(s)),
+    );
     forbidden.extend(["_INBOX_node.x.y", "_INBOX_observer.x.y", "$SRV.x"].iter().map(|s| s.to_string()));
     for subject in &forbidden {
         observer.publish(subject, "forged").await;
@@ -564,17 +589,22 @@ async fn nodes_answer_into_the_askers_inbox_only_once() {
         subs.push(leader.client.subscribe(users.subject(suffix)).await.expect("subscribe"));
     }
     for verb in ["PING", "INFO", "STATS"] {
-        for s in [format!("$SRV.{verb}"), format!("$SRV.{verb}.instaface-node"), format!("$SRV.{verb}.instaface-node.abc")] {
+        for s in
+            [format!("$SRV.{verb}"), format!("$SRV.{verb}.instaface-node"), format!("$SRV.{verb}.instaface-node.abc")]
+        {
             subs.push(leader.client.subscribe(s).await.expect("subscribe"));
         }
     }
-    let _readers = leader.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
+    let _readers =
+        leader.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
     leader.assert_no_refusal("its subscriptions").await;
     // Only in the readers group; and never another role's inbox.
     leader.assert_subscribe_refused(&users.subject("graph.read")).await;
     leader.assert_queue_subscribe_refused(&users.subject("graph.read"), "thieves").await;
     leader.assert_subscribe_refused(&format!("{}.>", users.inboxes["bot"])).await;
-    for subject in [users.subject("graph.read"), users.subject("control.unplug"), format!("{}.x.y", users.inboxes["bot"])] {
+    for subject in
+        [users.subject("graph.read"), users.subject("control.unplug"), format!("{}.x.y", users.inboxes["bot"])]
+    {
         leader.publish(&subject, "no").await;
         assert!(leader.refused(&format!("Publish to \"{subject}\"")).await, "a node may publish to {subject}");
     }
@@ -593,7 +623,8 @@ async fn nodes_answer_into_the_askers_inbox_only_once() {
             reply.to_string()
         }
     });
-    let confirmed = follower.client.request(users.subject("node.n1.ack"), "ack".into()).await.expect("the ack is answered");
+    let confirmed =
+        follower.client.request(users.subject("node.n1.ack"), "ack".into()).await.expect("the ack is answered");
     assert_eq!(&confirmed.payload[..], b"confirmed");
     let reply = answering.await.expect("answering task");
     assert!(reply.starts_with(&format!("{}.", users.inboxes["node"])), "{reply}");
@@ -613,8 +644,10 @@ async fn three_routed_servers_hold_the_same_users() {
     let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let servers: Vec<Server> = (0..3)
         .map(|i| {
-            let routes: Vec<String> =
-                (0..3).filter(|&j| j != i).map(|j| format!("nats://route:{route_pw}@127.0.0.1:{}", route_ports[j])).collect();
+            let routes: Vec<String> = (0..3)
+                .filter(|&j| j != i)
+                .map(|j| format!("nats://route:{route_pw}@127.0.0.1:{}", route_ports[j]))
+                .collect();
             let extra = vec![
                 format!("--server_name=nats-{i}"),
                 "--cluster_name=roles".into(),
@@ -626,7 +659,8 @@ async fn three_routed_servers_hold_the_same_users() {
         .collect();
     let node = Conn::connect(&users, &servers[0], "node").await;
     let bot = Conn::connect(&users, &servers[2], "bot").await;
-    let mut readers = node.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
+    let mut readers =
+        node.client.queue_subscribe(users.subject("graph.read"), "readers".into()).await.expect("subscribe");
     node.assert_no_refusal("the readers group").await;
     tokio::spawn({
         let client = node.client.clone();
@@ -642,12 +676,19 @@ async fn three_routed_servers_hold_the_same_users() {
     // Until the routes are up and the interest has spread.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match tokio::time::timeout(Duration::from_secs(1), bot.client.request(users.subject("graph.read"), "read".into())).await {
+        match tokio::time::timeout(
+            Duration::from_secs(1),
+            bot.client.request(users.subject("graph.read"), "read".into()),
+        )
+        .await
+        {
             Ok(Ok(answer)) => {
                 assert_eq!(&answer.payload[..], b"answer");
                 break;
             }
-            other => assert!(Instant::now() < deadline, "a bot on server 2 never reached a node on server 0: {other:?}"),
+            other => {
+                assert!(Instant::now() < deadline, "a bot on server 2 never reached a node on server 0: {other:?}")
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -656,7 +697,11 @@ async fn three_routed_servers_hold_the_same_users() {
         let bot = Conn::connect(&users, server, "bot").await;
         let subject = users.subject("heartbeat");
         bot.publish(&subject, "forged").await;
-        assert!(bot.refused(&format!("Publish to \"{subject}\"")).await, "server {} lets the bot publish heartbeats", server.port);
+        assert!(
+            bot.refused(&format!("Publish to \"{subject}\"")).await,
+            "server {} lets the bot publish heartbeats",
+            server.port
+        );
     }
     // A client cannot pass for a route, and a role's password is no route password.
     for server in &servers {
@@ -673,7 +718,8 @@ async fn three_routed_servers_hold_the_same_users() {
 fn the_script_checks_its_input_and_keeps_the_launchers_secrets() {
     let dir = log_dir("roles-script");
     // compose/.env as compose would pass it to the nats service.
-    let dotenv = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/.env")).expect("compose/.env");
+    let dotenv = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/.env"))
+        .expect("compose/.env");
     let env: Vec<(String, String)> = dotenv
         .lines()
         .filter_map(|l| l.split_once('='))
@@ -685,7 +731,11 @@ fn the_script_checks_its_input_and_keeps_the_launchers_secrets() {
     let out = nats_auth(&["config", conf.to_str().unwrap()], &env);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let check = Command::new(nats_server_binary()).arg("-t").arg("-c").arg(&conf).output().expect("nats-server -t");
-    assert!(check.status.success(), "nats-server rejects the configuration: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "nats-server rejects the configuration: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     assert_eq!(mode(&conf), 0o600, "the configuration holds passwords");
     let text = std::fs::read_to_string(&conf).unwrap();
     for role in ROLES {
@@ -706,7 +756,12 @@ fn the_script_checks_its_input_and_keeps_the_launchers_secrets() {
         env.push(("INSTAFACE_PREFIX".into(), prefix.into()));
         let out = nats_auth(&["config"], &env);
         // An empty prefix means the default; every other one here is invalid.
-        assert_eq!(out.status.success(), prefix.is_empty(), "prefix {prefix:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.success(),
+            prefix.is_empty(),
+            "prefix {prefix:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let secrets = dir.join("sub/secrets.env");
@@ -714,14 +769,17 @@ fn the_script_checks_its_input_and_keeps_the_launchers_secrets() {
     assert_eq!(mode(&secrets), 0o600);
     let first = std::fs::read_to_string(&secrets).unwrap();
     for role in ROLES {
-        let line =
-            first.lines().find(|l| l.starts_with(&format!("{}=", password_var(role)))).unwrap_or_else(|| panic!("no {role} password"));
+        let line = first
+            .lines()
+            .find(|l| l.starts_with(&format!("{}=", password_var(role))))
+            .unwrap_or_else(|| panic!("no {role} password"));
         assert!(line.len() > password_var(role).len() + 24, "{line} is short");
     }
     assert!(nats_auth(&["secrets", secrets.to_str().unwrap()], &[]).status.success());
     assert_eq!(std::fs::read_to_string(&secrets).unwrap(), first, "the secrets changed on the second run");
     // A missing password is added, the others kept.
-    let without_bot: String = first.lines().filter(|l| !l.starts_with("NATS_BOT_PASSWORD=")).map(|l| format!("{l}\n")).collect();
+    let without_bot: String =
+        first.lines().filter(|l| !l.starts_with("NATS_BOT_PASSWORD=")).map(|l| format!("{l}\n")).collect();
     std::fs::write(&secrets, &without_bot).unwrap();
     assert!(nats_auth(&["secrets", secrets.to_str().unwrap()], &[]).status.success());
     let now = std::fs::read_to_string(&secrets).unwrap();
@@ -752,7 +810,10 @@ fn user(name: &str) -> Attributes {
     a
 }
 
-async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(what: &str, mut op: impl FnMut() -> F) -> T {
+async fn retry<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let failure = match tokio::time::timeout(Duration::from_secs(10), op()).await {
@@ -813,7 +874,8 @@ async fn every_binary_works_under_its_own_role() {
     let gateway = GraphClient::new(gateway_bus, ClientConfig::default()).await.expect("graph client");
     let bot_bus = Bus::connect(&bus_args(&users, &server, "bot"), "test-bot").await.expect("connect");
     let bot = GraphClient::new(bot_bus, ClientConfig::default()).await.expect("graph client");
-    let (leader, term) = gateway.wait_for_leader(Duration::from_secs(60)).await.expect("a leader, heard by the gateway's user");
+    let (leader, term) =
+        gateway.wait_for_leader(Duration::from_secs(60)).await.expect("a leader, heard by the gateway's user");
     eprintln!("leader {leader} (term {term})");
     bot.wait_for_leader(Duration::from_secs(10)).await.expect("a leader, heard by the bot's user");
     let (ada, _) = retry("a write as the gateway", || gateway.create_entity("user", user("Ada"))).await;
@@ -830,7 +892,9 @@ async fn every_binary_works_under_its_own_role() {
     // in that group).
     instaface_testkit::wait_until(Duration::from_secs(20), "a follower joining the readers group", || {
         cluster.ids.iter().any(|id| {
-            std::fs::read_to_string(cluster.log_dir().join(format!("{id}.log"))).unwrap_or_default().contains("joined the readers group")
+            std::fs::read_to_string(cluster.log_dir().join(format!("{id}.log")))
+                .unwrap_or_default()
+                .contains("joined the readers group")
         })
     })
     .await;
@@ -851,7 +915,11 @@ async fn every_binary_works_under_its_own_role() {
             let v: Value = serde_json::from_slice(&msg.payload).expect("a JSON ping answer");
             answered.insert(v["id"].as_str().unwrap_or_default().to_string(), v);
         }
-        assert!(Instant::now() < deadline, "the micro service answered the observer {} times: {answered:?}", answered.len());
+        assert!(
+            Instant::now() < deadline,
+            "the micro service answered the observer {} times: {answered:?}",
+            answered.len()
+        );
     }
     observer.assert_no_refusal("pinging the nodes").await;
 
@@ -909,9 +977,9 @@ async fn every_binary_works_under_its_own_role() {
         };
         let ready = overview.as_ref().is_some_and(|c| {
             c["leader"].is_string()
-                && c["nodes"]
-                    .as_array()
-                    .is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["reachable"] == true && n["status_age_ms"].is_u64()))
+                && c["nodes"].as_array().is_some_and(|n| {
+                    n.len() == 3 && n.iter().all(|n| n["reachable"] == true && n["status_age_ms"].is_u64())
+                })
         });
         if ready {
             break;
@@ -961,7 +1029,9 @@ async fn every_binary_works_under_its_own_role() {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let state = overview().await;
-            let node = state.as_ref().and_then(|c| c["nodes"].as_array()?.iter().find(|n| n["id"] == follower.as_str()).cloned());
+            let node = state
+                .as_ref()
+                .and_then(|c| c["nodes"].as_array()?.iter().find(|n| n["id"] == follower.as_str()).cloned());
             if node.as_ref().is_some_and(|n| n["unplugged"] == unplugged) {
                 break;
             }
@@ -988,10 +1058,14 @@ async fn every_binary_works_under_its_own_role() {
         .expect("bot output");
     assert!(bot_out.status.success(), "the bot exited with {}", bot_out.status);
     let text = String::from_utf8_lossy(&bot_out.stdout);
-    let summary: Value =
-        serde_json::from_str(text.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("bot summary {text:?}: {e}"));
+    let summary: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bot summary {text:?}: {e}"));
     assert_eq!(summary["ops"], 60, "{summary}");
-    assert_eq!((summary["totals"]["failed"].as_u64(), summary["totals"]["outcome_unknown"].as_u64()), (Some(0), Some(0)), "{summary}");
+    assert_eq!(
+        (summary["totals"]["failed"].as_u64(), summary["totals"]["outcome_unknown"].as_u64()),
+        (Some(0), Some(0)),
+        "{summary}"
+    );
 
     // Nothing was refused to anyone along the way.
     let violations = server.violations();

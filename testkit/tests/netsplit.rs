@@ -83,7 +83,11 @@ async fn until<T>(mesh: &NatsMesh, timeout: Duration, what: &str, mut f: impl Fn
             return v;
         }
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}\n{}\nserver logs in {}", mesh.status(), mesh.log_dir().display());
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}\nserver logs in {}",
+                mesh.status(),
+                mesh.log_dir().display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -163,7 +167,10 @@ async fn a_cut_between_two_nats_servers_stops_delivery_between_them_and_only_the
     })
     .await;
     let late = inboxes[1].first_from(seq_at_cut);
-    assert!(late.is_none(), "server 1 received message {late:?}, sent after the cut (first seq after the cut: {seq_at_cut})");
+    assert!(
+        late.is_none(),
+        "server 1 received message {late:?}, sent after the cut (first seq after the cut: {seq_at_cut})"
+    );
     let (last_seq, last_at) = inboxes[1].last().expect("server 1 received before the cut");
     eprintln!(
         "cut 0–1: delivery to server 1 stopped at once (its last message, #{last_seq}, was sent {:+.0} ms and received {:+.0} ms \

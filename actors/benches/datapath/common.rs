@@ -12,24 +12,15 @@ use instaface_bus::messages::{NodeStatus, Role};
 use instaface_testkit::Cluster;
 
 pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 pub fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 pub fn wall_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
 pub fn us(d: Duration) -> f64 {
@@ -63,11 +54,7 @@ pub fn summary(values: &[f64]) -> Summary {
         n,
         min: v.first().copied().unwrap_or(f64::NAN),
         p50: pct(&v, 50.0),
-        mean: if n == 0 {
-            f64::NAN
-        } else {
-            v.iter().sum::<f64>() / n as f64
-        },
+        mean: if n == 0 { f64::NAN } else { v.iter().sum::<f64>() / n as f64 },
         p99: pct(&v, 99.0),
         max: v.last().copied().unwrap_or(f64::NAN),
     }
@@ -137,11 +124,7 @@ where
                     Ok(kind) => lat.entry(kind).or_default().push(us(s.elapsed())),
                     Err(e) => {
                         // Keep error kinds few: the message up to its first digit.
-                        let key: String = e
-                            .chars()
-                            .take_while(|c| !c.is_ascii_digit())
-                            .take(60)
-                            .collect();
+                        let key: String = e.chars().take_while(|c| !c.is_ascii_digit()).take(60).collect();
                         *errors.entry(key).or_default() += 1;
                     }
                 }
@@ -166,11 +149,7 @@ where
     } else {
         None
     };
-    let mut out = Load {
-        lat: BTreeMap::new(),
-        errors: BTreeMap::new(),
-        elapsed: Duration::ZERO,
-    };
+    let mut out = Load { lat: BTreeMap::new(), errors: BTreeMap::new(), elapsed: Duration::ZERO };
     for w in workers {
         let (lat, errors) = w.await.expect("worker");
         for (k, v) in lat {
@@ -205,9 +184,7 @@ pub async fn wait_settled(c: &Cluster, ids: &[String], timeout: Duration) -> Opt
                 if st.iter().all(|s| {
                     s.term == t
                         && (s.node == l
-                            || (s.role == Role::Follower
-                                && s.leader.as_deref() == Some(l.as_str())
-                                && s.lease_ms > 0))
+                            || (s.role == Role::Follower && s.leader.as_deref() == Some(l.as_str()) && s.lease_ms > 0))
                 }) {
                     return Some((l, t));
                 }

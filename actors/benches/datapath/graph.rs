@@ -51,12 +51,7 @@ pub async fn build_graph(c: &Cluster, n_users: usize, n_statuses: usize, conc: u
     };
     let users = create("user", n_users).await;
     let statuses = create("status", n_statuses).await;
-    eprintln!(
-        "    {} users, {} statuses created ({:.1} s)",
-        users.len(),
-        statuses.len(),
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("    {} users, {} statuses created ({:.1} s)", users.len(), statuses.len(), t0.elapsed().as_secs_f64());
     // Edges: every status posted by a user; 4 friends per user; 3 likes per status.
     let mut edges: Vec<(EntityId, &'static str, EntityId)> = Vec::new();
     let pick = |v: &Vec<EntityId>| v[rand::random::<u64>() as usize % v.len()];
@@ -86,11 +81,7 @@ pub async fn build_graph(c: &Cluster, n_users: usize, n_statuses: usize, conc: u
             let errors = errors.clone();
             let done = done.clone();
             async move {
-                if client
-                    .add_assoc(from, atype, to, Attributes::new())
-                    .await
-                    .is_err()
-                {
+                if client.add_assoc(from, atype, to, Attributes::new()).await.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;

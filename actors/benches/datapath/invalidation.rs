@@ -28,21 +28,9 @@ pub struct Tap {
 pub async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
     let tap = Arc::new(Mutex::new(Tap::default()));
     let s = c.bus.subjects().clone();
-    let mut inv = c
-        .bus
-        .subscribe::<Invalidate>(s.invalidate())
-        .await
-        .expect("sub invalidate");
-    let mut evs = c
-        .bus
-        .subscribe::<Event>(s.events())
-        .await
-        .expect("sub events");
-    let mut acks = c
-        .bus
-        .subscribe::<Ack>(format!("{}.node.*.ack", s.prefix()))
-        .await
-        .expect("sub acks");
+    let mut inv = c.bus.subscribe::<Invalidate>(s.invalidate()).await.expect("sub invalidate");
+    let mut evs = c.bus.subscribe::<Event>(s.events()).await.expect("sub events");
+    let mut acks = c.bus.subscribe::<Ack>(format!("{}.node.*.ack", s.prefix())).await.expect("sub acks");
     let t = tap.clone();
     tokio::spawn(async move {
         while let Some(m) = inv.next().await {
@@ -59,18 +47,10 @@ pub async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             if let Ok(e) = m.payload {
                 match e.kind {
                     EventKind::Write { seq, .. } => {
-                        t.lock()
-                            .unwrap()
-                            .write_event
-                            .entry(seq)
-                            .or_insert((now, e.ts));
+                        t.lock().unwrap().write_event.entry(seq).or_insert((now, e.ts));
                     }
                     EventKind::Invalidation { seq, acked_by } => {
-                        t.lock()
-                            .unwrap()
-                            .invalidation_event
-                            .entry(seq)
-                            .or_insert((now, acked_by));
+                        t.lock().unwrap().invalidation_event.entry(seq).or_insert((now, acked_by));
                     }
                     _ => {}
                 }
@@ -83,10 +63,7 @@ pub async fn start_tap(c: &Cluster) -> Arc<Mutex<Tap>> {
             let now = Instant::now();
             let wall = wall_ms();
             if let Ok(a) = m.payload {
-                t.lock()
-                    .unwrap()
-                    .acks
-                    .push((now, wall, a.node, a.applied_seq));
+                t.lock().unwrap().acks.push((now, wall, a.node, a.applied_seq));
             }
         }
     });
@@ -131,10 +108,7 @@ pub fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
     // Per follower, acks in arrival order.
     let mut by_node: HashMap<&str, Vec<(Instant, f64, u64)>> = HashMap::new();
     for (at, wall, node, seq) in &tap.acks {
-        by_node
-            .entry(node.as_str())
-            .or_default()
-            .push((*at, *wall, *seq));
+        by_node.entry(node.as_str()).or_default().push((*at, *wall, *seq));
     }
     for (seq, sent, answered) in &run.writes {
         let Some(bcast) = tap.invalidate.get(seq).copied() else {
@@ -145,10 +119,9 @@ pub fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
         let mut earliest: Option<Instant> = None;
         let mut complete = true;
         for node in &run.followers {
-            let first = by_node.get(node.as_str()).and_then(|acks| {
-                acks.iter()
-                    .find(|(at, _, applied)| *applied >= *seq && *at >= *sent)
-            });
+            let first = by_node
+                .get(node.as_str())
+                .and_then(|acks| acks.iter().find(|(at, _, applied)| *applied >= *seq && *at >= *sent));
             match first {
                 Some((at, wall, _)) => {
                     if earliest.is_none_or(|e| *at < e) {
@@ -165,17 +138,13 @@ pub fn invalidation_figures(run: &WriteRun, tap: &Tap) -> InvFigures {
             f.missing += 1;
             continue;
         };
-        f.req_to_bcast
-            .push(us(bcast.saturating_duration_since(*sent)));
-        f.bcast_to_last_ack
-            .push(us(last_at.saturating_duration_since(bcast)));
+        f.req_to_bcast.push(us(bcast.saturating_duration_since(*sent)));
+        f.bcast_to_last_ack.push(us(last_at.saturating_duration_since(bcast)));
         if let Some(e) = earliest {
-            f.first_to_last_ack
-                .push(us(last_at.saturating_duration_since(e)));
+            f.first_to_last_ack.push(us(last_at.saturating_duration_since(e)));
         }
         if let Some((_, ts)) = tap.write_event.get(seq) {
-            f.commit_ts_to_last_ack
-                .push((last_wall - *ts as f64) * 1000.0);
+            f.commit_ts_to_last_ack.push((last_wall - *ts as f64) * 1000.0);
         }
         f.last_ack_to_answer.push(if *answered >= last_at {
             us(*answered - last_at)

@@ -84,15 +84,7 @@ async fn main() {
 
     // ---- cluster A: INVALIDATION=lease (the default)
     eprintln!("starting a 3-node cluster (INVALIDATION=lease)");
-    let mut c = Cluster::start(
-        "bench-dp",
-        ClusterOpts {
-            nodes: 3,
-            env: Vec::new(),
-            fast: false,
-        },
-    )
-    .await;
+    let mut c = Cluster::start("bench-dp", ClusterOpts { nodes: 3, env: Vec::new(), fast: false }).await;
     let Some((leader, _)) = wait_settled(&c, &c.ids, Duration::from_secs(30)).await else {
         eprintln!("cluster never settled; logs in {}", c.log_dir().display());
         return;
@@ -104,26 +96,12 @@ async fn main() {
     if has("a") || has("b") {
         eprintln!("building the graph");
         let g = build_graph(&c, n_users, n_statuses, 8).await;
-        let mut v: Vec<(EntityId, bool)> = g
-            .users
-            .iter()
-            .map(|u| (*u, true))
-            .chain(g.statuses.iter().map(|s| (*s, false)))
-            .collect();
+        let mut v: Vec<(EntityId, bool)> =
+            g.users.iter().map(|u| (*u, true)).chain(g.statuses.iter().map(|s| (*s, false))).collect();
         shuffle(&mut v);
         entities = Arc::new(v);
         if has("b") {
-            let r = run_mix(
-                &mut c,
-                &g,
-                entities.clone(),
-                &followers,
-                &leader,
-                mix_secs,
-                conc,
-                zipf_s,
-            )
-            .await;
+            let r = run_mix(&mut c, &g, entities.clone(), &followers, &leader, mix_secs, conc, zipf_s).await;
             report.extend(r);
         }
     }
@@ -148,8 +126,5 @@ async fn main() {
     }
     println!();
     println!("{}", report.join("\n"));
-    eprintln!(
-        "datapath benchmark done in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("datapath benchmark done in {:.0} s", started.elapsed().as_secs_f64());
 }

@@ -70,22 +70,12 @@ pub async fn run_mix(
     }
     let before = statuses(c).await;
     let leader_term = |s: &BTreeMap<String, NodeStatus>| {
-        s.values()
-            .find(|s| s.role == Role::Leader)
-            .map(|s| (s.node.clone(), s.term))
+        s.values().find(|s| s.role == Role::Leader).map(|s| (s.node.clone(), s.term))
     };
     let lt_before = leader_term(&before);
-    let leader = lt_before
-        .as_ref()
-        .map(|(l, _)| l.clone())
-        .unwrap_or_else(|| leader.to_string());
+    let leader = lt_before.as_ref().map(|(l, _)| l.clone()).unwrap_or_else(|| leader.to_string());
     let leader = leader.as_str();
-    let followers: Vec<String> = c
-        .ids
-        .iter()
-        .filter(|i| i.as_str() != leader)
-        .cloned()
-        .collect();
+    let followers: Vec<String> = c.ids.iter().filter(|i| i.as_str() != leader).cloned().collect();
     let followers = &followers[..];
     let zipf = Arc::new(Zipf::new(entities.len(), zipf_s));
     let client = c.client.clone();
@@ -126,43 +116,15 @@ pub async fn run_mix(
                 ["likedby", "postedby"][rand::random::<u64>() as usize % 2]
             };
             let (kind, query) = if r < 41.0 {
-                (
-                    "assoc range (limit 10)",
-                    ReadQuery::Assocs {
-                        from: id,
-                        atype: atype.into(),
-                        limit: 10,
-                        offset: 0,
-                    },
-                )
+                ("assoc range (limit 10)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 10, offset: 0 })
             } else if r < 70.0 {
                 ("entity get", ReadQuery::Entities { ids: vec![id] })
             } else if r < 86.0 {
-                (
-                    "assoc get (limit 1)",
-                    ReadQuery::Assocs {
-                        from: id,
-                        atype: atype.into(),
-                        limit: 1,
-                        offset: 0,
-                    },
-                )
+                ("assoc get (limit 1)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 1, offset: 0 })
             } else {
-                (
-                    "assoc count (limit 0)",
-                    ReadQuery::Assocs {
-                        from: id,
-                        atype: atype.into(),
-                        limit: 0,
-                        offset: 0,
-                    },
-                )
+                ("assoc count (limit 0)", ReadQuery::Assocs { from: id, atype: atype.into(), limit: 0, offset: 0 })
             };
-            client
-                .read(query, Consistency::Eventual)
-                .await
-                .map(|_| kind)
-                .map_err(|e| e.to_string())
+            client.read(query, Consistency::Eventual).await.map(|_| kind).map_err(|e| e.to_string())
         }
     };
     let half = mix_secs / 2;
@@ -179,12 +141,7 @@ pub async fn run_mix(
             a.get(id).map(|s| s.cache.clone()).unwrap_or_default(),
             b.get(id).map(|s| s.cache.clone()).unwrap_or_default(),
         );
-        (
-            y.hits.saturating_sub(x.hits),
-            y.misses.saturating_sub(x.misses),
-            y.fills.saturating_sub(x.fills),
-            y.entries,
-        )
+        (y.hits.saturating_sub(x.hits), y.misses.saturating_sub(x.misses), y.fills.saturating_sub(x.fills), y.entries)
     };
     let mut r = Vec::new();
     r.push("## (b) TAO-like read-heavy mix".to_string());
@@ -203,10 +160,7 @@ pub async fn run_mix(
     r.push(String::new());
     r.push("| window | ops | ops/s | errors | follower hits | follower misses | follower hit rate | follower fills (fetches to the leader) | leader hits | leader misses | leader fills (MySQL fetches) |".into());
     r.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |".into());
-    for (label, load, a, b) in [
-        ("first half", &first, &before, &mid),
-        ("second half", &second, &mid, &after),
-    ] {
+    for (label, load, a, b) in [("first half", &first, &before, &mid), ("second half", &second, &mid, &after)] {
         let (mut fh, mut fmiss, mut ff) = (0, 0, 0);
         for f in followers {
             let (h, m, fi, _) = delta(a, b, f);
@@ -232,10 +186,7 @@ pub async fn run_mix(
     r.push(String::new());
     for id in &c.ids {
         let (h, m, f, e) = delta(&before, &after, id);
-        let role = after
-            .get(id)
-            .map(|s| s.role.to_string())
-            .unwrap_or_default();
+        let role = after.get(id).map(|s| s.role.to_string()).unwrap_or_default();
         r.push(format!("- {id} ({role}): {h} / {m} / {f}; {e} entries"));
     }
     r.push(String::new());
@@ -262,14 +213,10 @@ pub async fn run_mix(
         ));
     }
     let errs: BTreeMap<String, usize> =
-        first
-            .errors
-            .iter()
-            .chain(second.errors.iter())
-            .fold(BTreeMap::new(), |mut m, (k, v)| {
-                *m.entry(k.clone()).or_default() += v;
-                m
-            });
+        first.errors.iter().chain(second.errors.iter()).fold(BTreeMap::new(), |mut m, (k, v)| {
+            *m.entry(k.clone()).or_default() += v;
+            m
+        });
     if !errs.is_empty() {
         r.push(String::new());
         r.push(format!("Errors: {errs:?}"));

@@ -11,60 +11,33 @@ use instaface_testkit::Cluster;
 use crate::common::{fm, run_load, summary, wait_settled};
 
 /// (a): follower cache hits beside a NATS echo.
-pub async fn run_hits(
-    c: &Cluster,
-    entities: Arc<Vec<(EntityId, bool)>>,
-    secs: Duration,
-    conc: usize,
-) -> Vec<String> {
+pub async fn run_hits(c: &Cluster, entities: Arc<Vec<(EntityId, bool)>>, secs: Duration, conc: usize) -> Vec<String> {
     let Some((leader, _)) = wait_settled(c, &c.ids, Duration::from_secs(30)).await else {
         eprintln!("(a) skipped: the cluster did not settle");
         return Vec::new();
     };
-    let f = c
-        .ids
-        .iter()
-        .find(|i| **i != leader)
-        .cloned()
-        .expect("a follower");
-    eprintln!(
-        "(a) follower hits at {f}: warming {} entity keys",
-        entities.len()
-    );
+    let f = c.ids.iter().find(|i| **i != leader).cloned().expect("a follower");
+    eprintln!("(a) follower hits at {f}: warming {} entity keys", entities.len());
     let subject = c.bus.subjects().read_at(&f);
-    let warm: Vec<_> =
-        futures::stream::iter(entities.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .map(|id| {
-                let bus = c.bus.clone();
-                let subject = subject.clone();
-                async move {
-                    let req = ReadRequest {
-                        consistency: Consistency::Eventual,
-                        query: ReadQuery::Entities { ids: vec![id] },
-                    };
-                    bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5))
-                        .await
-                        .is_ok()
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-    eprintln!(
-        "  warmed: {}/{} ok",
-        warm.iter().filter(|x| **x).count(),
-        warm.len()
-    );
+    let warm: Vec<_> = futures::stream::iter(entities.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .map(|id| {
+            let bus = c.bus.clone();
+            let subject = subject.clone();
+            async move {
+                let req =
+                    ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
+                bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5)).await.is_ok()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    eprintln!("  warmed: {}/{} ok", warm.iter().filter(|x| **x).count(), warm.len());
 
     // The echo responder: its own NATS connection, answering inline.
     let echo_subject = format!("{}.bench.echo", c.bus.subjects().prefix());
-    let nc = async_nats::connect("nats://127.0.0.1:4222")
-        .await
-        .expect("echo connection");
-    let mut sub = nc
-        .subscribe(echo_subject.clone())
-        .await
-        .expect("echo subscribe");
+    let nc = async_nats::connect("nats://127.0.0.1:4222").await.expect("echo connection");
+    let mut sub = nc.subscribe(echo_subject.clone()).await.expect("echo subscribe");
     nc.flush().await.expect("flush");
     let responder = {
         let nc = nc.clone();
@@ -88,17 +61,10 @@ pub async fn run_hits(
             let ents = ents.clone();
             async move {
                 let id = ents[rand::random::<u64>() as usize % ents.len()].0;
-                let req = ReadRequest {
-                    consistency: Consistency::Eventual,
-                    query: ReadQuery::Entities { ids: vec![id] },
-                };
-                match bus
-                    .request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5))
-                    .await
-                {
-                    Ok(Reply::Ok(ReadResult::Entities { entities })) if !entities.is_empty() => {
-                        Ok("read")
-                    }
+                let req =
+                    ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
+                match bus.request::<_, Reply<ReadResult>>(subject, &req, Duration::from_secs(5)).await {
+                    Ok(Reply::Ok(ReadResult::Entities { entities })) if !entities.is_empty() => Ok("read"),
                     Ok(other) => Err(format!("unexpected {other:?}")),
                     Err(e) => Err(e.to_string()),
                 }
@@ -116,10 +82,8 @@ pub async fn run_hits(
             async move {
                 let id = ents[rand::random::<u64>() as usize % ents.len()].0;
                 // The same request payload, echoed back and decoded as such.
-                let req = ReadRequest {
-                    consistency: Consistency::Eventual,
-                    query: ReadQuery::Entities { ids: vec![id] },
-                };
+                let req =
+                    ReadRequest { consistency: Consistency::Eventual, query: ReadQuery::Entities { ids: vec![id] } };
                 bus.request::<_, ReadRequest>(subject, &req, Duration::from_secs(5))
                     .await
                     .map(|_| "echo")
@@ -136,10 +100,7 @@ pub async fn run_hits(
         let r = run_load("follower reads", k, secs, read_op.clone()).await;
         eprintln!("    {:.0} req/s", r.rate());
         rows.push((format!("NATS echo (own responder), concurrency {k}"), e));
-        rows.push((
-            format!("follower cache hit (`P.node.{f}.read`, one entity), concurrency {k}"),
-            r,
-        ));
+        rows.push((format!("follower cache hit (`P.node.{f}.read`, one entity), concurrency {k}"), r));
     }
     let after = c.status(&f).await.map(|s| s.cache).unwrap_or_default();
     responder.abort();

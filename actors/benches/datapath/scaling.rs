@@ -42,13 +42,10 @@ async fn raw_inserts(c: &Cluster, conc: usize, secs: Duration) -> Load {
         async move {
             let mut conn = pool.get_conn().await.map_err(|e| e.to_string())?;
             let value = json!({"name": format!("raw {}", rand::random::<u32>())}).to_string();
-            conn.exec_drop(
-                "INSERT INTO bench_raw_inserts (attributes) VALUES (?)",
-                (value,),
-            )
-            .await
-            .map(|_| "insert")
-            .map_err(|e| e.to_string())
+            conn.exec_drop("INSERT INTO bench_raw_inserts (attributes) VALUES (?)", (value,))
+                .await
+                .map(|_| "insert")
+                .map_err(|e| e.to_string())
         }
     })
     .await;
@@ -63,10 +60,7 @@ async fn creates(c: &Cluster, conc: usize, secs: Duration, mode: &str) -> Load {
         let client = client.clone();
         async move {
             client
-                .create_entity(
-                    "user",
-                    attrs(json!({"name": format!("w {}", rand::random::<u32>())})),
-                )
+                .create_entity("user", attrs(json!({"name": format!("w {}", rand::random::<u32>())})))
                 .await
                 .map(|_| "create")
                 .map_err(|e| e.to_string())
@@ -82,17 +76,10 @@ pub async fn run_scaling(secs: Duration, levels: &[usize]) -> Vec<String> {
         eprintln!("(e) write scaling: starting a 3-node cluster with INVALIDATION={mode}");
         let c = Cluster::start(
             &format!("bench-scale-{mode}"),
-            ClusterOpts {
-                nodes: 3,
-                env: vec![("INVALIDATION".into(), mode.into())],
-                fast: false,
-            },
+            ClusterOpts { nodes: 3, env: vec![("INVALIDATION".into(), mode.into())], fast: false },
         )
         .await;
-        if wait_settled(&c, &c.ids, Duration::from_secs(30))
-            .await
-            .is_none()
-        {
+        if wait_settled(&c, &c.ids, Duration::from_secs(30)).await.is_none() {
             eprintln!("  cluster never settled; logs in {}", c.log_dir().display());
             continue;
         }
@@ -102,23 +89,11 @@ pub async fn run_scaling(secs: Duration, levels: &[usize]) -> Vec<String> {
             if mode == "lease" {
                 let raw = raw_inserts(&c, conc, secs).await;
                 eprintln!("  raw MariaDB c={conc}: {:.0}/s", raw.rate());
-                rows.push(Row {
-                    what: "raw MariaDB INSERT".into(),
-                    conc,
-                    load: raw,
-                });
+                rows.push(Row { what: "raw MariaDB INSERT".into(), conc, load: raw });
             }
             let load = creates(&c, conc, secs, mode).await;
-            eprintln!(
-                "  {mode} c={conc}: {:.0} writes/s, p99 {} ms",
-                load.rate(),
-                fm(summary(&load.all()).p99)
-            );
-            rows.push(Row {
-                what: format!("instaface, {mode}"),
-                conc,
-                load,
-            });
+            eprintln!("  {mode} c={conc}: {:.0} writes/s, p99 {} ms", load.rate(), fm(summary(&load.all()).p99));
+            rows.push(Row { what: format!("instaface, {mode}"), conc, load });
         }
     }
     report(&rows, levels)
@@ -132,15 +107,11 @@ fn report(rows: &[Row], levels: &[usize]) -> Vec<String> {
          autocommit INSERTs, each for the same time at each concurrency, alternately."
             .to_string(),
         String::new(),
-        "| writer | concurrency | writes/s | errors | p50 ms | p99 ms | × raw MariaDB |"
-            .to_string(),
+        "| writer | concurrency | writes/s | errors | p50 ms | p99 ms | × raw MariaDB |".to_string(),
         "| --- | --- | --- | --- | --- | --- | --- |".to_string(),
     ];
     for r in rows {
-        let raw = rows
-            .iter()
-            .find(|x| x.conc == r.conc && x.what.starts_with("raw"))
-            .map(|x| x.load.rate());
+        let raw = rows.iter().find(|x| x.conc == r.conc && x.what.starts_with("raw")).map(|x| x.load.rate());
         let s = summary(&r.load.all());
         out.push(format!(
             "| {} | {} | {:.0} | {} | {} | {} | {} |",
@@ -150,22 +121,16 @@ fn report(rows: &[Row], levels: &[usize]) -> Vec<String> {
             r.load.error_count(),
             fm(s.p50),
             fm(s.p99),
-            raw.map(|b| format!("{:.2}", r.load.rate() / b))
-                .unwrap_or_else(|| "-".into())
+            raw.map(|b| format!("{:.2}", r.load.rate() / b)).unwrap_or_else(|| "-".into())
         ));
     }
     let p50 = |mode: &str, conc: usize| {
-        rows.iter()
-            .find(|r| r.conc == conc && r.what.ends_with(mode))
-            .map(|r| summary(&r.load.all()).p50)
+        rows.iter().find(|r| r.conc == conc && r.what.ends_with(mode)).map(|r| summary(&r.load.all()).p50)
     };
     if let Some(&first) = levels.first() {
         if let (Some(l), Some(a)) = (p50("lease", first), p50("async", first)) {
             out.push(String::new());
-            out.push(format!(
-                "At concurrency {first}, p50 lease / async = {:.2}.",
-                l / a
-            ));
+            out.push(format!("At concurrency {first}, p50 lease / async = {:.2}.", l / a));
         }
     }
     for r in rows {

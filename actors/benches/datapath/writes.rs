@@ -69,17 +69,11 @@ async fn write_runs(
     wconc: usize,
 ) -> (Vec<WriteRun>, Arc<Mutex<Tap>>) {
     let tap = start_tap(c).await;
-    let (leader, _) = wait_settled(c, &c.ids, Duration::from_secs(30))
-        .await
-        .expect("cluster settled");
+    let (leader, _) = wait_settled(c, &c.ids, Duration::from_secs(30)).await.expect("cluster settled");
     let followers: Vec<String> = c.ids.iter().filter(|i| **i != leader).cloned().collect();
     let mut ids = Vec::new();
     for i in 0..32 {
-        if let Ok((e, _)) = c
-            .client
-            .create_entity("user", attrs(json!({"name": format!("writer {i}")})))
-            .await
-        {
+        if let Ok((e, _)) = c.client.create_entity("user", attrs(json!({"name": format!("writer {i}")}))).await {
             ids.push(e.id);
         }
     }
@@ -87,30 +81,24 @@ async fn write_runs(
 
     // Healthy: sequential, then a throughput run.
     eprintln!("  ({mode}) healthy: {n_writes} sequential updates");
-    let (lat, writes, errors) =
-        sequential_writes(c, &ids, n_writes, &format!("{mode} healthy")).await;
+    let (lat, writes, errors) = sequential_writes(c, &ids, n_writes, &format!("{mode} healthy")).await;
     let s = summary(&lat);
     eprintln!("    p50 {} ms, p99 {} ms", fm(s.p50), fm(s.p99));
     eprintln!("  ({mode}) healthy: throughput at concurrency {wconc} for {secs:?}");
     let client = c.client.clone();
     let ids2 = Arc::new(ids.clone());
-    let tput = run_load(
-        &format!("{mode} write throughput"),
-        wconc,
-        secs,
-        move || {
-            let client = client.clone();
-            let ids = ids2.clone();
-            async move {
-                let id = ids[rand::random::<u64>() as usize % ids.len()];
-                client
-                    .update_entity(id, json!({"t": rand::random::<u32>()}))
-                    .await
-                    .map(|_| "update")
-                    .map_err(|e| e.to_string())
-            }
-        },
-    )
+    let tput = run_load(&format!("{mode} write throughput"), wconc, secs, move || {
+        let client = client.clone();
+        let ids = ids2.clone();
+        async move {
+            let id = ids[rand::random::<u64>() as usize % ids.len()];
+            client
+                .update_entity(id, json!({"t": rand::random::<u32>()}))
+                .await
+                .map(|_| "update")
+                .map_err(|e| e.to_string())
+        }
+    })
     .await;
     eprintln!(
         "    {:.0} writes/s, p50 {} ms, p99 {} ms",
@@ -145,12 +133,8 @@ async fn write_runs(
             None
         }
     };
-    eprintln!(
-        "    first write after the unplug: {} ms",
-        fm(first.unwrap_or(f64::NAN))
-    );
-    let (lat, writes, errors) =
-        sequential_writes(c, &ids, n_writes, &format!("{mode} unplugged")).await;
+    eprintln!("    first write after the unplug: {} ms", fm(first.unwrap_or(f64::NAN)));
+    let (lat, writes, errors) = sequential_writes(c, &ids, n_writes, &format!("{mode} unplugged")).await;
     let s = summary(&lat);
     eprintln!("    p50 {} ms, p99 {} ms", fm(s.p50), fm(s.p99));
     runs.push(WriteRun {
@@ -164,10 +148,7 @@ async fn write_runs(
         all_followers: followers.len(),
     });
     c.unplug(&cut, false).await;
-    if wait_settled(c, &c.ids, Duration::from_secs(30))
-        .await
-        .is_none()
-    {
+    if wait_settled(c, &c.ids, Duration::from_secs(30)).await.is_none() {
         eprintln!("    {cut} did not rejoin within 30 s");
     }
     (runs, tap)
@@ -177,42 +158,23 @@ async fn write_runs(
 pub async fn run_writes(c: Cluster, n_writes: usize, secs: Duration, wconc: usize) -> Vec<String> {
     eprintln!("(c)/(d) writes, INVALIDATION=lease");
     let (mut runs, tap_a) = write_runs(&c, "lease", n_writes, secs, wconc).await;
-    let mut inv: Vec<InvFigures> = runs
-        .iter()
-        .map(|r| invalidation_figures(r, &tap_a.lock().unwrap()))
-        .collect();
+    let mut inv: Vec<InvFigures> = runs.iter().map(|r| invalidation_figures(r, &tap_a.lock().unwrap())).collect();
     drop(c);
     eprintln!("starting a 3-node cluster with INVALIDATION=async");
     let c2 = Cluster::start(
         "bench-dp-async",
-        ClusterOpts {
-            nodes: 3,
-            env: vec![("INVALIDATION".into(), "async".into())],
-            fast: false,
-        },
+        ClusterOpts { nodes: 3, env: vec![("INVALIDATION".into(), "async".into())], fast: false },
     )
     .await;
-    if wait_settled(&c2, &c2.ids, Duration::from_secs(30))
-        .await
-        .is_none()
-    {
-        eprintln!(
-            "async cluster never settled; logs in {}",
-            c2.log_dir().display()
-        );
+    if wait_settled(&c2, &c2.ids, Duration::from_secs(30)).await.is_none() {
+        eprintln!("async cluster never settled; logs in {}", c2.log_dir().display());
     } else {
         let (runs_b, tap_b) = write_runs(&c2, "async", n_writes, secs, wconc).await;
-        inv.extend(
-            runs_b
-                .iter()
-                .map(|r| invalidation_figures(r, &tap_b.lock().unwrap())),
-        );
+        inv.extend(runs_b.iter().map(|r| invalidation_figures(r, &tap_b.lock().unwrap())));
         runs.extend(runs_b);
     }
     let mut r = Vec::new();
-    r.push(
-        "## (c) Write latency (entity update through the shared client, one at a time)".to_string(),
-    );
+    r.push("## (c) Write latency (entity update through the shared client, one at a time)".to_string());
     r.push(String::new());
     r.push(format!("{n_writes} sequential updates per row (32 entities in turn); the unplugged rows start right after the unplug took effect, and their first write is shown apart and left out of the distribution."));
     r.push(String::new());
@@ -241,20 +203,10 @@ pub async fn run_writes(c: Cluster, n_writes: usize, secs: Duration, wconc: usiz
         for l in &run.lat {
             buckets[((*l / 1000.0) as usize).min(12)] += 1;
         }
-        r.push(format!(
-            "- {}: {}",
-            run.label,
-            buckets
-                .iter()
-                .map(|b| b.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
+        r.push(format!("- {}: {}", run.label, buckets.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(" ")));
     }
     r.push(String::new());
-    r.push(format!(
-        "Write throughput, healthy, {wconc} concurrent writers for {secs:?}:"
-    ));
+    r.push(format!("Write throughput, healthy, {wconc} concurrent writers for {secs:?}:"));
     r.push(String::new());
     r.push("| mode | writes/s | errors | p50 ms | p99 ms |".into());
     r.push("| --- | --- | --- | --- | --- |".into());

@@ -74,11 +74,7 @@ impl<W, E> Answer<W, E> {
     /// The waiter, and the values or the first error among them.
     #[allow(clippy::type_complexity)]
     pub fn into_values(self) -> (W, Result<Vec<(CacheKey, CacheValue)>, FetchError<E>>) {
-        let values = self
-            .values
-            .into_iter()
-            .map(|(k, r)| r.map(|v| (k, v)))
-            .collect();
+        let values = self.values.into_iter().map(|(k, r)| r.map(|v| (k, v))).collect();
         (self.waiter, values)
     }
 }
@@ -206,11 +202,7 @@ impl<W, E: Clone> CacheCore<W, E> {
             match self.joinable_fetch(key) {
                 Some((fetch, at)) => {
                     joined += 1;
-                    if let Some(subs) = self
-                        .fetches
-                        .get_mut(&fetch)
-                        .and_then(|f| f.subscribers.get_mut(at))
-                    {
+                    if let Some(subs) = self.fetches.get_mut(&fetch).and_then(|f| f.subscribers.get_mut(at)) {
                         subs.push((id, slot));
                     }
                 }
@@ -225,55 +217,24 @@ impl<W, E: Clone> CacheCore<W, E> {
         let fetch = (!to_fetch.is_empty()).then(|| {
             let fetch_id = FetchId(self.next_fetch);
             self.next_fetch += 1;
-            let mut fetch = Fetch {
-                started: now,
-                keys: Vec::new(),
-                subscribers: Vec::new(),
-            };
+            let mut fetch = Fetch { started: now, keys: Vec::new(), subscribers: Vec::new() };
             for (at, (key, slot)) in to_fetch.into_iter().enumerate() {
                 self.newest_fetch.insert(key.clone(), (fetch_id, at));
                 fetch.keys.push(key);
                 fetch.subscribers.push(vec![(id, slot)]);
             }
-            let order = FetchOrder {
-                id: fetch_id,
-                keys: fetch.keys.clone(),
-            };
+            let order = FetchOrder { id: fetch_id, keys: fetch.keys.clone() };
             self.fetches.insert(fetch_id, fetch);
             order
         });
 
         if misses == 0 {
-            let values = values
-                .into_iter()
-                .map(|(k, v)| (k, v.unwrap_or(Err(FetchError::Missing))))
-                .collect();
-            return Lookup {
-                answer: Some(Answer { waiter, values }),
-                waiter: None,
-                fetch,
-                hits,
-                misses,
-                joined,
-            };
+            let values = values.into_iter().map(|(k, v)| (k, v.unwrap_or(Err(FetchError::Missing)))).collect();
+            return Lookup { answer: Some(Answer { waiter, values }), waiter: None, fetch, hits, misses, joined };
         }
         self.next_waiter += 1;
-        self.waiters.insert(
-            id,
-            Waiter {
-                token: waiter,
-                values,
-                pending: misses,
-            },
-        );
-        Lookup {
-            answer: None,
-            waiter: Some(id),
-            fetch,
-            hits,
-            misses,
-            joined,
-        }
+        self.waiters.insert(id, Waiter { token: waiter, values, pending: misses });
+        Lookup { answer: None, waiter: Some(id), fetch, hits, misses, joined }
     }
 
     /// Delivers the result of fetch `id` (values by key) to everyone waiting on it and
@@ -281,11 +242,7 @@ impl<W, E: Clone> CacheCore<W, E> {
     /// answers of the lookups this completes. A key the result lacks (or gives a value of
     /// the wrong kind) resolves to [`FetchError::Missing`]; keys the fetch did not ask for
     /// are ignored. An unknown or already completed `id` does nothing.
-    pub fn complete_fetch(
-        &mut self,
-        id: FetchId,
-        result: Result<Vec<(CacheKey, CacheValue)>, E>,
-    ) -> Vec<Answer<W, E>> {
+    pub fn complete_fetch(&mut self, id: FetchId, result: Result<Vec<(CacheKey, CacheValue)>, E>) -> Vec<Answer<W, E>> {
         match result {
             Ok(values) => {
                 let mut by_key: HashMap<CacheKey, CacheValue> = values.into_iter().collect();
@@ -298,27 +255,14 @@ impl<W, E: Clone> CacheCore<W, E> {
     /// Like [`CacheCore::complete_fetch`], for a result that lists one value per key in the
     /// order of the [`FetchOrder`]'s keys (as a `FillReply` does). A list of the wrong
     /// length cannot be matched to the keys: every key resolves to [`FetchError::Missing`].
-    pub fn complete_fetch_in_order(
-        &mut self,
-        id: FetchId,
-        result: Result<Vec<CacheValue>, E>,
-    ) -> Vec<Answer<W, E>> {
+    pub fn complete_fetch_in_order(&mut self, id: FetchId, result: Result<Vec<CacheValue>, E>) -> Vec<Answer<W, E>> {
         match result {
-            Ok(values)
-                if self
-                    .fetch_keys(id)
-                    .is_some_and(|keys| keys.len() != values.len()) =>
-            {
+            Ok(values) if self.fetch_keys(id).is_some_and(|keys| keys.len() != values.len()) => {
                 self.settle(id, |_, _| Err(FetchError::Missing))
             }
             Ok(values) => {
                 let mut values: Vec<Option<CacheValue>> = values.into_iter().map(Some).collect();
-                self.settle(id, |_, at| {
-                    values
-                        .get_mut(at)
-                        .and_then(Option::take)
-                        .ok_or(FetchError::Missing)
-                })
+                self.settle(id, |_, at| values.get_mut(at).and_then(Option::take).ok_or(FetchError::Missing))
             }
             Err(error) => self.settle(id, |_, _| Err(FetchError::Failed(error.clone()))),
         }
@@ -405,13 +349,8 @@ impl<W, E: Clone> CacheCore<W, E> {
             if self.newest_fetch.get(&key).is_some_and(|(f, _)| *f == id) {
                 self.newest_fetch.remove(&key);
             }
-            let result = outcome(&key, at).and_then(|v| {
-                if value_fits_key(&key, &v) {
-                    Ok(v)
-                } else {
-                    Err(FetchError::Missing)
-                }
-            });
+            let result =
+                outcome(&key, at).and_then(|v| if value_fits_key(&key, &v) { Ok(v) } else { Err(FetchError::Missing) });
             if let Ok(value) = &result {
                 if self.epochs.invalidated_since(&key, fetch.started) {
                     self.stats.raced += 1;
@@ -442,11 +381,7 @@ impl<W, E: Clone> CacheCore<W, E> {
             .filter_map(|id| self.waiters.remove(&id))
             .map(|w| Answer {
                 waiter: w.token,
-                values: w
-                    .values
-                    .into_iter()
-                    .map(|(k, v)| (k, v.unwrap_or(Err(FetchError::Missing))))
-                    .collect(),
+                values: w.values.into_iter().map(|(k, v)| (k, v.unwrap_or(Err(FetchError::Missing)))).collect(),
             })
             .collect()
     }
@@ -461,9 +396,7 @@ impl<W, E: Clone> CacheCore<W, E> {
 /// entity or of none; an association list for a list key, of that list's associations.
 pub fn value_fits_key(key: &CacheKey, value: &CacheValue) -> bool {
     match (key, value) {
-        (CacheKey::Entity(id), CacheValue::Entity { entity }) => {
-            entity.as_ref().is_none_or(|e| e.id == *id)
-        }
+        (CacheKey::Entity(id), CacheValue::Entity { entity }) => entity.as_ref().is_none_or(|e| e.id == *id),
         (CacheKey::Assocs { from, atype }, CacheValue::Assocs { items, .. }) => {
             items.iter().all(|a| a.from == *from && a.atype == *atype)
         }

@@ -88,10 +88,7 @@ mod tests {
         let mut e = Epochs::default();
         e.invalidate(std::slice::from_ref(&k));
         let start = e.now();
-        assert!(
-            !e.invalidated_since(&k, start),
-            "invalidations before the start do not count"
-        );
+        assert!(!e.invalidated_since(&k, start), "invalidations before the start do not count");
         e.invalidate(&[CacheKey::Entity(2)]);
         assert!(!e.invalidated_since(&k, start), "other keys do not count");
         e.invalidate(std::slice::from_ref(&k));
@@ -118,10 +115,7 @@ mod tests {
         e.invalidate(&[CacheKey::Entity(2)]);
         e.forget_before(Some(start));
         assert_eq!(e.records(), 2);
-        assert!(
-            e.invalidated_since(&k, start),
-            "the record after the start is kept"
-        );
+        assert!(e.invalidated_since(&k, start), "the record after the start is kept");
         e.forget_before(None);
         assert_eq!(e.records(), 0);
         assert!(!e.invalidated_since(&k, start));

@@ -23,9 +23,7 @@ pub struct Lru<K, V> {
 impl<K: Hash + Eq, V> Lru<K, V> {
     /// An empty map bounded to `capacity` entries. With capacity 0 it stores nothing.
     pub fn new(capacity: usize) -> Self {
-        Lru {
-            map: NonZeroUsize::new(capacity).map(LruCache::sparse),
-        }
+        Lru { map: NonZeroUsize::new(capacity).map(LruCache::sparse) }
     }
 
     /// The bound on the number of entries.
@@ -86,10 +84,7 @@ impl<K: Hash + Eq, V> Lru<K, V> {
     where
         K: Clone,
     {
-        self.map
-            .iter()
-            .flat_map(|m| m.iter().map(|(k, _)| k.clone()))
-            .collect()
+        self.map.iter().flat_map(|m| m.iter().map(|(k, _)| k.clone())).collect()
     }
 }
 

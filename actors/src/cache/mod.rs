@@ -37,8 +37,7 @@ mod lru;
 #[cfg(test)]
 mod tests;
 
-pub use cache_core::{
-    value_fits_key, Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder, KeyResult,
-    Lookup, WaiterId,
-};
 pub use self::lru::Lru;
+pub use cache_core::{
+    value_fits_key, Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder, KeyResult, Lookup, WaiterId,
+};

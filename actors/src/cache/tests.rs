@@ -13,10 +13,7 @@ fn ent(id: u64) -> CacheKey {
 }
 
 fn friends(from: u64) -> CacheKey {
-    CacheKey::Assocs {
-        from,
-        atype: "friend".into(),
-    }
+    CacheKey::Assocs { from, atype: "friend".into() }
 }
 
 /// The value of `key` as the database holds it at `version`.
@@ -32,11 +29,7 @@ fn value(key: &CacheKey, version: u64) -> CacheValue {
                 version,
             }),
         },
-        CacheKey::Assocs { .. } => CacheValue::Assocs {
-            count: version,
-            items: Vec::new(),
-            complete: true,
-        },
+        CacheKey::Assocs { .. } => CacheValue::Assocs { count: version, items: Vec::new(), complete: true },
     }
 }
 
@@ -50,10 +43,7 @@ fn version(value: &CacheValue) -> Option<u64> {
 type Core = CacheCore<&'static str, String>;
 
 fn versions(values: &[(CacheKey, Result<CacheValue, FetchError<String>>)]) -> Vec<Option<u64>> {
-    values
-        .iter()
-        .map(|(_, r)| r.as_ref().ok().and_then(version))
-        .collect()
+    values.iter().map(|(_, r)| r.as_ref().ok().and_then(version)).collect()
 }
 
 #[test]
@@ -75,10 +65,7 @@ fn concurrent_misses_share_one_fetch() {
     let answer = c.answer.expect("a hit is answered at once");
     assert_eq!(versions(&answer.values), vec![Some(7)]);
     let s = core.stats();
-    assert_eq!(
-        (s.hits, s.misses, s.joined, s.fills, s.entries, s.inflight, s.waiting),
-        (1, 2, 1, 1, 1, 0, 0)
-    );
+    assert_eq!((s.hits, s.misses, s.joined, s.fills, s.entries, s.inflight, s.waiting), (1, 2, 1, 1, 1, 0, 0));
 }
 
 #[test]
@@ -87,9 +74,7 @@ fn a_reader_after_an_invalidation_never_joins_an_older_fetch() {
     let old = core.lookup(&[ent(1)], "before").fetch.expect("fetch");
     core.invalidate(&[ent(1)]);
     let after = core.lookup(&[ent(1)], "after");
-    let new = after
-        .fetch
-        .expect("the reader after the invalidation starts its own fetch");
+    let new = after.fetch.expect("the reader after the invalidation starts its own fetch");
     assert_eq!(after.joined, 0);
 
     // The old fetch answers its own waiter but is not cached: it raced the invalidation.
@@ -111,13 +96,7 @@ fn invalidating_another_key_does_not_race_a_fetch() {
     let order = core.lookup(&[ent(1), ent(2)], "a").fetch.expect("fetch");
     core.invalidate(&[ent(2)]);
     assert_eq!(core.lookup(&[ent(1)], "b").joined, 1);
-    core.complete_fetch(
-        order.id,
-        Ok(vec![
-            (ent(1), value(&ent(1), 1)),
-            (ent(2), value(&ent(2), 1)),
-        ]),
-    );
+    core.complete_fetch(order.id, Ok(vec![(ent(1), value(&ent(1), 1)), (ent(2), value(&ent(2), 1))]));
     assert!(core.peek(&ent(1)).is_some());
     assert!(core.peek(&ent(2)).is_none(), "the raced key is not cached");
 }
@@ -138,11 +117,7 @@ fn a_waiter_spanning_fetches_is_answered_once_all_are_in() {
     assert_eq!(waiters, vec!["first", "both"]);
     let both = &answers[1];
     let keys: Vec<_> = both.values.iter().map(|(k, _)| k.clone()).collect();
-    assert_eq!(
-        keys,
-        vec![ent(2), ent(1)],
-        "each key once, in the order first asked"
-    );
+    assert_eq!(keys, vec![ent(2), ent(1)], "each key once, in the order first asked");
     assert_eq!(versions(&both.values), vec![Some(5), Some(4)]);
 }
 
@@ -161,25 +136,10 @@ fn a_batch_mixes_hits_joins_and_one_new_fetch() {
 
     core.complete_fetch_in_order(order.id, Ok(vec![value(&ent(3), 3), value(&friends(1), 9)]));
     let answers = core.complete_fetch_in_order(inflight.id, Ok(vec![value(&ent(2), 2)]));
-    let batch = answers
-        .into_iter()
-        .find(|a| a.waiter == "batch")
-        .expect("batch answered");
+    let batch = answers.into_iter().find(|a| a.waiter == "batch").expect("batch answered");
     let (_, values) = batch.into_values();
-    let got: Vec<_> = values
-        .expect("all found")
-        .iter()
-        .map(|(k, v)| (k.clone(), version(v)))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (ent(1), Some(1)),
-            (ent(2), Some(2)),
-            (ent(3), Some(3)),
-            (friends(1), Some(9))
-        ]
-    );
+    let got: Vec<_> = values.expect("all found").iter().map(|(k, v)| (k.clone(), version(v))).collect();
+    assert_eq!(got, vec![(ent(1), Some(1)), (ent(2), Some(2)), (ent(3), Some(3)), (friends(1), Some(9))]);
 }
 
 #[test]
@@ -190,10 +150,7 @@ fn clear_races_every_fetch_in_flight() {
     let order = core.lookup(&[ent(1)], "a").fetch.expect("fetch");
     core.clear();
     assert_eq!(core.stats().entries, 0);
-    assert!(
-        core.lookup(&[ent(1)], "b").fetch.is_some(),
-        "no joining across a clear"
-    );
+    assert!(core.lookup(&[ent(1)], "b").fetch.is_some(), "no joining across a clear");
     let answers = core.complete_fetch(order.id, Ok(vec![(ent(1), value(&ent(1), 1))]));
     assert_eq!(answers.len(), 1);
     assert!(core.peek(&ent(1)).is_none());
@@ -207,16 +164,10 @@ fn failures_reach_every_waiter_and_cache_nothing() {
     let answers = core.complete_fetch(order.id, Err("mysql down".to_string()));
     assert_eq!(answers.len(), 2);
     for a in &answers {
-        assert!(a
-            .values
-            .iter()
-            .all(|(_, r)| *r == Err(FetchError::Failed("mysql down".into()))));
+        assert!(a.values.iter().all(|(_, r)| *r == Err(FetchError::Failed("mysql down".into()))));
     }
     assert_eq!(core.stats().entries, 0);
-    assert!(
-        core.lookup(&[ent(1)], "c").fetch.is_some(),
-        "a failed fetch is not joined"
-    );
+    assert!(core.lookup(&[ent(1)], "c").fetch.is_some(), "a failed fetch is not joined");
 }
 
 #[test]
@@ -236,10 +187,7 @@ fn fail_all_inflight_answers_everyone() {
 #[test]
 fn missing_and_ill_fitting_values_resolve_as_missing() {
     let mut core = Core::new(10);
-    let order = core
-        .lookup(&[ent(1), ent(2), friends(1)], "a")
-        .fetch
-        .expect("fetch");
+    let order = core.lookup(&[ent(1), ent(2), friends(1)], "a").fetch.expect("fetch");
     let answers = core.complete_fetch(
         order.id,
         Ok(vec![
@@ -255,30 +203,14 @@ fn missing_and_ill_fitting_values_resolve_as_missing() {
     let order = core.lookup(&[ent(1), ent(2)], "b").fetch.expect("fetch");
     let answers = core.complete_fetch_in_order(
         order.id,
-        Ok(vec![
-            CacheValue::Entity { entity: None },
-            CacheValue::Assocs {
-                count: 0,
-                items: vec![],
-                complete: true,
-            },
-        ]),
+        Ok(vec![CacheValue::Entity { entity: None }, CacheValue::Assocs { count: 0, items: vec![], complete: true }]),
     );
     let results: Vec<_> = answers[0].values.iter().map(|(_, r)| r.clone()).collect();
-    assert_eq!(
-        results,
-        vec![
-            Ok(CacheValue::Entity { entity: None }),
-            Err(FetchError::Missing)
-        ]
-    );
+    assert_eq!(results, vec![Ok(CacheValue::Entity { entity: None }), Err(FetchError::Missing)]);
     assert!(core.peek(&ent(1)).is_some(), "absence is cached too");
 
     // A reply of the wrong length cannot be matched to its keys.
-    let order = core
-        .lookup(&[friends(1), friends(2)], "c")
-        .fetch
-        .expect("fetch");
+    let order = core.lookup(&[friends(1), friends(2)], "c").fetch.expect("fetch");
     let answers = core.complete_fetch_in_order(order.id, Ok(vec![value(&friends(2), 1)]));
     let results: Vec<_> = answers[0].values.iter().map(|(_, r)| r.clone()).collect();
     assert_eq!(results, vec![Err(FetchError::Missing); 2]);
@@ -296,21 +228,11 @@ fn association_lists_must_be_of_their_key() {
         attributes: Default::default(),
         created: 0,
     };
-    let list = |items| CacheValue::Assocs {
-        count: 1,
-        items,
-        complete: true,
-    };
+    let list = |items| CacheValue::Assocs { count: 1, items, complete: true };
     assert!(value_fits_key(&friends(1), &list(vec![assoc(1, "friend")])));
-    assert!(!value_fits_key(
-        &friends(1),
-        &list(vec![assoc(2, "friend")])
-    ));
+    assert!(!value_fits_key(&friends(1), &list(vec![assoc(2, "friend")])));
     assert!(!value_fits_key(&friends(1), &list(vec![assoc(1, "likes")])));
-    assert!(value_fits_key(
-        &ent(1),
-        &CacheValue::Entity { entity: None }
-    ));
+    assert!(value_fits_key(&ent(1), &CacheValue::Entity { entity: None }));
     assert!(!value_fits_key(&ent(1), &list(vec![])));
 }
 
@@ -321,13 +243,8 @@ fn unknown_fetches_and_cancelled_waiters_are_ignored() {
     let order = a.fetch.expect("fetch");
     assert!(core.complete_fetch(FetchId(99), Ok(vec![])).is_empty());
     assert_eq!(core.cancel(a.waiter.expect("pending")), Some("a"));
-    assert!(core
-        .complete_fetch(order.id, Ok(vec![(ent(1), value(&ent(1), 1))]))
-        .is_empty());
-    assert!(
-        core.complete_fetch(order.id, Ok(vec![])).is_empty(),
-        "completing twice does nothing"
-    );
+    assert!(core.complete_fetch(order.id, Ok(vec![(ent(1), value(&ent(1), 1))])).is_empty());
+    assert!(core.complete_fetch(order.id, Ok(vec![])).is_empty(), "completing twice does nothing");
     assert!(core.peek(&ent(1)).is_some());
 }
 
@@ -342,10 +259,7 @@ fn the_lru_bound_holds_through_the_core() {
         }
     }
     assert!(core.peek(&ent(1)).is_some() && core.peek(&ent(3)).is_some());
-    assert!(
-        core.peek(&ent(2)).is_none(),
-        "ent(2) was the least recently used"
-    );
+    assert!(core.peek(&ent(2)).is_none(), "ent(2) was the least recently used");
     let s = core.stats();
     assert_eq!((s.entries, s.evictions), (2, 1));
 }
@@ -362,22 +276,14 @@ fn empty_lookups_are_answered_at_once() {
 fn invalidation_records_are_kept_only_for_fetches_in_flight() {
     let mut core = Core::new(10);
     core.invalidate(&[ent(1), ent(2)]);
-    assert_eq!(
-        core.invalidation_records(),
-        0,
-        "nothing in flight: nothing to remember"
-    );
+    assert_eq!(core.invalidation_records(), 0, "nothing in flight: nothing to remember");
     let old = core.lookup(&[ent(1)], "a").fetch.expect("fetch");
     core.invalidate(&[ent(1)]);
     core.invalidate(&[ent(3)]);
     let new = core.lookup(&[ent(3)], "b").fetch.expect("fetch");
     assert_eq!(core.invalidation_records(), 2);
     core.complete_fetch(old.id, Ok(vec![]));
-    assert_eq!(
-        core.invalidation_records(),
-        0,
-        "the records are older than the fetch left"
-    );
+    assert_eq!(core.invalidation_records(), 0, "the records are older than the fetch left");
     core.complete_fetch(new.id, Ok(vec![]));
     assert_eq!(core.invalidation_records(), 0);
 }
@@ -497,9 +403,7 @@ impl Harness {
     }
 
     fn inflight(&self) -> Vec<usize> {
-        (0..self.fetches.len())
-            .filter(|&f| self.fetches[f].result.is_none())
-            .collect()
+        (0..self.fetches.len()).filter(|&f| self.fetches[f].result.is_none()).collect()
     }
 
     fn apply(&mut self, op: Op) -> Result<(), TestCaseError> {
@@ -510,11 +414,7 @@ impl Harness {
                     self.db[k] += 1;
                     self.cached[k] = None;
                     self.joinable[k] = None;
-                    for f in self
-                        .fetches
-                        .iter_mut()
-                        .filter(|f| f.result.is_none() && f.keys.contains(&k))
-                    {
+                    for f in self.fetches.iter_mut().filter(|f| f.result.is_none() && f.keys.contains(&k)) {
                         f.raced.insert(k);
                     }
                 }
@@ -556,9 +456,7 @@ impl Harness {
                     .filter(|&w| !self.waiters[w].answered && !self.waiters[w].cancelled)
                     .collect();
                 if let Some(&w) = pending.get(sel % pending.len().max(1)) {
-                    let id = self.waiters[w]
-                        .id
-                        .ok_or_else(|| TestCaseError::fail("pending without an id"))?;
+                    let id = self.waiters[w].id.ok_or_else(|| TestCaseError::fail("pending without an id"))?;
                     prop_assert_eq!(self.core.cancel(id), Some(w));
                     self.waiters[w].cancelled = true;
                 }
@@ -578,10 +476,7 @@ impl Harness {
         let mut sources = Vec::new();
         let mut expect_fetch = Vec::new();
         for &k in &distinct {
-            match (
-                self.core.peek(&self.keys[k]).and_then(version),
-                self.joinable[k],
-            ) {
+            match (self.core.peek(&self.keys[k]).and_then(version), self.joinable[k]) {
                 (Some(v), _) => sources.push(Source::Hit(v)),
                 (None, Some(f)) => sources.push(Source::Fetch(f)),
                 (None, None) => {
@@ -593,24 +488,13 @@ impl Harness {
         let keys: Vec<CacheKey> = idxs.iter().map(|&k| self.keys[k].clone()).collect();
         let lookup = self.core.lookup(&keys, w);
 
-        let hits = sources
-            .iter()
-            .filter(|s| matches!(s, Source::Hit(_)))
-            .count();
+        let hits = sources.iter().filter(|s| matches!(s, Source::Hit(_))).count();
         prop_assert_eq!(lookup.hits, hits);
         prop_assert_eq!(lookup.misses, distinct.len() - hits);
         prop_assert_eq!(lookup.joined, distinct.len() - hits - expect_fetch.len());
-        let ordered: Vec<CacheKey> = lookup
-            .fetch
-            .as_ref()
-            .map(|o| o.keys.clone())
-            .unwrap_or_default();
+        let ordered: Vec<CacheKey> = lookup.fetch.as_ref().map(|o| o.keys.clone()).unwrap_or_default();
         let expected: Vec<CacheKey> = expect_fetch.iter().map(|&k| self.keys[k].clone()).collect();
-        prop_assert_eq!(
-            ordered,
-            expected,
-            "single flight: fetch exactly the unjoinable misses"
-        );
+        prop_assert_eq!(ordered, expected, "single flight: fetch exactly the unjoinable misses");
         if let Some(order) = lookup.fetch {
             for &k in &expect_fetch {
                 self.joinable[k] = Some(self.fetches.len());
@@ -649,43 +533,19 @@ impl Harness {
         let read = fetch.read.clone().unwrap_or_default();
         let id = fetch.id;
         let n = fetch.keys.len();
-        let values: Vec<(CacheKey, CacheValue)> = fetch
-            .keys
-            .iter()
-            .zip(&read)
-            .map(|(&k, &v)| (self.keys[k].clone(), value(&self.keys[k], v)))
-            .collect();
+        let values: Vec<(CacheKey, CacheValue)> =
+            fetch.keys.iter().zip(&read).map(|(&k, &v)| (self.keys[k].clone(), value(&self.keys[k], v))).collect();
         let (answers, got) = match outcome {
-            Outcome::Ok => (
-                self.core.complete_fetch(id, Ok(values)),
-                read.iter().map(|&v| Got::Version(v)).collect(),
-            ),
+            Outcome::Ok => (self.core.complete_fetch(id, Ok(values)), read.iter().map(|&v| Got::Version(v)).collect()),
             Outcome::OkInOrder => {
                 let values = values.into_iter().map(|(_, v)| v).collect();
-                (
-                    self.core.complete_fetch_in_order(id, Ok(values)),
-                    read.iter().map(|&v| Got::Version(v)).collect(),
-                )
+                (self.core.complete_fetch_in_order(id, Ok(values)), read.iter().map(|&v| Got::Version(v)).collect())
             }
-            Outcome::Fail => (
-                self.core.complete_fetch(id, Err("boom".into())),
-                vec![Got::Failed; n],
-            ),
+            Outcome::Fail => (self.core.complete_fetch(id, Err("boom".into())), vec![Got::Failed; n]),
             Outcome::DropKey(d) => {
                 let drop = d % n.max(1);
-                let kept = values
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != drop)
-                    .map(|(_, kv)| kv)
-                    .collect();
-                let got = read.iter().enumerate().map(|(i, &v)| {
-                    if i == drop {
-                        Got::Missing
-                    } else {
-                        Got::Version(v)
-                    }
-                });
+                let kept = values.into_iter().enumerate().filter(|(i, _)| *i != drop).map(|(_, kv)| kv).collect();
+                let got = read.iter().enumerate().map(|(i, &v)| if i == drop { Got::Missing } else { Got::Version(v) });
                 (self.core.complete_fetch(id, Ok(kept)), got.collect())
             }
         };
@@ -708,10 +568,7 @@ impl Harness {
         self.fetches[f].result = Some(got);
     }
 
-    fn check_answers(
-        &mut self,
-        answers: Vec<super::Answer<usize, String>>,
-    ) -> Result<(), TestCaseError> {
+    fn check_answers(&mut self, answers: Vec<super::Answer<usize, String>>) -> Result<(), TestCaseError> {
         for answer in answers {
             let w = answer.waiter;
             let waiter = &self.waiters[w];
@@ -726,17 +583,8 @@ impl Harness {
                     Source::Fetch(f) => {
                         let fetch = &self.fetches[f];
                         let at = fetch.keys.iter().position(|&k| k == waiter.keys[i]);
-                        let result = fetch
-                            .result
-                            .as_ref()
-                            .zip(at)
-                            .and_then(|(r, at)| r.get(at).cloned());
-                        prop_assert!(
-                            result.is_some(),
-                            "waiter {} answered before fetch {} ended",
-                            w,
-                            f
-                        );
+                        let result = fetch.result.as_ref().zip(at).and_then(|(r, at)| r.get(at).cloned());
+                        prop_assert!(result.is_some(), "waiter {} answered before fetch {} ended", w, f);
                         result.unwrap_or(Got::Missing)
                     }
                 };
@@ -748,13 +596,7 @@ impl Harness {
                 prop_assert_eq!(&got, &expected, "waiter {} key {}", w, i);
                 if let Got::Version(v) = got {
                     // The property of DESIGN.md's data path: never older than the lookup.
-                    prop_assert!(
-                        v >= waiter.floor[i],
-                        "waiter {} got version {} < {}",
-                        w,
-                        v,
-                        waiter.floor[i]
-                    );
+                    prop_assert!(v >= waiter.floor[i], "waiter {} got version {} < {}", w, v, waiter.floor[i]);
                 }
             }
             self.waiters[w].answered = true;
@@ -766,11 +608,7 @@ impl Harness {
         for (k, key) in self.keys.iter().enumerate() {
             let held = self.core.peek(key).and_then(version);
             if let Some(v) = held {
-                prop_assert_eq!(
-                    v,
-                    self.db[k],
-                    "the cache holds a value older than an invalidation"
-                );
+                prop_assert_eq!(v, self.db[k], "the cache holds a value older than an invalidation");
             }
             if self.exact {
                 prop_assert_eq!(held, self.cached[k]);
@@ -779,11 +617,7 @@ impl Harness {
         let stats = self.core.stats();
         prop_assert!(stats.entries <= self.capacity as u64);
         prop_assert_eq!(stats.inflight, self.inflight().len() as u64);
-        let waiting = self
-            .waiters
-            .iter()
-            .filter(|w| !w.answered && !w.cancelled)
-            .count();
+        let waiting = self.waiters.iter().filter(|w| !w.answered && !w.cancelled).count();
         prop_assert_eq!(stats.waiting, waiting as u64);
         Ok(())
     }
@@ -796,11 +630,7 @@ impl Harness {
             self.check_invariants()?;
         }
         for (w, waiter) in self.waiters.iter().enumerate() {
-            prop_assert!(
-                waiter.answered || waiter.cancelled,
-                "waiter {} never answered",
-                w
-            );
+            prop_assert!(waiter.answered || waiter.cancelled, "waiter {} never answered", w);
         }
         prop_assert_eq!(self.core.stats().waiting, 0);
         prop_assert_eq!(self.core.invalidation_records(), 0);

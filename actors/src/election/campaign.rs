@@ -13,11 +13,7 @@ impl ElectionCore {
     /// No heartbeat from a live leader within the timeout, or a campaign round ran out.
     pub(super) fn on_election_timeout(&mut self, now: Duration, out: &mut Vec<Output>) {
         if let State::Campaign(c) = &self.state {
-            out.push(Output::Candidacy {
-                state: CandidacyState::Abandoned,
-                pre_vote: c.pre_vote,
-                term: c.term,
-            });
+            out.push(Output::Candidacy { state: CandidacyState::Abandoned, pre_vote: c.pre_vote, term: c.term });
             self.state = State::Follower;
         }
         self.set_leader(None);
@@ -43,11 +39,7 @@ impl ElectionCore {
             granted: BTreeSet::from([self.cfg.id.clone()]),
             refused: BTreeSet::new(),
         });
-        out.push(Output::Candidacy {
-            state: CandidacyState::Started,
-            pre_vote: true,
-            term,
-        });
+        out.push(Output::Candidacy { state: CandidacyState::Started, pre_vote: true, term });
         out.push(Output::BroadcastVoteRequest(VoteRequest {
             term,
             candidate: self.cfg.id.clone(),
@@ -71,11 +63,7 @@ impl ElectionCore {
             granted: BTreeSet::from([self.cfg.id.clone()]),
             refused: BTreeSet::new(),
         });
-        out.push(Output::Candidacy {
-            state: CandidacyState::Started,
-            pre_vote: false,
-            term,
-        });
+        out.push(Output::Candidacy { state: CandidacyState::Started, pre_vote: false, term });
         out.push(Output::BroadcastVoteRequest(VoteRequest {
             term,
             candidate: self.cfg.id.clone(),
@@ -99,22 +87,13 @@ impl ElectionCore {
         if c.pre_vote {
             self.start_campaign(now, false, out);
         } else {
-            out.push(Output::Candidacy {
-                state: CandidacyState::Won,
-                pre_vote: false,
-                term: c.term,
-            });
+            out.push(Output::Candidacy { state: CandidacyState::Won, pre_vote: false, term: c.term });
             let voters = c.granted.clone();
             self.become_leader(now, &voters, out);
         }
     }
 
-    pub(super) fn on_vote_request(
-        &mut self,
-        now: Duration,
-        req: VoteRequest,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn on_vote_request(&mut self, now: Duration, req: VoteRequest, out: &mut Vec<Output>) {
         if req.candidate == self.cfg.id {
             return; // our own broadcast
         }
@@ -125,9 +104,7 @@ impl ElectionCore {
         // refuse without changing any state, unless the leader itself handed over.
         let sticky = !req.transfer
             && (matches!(self.state, State::Leader(_))
-                || self
-                    .last_heartbeat
-                    .is_some_and(|t| now < t.saturating_add(self.cfg.election_min)));
+                || self.last_heartbeat.is_some_and(|t| now < t.saturating_add(self.cfg.election_min)));
         let granted = if req.pre_vote {
             !quarantined && !sticky && req.term > self.term
         } else if quarantined || sticky || req.term < self.term {
@@ -136,8 +113,7 @@ impl ElectionCore {
             if req.term > self.term {
                 self.raise_term(req.term, out);
             }
-            let free = self.vote.allows(&req.candidate)
-                && self.leader.as_ref().is_none_or(|l| *l == req.candidate);
+            let free = self.vote.allows(&req.candidate) && self.leader.as_ref().is_none_or(|l| *l == req.candidate);
             if free {
                 self.vote = Vote::For(req.candidate.clone());
                 // A pre-candidate of this term gives up: it just helped elect someone.
@@ -147,19 +123,10 @@ impl ElectionCore {
             free
         };
         // A granted pre-vote answers with the proposed term; anything else with ours.
-        let term = if granted && req.pre_vote {
-            req.term
-        } else {
-            self.term
-        };
+        let term = if granted && req.pre_vote { req.term } else { self.term };
         out.push(Output::SendVoteReply {
             to: req.candidate,
-            reply: VoteReply {
-                term,
-                voter: self.cfg.id.clone(),
-                granted,
-                pre_vote: req.pre_vote,
-            },
+            reply: VoteReply { term, voter: self.cfg.id.clone(), granted, pre_vote: req.pre_vote },
         });
     }
 

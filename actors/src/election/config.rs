@@ -45,10 +45,7 @@ impl ElectionConfig {
     pub fn validate(&self) -> Result<(), String> {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         if !instaface_bus::valid_node_id(&self.id) {
-            return Err(format!(
-                "NODE_ID {:?} must be 1 to 64 characters of [A-Za-z0-9_-]",
-                self.id
-            ));
+            return Err(format!("NODE_ID {:?} must be 1 to 64 characters of [A-Za-z0-9_-]", self.id));
         }
         if !(self.drift.is_finite() && (0.0..1.0).contains(&self.drift)) {
             return Err(format!("clock drift {} must be in [0, 1)", self.drift));
@@ -170,51 +167,21 @@ mod tests {
 
     #[test]
     fn election_config_default_lease_is_strictly_below_the_limit() {
-        assert_eq!(
-            ElectionConfig::default_lease(Duration::from_millis(1000), 0.0),
-            Duration::from_millis(950)
-        );
-        assert_eq!(
-            ElectionConfig::default_lease(Duration::ZERO, 0.05),
-            Duration::ZERO
-        );
+        assert_eq!(ElectionConfig::default_lease(Duration::from_millis(1000), 0.0), Duration::from_millis(950));
+        assert_eq!(ElectionConfig::default_lease(Duration::ZERO, 0.05), Duration::ZERO);
     }
 
     #[test]
     fn election_config_names_the_bad_setting() {
-        let e = ElectionConfig {
-            lease: Duration::from_millis(700),
-            ..cfg()
-        }
-        .validate();
-        assert!(
-            e.as_ref()
-                .is_err_and(|e| e.contains("LEASE_MS") && e.contains("ELECTION_MIN_MS")),
-            "{e:?}"
-        );
-        let e = ElectionConfig {
-            heartbeat: Duration::from_millis(800),
-            ..cfg()
-        }
-        .validate();
+        let e = ElectionConfig { lease: Duration::from_millis(700), ..cfg() }.validate();
+        assert!(e.as_ref().is_err_and(|e| e.contains("LEASE_MS") && e.contains("ELECTION_MIN_MS")), "{e:?}");
+        let e = ElectionConfig { heartbeat: Duration::from_millis(800), ..cfg() }.validate();
         assert!(e.is_err_and(|e| e.contains("HEARTBEAT_MS")));
-        let e = ElectionConfig {
-            election_max: Duration::from_millis(750),
-            ..cfg()
-        }
-        .validate();
+        let e = ElectionConfig { election_max: Duration::from_millis(750), ..cfg() }.validate();
         assert!(e.is_err_and(|e| e.contains("ELECTION_MAX_MS")));
-        let e = ElectionConfig {
-            drift: f64::NAN,
-            ..cfg()
-        }
-        .validate();
+        let e = ElectionConfig { drift: f64::NAN, ..cfg() }.validate();
         assert!(e.is_err_and(|e| e.contains("drift")));
-        let e = ElectionConfig {
-            id: String::new(),
-            ..cfg()
-        }
-        .validate();
+        let e = ElectionConfig { id: String::new(), ..cfg() }.validate();
         assert!(e.is_err_and(|e| e.contains("NODE_ID")));
     }
 
@@ -225,9 +192,6 @@ mod tests {
         assert_eq!(c.restart_quarantine(), Duration::from_nanos(787_500_000));
         assert_eq!(c.lease_bound_span(), Duration::from_millis(630));
         assert_eq!(scale_up(Duration::MAX, 2.0), Duration::MAX);
-        assert_eq!(
-            scale_up(Duration::from_secs(1), f64::NAN),
-            Duration::from_secs(1)
-        );
+        assert_eq!(scale_up(Duration::from_secs(1), f64::NAN), Duration::from_secs(1));
     }
 }

@@ -153,12 +153,7 @@ impl ElectionCore {
         match input {
             Input::Tick => {}
             Input::Membership(ids) => self.add_members(ids),
-            Input::Heartbeat {
-                term,
-                leader,
-                hb,
-                applied_seq,
-            } => {
+            Input::Heartbeat { term, leader, hb, applied_seq } => {
                 self.applied_seq = applied_seq;
                 self.on_heartbeat(now, term, leader, hb, &mut out);
             }
@@ -342,11 +337,9 @@ impl ElectionCore {
     /// Ends any campaign or tenure and follows `leader` (or nobody) in the current term.
     pub(super) fn become_follower(&mut self, leader: Option<NodeId>, out: &mut Vec<Output>) {
         match std::mem::replace(&mut self.state, State::Follower) {
-            State::Campaign(c) => out.push(Output::Candidacy {
-                state: CandidacyState::Abandoned,
-                pre_vote: c.pre_vote,
-                term: c.term,
-            }),
+            State::Campaign(c) => {
+                out.push(Output::Candidacy { state: CandidacyState::Abandoned, pre_vote: c.pre_vote, term: c.term })
+            }
             State::Leader(_) => self.reset_election_timer(self.now),
             State::Follower => {}
         }
@@ -368,18 +361,13 @@ impl ElectionCore {
     pub(super) fn reset_election_timer(&mut self, now: Duration) {
         let lo = self.cfg.election_min.as_nanos().min(u64::MAX as u128) as u64;
         let hi = self.cfg.election_max.as_nanos().min(u64::MAX as u128) as u64;
-        let timeout = if hi > lo {
-            self.rng.random_range(lo..hi)
-        } else {
-            lo
-        };
+        let timeout = if hi > lo { self.rng.random_range(lo..hi) } else { lo };
         let deadline = now.saturating_add(Duration::from_nanos(timeout));
         // A timeout that would end inside the restart quarantine ends a random moment
         // after it instead, so nodes started together do not all campaign at once.
         self.election_deadline = if deadline < self.quarantine_until {
             let spread = hi.saturating_sub(lo).max(1);
-            self.quarantine_until
-                .saturating_add(Duration::from_nanos(self.rng.random_range(0..spread)))
+            self.quarantine_until.saturating_add(Duration::from_nanos(self.rng.random_range(0..spread)))
         } else {
             deadline
         };
@@ -393,14 +381,8 @@ impl ElectionCore {
     pub(super) fn back_off_after_lost_campaign(&mut self, now: Duration) {
         let hi = (self.cfg.election_min / 2).as_nanos().min(u64::MAX as u128) as u64;
         let lo = (self.cfg.election_min / 4).as_nanos().min(u64::MAX as u128) as u64;
-        let backoff = if hi > lo {
-            self.rng.random_range(lo..hi)
-        } else {
-            lo
-        };
-        self.election_deadline = now
-            .saturating_add(Duration::from_nanos(backoff))
-            .max(self.quarantine_until);
+        let backoff = if hi > lo { self.rng.random_range(lo..hi) } else { lo };
+        self.election_deadline = now.saturating_add(Duration::from_nanos(backoff)).max(self.quarantine_until);
     }
 
     fn fire_timers(&mut self, now: Duration, out: &mut Vec<Output>) {
@@ -434,14 +416,7 @@ impl ElectionCore {
 
     // ----- follower side -----
 
-    fn on_heartbeat(
-        &mut self,
-        now: Duration,
-        term: u64,
-        leader: NodeId,
-        hb: u64,
-        out: &mut Vec<Output>,
-    ) {
+    fn on_heartbeat(&mut self, now: Duration, term: u64, leader: NodeId, hb: u64, out: &mut Vec<Output>) {
         if leader == self.cfg.id {
             // Our own heartbeat, echoed or from an earlier incarnation of this node: it
             // tells a term that had a leader, nothing more.
@@ -457,13 +432,7 @@ impl ElectionCore {
             // behind a node's after lost messages).
             out.push(Output::SendAck {
                 to: leader,
-                ack: Ack {
-                    term: self.term,
-                    node: self.cfg.id.clone(),
-                    ack: 0,
-                    hb: 0,
-                    applied_seq: self.applied_seq,
-                },
+                ack: Ack { term: self.term, node: self.cfg.id.clone(), ack: 0, hb: 0, applied_seq: self.applied_seq },
             });
             return;
         }
@@ -507,13 +476,7 @@ impl ElectionCore {
         let ack = self.lease.send(now, self.cfg.lease);
         out.push(Output::SendAck {
             to: leader.clone(),
-            ack: Ack {
-                term: self.term,
-                node: self.cfg.id.clone(),
-                ack,
-                hb,
-                applied_seq: self.applied_seq,
-            },
+            ack: Ack { term: self.term, node: self.cfg.id.clone(), ack, hb, applied_seq: self.applied_seq },
         });
     }
 
@@ -523,11 +486,7 @@ impl ElectionCore {
             return;
         }
         let from_leader = self.leader.as_ref() == Some(&c.leader);
-        if c.term == self.term
-            && c.confirmed
-            && from_leader
-            && matches!(self.state, State::Follower)
-        {
+        if c.term == self.term && c.confirmed && from_leader && matches!(self.state, State::Follower) {
             self.lease.confirm(c.ack, self.cfg.lease);
         }
     }

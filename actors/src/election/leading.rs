@@ -16,25 +16,16 @@ impl ElectionCore {
     /// Takes office at `now` (having won with the votes of `voters`) and heartbeats at
     /// once. Voters, and the leader of the term just before this one, hold no earlier
     /// lease (see [`Tenure::new`]).
-    pub(super) fn become_leader(
-        &mut self,
-        now: Duration,
-        voters: &BTreeSet<NodeId>,
-        out: &mut Vec<Output>,
-    ) {
-        let previous_leader = self
-            .last_leader
-            .as_ref()
-            .filter(|(term, _)| term.saturating_add(1) == self.term)
-            .map(|(_, id)| id.clone());
+    pub(super) fn become_leader(&mut self, now: Duration, voters: &BTreeSet<NodeId>, out: &mut Vec<Output>) {
+        let previous_leader =
+            self.last_leader.as_ref().filter(|(term, _)| term.saturating_add(1) == self.term).map(|(_, id)| id.clone());
         let followers = self
             .members
             .iter()
             .filter(|m| **m != self.cfg.id)
             .map(|m| {
-                let lease_free = self.forget_earlier_leases
-                    || voters.contains(m)
-                    || previous_leader.as_ref() == Some(m);
+                let lease_free =
+                    self.forget_earlier_leases || voters.contains(m) || previous_leader.as_ref() == Some(m);
                 (m.clone(), lease_free)
             })
             .collect::<Vec<_>>();
@@ -48,11 +39,7 @@ impl ElectionCore {
             return;
         };
         let hb = t.send_heartbeat(now, self.cfg.lease, self.cfg.heartbeat);
-        out.push(Output::BroadcastHeartbeat {
-            term: self.term,
-            hb,
-            members: self.members.iter().cloned().collect(),
-        });
+        out.push(Output::BroadcastHeartbeat { term: self.term, hb, members: self.members.iter().cloned().collect() });
     }
 
     /// CheckQuorum first (a leader without a majority's acks within the window steps
@@ -63,10 +50,7 @@ impl ElectionCore {
             return;
         };
         if now >= t.quorum_deadline(window) {
-            tracing::info!(
-                term = self.term,
-                "no acks from a majority within the window; stepping down"
-            );
+            tracing::info!(term = self.term, "no acks from a majority within the window; stepping down");
             self.become_follower(None, out);
             return;
         }
@@ -82,13 +66,7 @@ impl ElectionCore {
     /// Answers every ack. It is confirmed only when it is of our term, from a follower,
     /// the data path allows it (`may_confirm`) and our lease holds once it is counted;
     /// confirming raises that follower's lease bound to `now + lease * (1 + drift)`.
-    pub(super) fn on_ack(
-        &mut self,
-        now: Duration,
-        ack: Ack,
-        may_confirm: bool,
-        out: &mut Vec<Output>,
-    ) {
+    pub(super) fn on_ack(&mut self, now: Duration, ack: Ack, may_confirm: bool, out: &mut Vec<Output>) {
         if ack.node == self.cfg.id {
             return;
         }
@@ -101,10 +79,7 @@ impl ElectionCore {
         if let (true, State::Leader(t)) = (ack.term == self.term, &mut self.state) {
             if let Some(became_reachable) = t.record_ack(&ack.node, now, ack.hb, ack.applied_seq) {
                 if became_reachable {
-                    out.push(Output::Reachability {
-                        peer: ack.node.clone(),
-                        reachable: true,
-                    });
+                    out.push(Output::Reachability { peer: ack.node.clone(), reachable: true });
                 }
                 confirmed = may_confirm && t.lease_until(lease).is_some_and(|u| now < u);
                 if confirmed {
@@ -114,12 +89,7 @@ impl ElectionCore {
         }
         out.push(Output::AckReply {
             to: ack.node,
-            confirm: AckConfirm {
-                term: self.term,
-                leader: self.cfg.id.clone(),
-                ack: ack.ack,
-                confirmed,
-            },
+            confirm: AckConfirm { term: self.term, leader: self.cfg.id.clone(), ack: ack.ack, confirmed },
         });
     }
 
@@ -132,13 +102,7 @@ impl ElectionCore {
         let target = t.transfer_target().cloned();
         self.become_follower(None, out);
         if let Some(to) = target {
-            out.push(Output::SendTimeoutNow {
-                to,
-                msg: TimeoutNow {
-                    term: self.term,
-                    leader: self.cfg.id.clone(),
-                },
-            });
+            out.push(Output::SendTimeoutNow { to, msg: TimeoutNow { term: self.term, leader: self.cfg.id.clone() } });
         }
     }
 }

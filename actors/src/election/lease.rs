@@ -33,11 +33,7 @@ impl FollowerLease {
     /// `first_ack` must differ between incarnations of a node (it is drawn at random), so
     /// a confirmation meant for an ack of a previous incarnation matches nothing.
     pub(super) fn new(first_ack: u64) -> Self {
-        FollowerLease {
-            next_ack: first_ack.max(1),
-            unconfirmed: BTreeMap::new(),
-            until: None,
-        }
+        FollowerLease { next_ack: first_ack.max(1), unconfirmed: BTreeMap::new(), until: None }
     }
 
     /// Numbers an ack sent at `now` and remembers its send time.
@@ -45,8 +41,7 @@ impl FollowerLease {
         let ack = self.next_ack;
         self.next_ack = self.next_ack.checked_add(1).unwrap_or(1);
         // An ack confirmed after `sent + lease` could not extend anything.
-        self.unconfirmed
-            .retain(|_, sent| sent.saturating_add(lease) > now);
+        self.unconfirmed.retain(|_, sent| sent.saturating_add(lease) > now);
         self.unconfirmed.insert(ack, now);
         while self.unconfirmed.len() > MAX_UNCONFIRMED {
             self.unconfirmed.pop_first();
@@ -105,8 +100,7 @@ impl FollowerRecord {
     /// The latest moment the follower's read lease can last, from this leader or any
     /// earlier one.
     fn lease_bound(&self) -> Duration {
-        self.inherited_until
-            .map_or(self.confirmed_until, |i| i.max(self.confirmed_until))
+        self.inherited_until.map_or(self.confirmed_until, |i| i.max(self.confirmed_until))
     }
 }
 
@@ -143,13 +137,8 @@ impl Tenure {
         followers: impl IntoIterator<Item = (NodeId, bool)>,
         bound_span: Duration,
     ) -> Self {
-        let mut tenure = Tenure {
-            office,
-            hb: 0,
-            next_heartbeat: office,
-            sent: BTreeMap::new(),
-            followers: BTreeMap::new(),
-        };
+        let mut tenure =
+            Tenure { office, hb: 0, next_heartbeat: office, sent: BTreeMap::new(), followers: BTreeMap::new() };
         for (id, lease_free) in followers {
             tenure.add_follower(id.clone(), bound_span);
             if lease_free {
@@ -182,12 +171,7 @@ impl Tenure {
     }
 
     /// Records a heartbeat sent at `now` and returns its number.
-    pub(super) fn send_heartbeat(
-        &mut self,
-        now: Duration,
-        lease: Duration,
-        interval: Duration,
-    ) -> u64 {
+    pub(super) fn send_heartbeat(&mut self, now: Duration, lease: Duration, interval: Duration) -> u64 {
         self.hb += 1;
         self.sent.retain(|_, sent| sent.saturating_add(lease) > now);
         self.sent.insert(self.hb, now);
@@ -203,13 +187,7 @@ impl Tenure {
     /// Records an ack from `id` received at `now` that acknowledges heartbeat `hb` (0 for
     /// none). Returns whether the follower just became reachable; `None` if `id` is not a
     /// follower. A heartbeat number this leader never sent is not counted.
-    pub(super) fn record_ack(
-        &mut self,
-        id: &str,
-        now: Duration,
-        hb: u64,
-        applied_seq: u64,
-    ) -> Option<bool> {
+    pub(super) fn record_ack(&mut self, id: &str, now: Duration, hb: u64, applied_seq: u64) -> Option<bool> {
         let latest_hb = self.hb;
         let f = self.followers.get_mut(id)?;
         // Acking in this term, it dropped every lease of an earlier one.
@@ -257,19 +235,12 @@ impl Tenure {
         }
         let mut heard: Vec<Duration> = self.followers.values().map(|f| f.last_heard).collect();
         heard.sort_unstable_by(|a, b| b.cmp(a));
-        heard
-            .get(needed - 1)
-            .map_or(self.office, |t| *t)
-            .saturating_add(window)
+        heard.get(needed - 1).map_or(self.office, |t| *t).saturating_add(window)
     }
 
     /// Marks followers not heard from within `window` unreachable (and heard ones
     /// reachable); returns the changes.
-    pub(super) fn update_reachability(
-        &mut self,
-        now: Duration,
-        window: Duration,
-    ) -> Vec<(NodeId, bool)> {
+    pub(super) fn update_reachability(&mut self, now: Duration, window: Duration) -> Vec<(NodeId, bool)> {
         let mut changes = Vec::new();
         for (id, f) in &mut self.followers {
             let reachable = now < f.last_heard.saturating_add(window);
@@ -283,11 +254,7 @@ impl Tenure {
 
     /// When the next reachable follower turns unreachable if it stays silent.
     pub(super) fn reachability_deadline(&self, window: Duration) -> Option<Duration> {
-        self.followers
-            .values()
-            .filter(|f| f.reachable)
-            .map(|f| f.last_heard.saturating_add(window))
-            .min()
+        self.followers.values().filter(|f| f.reachable).map(|f| f.last_heard.saturating_add(window)).min()
     }
 
     /// The follower to hand leadership to: the one with the latest ack this term, the
@@ -419,11 +386,7 @@ mod tests {
 
     #[test]
     fn election_leader_bound_on_an_earlier_lease_goes_once_the_follower_acks_this_term() {
-        let mut t = Tenure::new(
-            ms(10_000),
-            [("voter".to_string(), true), ("other".to_string(), false)],
-            ms(630),
-        );
+        let mut t = Tenure::new(ms(10_000), [("voter".to_string(), true), ("other".to_string(), false)], ms(630));
         assert_eq!(t.view("voter").map(|v| v.lease_bound), Some(ms(10_000)));
         assert_eq!(t.view("other").map(|v| v.lease_bound), Some(ms(10_630)));
         t.record_ack("other", ms(10_010), 0, 0);
@@ -447,10 +410,7 @@ mod tests {
         assert_eq!(t.quorum_deadline(w), ms(11_500));
         assert_eq!(t.record_ack("stranger", ms(10_700), 0, 5), None);
         let changes = t.update_reachability(ms(11_000), w);
-        assert_eq!(
-            changes,
-            vec![("n3".to_string(), false), ("n4".to_string(), false)]
-        );
+        assert_eq!(changes, vec![("n3".to_string(), false), ("n4".to_string(), false)]);
         assert_eq!(t.reachability_deadline(w), Some(ms(11_500)));
         assert_eq!(t.record_ack("n3", ms(11_100), 0, 9), Some(true));
         assert_eq!(t.transfer_target().map(String::as_str), Some("n3"));

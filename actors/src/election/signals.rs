@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use instaface_bus::messages::{
-    Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest,
-};
+use instaface_bus::messages::{Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest};
 use instaface_bus::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -27,12 +25,7 @@ pub enum Input {
     ///
     /// `applied_seq` is the node's applied invalidation seq *after* the runtime applied
     /// this heartbeat's invalidations; the ack that answers the heartbeat carries it.
-    Heartbeat {
-        term: u64,
-        leader: NodeId,
-        hb: u64,
-        applied_seq: u64,
-    },
+    Heartbeat { term: u64, leader: NodeId, hb: u64, applied_seq: u64 },
     /// A vote request (pre-vote or real) from `P.vote`.
     VoteRequest(VoteRequest),
     /// An answer to this node's vote request.
@@ -66,11 +59,7 @@ pub enum Output {
     /// step, whenever the term or the vote changed.
     Persist(PersistedVote),
     /// Publish a heartbeat on `P.heartbeat` (adding the data-path fields).
-    BroadcastHeartbeat {
-        term: u64,
-        hb: u64,
-        members: Vec<NodeId>,
-    },
+    BroadcastHeartbeat { term: u64, hb: u64, members: Vec<NodeId> },
     /// Send an ack to the leader (request on `P.node.<to>.ack`) and feed its answer back
     /// as [`Input::AckConfirm`]. An ack with `ack == 0` only tells a deposed leader of a
     /// newer term; it can earn no lease.
@@ -85,18 +74,10 @@ pub enum Output {
     SendTimeoutNow { to: NodeId, msg: TimeoutNow },
     /// Role, term or known leader changed (emitted first among a step's outputs, once,
     /// with the state the step ended in).
-    RoleChanged {
-        role: Role,
-        term: u64,
-        leader: Option<NodeId>,
-    },
+    RoleChanged { role: Role, term: u64, leader: Option<NodeId> },
     /// A campaign started, was abandoned or was won. For a pre-vote, `term` is the term
     /// the node proposes to campaign in.
-    Candidacy {
-        state: CandidacyState,
-        pre_vote: bool,
-        term: u64,
-    },
+    Candidacy { state: CandidacyState, pre_vote: bool, term: u64 },
     /// The leader's view of a follower changed: it acked within the CheckQuorum window
     /// or it did not. On taking office every follower counts as reachable.
     Reachability { peer: NodeId, reachable: bool },

@@ -4,9 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use instaface_bus::messages::{
-    Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest,
-};
+use instaface_bus::messages::{Ack, AckConfirm, CandidacyState, Role, TimeoutNow, VoteReply, VoteRequest};
 
 use super::{ElectionConfig, ElectionCore, Input, Output, PersistedVote};
 
@@ -37,47 +35,25 @@ fn started(id: &str) -> (ElectionCore, Duration) {
 
 fn started_among(id: &str, members: &[&str]) -> (ElectionCore, Duration) {
     let mut core = ElectionCore::new(cfg(id), 7, Duration::ZERO, PersistedVote::default());
-    assert!(core
-        .step(Duration::ZERO, Input::Membership(ids(members)))
-        .is_empty());
+    assert!(core.step(Duration::ZERO, Input::Membership(ids(members))).is_empty());
     let ready = cfg(id).restart_quarantine();
     (core, ready)
 }
 
 fn heartbeat(term: u64, leader: &str, hb: u64) -> Input {
-    Input::Heartbeat {
-        term,
-        leader: leader.into(),
-        hb,
-        applied_seq: 0,
-    }
+    Input::Heartbeat { term, leader: leader.into(), hb, applied_seq: 0 }
 }
 
 fn vote_request(term: u64, candidate: &str, pre_vote: bool) -> Input {
-    Input::VoteRequest(VoteRequest {
-        term,
-        candidate: candidate.into(),
-        pre_vote,
-        transfer: false,
-    })
+    Input::VoteRequest(VoteRequest { term, candidate: candidate.into(), pre_vote, transfer: false })
 }
 
 fn grant(term: u64, voter: &str, pre_vote: bool) -> Input {
-    Input::VoteReply(VoteReply {
-        term,
-        voter: voter.into(),
-        granted: true,
-        pre_vote,
-    })
+    Input::VoteReply(VoteReply { term, voter: voter.into(), granted: true, pre_vote })
 }
 
 fn refuse(term: u64, voter: &str) -> Input {
-    Input::VoteReply(VoteReply {
-        term,
-        voter: voter.into(),
-        granted: false,
-        pre_vote: false,
-    })
+    Input::VoteReply(VoteReply { term, voter: voter.into(), granted: false, pre_vote: false })
 }
 
 fn vote_replies(out: &[Output]) -> Vec<VoteReply> {
@@ -131,42 +107,18 @@ fn leader_a() -> (ElectionCore, Duration) {
     let t = a.next_deadline();
     let out = a.step(t, Input::Tick);
     assert_eq!(a.role(), Role::PreCandidate);
-    assert_eq!(
-        requests(&out),
-        vec![VoteRequest {
-            term: 1,
-            candidate: "a".into(),
-            pre_vote: true,
-            transfer: false
-        }]
-    );
+    assert_eq!(requests(&out), vec![VoteRequest { term: 1, candidate: "a".into(), pre_vote: true, transfer: false }]);
     a.step(t, grant(1, "b", true));
     assert_eq!((a.role(), a.term()), (Role::Candidate, 1));
     let out = a.step(t, grant(1, "c", false));
     assert_eq!(a.role(), Role::Leader);
     assert_eq!(heartbeats(&out), vec![1], "a new leader heartbeats at once");
-    assert!(matches!(
-        out[0],
-        Output::RoleChanged {
-            role: Role::Leader,
-            term: 1,
-            ..
-        }
-    ));
+    assert!(matches!(out[0], Output::RoleChanged { role: Role::Leader, term: 1, .. }));
     (a, t)
 }
 
 fn ack(term: u64, node: &str, n: u64, hb: u64, applied_seq: u64) -> Input {
-    Input::Ack {
-        ack: Ack {
-            term,
-            node: node.into(),
-            ack: n,
-            hb,
-            applied_seq,
-        },
-        may_confirm: true,
-    }
+    Input::Ack { ack: Ack { term, node: node.into(), ack: n, hb, applied_seq }, may_confirm: true }
 }
 
 // ----- campaigning -----
@@ -175,10 +127,7 @@ fn ack(term: u64, node: &str, n: u64, hb: u64, applied_seq: u64) -> Input {
 fn election_no_campaign_before_membership_or_during_quarantine() {
     let mut core = ElectionCore::new(cfg("a"), 1, Duration::ZERO, PersistedVote::default());
     let q = cfg("a").restart_quarantine();
-    assert!(
-        core.next_deadline() >= q,
-        "the first timeout falls after the quarantine"
-    );
+    assert!(core.next_deadline() >= q, "the first timeout falls after the quarantine");
     // No membership yet: timeouts pass without a campaign.
     for i in 1..10 {
         let out = core.step(q * i, Input::Tick);
@@ -190,11 +139,7 @@ fn election_no_campaign_before_membership_or_during_quarantine() {
     let out = core.step(t, Input::Tick);
     assert_eq!(core.role(), Role::PreCandidate);
     assert_eq!(core.term(), 0, "a pre-vote changes no term");
-    assert!(out.contains(&Output::Candidacy {
-        state: CandidacyState::Started,
-        pre_vote: true,
-        term: 1
-    }));
+    assert!(out.contains(&Output::Candidacy { state: CandidacyState::Started, pre_vote: true, term: 1 }));
 }
 
 #[test]
@@ -236,11 +181,7 @@ fn election_campaign_round_times_out_and_restarts_with_prevote() {
     let t2 = a.next_deadline();
     assert!(t2 >= t + ms(187) && t2 < t + ms(375), "{:?}", t2 - t);
     let out = a.step(t2, Input::Tick);
-    assert!(out.contains(&Output::Candidacy {
-        state: CandidacyState::Abandoned,
-        pre_vote: false,
-        term: 1
-    }));
+    assert!(out.contains(&Output::Candidacy { state: CandidacyState::Abandoned, pre_vote: false, term: 1 }));
     assert_eq!((a.role(), a.term()), (Role::PreCandidate, 1));
     assert_eq!(requests(&out)[0].term, 2);
     // A real vote for the old term no longer counts.
@@ -273,21 +214,10 @@ fn election_a_split_vote_ends_the_round_early() {
 fn election_one_vote_per_term() {
     let (mut c, t) = started("c");
     let out = c.step(t, vote_request(3, "a", false));
-    assert_eq!(
-        vote_replies(&out),
-        vec![VoteReply {
-            term: 3,
-            voter: "c".into(),
-            granted: true,
-            pre_vote: false
-        }]
-    );
+    assert_eq!(vote_replies(&out), vec![VoteReply { term: 3, voter: "c".into(), granted: true, pre_vote: false }]);
     assert_eq!(c.term(), 3);
     let deadline = c.next_deadline();
-    assert!(
-        deadline >= t + ms(750),
-        "granting a vote resets the election timer"
-    );
+    assert!(deadline >= t + ms(750), "granting a vote resets the election timer");
     let out = c.step(t, vote_request(3, "b", false));
     assert!(!vote_replies(&out)[0].granted);
     // The same candidate may ask again (a duplicate request).
@@ -295,15 +225,7 @@ fn election_one_vote_per_term() {
     assert!(vote_replies(&out)[0].granted);
     // Lower terms are refused with ours.
     let out = c.step(t, vote_request(2, "b", false));
-    assert_eq!(
-        vote_replies(&out)[0],
-        VoteReply {
-            term: 3,
-            voter: "c".into(),
-            granted: false,
-            pre_vote: false
-        }
-    );
+    assert_eq!(vote_replies(&out)[0], VoteReply { term: 3, voter: "c".into(), granted: false, pre_vote: false });
 }
 
 #[test]
@@ -313,25 +235,9 @@ fn election_prevote_needs_a_higher_term_and_changes_nothing() {
     assert_eq!(c.term(), 2);
     let before = c.next_deadline();
     let out = c.step(t + ms(1), vote_request(2, "b", true));
-    assert_eq!(
-        vote_replies(&out)[0],
-        VoteReply {
-            term: 2,
-            voter: "c".into(),
-            granted: false,
-            pre_vote: true
-        }
-    );
+    assert_eq!(vote_replies(&out)[0], VoteReply { term: 2, voter: "c".into(), granted: false, pre_vote: true });
     let out = c.step(t + ms(1), vote_request(3, "b", true));
-    assert_eq!(
-        vote_replies(&out)[0],
-        VoteReply {
-            term: 3,
-            voter: "c".into(),
-            granted: true,
-            pre_vote: true
-        }
-    );
+    assert_eq!(vote_replies(&out)[0], VoteReply { term: 3, voter: "c".into(), granted: true, pre_vote: true });
     assert_eq!(c.term(), 2);
     assert_eq!(c.next_deadline(), before, "a pre-vote resets no timer");
 }
@@ -349,12 +255,7 @@ fn election_lease_stickiness_refuses_votes_without_raising_the_term() {
     // Unless the leader handed over.
     let out = c.step(
         t + ms(749),
-        Input::VoteRequest(VoteRequest {
-            term: 5,
-            candidate: "b".into(),
-            pre_vote: false,
-            transfer: true,
-        }),
+        Input::VoteRequest(VoteRequest { term: 5, candidate: "b".into(), pre_vote: false, transfer: true }),
     );
     assert!(vote_replies(&out)[0].granted);
     assert_eq!(c.term(), 5);
@@ -393,11 +294,7 @@ fn election_leader_refuses_votes_and_keeps_its_term() {
 fn election_restarted_node_keeps_its_vote_refuses_votes_during_quarantine_and_acks_at_once() {
     let q = cfg("c").restart_quarantine();
     // c voted for b in term 3 before it went down.
-    let disk = PersistedVote {
-        term: 3,
-        voted_for: Some("b".into()),
-        barred: false,
-    };
+    let disk = PersistedVote { term: 3, voted_for: Some("b".into()), barred: false };
     let start = ms(50_000);
     let mut c = ElectionCore::new(cfg("c"), 3, start, disk.clone());
     assert_eq!(c.term(), 3);
@@ -427,13 +324,7 @@ fn election_a_restarted_node_takes_a_handed_over_leadership_even_in_quarantine()
     c.step(start, Input::Membership(ids(&["a", "b", "c"])));
     c.step(start + ms(10), heartbeat(3, "b", 1));
     assert!(c.in_quarantine(start + ms(20)));
-    let out = c.step(
-        start + ms(20),
-        Input::TimeoutNow(TimeoutNow {
-            term: 3,
-            leader: "b".into(),
-        }),
-    );
+    let out = c.step(start + ms(20), Input::TimeoutNow(TimeoutNow { term: 3, leader: "b".into() }));
     assert_eq!((c.role(), c.term()), (Role::Candidate, 4));
     assert!(requests(&out).iter().any(|r| r.transfer && !r.pre_vote));
 }
@@ -444,27 +335,10 @@ fn election_a_restarted_node_takes_a_handed_over_leadership_even_in_quarantine()
 fn election_higher_term_heartbeat_deposes_a_leader() {
     let (mut a, t) = leader_a();
     let out = a.step(t + ms(5), heartbeat(2, "b", 1));
-    assert_eq!(
-        (a.role(), a.term(), a.leader().map(String::as_str)),
-        (Role::Follower, 2, Some("b"))
-    );
+    assert_eq!((a.role(), a.term(), a.leader().map(String::as_str)), (Role::Follower, 2, Some("b")));
     // The new term is persisted before anything else happens, then the role change.
-    assert_eq!(
-        out[0],
-        Output::Persist(PersistedVote {
-            term: 2,
-            voted_for: None,
-            barred: true
-        })
-    );
-    assert!(matches!(
-        out[1],
-        Output::RoleChanged {
-            role: Role::Follower,
-            term: 2,
-            ..
-        }
-    ));
+    assert_eq!(out[0], Output::Persist(PersistedVote { term: 2, voted_for: None, barred: true }));
+    assert!(matches!(out[1], Output::RoleChanged { role: Role::Follower, term: 2, .. }));
     assert!(!a.leader_lease_holds(t + ms(5)));
 }
 
@@ -501,11 +375,7 @@ fn election_lower_term_heartbeat_is_answered_with_the_newer_term_only() {
     assert_eq!(sent[0].0, "a");
     assert_eq!((sent[0].1.term, sent[0].1.ack), (5, 0));
     assert_eq!((c.term(), c.leader().map(String::as_str)), (5, Some("b")));
-    assert_eq!(
-        c.next_deadline(),
-        deadline,
-        "a stale heartbeat resets no timer"
-    );
+    assert_eq!(c.next_deadline(), deadline, "a stale heartbeat resets no timer");
     // And the deposed leader steps down on it.
     let (mut a, t) = leader_a();
     let out = a.step(t + ms(10), Input::Ack { ack: sent[0].1.clone(), may_confirm: true });
@@ -527,20 +397,8 @@ fn election_higher_term_vote_reply_makes_a_candidate_follow() {
     let (mut a, _) = started("a");
     let t = a.next_deadline();
     a.step(t, Input::Tick);
-    let out = a.step(
-        t,
-        Input::VoteReply(VoteReply {
-            term: 8,
-            voter: "b".into(),
-            granted: false,
-            pre_vote: true,
-        }),
-    );
-    assert!(out.contains(&Output::Candidacy {
-        state: CandidacyState::Abandoned,
-        pre_vote: true,
-        term: 1
-    }));
+    let out = a.step(t, Input::VoteReply(VoteReply { term: 8, voter: "b".into(), granted: false, pre_vote: true }));
+    assert!(out.contains(&Output::Candidacy { state: CandidacyState::Abandoned, pre_vote: true, term: 1 }));
     assert_eq!((a.role(), a.term()), (Role::Follower, 8));
 }
 
@@ -579,10 +437,7 @@ fn election_check_quorum_steps_down_without_majority_acks() {
             n += 1;
             a.step(now, ack(1, "b", n, hb, 0));
         }
-        if out.contains(&Output::Reachability {
-            peer: "c".into(),
-            reachable: false,
-        }) {
+        if out.contains(&Output::Reachability { peer: "c".into(), reachable: false }) {
             assert_eq!(now, t + ms(1000), "c unreachable one window after office");
         }
         assert_eq!(a.role(), Role::Leader);
@@ -607,44 +462,12 @@ fn election_follower_lease_is_anchored_at_the_ack_send_time() {
     assert_eq!((to.as_str(), sent.term, sent.hb), ("a", 2, 1));
     assert!(!c.read_lease_holds(t), "no lease before a confirmation");
     // Unconfirmed, wrong leader, wrong term: no lease.
-    c.step(
-        t + ms(300),
-        Input::AckConfirm(AckConfirm {
-            term: 2,
-            leader: "a".into(),
-            ack: sent.ack,
-            confirmed: false,
-        }),
-    );
-    c.step(
-        t + ms(300),
-        Input::AckConfirm(AckConfirm {
-            term: 2,
-            leader: "b".into(),
-            ack: sent.ack,
-            confirmed: true,
-        }),
-    );
-    c.step(
-        t + ms(300),
-        Input::AckConfirm(AckConfirm {
-            term: 1,
-            leader: "a".into(),
-            ack: sent.ack,
-            confirmed: true,
-        }),
-    );
+    c.step(t + ms(300), Input::AckConfirm(AckConfirm { term: 2, leader: "a".into(), ack: sent.ack, confirmed: false }));
+    c.step(t + ms(300), Input::AckConfirm(AckConfirm { term: 2, leader: "b".into(), ack: sent.ack, confirmed: true }));
+    c.step(t + ms(300), Input::AckConfirm(AckConfirm { term: 1, leader: "a".into(), ack: sent.ack, confirmed: true }));
     assert!(!c.read_lease_holds(t + ms(300)));
     // The confirmation arrives 300 ms late; the lease runs from the send time.
-    c.step(
-        t + ms(300),
-        Input::AckConfirm(AckConfirm {
-            term: 2,
-            leader: "a".into(),
-            ack: sent.ack,
-            confirmed: true,
-        }),
-    );
+    c.step(t + ms(300), Input::AckConfirm(AckConfirm { term: 2, leader: "a".into(), ack: sent.ack, confirmed: true }));
     assert!(c.read_lease_holds(t + ms(679)));
     assert!(!c.read_lease_holds(t + ms(680)));
     assert_eq!(c.read_lease_until(t + ms(400)), Some(t + ms(680)));
@@ -655,12 +478,7 @@ fn election_follower_lease_is_anchored_at_the_ack_send_time() {
     assert_eq!((now_ack.hb, now_ack.applied_seq), (0, 12));
     c.step(
         t + ms(450),
-        Input::AckConfirm(AckConfirm {
-            term: 2,
-            leader: "a".into(),
-            ack: now_ack.ack,
-            confirmed: true,
-        }),
+        Input::AckConfirm(AckConfirm { term: 2, leader: "a".into(), ack: now_ack.ack, confirmed: true }),
     );
     assert_eq!(c.read_lease_until(t + ms(450)), Some(t + ms(1080)));
     c.step(t + ms(500), heartbeat(3, "b", 1));
@@ -676,20 +494,9 @@ fn election_leader_confirms_only_under_its_own_lease() {
     assert!(!confirms(&out)[0].confirmed);
     // b acks heartbeat 1 (sent at t): with a itself that is 2 of 3.
     let out = a.step(t + ms(30), ack(1, "b", 2, 1, 6));
-    assert_eq!(
-        confirms(&out)[0],
-        AckConfirm {
-            term: 1,
-            leader: "a".into(),
-            ack: 2,
-            confirmed: true
-        }
-    );
+    assert_eq!(confirms(&out)[0], AckConfirm { term: 1, leader: "a".into(), ack: 2, confirmed: true });
     assert!(a.leader_lease_holds(t + ms(679)));
-    assert!(
-        !a.leader_lease_holds(t + ms(680)),
-        "the lease runs from the heartbeat's send time"
-    );
+    assert!(!a.leader_lease_holds(t + ms(680)), "the lease runs from the heartbeat's send time");
     assert_eq!(a.read_lease_until(t + ms(100)), Some(t + ms(680)));
     assert_eq!(a.follower_applied_seq("b"), Some(6));
     // Bound on b: receipt of the confirmed ack + lease * (1 + drift) = 30 + 714.
@@ -738,17 +545,11 @@ fn election_reachability_follows_acks() {
         // b keeps the leader in office
         a.step(now, ack(1, "b", now.as_millis() as u64, 0, 0));
     }
-    assert!(out.contains(&Output::Reachability {
-        peer: "c".into(),
-        reachable: false
-    }));
+    assert!(out.contains(&Output::Reachability { peer: "c".into(), reachable: false }));
     let v: Vec<_> = a.followers().map(|f| (f.id.clone(), f.reachable)).collect();
     assert_eq!(v, vec![("b".to_string(), true), ("c".to_string(), false)]);
     let out = a.step(now, ack(1, "c", 1, 0, 0));
-    assert!(out.contains(&Output::Reachability {
-        peer: "c".into(),
-        reachable: true
-    }));
+    assert!(out.contains(&Output::Reachability { peer: "c".into(), reachable: true }));
 }
 
 // ----- transfer -----
@@ -760,28 +561,13 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
     a.step(t + ms(20), ack(1, "c", 1, 1, 3));
     let out = a.step(t + ms(30), Input::TransferLeadership);
     assert_eq!((a.role(), a.term(), a.leader()), (Role::Follower, 1, None));
-    assert!(
-        !a.leader_lease_holds(t + ms(30)),
-        "the old leader loses its lease at once"
-    );
-    assert!(out.contains(&Output::SendTimeoutNow {
-        to: "c".into(),
-        msg: TimeoutNow {
-            term: 1,
-            leader: "a".into()
-        }
-    }));
+    assert!(!a.leader_lease_holds(t + ms(30)), "the old leader loses its lease at once");
+    assert!(out.contains(&Output::SendTimeoutNow { to: "c".into(), msg: TimeoutNow { term: 1, leader: "a".into() } }));
 
     // c, following a, campaigns at once with `transfer`, and b (sticky) grants.
     let (mut c, tc) = started("c");
     c.step(tc, heartbeat(1, "a", 1));
-    let out = c.step(
-        tc + ms(40),
-        Input::TimeoutNow(TimeoutNow {
-            term: 1,
-            leader: "a".into(),
-        }),
-    );
+    let out = c.step(tc + ms(40), Input::TimeoutNow(TimeoutNow { term: 1, leader: "a".into() }));
     assert_eq!((c.role(), c.term()), (Role::Candidate, 2));
     let req = requests(&out).remove(0);
     assert!(req.transfer && !req.pre_vote);
@@ -790,10 +576,7 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
     let out = b.step(tb + ms(41), Input::VoteRequest(req.clone()));
     assert!(vote_replies(&out)[0].granted);
     let out = a.step(t + ms(41), Input::VoteRequest(req));
-    assert!(
-        vote_replies(&out)[0].granted,
-        "the old leader votes for its successor"
-    );
+    assert!(vote_replies(&out)[0].granted, "the old leader votes for its successor");
     c.step(tc + ms(42), grant(2, "b", false));
     assert_eq!(c.role(), Role::Leader);
 }
@@ -802,16 +585,7 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
 fn election_timeout_now_is_obeyed_only_from_the_current_leader_and_term() {
     let (mut c, t) = started("c");
     c.step(t, heartbeat(3, "a", 1));
-    for msg in [
-        TimeoutNow {
-            term: 2,
-            leader: "a".into(),
-        },
-        TimeoutNow {
-            term: 3,
-            leader: "b".into(),
-        },
-    ] {
+    for msg in [TimeoutNow { term: 2, leader: "a".into() }, TimeoutNow { term: 3, leader: "b".into() }] {
         c.step(t + ms(1), Input::TimeoutNow(msg));
         assert_eq!((c.role(), c.term()), (Role::Follower, 3));
     }
@@ -819,9 +593,7 @@ fn election_timeout_now_is_obeyed_only_from_the_current_leader_and_term() {
     let (mut a, t) = leader_a();
     let out = a.step(t + ms(1), Input::TransferLeadership);
     assert_eq!(a.role(), Role::Follower);
-    assert!(!out
-        .iter()
-        .any(|o| matches!(o, Output::SendTimeoutNow { .. })));
+    assert!(!out.iter().any(|o| matches!(o, Output::SendTimeoutNow { .. })));
 }
 
 // ----- odd inputs -----
@@ -835,60 +607,29 @@ fn election_odd_inputs_do_not_panic() {
         ack(1, "b", 1, u64::MAX, u64::MAX),
         ack(1, "b", 1, u64::MAX, u64::MAX),
         ack(1, "a", 1, 1, 1),
-        Input::AckConfirm(AckConfirm {
-            term: 1,
-            leader: "zz".into(),
-            ack: u64::MAX,
-            confirmed: true,
-        }),
-        Input::VoteReply(VoteReply {
-            term: 1,
-            voter: "zz".into(),
-            granted: true,
-            pre_vote: false,
-        }),
+        Input::AckConfirm(AckConfirm { term: 1, leader: "zz".into(), ack: u64::MAX, confirmed: true }),
+        Input::VoteReply(VoteReply { term: 1, voter: "zz".into(), granted: true, pre_vote: false }),
         vote_request(0, "", false),
-        Input::TimeoutNow(TimeoutNow {
-            term: u64::MAX,
-            leader: "a".into(),
-        }),
-        Input::Heartbeat {
-            term: 1,
-            leader: String::new(),
-            hb: 0,
-            applied_seq: 0,
-        },
+        Input::TimeoutNow(TimeoutNow { term: u64::MAX, leader: "a".into() }),
+        Input::Heartbeat { term: 1, leader: String::new(), hb: 0, applied_seq: 0 },
         Input::Membership(BTreeSet::new()),
         Input::AckNow { applied_seq: 1 },
     ];
     for input in odd {
         a.step(t + ms(1), input);
     }
-    assert_eq!(
-        (a.role(), a.term()),
-        (Role::Follower, 1),
-        "only the equal-term heartbeat deposed it"
-    );
+    assert_eq!((a.role(), a.term()), (Role::Follower, 1), "only the equal-term heartbeat deposed it");
     // Time running backwards is taken as standing still.
     a.step(Duration::ZERO, Input::Tick);
     a.step(Duration::MAX, Input::Tick);
     a.step(Duration::MAX, vote_request(u64::MAX, "b", false));
     a.step(
         Duration::MAX,
-        Input::VoteReply(VoteReply {
-            term: u64::MAX,
-            voter: "b".into(),
-            granted: true,
-            pre_vote: true,
-        }),
+        Input::VoteReply(VoteReply { term: u64::MAX, voter: "b".into(), granted: true, pre_vote: true }),
     );
     let _ = a.next_deadline();
     // An invalid configuration makes no panic either.
-    let bad = ElectionConfig {
-        election_min: ms(5),
-        election_max: ms(1),
-        ..cfg("a")
-    };
+    let bad = ElectionConfig { election_min: ms(5), election_max: ms(1), ..cfg("a") };
     let mut core = ElectionCore::new(bad, 1, Duration::MAX, PersistedVote::default());
     core.step(Duration::MAX, Input::Membership(ids(&["a"])));
     core.step(Duration::MAX, Input::Tick);

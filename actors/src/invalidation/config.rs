@@ -65,13 +65,10 @@ impl FromStr for PlantedBug {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PlantedBug::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown planted bug {s:?} (one of {})", names.join(", "))
-            })
+        PlantedBug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<_> = PlantedBug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown planted bug {s:?} (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -91,11 +88,7 @@ impl LogConfig {
     pub const WINDOW_MAX: usize = 512;
 
     pub fn new(mode: InvalidationMode) -> LogConfig {
-        LogConfig {
-            mode,
-            window_max: Self::WINDOW_MAX,
-            planted: None,
-        }
+        LogConfig { mode, window_max: Self::WINDOW_MAX, planted: None }
     }
 
     pub(crate) fn bug(&self, bug: PlantedBug) -> bool {

@@ -17,22 +17,14 @@ pub enum CacheEffect {
 /// A node at or past `floor` drops the keys of the entries past its own `applied`; one
 /// behind `floor` cannot know what it missed and clears its cache. Either way it is then
 /// at `seq`. Returns what the cache must do (`None`: nothing new).
-pub fn apply_window(
-    applied: &mut u64,
-    floor: u64,
-    seq: u64,
-    entries: &[InvalidationEntry],
-) -> Option<CacheEffect> {
+pub fn apply_window(applied: &mut u64, floor: u64, seq: u64, entries: &[InvalidationEntry]) -> Option<CacheEffect> {
     if *applied >= seq {
         return None;
     }
     let effect = if *applied >= floor {
         let from = *applied;
-        let keys: Vec<String> = entries
-            .iter()
-            .filter(|e| e.seq > from && e.seq <= seq)
-            .flat_map(|e| e.keys.iter().cloned())
-            .collect();
+        let keys: Vec<String> =
+            entries.iter().filter(|e| e.seq > from && e.seq <= seq).flat_map(|e| e.keys.iter().cloned()).collect();
         CacheEffect::Invalidate(keys)
     } else {
         CacheEffect::Clear
@@ -56,10 +48,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, key: &str) -> InvalidationEntry {
-        InvalidationEntry {
-            seq,
-            keys: vec![key.into()],
-        }
+        InvalidationEntry { seq, keys: vec![key.into()] }
     }
 
     #[test]
@@ -73,10 +62,7 @@ mod tests {
         assert_eq!(applied, 9);
         assert_eq!(apply_window(&mut applied, 4, 9, &window), None);
         let mut behind = 3;
-        assert_eq!(
-            apply_window(&mut behind, 4, 9, &window),
-            Some(CacheEffect::Clear)
-        );
+        assert_eq!(apply_window(&mut behind, 4, 9, &window), Some(CacheEffect::Clear));
         assert_eq!(behind, 9);
         // A window that claims nothing (an unready leader: seq 0) changes nothing.
         let mut at = 9;
@@ -88,16 +74,10 @@ mod tests {
     fn a_broadcast_moves_applied_only_without_a_gap() {
         let mut applied = 5;
         let keys = vec!["e:1".to_string()];
-        assert_eq!(
-            apply_one(&mut applied, 5, 8, &keys),
-            CacheEffect::Invalidate(keys.clone())
-        );
+        assert_eq!(apply_one(&mut applied, 5, 8, &keys), CacheEffect::Invalidate(keys.clone()));
         assert_eq!(applied, 8);
         // Seq 9 was missed: 10 (whose predecessor is 9) drops its keys, applied stays.
-        assert_eq!(
-            apply_one(&mut applied, 9, 10, &keys),
-            CacheEffect::Invalidate(keys.clone())
-        );
+        assert_eq!(apply_one(&mut applied, 9, 10, &keys), CacheEffect::Invalidate(keys.clone()));
         assert_eq!(applied, 8);
         // A late duplicate of 8 changes nothing.
         apply_one(&mut applied, 5, 8, &keys);

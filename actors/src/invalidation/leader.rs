@@ -108,9 +108,7 @@ impl LeaderLog {
         let entries: Vec<_> = entries.into_iter().skip(skip).collect();
         // Seqs may have gaps, but no row lies between the newest row left out and the
         // oldest kept, so the floor can sit just below the oldest kept.
-        self.floor = entries
-            .first()
-            .map_or(latest, |e| e.seq.saturating_sub(1));
+        self.floor = entries.first().map_or(latest, |e| e.seq.saturating_sub(1));
         self.window = entries.iter().cloned().collect();
         self.seq = latest;
         // Older rows may remain in the outbox: the first trim prunes through the floor.
@@ -166,21 +164,14 @@ impl LeaderLog {
     /// Pops the writes at the front that are covered at `now`: every follower acked their
     /// seq or its lease bound has passed. `uncovered_ok` answers them regardless (a
     /// planted bug).
-    pub fn take_covered(
-        &mut self,
-        now: Duration,
-        followers: &[FollowerView<'_>],
-        uncovered_ok: bool,
-    ) -> Vec<Covered> {
+    pub fn take_covered(&mut self, now: Duration, followers: &[FollowerView<'_>], uncovered_ok: bool) -> Vec<Covered> {
         let mut done = Vec::new();
         if !self.ready {
             return done;
         }
         while let Some(p) = self.pending.front() {
-            let covered = uncovered_ok
-                || followers
-                    .iter()
-                    .all(|f| f.applied_seq.unwrap_or(0) >= p.seq || now >= f.lease_bound);
+            let covered =
+                uncovered_ok || followers.iter().all(|f| f.applied_seq.unwrap_or(0) >= p.seq || now >= f.lease_bound);
             if !covered {
                 break;
             }
@@ -188,16 +179,9 @@ impl LeaderLog {
                 break;
             };
             self.answered = self.answered.max(p.seq);
-            let acked_by = followers
-                .iter()
-                .filter(|f| f.applied_seq.unwrap_or(0) >= p.seq)
-                .map(|f| f.id.clone())
-                .collect();
-            done.push(Covered {
-                seq: p.seq,
-                write: p.write,
-                acked_by,
-            });
+            let acked_by =
+                followers.iter().filter(|f| f.applied_seq.unwrap_or(0) >= p.seq).map(|f| f.id.clone()).collect();
+            done.push(Covered { seq: p.seq, write: p.write, acked_by });
         }
         done
     }
@@ -206,11 +190,7 @@ impl LeaderLog {
     /// the followers that have not acked it (`None` when nothing waits).
     pub fn coverage_deadline(&self, followers: &[FollowerView<'_>]) -> Option<Duration> {
         let p = self.pending.front()?;
-        followers
-            .iter()
-            .filter(|f| f.applied_seq.unwrap_or(0) < p.seq)
-            .map(|f| f.lease_bound)
-            .max()
+        followers.iter().filter(|f| f.applied_seq.unwrap_or(0) < p.seq).map(|f| f.lease_bound).max()
     }
 
     /// Drops what every follower applied and what exceeds `window_max`; returns the seq
@@ -219,12 +199,7 @@ impl LeaderLog {
         if !self.ready {
             return None;
         }
-        let all_applied = followers
-            .iter()
-            .map(|f| f.applied_seq.unwrap_or(0))
-            .min()
-            .unwrap_or(self.seq)
-            .min(self.seq);
+        let all_applied = followers.iter().map(|f| f.applied_seq.unwrap_or(0)).min().unwrap_or(self.seq).min(self.seq);
         while self.window.front().is_some_and(|e| e.seq <= all_applied) {
             if let Some(e) = self.window.pop_front() {
                 self.floor = e.seq;
@@ -267,20 +242,11 @@ mod tests {
     }
 
     fn entry(seq: u64) -> InvalidationEntry {
-        InvalidationEntry {
-            seq,
-            keys: vec![format!("e:{seq}")],
-        }
+        InvalidationEntry { seq, keys: vec![format!("e:{seq}")] }
     }
 
     fn view<'a>(id: &'a NodeId, applied: Option<u64>, bound: u64) -> FollowerView<'a> {
-        FollowerView {
-            id,
-            applied_seq: applied,
-            lease_bound: ms(bound),
-            last_ack: None,
-            reachable: true,
-        }
+        FollowerView { id, applied_seq: applied, lease_bound: ms(bound), last_ack: None, reachable: true }
     }
 
     #[test]
@@ -288,10 +254,7 @@ mod tests {
         let mut log = LeaderLog::new(3);
         let rows: Vec<_> = (1..=10).map(|s| entry(s * 2)).collect();
         let (floor, window) = log.load(20, rows, 4);
-        assert_eq!(
-            window.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![14, 16, 18, 20]
-        );
+        assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![14, 16, 18, 20]);
         assert_eq!(floor, 13);
         assert_eq!(log.heartbeat_fields(), (0, 0, vec![]), "not ready: claims nothing");
         log.mark_ready();
@@ -317,10 +280,7 @@ mod tests {
         assert!(log.take_covered(ms(600), &followers, false).is_empty());
         assert_eq!(log.coverage_deadline(&followers), Some(ms(700)));
         let done = log.take_covered(ms(700), &followers, false);
-        assert_eq!(
-            done.iter().map(|c| c.write).collect::<Vec<_>>(),
-            vec![WriteId(1), WriteId(2)]
-        );
+        assert_eq!(done.iter().map(|c| c.write).collect::<Vec<_>>(), vec![WriteId(1), WriteId(2)]);
         assert_eq!(done[0].acked_by, vec!["a".to_string()]);
         assert_eq!(log.answered(), 2);
         // b, which missed both, earns no lease until it has applied 2.

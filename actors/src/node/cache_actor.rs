@@ -101,12 +101,7 @@ async fn on_message(msg: CacheMsg, state: &mut CacheState) -> Result<(), ActorPr
     match msg {
         CacheMsg::Invalidate(keys) => state.invalidate(&keys),
         CacheMsg::Clear => state.core.clear(),
-        CacheMsg::Serving {
-            until,
-            role,
-            term,
-            leader,
-        } => {
+        CacheMsg::Serving { until, role, term, leader } => {
             state.serving_until = until;
             state.role = role;
             state.term = term;
@@ -175,9 +170,7 @@ fn deliver(answer: Answer<Waiter, ErrorBody>) {
     let (waiter, values) = answer.into_values();
     let _ = waiter.send(values.map_err(|e| match e {
         crate::cache::FetchError::Failed(body) => body,
-        crate::cache::FetchError::Missing => {
-            ErrorBody::new(ErrorCode::Internal, "a fill brought no value for a key")
-        }
+        crate::cache::FetchError::Missing => ErrorBody::new(ErrorCode::Internal, "a fill brought no value for a key"),
     }));
 }
 
@@ -196,10 +189,7 @@ fn start_fetch(state: &CacheState, order: FetchOrder) {
         } else if let Some(leader) = leader {
             fetch_from_leader(&ctx, &leader, term, keys).await
         } else {
-            Err(ErrorBody::new(
-                ErrorCode::Unavailable,
-                "no leader to fill from",
-            ))
+            Err(ErrorBody::new(ErrorCode::Unavailable, "no leader to fill from"))
         };
         cast_to(&ctx.names.cache, CacheMsg::Filled { id, result });
     });
@@ -210,20 +200,11 @@ async fn fetch_from_mysql(
     keys: Vec<CacheKey>,
 ) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
     let Some(store) = lookup::<StoreMsg>(&ctx.names.store) else {
-        return Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            "the store actor is restarting",
-        ));
+        return Err(ErrorBody::new(ErrorCode::Unavailable, "the store actor is restarting"));
     };
-    match store
-        .call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT))
-        .await
-    {
+    match store.call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(_, values)| values),
-        _ => Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            "the store did not answer the fill",
-        )),
+        _ => Err(ErrorBody::new(ErrorCode::Unavailable, "the store did not answer the fill")),
     }
 }
 
@@ -233,25 +214,14 @@ async fn fetch_from_leader(
     term: u64,
     keys: Vec<CacheKey>,
 ) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
-    let req = FillRequest {
-        term,
-        node: ctx.cfg.id.clone(),
-        keys,
-    };
+    let req = FillRequest { term, node: ctx.cfg.id.clone(), keys };
     match ctx
         .net
-        .request::<_, instaface_bus::graph::Reply<FillReply>>(
-            ctx.net.subjects().fill(leader),
-            &req,
-            FILL_TIMEOUT,
-        )
+        .request::<_, instaface_bus::graph::Reply<FillReply>>(ctx.net.subjects().fill(leader), &req, FILL_TIMEOUT)
         .await
     {
         Ok(instaface_bus::graph::Reply::Ok(fill)) => Ok(fill.values),
         Ok(instaface_bus::graph::Reply::Error(e)) => Err(e),
-        Err(e) => Err(ErrorBody::new(
-            ErrorCode::Unavailable,
-            format!("fill from the leader failed: {e}"),
-        )),
+        Err(e) => Err(ErrorBody::new(ErrorCode::Unavailable, format!("fill from the leader failed: {e}"))),
     }
 }

@@ -9,8 +9,8 @@ use clap::Parser;
 use instaface_bus::config::BusArgs;
 use instaface_bus::NodeId;
 
-pub use crate::invalidation::InvalidationMode;
 use crate::election::ElectionConfig;
+pub use crate::invalidation::InvalidationMode;
 use crate::invalidation::PlantedBug;
 
 /// `instaface-node`: one member of an Instaface cluster.
@@ -30,11 +30,7 @@ pub struct NodeArgs {
     pub members: Vec<String>,
 
     /// MySQL URL; only the leader connects.
-    #[arg(
-        long,
-        env = "MYSQL_URL",
-        default_value = "mysql://root@127.0.0.1:3306/instaface"
-    )]
+    #[arg(long, env = "MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/instaface")]
     pub mysql_url: String,
 
     /// Heartbeat interval in ms.
@@ -144,26 +140,14 @@ pub struct NodeConfig {
 impl NodeArgs {
     /// Checks every setting; the error is one line naming the setting.
     pub fn validate(&self) -> Result<NodeConfig, String> {
-        let id = self
-            .node_id
-            .clone()
-            .ok_or("NODE_ID is required (e.g. NODE_ID=n1)")?;
+        let id = self.node_id.clone().ok_or("NODE_ID is required (e.g. NODE_ID=n1)")?;
         if !instaface_bus::valid_node_id(&id) {
-            return Err(format!(
-                "NODE_ID {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
-            ));
+            return Err(format!("NODE_ID {id:?} must be 1-64 characters of [A-Za-z0-9_-]"));
         }
         let mut members = Vec::new();
-        for m in self
-            .members
-            .iter()
-            .map(|m| m.trim())
-            .filter(|m| !m.is_empty())
-        {
+        for m in self.members.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
             if !instaface_bus::valid_node_id(m) {
-                return Err(format!(
-                    "MEMBERS entry {m:?} must be 1-64 characters of [A-Za-z0-9_-]"
-                ));
+                return Err(format!("MEMBERS entry {m:?} must be 1-64 characters of [A-Za-z0-9_-]"));
             }
             members.push(m.to_string());
         }
@@ -199,11 +183,7 @@ impl NodeArgs {
             ));
         }
         if lease.as_millis() <= self.heartbeat_ms as u128 {
-            return Err(format!(
-                "LEASE_MS ({}) must be above HEARTBEAT_MS ({})",
-                lease.as_millis(),
-                self.heartbeat_ms
-            ));
+            return Err(format!("LEASE_MS ({}) must be above HEARTBEAT_MS ({})", lease.as_millis(), self.heartbeat_ms));
         }
         if self.cache_capacity == 0 {
             return Err("CACHE_CAPACITY must be at least 1".into());
@@ -212,23 +192,15 @@ impl NodeArgs {
             return Err("ASSOC_WINDOW must be at least 1".into());
         }
         if !self.mysql_url.starts_with("mysql://") {
-            return Err(format!(
-                "MYSQL_URL {:?} must start with mysql://",
-                self.mysql_url
-            ));
+            return Err(format!("MYSQL_URL {:?} must start with mysql://", self.mysql_url));
         }
         self.bus.nats_servers()?;
         let planted_bug = match &self.planted_bug {
             None => None,
             Some(_) if !self.test_hooks => {
-                return Err(
-                    "INSTAFACE_PLANTED_BUG needs INSTAFACE_TEST_HOOKS=true (tests only)".into(),
-                )
+                return Err("INSTAFACE_PLANTED_BUG needs INSTAFACE_TEST_HOOKS=true (tests only)".into())
             }
-            Some(name) => Some(
-                name.parse::<PlantedBug>()
-                    .map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?,
-            ),
+            Some(name) => Some(name.parse::<PlantedBug>().map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?),
         };
         if self.max_inflight_requests == 0 {
             return Err("MAX_INFLIGHT_REQUESTS must be at least 1".into());
@@ -265,9 +237,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<NodeConfig, String> {
         let mut full = vec!["instaface-node"];
         full.extend_from_slice(args);
-        NodeArgs::try_parse_from(full)
-            .map_err(|e| e.to_string())?
-            .validate()
+        NodeArgs::try_parse_from(full).map_err(|e| e.to_string())?.validate()
     }
 
     #[test]
@@ -275,10 +245,7 @@ mod tests {
         let cfg = parse(&["--node-id", "n1", "--members", "n1,n2,n3"]).unwrap();
         assert_eq!(cfg.members, vec!["n1", "n2", "n3"]);
         // The same default lease the simulations check.
-        assert_eq!(
-            cfg.lease,
-            ElectionConfig::default_lease(cfg.election_min, cfg.drift)
-        );
+        assert_eq!(cfg.lease, ElectionConfig::default_lease(cfg.election_min, cfg.drift));
         assert_eq!(cfg.lease, Duration::from_millis(646));
         assert!(cfg.lease < cfg.election_min);
         assert!(cfg.lease.as_secs_f64() * 1.05f64.powi(2) < cfg.election_min.as_secs_f64());
@@ -287,27 +254,13 @@ mod tests {
     #[test]
     fn invalid_settings_name_themselves() {
         assert!(parse(&[]).unwrap_err().contains("NODE_ID"));
-        assert!(parse(&["--node-id", "a.b"])
-            .unwrap_err()
-            .contains("NODE_ID"));
-        assert!(parse(&["--node-id", "n1", "--lease-ms", "740"])
-            .unwrap_err()
-            .contains("LEASE_MS"));
-        assert!(parse(&["--node-id", "n1", "--election-max-ms", "700"])
-            .unwrap_err()
-            .contains("ELECTION_MAX_MS"));
-        assert!(parse(&["--node-id", "n1", "--heartbeat-ms", "500"])
-            .unwrap_err()
-            .contains("ELECTION_MIN_MS"));
-        assert!(parse(&["--node-id", "n1", "--members", "n1,x y"])
-            .unwrap_err()
-            .contains("MEMBERS"));
-        assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"])
-            .unwrap_err()
-            .contains("MYSQL_URL"));
-        assert!(parse(&["--node-id", "n1", "--planted-bug", "confirm-with-gap"])
-            .unwrap_err()
-            .contains("TEST_HOOKS"));
+        assert!(parse(&["--node-id", "a.b"]).unwrap_err().contains("NODE_ID"));
+        assert!(parse(&["--node-id", "n1", "--lease-ms", "740"]).unwrap_err().contains("LEASE_MS"));
+        assert!(parse(&["--node-id", "n1", "--election-max-ms", "700"]).unwrap_err().contains("ELECTION_MAX_MS"));
+        assert!(parse(&["--node-id", "n1", "--heartbeat-ms", "500"]).unwrap_err().contains("ELECTION_MIN_MS"));
+        assert!(parse(&["--node-id", "n1", "--members", "n1,x y"]).unwrap_err().contains("MEMBERS"));
+        assert!(parse(&["--node-id", "n1", "--mysql-url", "postgres://x"]).unwrap_err().contains("MYSQL_URL"));
+        assert!(parse(&["--node-id", "n1", "--planted-bug", "confirm-with-gap"]).unwrap_err().contains("TEST_HOOKS"));
         assert!(parse(&["--node-id", "n1", "--test-hooks", "--planted-bug", "nope"])
             .unwrap_err()
             .contains("INSTAFACE_PLANTED_BUG"));

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use instaface_bus::codec::DecodeLog;
-use instaface_bus::messages::{
-    Ack, EventKind, Heartbeat, Invalidate, TimeoutNow, Unplug, VoteReply, VoteRequest,
-};
+use instaface_bus::messages::{Ack, EventKind, Heartbeat, Invalidate, TimeoutNow, Unplug, VoteReply, VoteRequest};
 use instaface_bus::Incoming;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -40,13 +38,7 @@ where
     let ctx = ctx.clone();
     Ok(tokio::spawn(async move {
         let mut decode_log = DecodeLog::default();
-        while let Some(Incoming {
-            subject,
-            reply,
-            payload,
-            forged,
-        }) = sub.next().await
-        {
+        while let Some(Incoming { subject, reply, payload, forged }) = sub.next().await {
             if forged {
                 ctx.net.rejected("unauthenticated", &subject);
                 continue;
@@ -120,33 +112,16 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     );
     let id = me.clone();
     tasks.push(
-        spawn_intake::<Unplug, _>(
-            ctx,
-            s.control_unplug(),
-            Kind::Control,
-            move |ctx, cmd, _| {
-                if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged, cmd.clients) {
-                    tracing::warn!(
-                        unplugged = cmd.unplugged,
-                        clients = cmd.clients,
-                        "unplug switch flipped"
-                    );
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        let term = ctx.view.borrow().term;
-                        ctx.net
-                            .event(
-                                term,
-                                EventKind::Unplugged {
-                                    unplugged: cmd.unplugged,
-                                    clients: cmd.clients,
-                                },
-                            )
-                            .await;
-                    });
-                }
-            },
-        )
+        spawn_intake::<Unplug, _>(ctx, s.control_unplug(), Kind::Control, move |ctx, cmd, _| {
+            if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged, cmd.clients) {
+                tracing::warn!(unplugged = cmd.unplugged, clients = cmd.clients, "unplug switch flipped");
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let term = ctx.view.borrow().term;
+                    ctx.net.event(term, EventKind::Unplugged { unplugged: cmd.unplugged, clients: cmd.clients }).await;
+                });
+            }
+        })
         .await?,
     );
     if ctx.cfg.test_hooks {
@@ -169,12 +144,7 @@ async fn spawn_test_hooks(ctx: &NodeContext) -> anyhow::Result<JoinHandle<()>> {
     let ctx = ctx.clone();
     Ok(tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
-            let hook = msg
-                .subject
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let hook = msg.subject.rsplit('.').next().unwrap_or_default().to_string();
             let text: Option<String> = instaface_bus::decode(&msg.payload).ok();
             let number: Option<u64> = instaface_bus::decode(&msg.payload).ok();
             tracing::warn!(%hook, ?text, ?number, "test hook");

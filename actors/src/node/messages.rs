@@ -5,12 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use instaface_bus::graph::{
-    Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome, WriteRequest,
-};
+use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome, WriteRequest};
 use instaface_bus::messages::{
-    Ack, AckConfirm, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow, VoteReply,
-    VoteRequest,
+    Ack, AckConfirm, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow, VoteReply, VoteRequest,
 };
 use instaface_bus::NodeId;
 use ractor::RpcReplyPort;
@@ -41,7 +38,9 @@ pub enum ProtocolMsg {
     /// The members read from Redis.
     Membership(BTreeSet<NodeId>),
     /// From the store: the fence holds a later term than `term`'s.
-    Fenced { term: u64 },
+    Fenced {
+        term: u64,
+    },
     /// From the store: the fence is raised for `term`; the outbox's latest seq and its
     /// newest rows.
     OutboxLoaded {
@@ -87,7 +86,10 @@ pub enum CacheMsg {
         leader: Option<NodeId>,
     },
     /// Values for `keys` (in order), from the cache or filled. Refused unless serving.
-    Get { keys: Vec<CacheKey>, reply: Waiter },
+    Get {
+        keys: Vec<CacheKey>,
+        reply: Waiter,
+    },
     /// A fetch finished.
     Filled {
         id: FetchId,

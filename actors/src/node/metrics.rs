@@ -3,10 +3,7 @@
 
 use std::net::SocketAddr;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Every metric a node exports, labelled with its node id.
 #[derive(Clone)]
@@ -39,11 +36,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node: &str) -> Metrics {
-        let registry = Registry::new_custom(
-            Some("instaface".into()),
-            Some([("node".to_string(), node.to_string())].into()),
-        )
-        .unwrap_or_default();
+        let registry =
+            Registry::new_custom(Some("instaface".into()), Some([("node".to_string(), node.to_string())].into()))
+                .unwrap_or_default();
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric name");
             let _ = registry.register(Box::new(g.clone()));
@@ -60,64 +55,39 @@ impl Metrics {
             c
         };
         let histogram = |name: &str, help: &str| {
-            let buckets = vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ];
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid metric name");
+            let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric name");
             let _ = registry.register(Box::new(h.clone()));
             h
         };
         Metrics {
             role: gauge("role", "0 follower, 1 pre-candidate, 2 candidate, 3 leader"),
             term: gauge("term", "current term"),
-            unplugged: gauge("unplugged", "1 while the node is unplugged from its peers, 2 while isolated from clients too"),
-            elections_started: counter(
-                "elections_started_total",
-                "campaigns started (PreVote phase included)",
+            unplugged: gauge(
+                "unplugged",
+                "1 while the node is unplugged from its peers, 2 while isolated from clients too",
             ),
+            elections_started: counter("elections_started_total", "campaigns started (PreVote phase included)"),
             elections_won: counter("elections_won_total", "terms this node led"),
             heartbeats_sent: counter("heartbeats_sent_total", "heartbeats published as leader"),
-            heartbeats_received: counter(
-                "heartbeats_received_total",
-                "heartbeats received from a leader",
-            ),
+            heartbeats_received: counter("heartbeats_received_total", "heartbeats received from a leader"),
             votes_granted: counter("votes_granted_total", "votes (and pre-votes) granted"),
             acks_received: counter("acks_received_total", "follower acks received as leader"),
-            dropped_messages: counter_vec(
-                "dropped_messages_total",
-                "messages dropped, by reason",
-                &["reason"],
-            ),
-            actor_restarts: counter_vec(
-                "actor_restarts_total",
-                "supervised actors restarted",
-                &["actor"],
-            ),
+            dropped_messages: counter_vec("dropped_messages_total", "messages dropped, by reason", &["reason"]),
+            actor_restarts: counter_vec("actor_restarts_total", "supervised actors restarted", &["actor"]),
             cache_hits: counter("cache_hits_total", "cache hits"),
             cache_misses: counter("cache_misses_total", "cache misses"),
-            cache_fills: counter(
-                "cache_fills_total",
-                "fill requests sent (follower) or served (leader)",
-            ),
+            cache_fills: counter("cache_fills_total", "fill requests sent (follower) or served (leader)"),
             cache_entries: gauge("cache_entries", "entries in the cache"),
             applied_seq: gauge("applied_seq", "invalidations applied up to this seq"),
             reads: counter_vec("reads_total", "reads served, by kind", &["kind"]),
-            writes: counter_vec(
-                "writes_total",
-                "writes handled as leader, by outcome",
-                &["outcome"],
-            ),
-            write_seconds: histogram(
-                "write_seconds",
-                "write latency at the leader, commit to answer included",
-            ),
+            writes: counter_vec("writes_total", "writes handled as leader, by outcome", &["outcome"]),
+            write_seconds: histogram("write_seconds", "write latency at the leader, commit to answer included"),
             read_seconds: histogram("read_seconds", "read latency at the serving node"),
             write_batch_size: {
                 let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
                 let h = Histogram::with_opts(
-                    HistogramOpts::new("write_batch_size", "writes committed in one transaction")
-                        .buckets(buckets),
+                    HistogramOpts::new("write_batch_size", "writes committed in one transaction").buckets(buckets),
                 )
                 .expect("valid metric name");
                 let _ = registry.register(Box::new(h.clone()));

@@ -98,10 +98,7 @@ impl Net {
 
     /// Counts a message dropped because the node is unplugged (or for another `reason`).
     pub fn dropped(&self, reason: &str) {
-        self.metrics
-            .dropped_messages
-            .with_label_values(&[reason])
-            .inc();
+        self.metrics.dropped_messages.with_label_values(&[reason]).inc();
     }
 
     /// Counts a message refused for `reason` (forged, from a non-member, …) and logs it,
@@ -123,11 +120,7 @@ impl Net {
 
     /// Publishes a cluster-internal message, unless unplugged; with the cluster key, it
     /// carries its MAC.
-    pub async fn send<T: Serialize + ?Sized>(
-        &self,
-        subject: String,
-        msg: &T,
-    ) -> Result<(), BusError> {
+    pub async fn send<T: Serialize + ?Sized>(&self, subject: String, msg: &T) -> Result<(), BusError> {
         if self.unplugged() {
             self.dropped("unplugged_out");
             return Ok(());
@@ -145,10 +138,7 @@ impl Net {
     ) -> Result<R, BusError> {
         if self.unplugged() {
             self.dropped("unplugged_out");
-            return Err(BusError::Timeout {
-                subject,
-                timeout: Duration::ZERO,
-            });
+            return Err(BusError::Timeout { subject, timeout: Duration::ZERO });
         }
         let reply = match self.bus.request_signed(subject, msg, timeout).await {
             Err(BusError::Unauthenticated { subject }) => {
@@ -160,10 +150,7 @@ impl Net {
         if self.unplugged() {
             // Unplugged while the request was out: the answer is dropped like any input.
             self.dropped("unplugged_in");
-            return Err(BusError::Timeout {
-                subject: "<unplugged>".into(),
-                timeout,
-            });
+            return Err(BusError::Timeout { subject: "<unplugged>".into(), timeout });
         }
         Ok(reply)
     }

@@ -84,11 +84,8 @@ impl Actor for ProtocolActor {
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
         let ecfg = election_config(&ctx).map_err(|e| format!("election config: {e}"))?;
-        let log = LogConfig {
-            mode: ctx.cfg.invalidation,
-            window_max: LogConfig::WINDOW_MAX,
-            planted: ctx.cfg.planted_bug,
-        };
+        let log =
+            LogConfig { mode: ctx.cfg.invalidation, window_max: LogConfig::WINDOW_MAX, planted: ctx.cfg.planted_bug };
         let votes = VoteFile::new(&ctx.cfg.state_dir, ctx.net.subjects().prefix(), &ctx.cfg.id);
         let persisted = votes.load()?;
         tracing::info!(term = persisted.term, voted_for = ?persisted.voted_for, file = %votes.path().display(), "term and vote loaded");
@@ -101,23 +98,15 @@ impl Actor for ProtocolActor {
         // The configured members are trusted like Redis's: the node knows its cluster
         // before Redis answers.
         if !ctx.cfg.members.is_empty() {
-            let mut members: std::collections::BTreeSet<NodeId> =
-                ctx.cfg.members.iter().cloned().collect();
+            let mut members: std::collections::BTreeSet<NodeId> = ctx.cfg.members.iter().cloned().collect();
             members.insert(ctx.cfg.id.clone());
             core.step(ctx.now(), Event::Membership(members));
         }
         // A (re)started tree starts from nothing applied: its cache is new and empty.
         ctx.applied_seq.store(0, Ordering::SeqCst);
         myself.send_interval(TICK, || ProtocolMsg::Tick);
-        let mut state = ProtocolState {
-            ctx,
-            core,
-            votes,
-            waiting: HashMap::new(),
-            next_write: 0,
-            told_cache: None,
-            hold: false,
-        };
+        let mut state =
+            ProtocolState { ctx, core, votes, waiting: HashMap::new(), next_write: 0, told_cache: None, hold: false };
         publish(&mut state);
         Ok(state)
     }
@@ -153,41 +142,16 @@ async fn on_message(msg: ProtocolMsg, state: &mut ProtocolState) -> Result<(), A
         ProtocolMsg::TimeoutNow(t) => Event::TimeoutNow(t),
         ProtocolMsg::Membership(m) => Event::Membership(m),
         ProtocolMsg::Fenced { term } => Event::Fenced { term },
-        ProtocolMsg::OutboxLoaded {
-            term,
-            latest,
-            entries,
-        } => {
+        ProtocolMsg::OutboxLoaded { term, latest, entries } => {
             tracing::info!(term, latest, rows = entries.len(), "outbox loaded; replaying it");
-            Event::OutboxLoaded {
-                term,
-                latest,
-                entries,
-            }
+            Event::OutboxLoaded { term, latest, entries }
         }
         ProtocolMsg::Committed { term, writes } => {
             let mut batch = Vec::with_capacity(writes.len());
-            for CommittedWrite {
-                outcome,
-                keys,
-                op,
-                reply,
-            } in writes
-            {
+            for CommittedWrite { outcome, keys, op, reply } in writes {
                 let seq = outcome.seq;
                 if !keys.is_empty() {
-                    state
-                        .ctx
-                        .net
-                        .event(
-                            term,
-                            EventKind::Write {
-                                seq,
-                                op: op.to_string(),
-                                keys: keys.clone(),
-                            },
-                        )
-                        .await;
+                    state.ctx.net.event(term, EventKind::Write { seq, op: op.to_string(), keys: keys.clone() }).await;
                 }
                 let write = wait(state, outcome, reply);
                 batch.push(BatchedWrite { seq, keys, write });
@@ -234,14 +198,7 @@ fn describe(event: &Event) -> String {
 fn wait(state: &mut ProtocolState, outcome: WriteOutcome, reply: WriteReply) -> WriteId {
     let id = WriteId(state.next_write);
     state.next_write += 1;
-    state.waiting.insert(
-        id,
-        Waiting {
-            outcome,
-            reply,
-            since: Instant::now(),
-        },
-    );
+    state.waiting.insert(id, Waiting { outcome, reply, since: Instant::now() });
     id
 }
 
@@ -306,10 +263,7 @@ async fn perform(
                 let protocol = ctx.names.protocol.clone();
                 let timeout = ctx.cfg.heartbeat * 3;
                 tokio::spawn(async move {
-                    match net
-                        .request::<_, AckConfirm>(net.subjects().ack(&to), &ack, timeout)
-                        .await
-                    {
+                    match net.request::<_, AckConfirm>(net.subjects().ack(&to), &ack, timeout).await {
                         Ok(confirm) => {
                             cast_to(&protocol, ProtocolMsg::AckConfirm(confirm));
                         }
@@ -341,30 +295,16 @@ async fn perform(
             Command::PruneOutbox { through } => {
                 cast_to(&ctx.names.store, StoreMsg::PruneOutbox { through });
             }
-            Command::Candidacy {
-                state: cstate,
-                pre_vote,
-                term,
-            } => {
+            Command::Candidacy { state: cstate, pre_vote, term } => {
                 if cstate == instaface_bus::messages::CandidacyState::Started && pre_vote {
                     ctx.metrics.elections_started.inc();
                 }
                 tracing::info!(?cstate, pre_vote, term, "candidacy");
-                ctx.net
-                    .event(
-                        term,
-                        EventKind::Candidacy {
-                            state: cstate,
-                            pre_vote,
-                        },
-                    )
-                    .await;
+                ctx.net.event(term, EventKind::Candidacy { state: cstate, pre_vote }).await;
             }
             Command::Reachability { peer, reachable } => {
                 tracing::info!(%peer, reachable, "follower reachability changed");
-                ctx.net
-                    .event(state.core.term(), EventKind::Reachable { peer, reachable })
-                    .await;
+                ctx.net.event(state.core.term(), EventKind::Reachable { peer, reachable }).await;
             }
         }
     }
@@ -378,13 +318,9 @@ async fn answer_write(state: &mut ProtocolState, write: WriteId, seq: u64, answe
     let ctx = &state.ctx;
     match answer {
         WriteAnswer::Covered { acked_by } => {
-            ctx.metrics
-                .write_seconds
-                .observe(w.since.elapsed().as_secs_f64());
+            ctx.metrics.write_seconds.observe(w.since.elapsed().as_secs_f64());
             let _ = w.reply.send(Ok(w.outcome));
-            ctx.net
-                .event(state.core.term(), EventKind::Invalidation { seq, acked_by })
-                .await;
+            ctx.net.event(state.core.term(), EventKind::Invalidation { seq, acked_by }).await;
         }
         WriteAnswer::Unconfirmed => {
             let _ = w.reply.send(Err(ErrorBody::new(
@@ -405,15 +341,7 @@ fn publish(state: &mut ProtocolState) {
     let told = (serving_until, core.role(), core.term(), core.leader().cloned());
     if state.told_cache.as_ref() != Some(&told) {
         let (until, role, term, leader) = told.clone();
-        cast_to(
-            &state.ctx.names.cache,
-            CacheMsg::Serving {
-                until,
-                role,
-                term,
-                leader,
-            },
-        );
+        cast_to(&state.ctx.names.cache, CacheMsg::Serving { until, role, term, leader });
         state.told_cache = Some(told);
     }
     let applied = core.applied_seq();

@@ -14,9 +14,9 @@ use ractor::Actor;
 use tokio::sync::watch;
 
 use super::config::NodeConfig;
+use super::messages::SupervisorMsg;
 use super::metrics::Metrics;
 use super::net::Net;
-use super::messages::SupervisorMsg;
 use super::supervisor::NodeSupervisor;
 use super::view::ClusterView;
 use super::{intake, service, ActorNames, NodeContext};
@@ -76,12 +76,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         });
     }
 
-    let (supervisor, supervisor_done) = Actor::spawn(
-        Some(ctx.names.supervisor.clone()),
-        NodeSupervisor,
-        ctx.clone(),
-    )
-    .await?;
+    let (supervisor, supervisor_done) =
+        Actor::spawn(Some(ctx.names.supervisor.clone()), NodeSupervisor, ctx.clone()).await?;
     let mut tasks = intake::start(&ctx).await?;
     tasks.extend(super::requests::start(&ctx).await?);
     tasks.push(intake::spawn_membership(&ctx));
@@ -99,9 +95,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     match result {
         Ok(why) => {
             tracing::info!(why, "shutting down");
-            let _ = supervisor
-                .call(SupervisorMsg::Shutdown, Some(ctx.cfg.election_max * 2))
-                .await;
+            let _ = supervisor.call(SupervisorMsg::Shutdown, Some(ctx.cfg.election_max * 2)).await;
             for t in &tasks {
                 t.abort();
             }
@@ -120,20 +114,12 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
 /// `instaface-node members ID…`: adds the expected members to the Redis membership.
 pub async fn members(bus: &BusArgs, ids: Vec<String>) -> anyhow::Result<()> {
     for id in &ids {
-        anyhow::ensure!(
-            instaface_bus::valid_node_id(id),
-            "member id {id:?} must be 1-64 characters of [A-Za-z0-9_-]"
-        );
+        anyhow::ensure!(instaface_bus::valid_node_id(id), "member id {id:?} must be 1-64 characters of [A-Za-z0-9_-]");
     }
-    let membership =
-        Membership::connect(&bus.redis_url, &Subjects::new(bus.prefix.clone())).await?;
+    let membership = Membership::connect(&bus.redis_url, &Subjects::new(bus.prefix.clone())).await?;
     membership.ensure(&ids, "members-command").await?;
     let all = membership.list().await?;
-    println!(
-        "members of {}: {}",
-        bus.prefix,
-        all.keys().cloned().collect::<Vec<_>>().join(",")
-    );
+    println!("members of {}: {}", bus.prefix, all.keys().cloned().collect::<Vec<_>>().join(","));
     Ok(())
 }
 

@@ -35,10 +35,7 @@ pub fn status(ctx: &NodeContext, counters: &SharedCounters) -> NodeStatus {
         clients_unplugged: ctx.net.clients_cut(),
         serving: view.lease_holds(now) && !ctx.net.clients_cut(),
         applied_seq: ctx.applied_seq(),
-        lease_ms: view
-            .lease_until
-            .map(|u| u.saturating_duration_since(now).as_millis() as u64)
-            .unwrap_or(0),
+        lease_ms: view.lease_until.map(|u| u.saturating_duration_since(now).as_millis() as u64).unwrap_or(0),
         cache: CacheCounters {
             hits: ctx.metrics.cache_hits.get(),
             misses: ctx.metrics.cache_misses.get(),
@@ -52,10 +49,7 @@ pub fn status(ctx: &NodeContext, counters: &SharedCounters) -> NodeStatus {
 pub async fn start(ctx: &NodeContext, counters: SharedCounters) -> anyhow::Result<JoinHandle<()>> {
     let metadata = HashMap::from([
         ("node".to_string(), ctx.cfg.id.clone()),
-        (
-            "prefix".to_string(),
-            ctx.net.subjects().prefix().to_string(),
-        ),
+        ("prefix".to_string(), ctx.net.subjects().prefix().to_string()),
     ]);
     let service = ctx
         .net

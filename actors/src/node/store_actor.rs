@@ -97,11 +97,7 @@ impl Actor for StoreActor {
         })
     }
 
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.watcher.abort();
         if let Some(store) = state.store.take() {
             let _ = store.disconnect().await;
@@ -164,10 +160,7 @@ async fn on_message(
                 Err(StoreError::Fenced { stored, .. }) => {
                     tracing::warn!(term, stored, "fence is above our term: stepping down");
                     let _ = store.disconnect().await;
-                    cast_to(
-                        &state.ctx.names.protocol,
-                        ProtocolMsg::Fenced { term: stored },
-                    );
+                    cast_to(&state.ctx.names.protocol, ProtocolMsg::Fenced { term: stored });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "taking office in MySQL failed; retrying");
@@ -207,29 +200,13 @@ async fn on_message(
         }
         StoreMsg::Fill { keys, reply } => {
             let window = state.ctx.cfg.assoc_window;
-            spawn_read(state, reply, move |s| async move {
-                s.fetch_with_seq(&keys, window).await
-            });
+            spawn_read(state, reply, move |s| async move { s.fetch_with_seq(&keys, window).await });
         }
-        StoreMsg::Random {
-            etype,
-            count,
-            reply,
-        } => {
-            spawn_read(state, reply, move |s| async move {
-                s.random_ids(&etype, count).await
-            });
+        StoreMsg::Random { etype, count, reply } => {
+            spawn_read(state, reply, move |s| async move { s.random_ids(&etype, count).await });
         }
-        StoreMsg::ListAssocs {
-            from,
-            atype,
-            limit,
-            offset,
-            reply,
-        } => {
-            spawn_read(state, reply, move |s| async move {
-                s.list_assocs(from, &atype, limit, offset).await
-            });
+        StoreMsg::ListAssocs { from, atype, limit, offset, reply } => {
+            spawn_read(state, reply, move |s| async move { s.list_assocs(from, &atype, limit, offset).await });
         }
         StoreMsg::Stall(d) => state.stall = Some(d),
         StoreMsg::PruneOutbox { through } => {
@@ -269,14 +246,7 @@ async fn take_office(ctx: &NodeContext, store: &GraphStore, term: u64) -> Result
     let latest = store.outbox_latest().await?;
     let entries = store.outbox_newest(LogConfig::WINDOW_MAX as u32).await?;
     tracing::info!(term, latest, "fence raised; leader holds the MySQL pool");
-    cast_to(
-        &ctx.names.protocol,
-        ProtocolMsg::OutboxLoaded {
-            term,
-            latest,
-            entries,
-        },
-    );
+    cast_to(&ctx.names.protocol, ProtocolMsg::OutboxLoaded { term, latest, entries });
     Ok(())
 }
 
@@ -399,9 +369,7 @@ fn batch_done(
             }
             cast_to(&state.ctx.names.protocol, ProtocolMsg::Fenced { term: stored });
             for (_, reply) in replies {
-                let _ = reply.send(Err(unavailable(format!(
-                    "fenced: term {mine} is over (stored {stored})"
-                ))));
+                let _ = reply.send(Err(unavailable(format!("fenced: term {mine} is over (stored {stored})"))));
             }
         }
         Err(e) => {

@@ -54,25 +54,12 @@ impl Child {
         }
     }
 
-    async fn spawn(
-        self,
-        ctx: &NodeContext,
-        supervisor: ActorCell,
-    ) -> Result<ActorCell, ActorProcessingErr> {
+    async fn spawn(self, ctx: &NodeContext, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
         let name = Some(self.name(ctx).to_string());
         let cell = match self {
-            Child::Store => Actor::spawn_linked(name, StoreActor, ctx.clone(), supervisor)
-                .await?
-                .0
-                .get_cell(),
-            Child::Cache => Actor::spawn_linked(name, CacheActor, ctx.clone(), supervisor)
-                .await?
-                .0
-                .get_cell(),
-            Child::Protocol => Actor::spawn_linked(name, ProtocolActor, ctx.clone(), supervisor)
-                .await?
-                .0
-                .get_cell(),
+            Child::Store => Actor::spawn_linked(name, StoreActor, ctx.clone(), supervisor).await?.0.get_cell(),
+            Child::Cache => Actor::spawn_linked(name, CacheActor, ctx.clone(), supervisor).await?.0.get_cell(),
+            Child::Protocol => Actor::spawn_linked(name, ProtocolActor, ctx.clone(), supervisor).await?.0.get_cell(),
         };
         Ok(cell)
     }
@@ -91,9 +78,7 @@ pub struct SupervisorState {
 impl SupervisorState {
     async fn stop_children(&mut self) {
         while let Some((_, cell)) = self.children.pop() {
-            let _ = cell
-                .stop_and_wait(Some("stopping the tree".into()), Some(Duration::from_secs(3)))
-                .await;
+            let _ = cell.stop_and_wait(Some("stopping the tree".into()), Some(Duration::from_secs(3))).await;
         }
     }
 
@@ -127,12 +112,7 @@ impl Actor for NodeSupervisor {
         myself: ActorRef<Self::Msg>,
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = SupervisorState {
-            ctx,
-            children: Vec::new(),
-            restarts: VecDeque::new(),
-            stopping: false,
-        };
+        let mut state = SupervisorState { ctx, children: Vec::new(), restarts: VecDeque::new(), stopping: false };
         state.start_children(myself.get_cell()).await?;
         Ok(state)
     }
@@ -146,9 +126,7 @@ impl Actor for NodeSupervisor {
         match msg {
             SupervisorMsg::Shutdown(reply) => {
                 if let Some(protocol) = super::lookup::<ProtocolMsg>(&state.ctx.names.protocol) {
-                    let handed = protocol
-                        .call(ProtocolMsg::Transfer, Some(state.ctx.cfg.election_min))
-                        .await;
+                    let handed = protocol.call(ProtocolMsg::Transfer, Some(state.ctx.cfg.election_min)).await;
                     tracing::info!(?handed, "leadership hand-over before shutdown");
                 }
                 state.stopping = true;
@@ -168,45 +146,28 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, err) => (cell, format!("failed: {err}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, format!("stopped: {reason:?}"))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {reason:?}")),
             _ => return Ok(()),
         };
         if state.stopping {
             return Ok(());
         }
         // Only a current child counts (those the supervisor stopped itself are gone).
-        let Some(child) = state
-            .children
-            .iter()
-            .find(|(_, c)| c.get_id() == cell.get_id())
-            .map(|(k, _)| *k)
-        else {
+        let Some(child) = state.children.iter().find(|(_, c)| c.get_id() == cell.get_id()).map(|(k, _)| *k) else {
             return Ok(());
         };
         let now = Instant::now();
-        state
-            .restarts
-            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        state.restarts.retain(|t| now.duration_since(*t) < RESTART_WINDOW);
         if state.restarts.len() >= MAX_RESTARTS {
             tracing::error!(actor = child.label(), %why, "restart limit reached; stopping the node");
             state.stopping = true;
             state.stop_children().await;
-            myself.stop(Some(format!(
-                "{} {why}; restart limit reached",
-                child.label()
-            )));
+            myself.stop(Some(format!("{} {why}; restart limit reached", child.label())));
             return Ok(());
         }
         state.restarts.push_back(now);
         tracing::warn!(actor = child.label(), %why, restarts = state.restarts.len(), "restarting the node's actors");
-        state
-            .ctx
-            .metrics
-            .actor_restarts
-            .with_label_values(&[child.label()])
-            .inc();
+        state.ctx.metrics.actor_restarts.with_label_values(&[child.label()]).inc();
         state.children.retain(|(_, c)| c.get_id() != cell.get_id());
         state.stop_children().await;
         if let Err(e) = state.start_children(myself.get_cell()).await {

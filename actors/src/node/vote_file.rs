@@ -18,9 +18,7 @@ pub struct VoteFile {
 impl VoteFile {
     /// The file of node `id` under cluster prefix `prefix` in `dir`.
     pub fn new(dir: &Path, prefix: &str, id: &str) -> VoteFile {
-        VoteFile {
-            path: dir.join(format!("{prefix}.{id}.vote.json")),
-        }
+        VoteFile { path: dir.join(format!("{prefix}.{id}.vote.json")) }
     }
 
     pub fn path(&self) -> &Path {
@@ -33,8 +31,8 @@ impl VoteFile {
     pub fn load(&self) -> Result<PersistedVote, String> {
         match fs::read(&self.path) {
             Ok(bytes) => {
-                let vote: PersistedVote = serde_json::from_slice(&bytes)
-                    .map_err(|e| format!("vote file {}: {e}", self.path.display()))?;
+                let vote: PersistedVote =
+                    serde_json::from_slice(&bytes).map_err(|e| format!("vote file {}: {e}", self.path.display()))?;
                 if vote.term > crate::election::MAX_TERM {
                     return Err(format!(
                         "vote file {}: term {} is above the highest a node takes",
@@ -51,9 +49,7 @@ impl VoteFile {
 
     /// Replaces the file with `vote`, durably.
     pub fn save(&self, vote: &PersistedVote) -> Result<(), String> {
-        let fail = |what: &str, e: std::io::Error| {
-            format!("vote file {}: {what}: {e}", self.path.display())
-        };
+        let fail = |what: &str, e: std::io::Error| format!("vote file {}: {what}: {e}", self.path.display());
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| fail("creating its directory", e))?;
         let tmp = self.path.with_extension("json.tmp");
@@ -79,11 +75,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("instaface-vote-{}", rand::random::<u32>()));
         let file = VoteFile::new(&dir, "p", "n1");
         assert_eq!(file.load(), Ok(PersistedVote::default()));
-        let vote = PersistedVote {
-            term: 7,
-            voted_for: Some("n2".into()),
-            barred: false,
-        };
+        let vote = PersistedVote { term: 7, voted_for: Some("n2".into()), barred: false };
         file.save(&vote).unwrap();
         assert_eq!(VoteFile::new(&dir, "p", "n1").load(), Ok(vote));
         fs::write(file.path(), b"{not json").unwrap();

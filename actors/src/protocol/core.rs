@@ -9,12 +9,8 @@ use instaface_bus::messages::{Heartbeat, Invalidate, Role};
 use instaface_bus::NodeId;
 
 use super::signals::{BatchedWrite, Command, Event, WriteAnswer};
-use crate::election::{
-    ElectionConfig, ElectionCore, FollowerView, Input, Output, PersistedVote, MAX_TERM,
-};
-use crate::invalidation::{
-    apply_one, apply_window, CacheEffect, InvalidationMode, LeaderLog, LogConfig, PlantedBug,
-};
+use crate::election::{ElectionConfig, ElectionCore, FollowerView, Input, Output, PersistedVote, MAX_TERM};
+use crate::invalidation::{apply_one, apply_window, CacheEffect, InvalidationMode, LeaderLog, LogConfig, PlantedBug};
 
 /// Why a message was dropped without being stepped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,12 +59,7 @@ impl NodeCore {
         if log.bug(PlantedBug::ForgetEarlierLeases) {
             election.plant_forget_earlier_leases();
         }
-        NodeCore {
-            election,
-            log,
-            applied: 0,
-            leader_log: None,
-        }
+        NodeCore { election, log, applied: 0, leader_log: None }
     }
 
     /// Whether `event` may be stepped at all: a message must come from a member (members
@@ -126,11 +117,7 @@ impl NodeCore {
             Event::TimeoutNow(t) => self.elect(now, Input::TimeoutNow(t), &mut out),
             Event::TransferLeadership => self.elect(now, Input::TransferLeadership, &mut out),
             Event::Fenced { term } => self.elect(now, Input::ObservedTerm(term), &mut out),
-            Event::OutboxLoaded {
-                term,
-                latest,
-                entries,
-            } => self.on_loaded(term, latest, entries, &mut out),
+            Event::OutboxLoaded { term, latest, entries } => self.on_loaded(term, latest, entries, &mut out),
             Event::Committed { term, writes } => self.on_committed(term, writes, &mut out),
         }
         self.settle(now, &mut out);
@@ -178,8 +165,7 @@ impl NodeCore {
     /// Until when this node may serve reads from its cache (`None`: it may not): a
     /// follower under its read lease, a leader under its own lease once it is ready.
     pub fn serving_until(&self, now: Duration) -> Option<Duration> {
-        if self.role() == Role::Leader && !self.leader_log.as_ref().is_some_and(|l| l.is_ready())
-        {
+        if self.role() == Role::Leader && !self.leader_log.as_ref().is_some_and(|l| l.is_ready()) {
             return None;
         }
         self.election.read_lease_until(now)
@@ -205,12 +191,7 @@ impl NodeCore {
             let effect = apply_window(&mut self.applied, hb.floor, hb.seq, &hb.invalidations);
             push_effect(effect, out);
         }
-        let input = Input::Heartbeat {
-            term: hb.term,
-            leader: hb.leader,
-            hb: hb.hb,
-            applied_seq: self.applied,
-        };
+        let input = Input::Heartbeat { term: hb.term, leader: hb.leader, hb: hb.hb, applied_seq: self.applied };
         self.elect(now, input, out);
     }
 
@@ -234,8 +215,7 @@ impl NodeCore {
         let Some(log) = &self.leader_log else {
             return false;
         };
-        let gap_ok = self.log.mode == InvalidationMode::Async
-            || self.log.bug(PlantedBug::ConfirmWithGap);
+        let gap_ok = self.log.mode == InvalidationMode::Async || self.log.bug(PlantedBug::ConfirmWithGap);
         log.term() == term && log.may_confirm(applied_seq, gap_ok)
     }
 
@@ -279,11 +259,7 @@ impl NodeCore {
         );
         let id = self.id().clone();
         let applied = &mut self.applied;
-        let Some(log) = self
-            .leader_log
-            .as_mut()
-            .filter(|l| l.term() == term && l.is_ready())
-        else {
+        let Some(log) = self.leader_log.as_mut().filter(|l| l.term() == term && l.is_ready()) else {
             for w in writes {
                 out.push(unconfirmed(w.write, w.seq));
             }
@@ -304,18 +280,10 @@ impl NodeCore {
                 Some(w) if last_keys_bug => w.keys.clone(),
                 _ => keys,
             };
-            out.push(Command::BroadcastInvalidate(Invalidate {
-                term,
-                leader: id,
-                seq: last,
-                prev_seq,
-                keys,
-            }));
+            out.push(Command::BroadcastInvalidate(Invalidate { term, leader: id, seq: last, prev_seq, keys }));
         }
         for w in writes {
-            let at_once = async_mode
-                || (uncovered_bug && !w.keys.is_empty())
-                || (unchanged_bug && w.keys.is_empty());
+            let at_once = async_mode || (uncovered_bug && !w.keys.is_empty()) || (unchanged_bug && w.keys.is_empty());
             if at_once {
                 log.answered_at_once(w.seq);
                 out.push(covered(w.write, w.seq, Vec::new()));
@@ -349,19 +317,12 @@ impl NodeCore {
             match o {
                 Output::Persist(p) => out.push(Command::Persist(p)),
                 Output::RoleChanged { role, term, leader } => {
-                    out.push(Command::RoleChanged {
-                        role,
-                        term,
-                        leader,
-                    });
+                    out.push(Command::RoleChanged { role, term, leader });
                     self.on_role(role, term, out);
                 }
                 Output::BroadcastHeartbeat { term, hb, members } => {
-                    let (seq, floor, invalidations) = self
-                        .leader_log
-                        .as_ref()
-                        .map(LeaderLog::heartbeat_fields)
-                        .unwrap_or_default();
+                    let (seq, floor, invalidations) =
+                        self.leader_log.as_ref().map(LeaderLog::heartbeat_fields).unwrap_or_default();
                     out.push(Command::BroadcastHeartbeat(Heartbeat {
                         term,
                         leader: self.id().clone(),
@@ -378,24 +339,10 @@ impl NodeCore {
                 }
                 Output::AckReply { to, confirm } => out.push(Command::AckReply { to, confirm }),
                 Output::BroadcastVoteRequest(r) => out.push(Command::BroadcastVoteRequest(r)),
-                Output::SendVoteReply { to, reply } => {
-                    out.push(Command::SendVoteReply { to, reply })
-                }
-                Output::SendTimeoutNow { to, msg } => {
-                    out.push(Command::SendTimeoutNow { to, msg })
-                }
-                Output::Candidacy {
-                    state,
-                    pre_vote,
-                    term,
-                } => out.push(Command::Candidacy {
-                    state,
-                    pre_vote,
-                    term,
-                }),
-                Output::Reachability { peer, reachable } => {
-                    out.push(Command::Reachability { peer, reachable })
-                }
+                Output::SendVoteReply { to, reply } => out.push(Command::SendVoteReply { to, reply }),
+                Output::SendTimeoutNow { to, msg } => out.push(Command::SendTimeoutNow { to, msg }),
+                Output::Candidacy { state, pre_vote, term } => out.push(Command::Candidacy { state, pre_vote, term }),
+                Output::Reachability { peer, reachable } => out.push(Command::Reachability { peer, reachable }),
             }
         }
     }
@@ -435,17 +382,9 @@ fn push_effect(effect: Option<CacheEffect>, out: &mut Vec<Command>) {
 }
 
 fn covered(write: crate::invalidation::WriteId, seq: u64, acked_by: Vec<NodeId>) -> Command {
-    Command::Answer {
-        write,
-        seq,
-        answer: WriteAnswer::Covered { acked_by },
-    }
+    Command::Answer { write, seq, answer: WriteAnswer::Covered { acked_by } }
 }
 
 fn unconfirmed(write: crate::invalidation::WriteId, seq: u64) -> Command {
-    Command::Answer {
-        write,
-        seq,
-        answer: WriteAnswer::Unconfirmed,
-    }
+    Command::Answer { write, seq, answer: WriteAnswer::Unconfirmed }
 }

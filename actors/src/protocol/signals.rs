@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 
 use instaface_bus::messages::{
-    Ack, AckConfirm, CandidacyState, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow,
-    VoteReply, VoteRequest,
+    Ack, AckConfirm, CandidacyState, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow, VoteReply, VoteRequest,
 };
 use instaface_bus::NodeId;
 
@@ -34,7 +33,9 @@ pub enum Event {
     /// Graceful shutdown at the leader: hand leadership over at once.
     TransferLeadership,
     /// The store found the fence above this node's term: a later leader exists.
-    Fenced { term: u64 },
+    Fenced {
+        term: u64,
+    },
     /// The store raised the fence for `term` and read the outbox: its latest seq and its
     /// newest rows, oldest first.
     OutboxLoaded {
@@ -80,11 +81,7 @@ pub enum Command {
     /// Persist the term and vote (fsync) before performing anything later.
     Persist(PersistedVote),
     /// Role, term or known leader changed.
-    RoleChanged {
-        role: Role,
-        term: u64,
-        leader: Option<NodeId>,
-    },
+    RoleChanged { role: Role, term: u64, leader: Option<NodeId> },
     /// Drop these keys from the cache.
     CacheInvalidate(Vec<String>),
     /// Drop everything from the cache.
@@ -105,19 +102,11 @@ pub enum Command {
     /// Leadership transfer: tell `to` to campaign at once.
     SendTimeoutNow { to: NodeId, msg: TimeoutNow },
     /// Answer a waiting write.
-    Answer {
-        write: WriteId,
-        seq: u64,
-        answer: WriteAnswer,
-    },
+    Answer { write: WriteId, seq: u64, answer: WriteAnswer },
     /// Delete outbox rows through this seq (keeping the newest row).
     PruneOutbox { through: u64 },
     /// A campaign started, was abandoned or was won.
-    Candidacy {
-        state: CandidacyState,
-        pre_vote: bool,
-        term: u64,
-    },
+    Candidacy { state: CandidacyState, pre_vote: bool, term: u64 },
     /// The leader's view of a follower changed.
     Reachability { peer: NodeId, reachable: bool },
 }

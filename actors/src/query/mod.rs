@@ -92,9 +92,9 @@ impl From<QueryError> for ErrorBody {
             | QueryError::TooManyKeys { .. }
             | QueryError::InvalidType(_) => ErrorCode::Invalid,
             QueryError::NotFound(_) => ErrorCode::NotFound,
-            QueryError::MissingValue(_)
-            | QueryError::UnexpectedValue(_)
-            | QueryError::OutOfStep(_) => ErrorCode::Internal,
+            QueryError::MissingValue(_) | QueryError::UnexpectedValue(_) | QueryError::OutOfStep(_) => {
+                ErrorCode::Internal
+            }
         };
         ErrorBody::new(code, e.to_string())
     }

@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use instaface_bus::graph::{
-    Association, CacheKey, CacheValue, Entity, EntityId, Expanded, Template,
-};
+use instaface_bus::graph::{Association, CacheKey, CacheValue, Entity, EntityId, Expanded, Template};
 use proptest::prelude::*;
 
 use super::{timeline_plan, BatchPlan, QueryError, QueryLimits, QueryPlan};
@@ -19,38 +17,25 @@ struct Graph {
 
 impl Graph {
     fn entity(mut self, id: EntityId, etype: &str) -> Self {
-        let entity = Entity {
-            id,
-            etype: etype.into(),
-            attributes: Default::default(),
-            created: id,
-            updated: id,
-            version: 1,
-        };
+        let entity =
+            Entity { id, etype: etype.into(), attributes: Default::default(), created: id, updated: id, version: 1 };
         self.entities.insert(id, entity);
         self
     }
 
     /// Adds `from --atype--> to` as the newest item of the list.
     fn assoc(mut self, from: EntityId, atype: &str, to: EntityId) -> Self {
-        self.lists
-            .entry((from, atype.to_string()))
-            .or_default()
-            .insert(0, to);
+        self.lists.entry((from, atype.to_string())).or_default().insert(0, to);
         self
     }
 
     fn list(&self, from: EntityId, atype: &str) -> &[EntityId] {
-        self.lists
-            .get(&(from, atype.to_string()))
-            .map_or(&[], Vec::as_slice)
+        self.lists.get(&(from, atype.to_string())).map_or(&[], Vec::as_slice)
     }
 
     fn value(&self, key: &CacheKey) -> CacheValue {
         match key {
-            CacheKey::Entity(id) => CacheValue::Entity {
-                entity: self.entities.get(id).cloned(),
-            },
+            CacheKey::Entity(id) => CacheValue::Entity { entity: self.entities.get(id).cloned() },
             CacheKey::Assocs { from, atype } => {
                 let list = self.list(*from, atype);
                 let items: Vec<Association> = list
@@ -64,11 +49,7 @@ impl Graph {
                         created: (list.len() - i) as u64,
                     })
                     .collect();
-                CacheValue::Assocs {
-                    count: items.len() as u64,
-                    items,
-                    complete: true,
-                }
+                CacheValue::Assocs { count: items.len() as u64, items, complete: true }
             }
         }
     }
@@ -86,12 +67,7 @@ fn drive<P: BatchPlan>(plan: &mut P, graph: &Graph) -> Result<Vec<Vec<CacheKey>>
 }
 
 fn template(pairs: &[(&str, Template)]) -> Template {
-    Template(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect(),
-    )
+    Template(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
 }
 
 fn leaf() -> Template {
@@ -103,10 +79,7 @@ fn e(id: EntityId) -> CacheKey {
 }
 
 fn a(from: EntityId, atype: &str) -> CacheKey {
-    CacheKey::Assocs {
-        from,
-        atype: atype.into(),
-    }
+    CacheKey::Assocs { from, atype: atype.into() }
 }
 
 /// A tree of ids and association types, to compare expansions at a glance.
@@ -117,12 +90,7 @@ fn shape(x: &Expanded) -> String {
     let inner: Vec<String> = x
         .associations
         .iter()
-        .map(|(t, v)| {
-            format!(
-                "{t}:[{}]",
-                v.iter().map(shape).collect::<Vec<_>>().join(",")
-            )
-        })
+        .map(|(t, v)| format!("{t}:[{}]", v.iter().map(shape).collect::<Vec<_>>().join(",")))
         .collect();
     format!("{}{{{}}}", x.entity.id, inner.join(" "))
 }
@@ -153,14 +121,7 @@ fn expands_a_small_graph_one_batch_per_level() {
         batches,
         vec![
             vec![e(1), a(1, "friend"), e(99), a(99, "friend")],
-            vec![
-                e(98),
-                a(98, "posted"),
-                e(3),
-                a(3, "posted"),
-                e(2),
-                a(2, "posted")
-            ],
+            vec![e(98), a(98, "posted"), e(3), a(3, "posted"), e(2), a(2, "posted")],
             vec![e(11), e(10)],
         ]
     );
@@ -175,18 +136,11 @@ fn expands_a_small_graph_one_batch_per_level() {
 #[test]
 fn keys_are_asked_once_per_query() {
     // 1 and 2 are friends: level 1 is {2, 1}, already fetched at level 0.
-    let g = Graph::default()
-        .entity(1, "user")
-        .entity(2, "user")
-        .assoc(1, "friend", 2)
-        .assoc(2, "friend", 1);
+    let g = Graph::default().entity(1, "user").entity(2, "user").assoc(1, "friend", 2).assoc(2, "friend", 1);
     let t = template(&[("friend", leaf())]);
     let mut plan = QueryPlan::new(&[1, 2, 1], &t, 100).expect("plan");
     let batches = drive(&mut plan, &g).expect("drive");
-    assert_eq!(
-        batches,
-        vec![vec![e(1), a(1, "friend"), e(2), a(2, "friend")]]
-    );
+    assert_eq!(batches, vec![vec![e(1), a(1, "friend"), e(2), a(2, "friend")]]);
     let (out, stats) = plan.finish().expect("finish");
     let shapes: Vec<String> = out.iter().map(shape).collect();
     assert_eq!(shapes, vec!["1{friend:[2]}", "2{friend:[1]}"]);
@@ -195,9 +149,7 @@ fn keys_are_asked_once_per_query() {
 
 #[test]
 fn lists_are_cut_to_the_window() {
-    let g = (20..30).fold(Graph::default().entity(1, "user"), |g, id| {
-        g.entity(id, "user").assoc(1, "friend", id)
-    });
+    let g = (20..30).fold(Graph::default().entity(1, "user"), |g, id| g.entity(id, "user").assoc(1, "friend", id));
     let mut plan = QueryPlan::new(&[1], &template(&[("friend", leaf())]), 3).expect("plan");
     drive(&mut plan, &g).expect("drive");
     let (out, _) = plan.finish().expect("finish");
@@ -219,10 +171,7 @@ fn limits_are_enforced() {
     for _ in 0..7 {
         deep = template(&[("friend", deep)]);
     }
-    assert_eq!(
-        QueryPlan::new(&[1], &deep, 10).err(),
-        Some(QueryError::TooDeep { max: 6 })
-    );
+    assert_eq!(QueryPlan::new(&[1], &deep, 10).err(), Some(QueryError::TooDeep { max: 6 }));
     let six = match &deep.0.get("friend") {
         Some(t) => (*t).clone(),
         None => leaf(),
@@ -234,89 +183,36 @@ fn limits_are_enforced() {
         Some(QueryError::InvalidType("Friend".into()))
     );
 
-    let wide = Template(
-        (0..65)
-            .map(|i| (format!("t{i}"), leaf()))
-            .collect::<BTreeMap<_, _>>(),
-    );
-    assert_eq!(
-        QueryPlan::new(&[1], &wide, 10).err(),
-        Some(QueryError::TemplateTooLarge { max: 64 })
-    );
+    let wide = Template((0..65).map(|i| (format!("t{i}"), leaf())).collect::<BTreeMap<_, _>>());
+    assert_eq!(QueryPlan::new(&[1], &wide, 10).err(), Some(QueryError::TemplateTooLarge { max: 64 }));
 
-    let limits = QueryLimits {
-        max_entities: 5,
-        ..QueryLimits::default()
-    };
+    let limits = QueryLimits { max_entities: 5, ..QueryLimits::default() };
     assert_eq!(
         QueryPlan::with_limits(&[1, 2, 3, 4, 5, 6], &leaf(), limits).err(),
         Some(QueryError::TooManyEntities { max: 5 })
     );
     // Friends of friends of 1 in a clique of 4: 1 + 3 + 9 nodes.
     let clique = (1..=4).fold(Graph::default(), |g, x| {
-        (1..=4)
-            .filter(|&y| y != x)
-            .fold(g.entity(x, "user"), |g, y| g.assoc(x, "friend", y))
+        (1..=4).filter(|&y| y != x).fold(g.entity(x, "user"), |g, y| g.assoc(x, "friend", y))
     });
     let fof = template(&[("friend", template(&[("friend", leaf())]))]);
-    let mut plan = QueryPlan::with_limits(
-        &[1],
-        &fof,
-        QueryLimits {
-            max_entities: 12,
-            ..QueryLimits::default()
-        },
-    )
-    .expect("plan");
-    assert_eq!(
-        drive(&mut plan, &clique).err(),
-        Some(QueryError::TooManyEntities { max: 12 })
-    );
+    let mut plan =
+        QueryPlan::with_limits(&[1], &fof, QueryLimits { max_entities: 12, ..QueryLimits::default() }).expect("plan");
+    assert_eq!(drive(&mut plan, &clique).err(), Some(QueryError::TooManyEntities { max: 12 }));
     assert_eq!(plan.next_batch(), None, "a failed plan asks nothing more");
-    assert_eq!(
-        plan.finish().err(),
-        Some(QueryError::TooManyEntities { max: 12 })
-    );
-    let mut plan = QueryPlan::with_limits(
-        &[1],
-        &fof,
-        QueryLimits {
-            max_entities: 13,
-            ..QueryLimits::default()
-        },
-    )
-    .expect("plan");
+    assert_eq!(plan.finish().err(), Some(QueryError::TooManyEntities { max: 12 }));
+    let mut plan =
+        QueryPlan::with_limits(&[1], &fof, QueryLimits { max_entities: 13, ..QueryLimits::default() }).expect("plan");
     drive(&mut plan, &clique).expect("13 fits");
 
     // Level 0 asks e:1 and a:1:friend; level 1 asks 2, 3, 4 with their lists: 8 keys.
-    let mut plan = QueryPlan::with_limits(
-        &[1],
-        &fof,
-        QueryLimits {
-            max_keys: 7,
-            ..QueryLimits::default()
-        },
-    )
-    .expect("plan");
-    assert_eq!(
-        drive(&mut plan, &clique).err(),
-        None,
-        "a refused batch is not handed out"
-    );
+    let mut plan =
+        QueryPlan::with_limits(&[1], &fof, QueryLimits { max_keys: 7, ..QueryLimits::default() }).expect("plan");
+    assert_eq!(drive(&mut plan, &clique).err(), None, "a refused batch is not handed out");
     assert_eq!(plan.stats().fetches, 1);
-    assert_eq!(
-        plan.finish().err(),
-        Some(QueryError::TooManyKeys { max: 7 })
-    );
-    let mut plan = QueryPlan::with_limits(
-        &[1],
-        &fof,
-        QueryLimits {
-            max_keys: 8,
-            ..QueryLimits::default()
-        },
-    )
-    .expect("plan");
+    assert_eq!(plan.finish().err(), Some(QueryError::TooManyKeys { max: 7 }));
+    let mut plan =
+        QueryPlan::with_limits(&[1], &fof, QueryLimits { max_keys: 8, ..QueryLimits::default() }).expect("plan");
     drive(&mut plan, &clique).expect("8 fits");
 }
 
@@ -324,16 +220,9 @@ fn limits_are_enforced() {
 fn the_plan_checks_how_it_is_driven() {
     let g = small_graph();
     let mut plan = QueryPlan::new(&[1], &template(&[("friend", leaf())]), 10).expect("plan");
-    assert_eq!(
-        plan.feed(vec![]),
-        Err(QueryError::OutOfStep("feed without a batch handed out"))
-    );
+    assert_eq!(plan.feed(vec![]), Err(QueryError::OutOfStep("feed without a batch handed out")));
     let batch = plan.next_batch().expect("batch");
-    assert_eq!(
-        plan.next_batch(),
-        Some(batch.clone()),
-        "asking again hands out the same batch"
-    );
+    assert_eq!(plan.next_batch(), Some(batch.clone()), "asking again hands out the same batch");
     assert_eq!(plan.stats().fetches, 1);
     let mut values: Vec<_> = batch.iter().map(|k| (k.clone(), g.value(k))).collect();
     values.reverse(); // any order will do
@@ -346,16 +235,10 @@ fn the_plan_checks_how_it_is_driven() {
 
     let mut short = QueryPlan::new(&[1], &template(&[("friend", leaf())]), 10).expect("plan");
     short.next_batch();
-    assert_eq!(
-        short.feed(vec![(e(1), g.value(&e(1)))]),
-        Err(QueryError::MissingValue(a(1, "friend")))
-    );
+    assert_eq!(short.feed(vec![(e(1), g.value(&e(1)))]), Err(QueryError::MissingValue(a(1, "friend"))));
     let mut wrong = QueryPlan::new(&[1], &leaf(), 10).expect("plan");
     wrong.next_batch();
-    assert_eq!(
-        wrong.feed(vec![(e(1), g.value(&e(2)))]),
-        Err(QueryError::UnexpectedValue(e(1)))
-    );
+    assert_eq!(wrong.feed(vec![(e(1), g.value(&e(2)))]), Err(QueryError::UnexpectedValue(e(1))));
 }
 
 #[test]
@@ -384,17 +267,11 @@ fn timeline_shape_and_order() {
     let (timeline, stats) = plan.finish().expect("finish");
     assert_eq!(stats.fetches, 3);
     assert_eq!(timeline.user.id, 1);
-    let posts: Vec<(EntityId, Vec<EntityId>)> = timeline
-        .posts
-        .iter()
-        .map(|p| (p.status.id, p.liked_by.iter().map(|u| u.id).collect()))
-        .collect();
+    let posts: Vec<(EntityId, Vec<EntityId>)> =
+        timeline.posts.iter().map(|p| (p.status.id, p.liked_by.iter().map(|u| u.id).collect())).collect();
     assert_eq!(posts, vec![(11, vec![3, 2]), (10, vec![3])]);
-    let likes: Vec<(EntityId, Vec<EntityId>)> = timeline
-        .likes
-        .iter()
-        .map(|l| (l.status.id, l.posted_by.iter().map(|u| u.id).collect()))
-        .collect();
+    let likes: Vec<(EntityId, Vec<EntityId>)> =
+        timeline.likes.iter().map(|l| (l.status.id, l.posted_by.iter().map(|u| u.id).collect())).collect();
     assert_eq!(likes, vec![(13, vec![3]), (12, vec![2])]);
 
     let mut plan = timeline_plan(1, 1);
@@ -419,16 +296,10 @@ fn naive(g: &Graph, id: EntityId, t: &Template, window: usize) -> Option<Expande
         t.0.iter()
             .map(|(atype, sub)| {
                 let to = g.list(id, atype).iter().take(window);
-                (
-                    atype.clone(),
-                    to.filter_map(|&to| naive(g, to, sub, window)).collect(),
-                )
+                (atype.clone(), to.filter_map(|&to| naive(g, to, sub, window)).collect())
             })
             .collect();
-    Some(Expanded {
-        entity,
-        associations,
-    })
+    Some(Expanded { entity, associations })
 }
 
 /// The keys a query must ask: each entity reached, and the lists of the template at it —
@@ -453,8 +324,7 @@ fn depth(t: &Template) -> usize {
 fn graph() -> impl Strategy<Value = Graph> {
     // Ids 1..=8 may exist; lists may also point at 9 and 10, which never do.
     let exists = proptest::collection::vec(any::<bool>(), 8);
-    let lists =
-        proptest::collection::vec(proptest::collection::vec(1u64..=10, 0..4), 8 * TYPES.len());
+    let lists = proptest::collection::vec(proptest::collection::vec(1u64..=10, 0..4), 8 * TYPES.len());
     (exists, lists).prop_map(|(exists, lists)| {
         let mut g = Graph::default();
         for (i, &present) in exists.iter().enumerate() {
@@ -463,13 +333,7 @@ fn graph() -> impl Strategy<Value = Graph> {
             }
         }
         for (i, to) in lists.into_iter().enumerate() {
-            g.lists.insert(
-                (
-                    i as u64 / TYPES.len() as u64 + 1,
-                    TYPES[i % TYPES.len()].to_string(),
-                ),
-                to,
-            );
+            g.lists.insert((i as u64 / TYPES.len() as u64 + 1, TYPES[i % TYPES.len()].to_string()), to);
         }
         g
     })
@@ -477,12 +341,8 @@ fn graph() -> impl Strategy<Value = Graph> {
 
 fn template_strategy() -> impl Strategy<Value = Template> {
     Just(Template::default()).prop_recursive(3, 12, 3, |inner| {
-        proptest::collection::btree_map(
-            proptest::sample::select(TYPES.to_vec()).prop_map(String::from),
-            inner,
-            0..3,
-        )
-        .prop_map(Template)
+        proptest::collection::btree_map(proptest::sample::select(TYPES.to_vec()).prop_map(String::from), inner, 0..3)
+            .prop_map(Template)
     })
 }
 

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use instaface_bus::graph::{
-    CacheKey, CacheValue, Entity, EntityId, Expanded, QueryStats, Template, Timeline, TimelineLike,
-    TimelinePost,
+    CacheKey, CacheValue, Entity, EntityId, Expanded, QueryStats, Template, Timeline, TimelineLike, TimelinePost,
 };
 
 use super::{BatchPlan, QueryError, QueryPlan};
@@ -13,10 +12,7 @@ use super::{BatchPlan, QueryError, QueryPlan};
 /// `{posted: {likedby: {}}, likes: {postedby: {}}}`: what a timeline expands.
 pub fn timeline_template() -> Template {
     let leaf = |atype: &str| Template(BTreeMap::from([(atype.to_string(), Template::default())]));
-    Template(BTreeMap::from([
-        ("posted".to_string(), leaf("likedby")),
-        ("likes".to_string(), leaf("postedby")),
-    ]))
+    Template(BTreeMap::from([("posted".to_string(), leaf("likedby")), ("likes".to_string(), leaf("postedby"))]))
 }
 
 /// The timeline of `user`, every list cut to its newest `limit` items. Drive it like a
@@ -24,8 +20,7 @@ pub fn timeline_template() -> Template {
 pub fn timeline_plan(user: EntityId, limit: usize) -> TimelinePlan {
     // The template is fixed and within every limit, so this cannot fail; if it ever did,
     // the error would come out of `finish`.
-    let plan =
-        QueryPlan::new(&[user], &timeline_template(), limit).unwrap_or_else(QueryPlan::failed);
+    let plan = QueryPlan::new(&[user], &timeline_template(), limit).unwrap_or_else(QueryPlan::failed);
     TimelinePlan { plan, user, limit }
 }
 
@@ -52,10 +47,7 @@ impl TimelinePlan {
     /// exist.
     pub fn finish(self) -> Result<(Timeline, QueryStats), QueryError> {
         let (expanded, stats) = self.plan.finish()?;
-        let mut user = expanded
-            .into_iter()
-            .next()
-            .ok_or(QueryError::NotFound(self.user))?;
+        let mut user = expanded.into_iter().next().ok_or(QueryError::NotFound(self.user))?;
         let posts = take(&mut user.associations, "posted")
             .into_iter()
             .take(self.limit)
@@ -72,14 +64,7 @@ impl TimelinePlan {
                 status: like.entity,
             })
             .collect();
-        Ok((
-            Timeline {
-                user: user.entity,
-                posts,
-                likes,
-            },
-            stats,
-        ))
+        Ok((Timeline { user: user.entity, posts, likes }, stats))
     }
 }
 

@@ -35,12 +35,8 @@ impl GraphStore {
         let mut opts = TxOpts::new();
         opts.with_consistent_snapshot(true);
         let mut tx = self.begin(opts).await?;
-        let count: Option<u64> = tx
-            .exec_first(
-                "SELECT COUNT(*) FROM associations WHERE from_id = ? AND atype = ?",
-                (from, atype),
-            )
-            .await?;
+        let count: Option<u64> =
+            tx.exec_first("SELECT COUNT(*) FROM associations WHERE from_id = ? AND atype = ?", (from, atype)).await?;
         let count = count.unwrap_or(0);
         let rows: Vec<AssocRow> = if count > u64::from(offset) && limit > 0 {
             tx.exec(
@@ -55,19 +51,14 @@ impl GraphStore {
             Vec::new()
         };
         tx.commit().await?;
-        let items = rows
-            .into_iter()
-            .map(assoc_from_row)
-            .collect::<Result<_, _>>()?;
+        let items = rows.into_iter().map(assoc_from_row).collect::<Result<_, _>>()?;
         Ok((count, items))
     }
 
     /// How many associations there are in all (each direction of an inverse pair counts).
     pub async fn count_assocs(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        let count: Option<u64> = conn
-            .query_first("SELECT COUNT(*) FROM associations")
-            .await?;
+        let count: Option<u64> = conn.query_first("SELECT COUNT(*) FROM associations").await?;
         Ok(count.unwrap_or(0))
     }
 }
@@ -82,16 +73,10 @@ pub(super) async fn add(
     check_type("association", atype)?;
     if from == to {
         // With a symmetric type the inverse would be the same row; no use case needs loops.
-        return Err(StoreError::Invalid(format!(
-            "an association from entity {from} to itself"
-        )));
+        return Err(StoreError::Invalid(format!("an association from entity {from} to itself")));
     }
-    let existing: Vec<u64> = tx
-        .exec(
-            "SELECT id FROM entities WHERE id IN (?, ?) LOCK IN SHARE MODE",
-            (from, to),
-        )
-        .await?;
+    let existing: Vec<u64> =
+        tx.exec("SELECT id FROM entities WHERE id IN (?, ?) LOCK IN SHARE MODE", (from, to)).await?;
     for id in [from, to] {
         if !existing.contains(&id) {
             return Err(not_found(id));
@@ -99,34 +84,20 @@ pub(super) async fn add(
     }
     // Re-adding keeps the original creation time, so a list's order does not change.
     let created: Option<u64> = tx
-        .exec_first(
-            "SELECT created FROM associations WHERE from_id = ? AND atype = ? AND to_id = ?",
-            (from, atype, to),
-        )
+        .exec_first("SELECT created FROM associations WHERE from_id = ? AND atype = ? AND to_id = ?", (from, atype, to))
         .await?;
     let created = created.unwrap_or_else(instaface_bus::now_ms);
     let json = attributes_json(attributes);
     let upsert = "INSERT INTO associations (from_id, atype, to_id, attributes, created) \
                   VALUES (?, ?, ?, ?, ?) \
                   ON DUPLICATE KEY UPDATE attributes = VALUES(attributes), created = VALUES(created)";
-    tx.exec_drop(upsert, (from, atype, to, json.as_str(), created))
-        .await?;
+    tx.exec_drop(upsert, (from, atype, to, json.as_str(), created)).await?;
     let inverse = inverse_of(atype);
     if let Some(inverse) = inverse {
-        tx.exec_drop(upsert, (to, inverse, from, json.as_str(), created))
-            .await?;
+        tx.exec_drop(upsert, (to, inverse, from, json.as_str(), created)).await?;
     }
-    let association = Association {
-        from,
-        atype: atype.to_string(),
-        to,
-        attributes: attributes.clone(),
-        created,
-    };
-    Ok(Change::Applied {
-        result: WriteResult::Assoc { association },
-        keys: pair_keys(from, atype, to),
-    })
+    let association = Association { from, atype: atype.to_string(), to, attributes: attributes.clone(), created };
+    Ok(Change::Applied { result: WriteResult::Assoc { association }, keys: pair_keys(from, atype, to) })
 }
 
 pub(super) async fn remove(
@@ -147,34 +118,22 @@ pub(super) async fn remove(
     if removed == 0 {
         return Ok(Change::Nothing { result });
     }
-    Ok(Change::Applied {
-        result,
-        keys: pair_keys(from, atype, to),
-    })
+    Ok(Change::Applied { result, keys: pair_keys(from, atype, to) })
 }
 
 /// The lists an add or remove touches: `a:<from>:<atype>` and, with an inverse,
 /// `a:<to>:<inverse>`.
 fn pair_keys(from: EntityId, atype: &str, to: EntityId) -> Vec<CacheKey> {
-    let mut keys = vec![CacheKey::Assocs {
-        from,
-        atype: atype.to_string(),
-    }];
+    let mut keys = vec![CacheKey::Assocs { from, atype: atype.to_string() }];
     if let Some(inverse) = inverse_of(atype) {
-        keys.push(CacheKey::Assocs {
-            from: to,
-            atype: inverse.to_string(),
-        });
+        keys.push(CacheKey::Assocs { from: to, atype: inverse.to_string() });
     }
     keys
 }
 
 /// The total count of each of `lists` (absent lists count 0), one query per
 /// [`MAX_LISTS_PER_QUERY`] lists.
-pub(super) async fn count_lists<Q: Queryable>(
-    q: &mut Q,
-    lists: &[ListId],
-) -> Result<HashMap<ListId, u64>, StoreError> {
+pub(super) async fn count_lists<Q: Queryable>(q: &mut Q, lists: &[ListId]) -> Result<HashMap<ListId, u64>, StoreError> {
     let mut counts = HashMap::with_capacity(lists.len());
     for chunk in lists.chunks(MAX_LISTS_PER_QUERY) {
         let sql = format!(
@@ -229,19 +188,10 @@ fn list_params(lists: &[ListId], limit: Option<u32>) -> Vec<Value> {
     params
 }
 
-fn assoc_from_row(
-    (from, atype, to, attributes, created): AssocRow,
-) -> Result<Association, StoreError> {
-    let attributes = serde_json::from_str(&attributes).map_err(|e| {
-        StoreError::Corrupt(format!("association {from} {atype} {to}: attributes: {e}"))
-    })?;
-    Ok(Association {
-        from,
-        atype,
-        to,
-        attributes,
-        created,
-    })
+fn assoc_from_row((from, atype, to, attributes, created): AssocRow) -> Result<Association, StoreError> {
+    let attributes = serde_json::from_str(&attributes)
+        .map_err(|e| StoreError::Corrupt(format!("association {from} {atype} {to}: attributes: {e}")))?;
+    Ok(Association { from, atype, to, attributes, created })
 }
 
 #[cfg(test)]
@@ -250,15 +200,9 @@ mod tests {
 
     #[test]
     fn pairs_name_both_lists() {
-        let keys: Vec<String> = pair_keys(1, "likes", 2)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let keys: Vec<String> = pair_keys(1, "likes", 2).iter().map(ToString::to_string).collect();
         assert_eq!(keys, ["a:1:likes", "a:2:likedby"]);
-        let keys: Vec<String> = pair_keys(1, "follows", 2)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let keys: Vec<String> = pair_keys(1, "follows", 2).iter().map(ToString::to_string).collect();
         assert_eq!(keys, ["a:1:follows"]);
     }
 }

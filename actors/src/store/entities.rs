@@ -42,8 +42,7 @@ impl GraphStore {
         let count: Option<u64> = match etype {
             Some(etype) => {
                 check_type("entity", etype)?;
-                conn.exec_first("SELECT COUNT(*) FROM entities WHERE etype = ?", (etype,))
-                    .await?
+                conn.exec_first("SELECT COUNT(*) FROM entities WHERE etype = ?", (etype,)).await?
             }
             None => conn.query_first("SELECT COUNT(*) FROM entities").await?,
         };
@@ -63,12 +62,8 @@ impl GraphStore {
             return Ok(Vec::new());
         }
         let mut conn = self.conn().await?;
-        let range: Option<(Option<u64>, Option<u64>)> = conn
-            .exec_first(
-                "SELECT MIN(id), MAX(id) FROM entities WHERE etype = ?",
-                (etype,),
-            )
-            .await?;
+        let range: Option<(Option<u64>, Option<u64>)> =
+            conn.exec_first("SELECT MIN(id), MAX(id) FROM entities WHERE etype = ?", (etype,)).await?;
         let Some((Some(min), Some(max))) = range else {
             return Ok(Vec::new());
         };
@@ -79,19 +74,11 @@ impl GraphStore {
             let missing = want - picked.len();
             let points: Vec<u64> = {
                 let mut rng = rand::rng();
-                (0..(missing * 2).min(MAX_PROBES))
-                    .map(|_| rng.random_range(min..=max))
-                    .collect()
+                (0..(missing * 2).min(MAX_PROBES)).map(|_| rng.random_range(min..=max)).collect()
             };
-            let probe = vec![
-                    "(SELECT id FROM entities WHERE etype = ? AND id >= ? ORDER BY id LIMIT 1)";
-                    points.len()
-                ]
-            .join(" UNION ALL ");
-            let params: Vec<Value> = points
-                .iter()
-                .flat_map(|p| [Value::from(etype), Value::from(*p)])
-                .collect();
+            let probe = vec!["(SELECT id FROM entities WHERE etype = ? AND id >= ? ORDER BY id LIMIT 1)"; points.len()]
+                .join(" UNION ALL ");
+            let params: Vec<Value> = points.iter().flat_map(|p| [Value::from(etype), Value::from(*p)]).collect();
             let ids: Vec<u64> = conn.exec(probe, params).await?;
             for id in ids {
                 if picked.len() < want && seen.insert(id) {
@@ -105,10 +92,7 @@ impl GraphStore {
                 // Short after a round of twice the probes needed: perhaps the type is small.
                 let limit = (want * 4) as u64;
                 let all: Vec<u64> = conn
-                    .exec(
-                        "SELECT id FROM entities WHERE etype = ? ORDER BY id LIMIT ?",
-                        (etype, limit + 1),
-                    )
+                    .exec("SELECT id FROM entities WHERE etype = ? ORDER BY id LIMIT ?", (etype, limit + 1))
                     .await?;
                 if all.len() as u64 <= limit {
                     let mut all = all;
@@ -133,18 +117,10 @@ pub(super) async fn select_entities<Q: Queryable>(
     q: &mut Q,
     ids: &[EntityId],
 ) -> Result<HashMap<EntityId, Entity>, StoreError> {
-    let distinct: Vec<u64> = ids
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let distinct: Vec<u64> = ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
     let mut found = HashMap::with_capacity(distinct.len());
     for chunk in distinct.chunks(MAX_IN_LIST) {
-        let sql = format!(
-            "SELECT {ENTITY_COLUMNS} FROM entities WHERE id IN ({})",
-            placeholders(chunk.len())
-        );
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE id IN ({})", placeholders(chunk.len()));
         let rows: Vec<EntityRow> = q.exec(sql, chunk.to_vec()).await?;
         for row in rows {
             let entity = entity_from_row(row)?;
@@ -166,21 +142,10 @@ pub(super) async fn create(
         (etype, attributes_json(attributes), now, now),
     )
     .await?;
-    let id = tx
-        .last_insert_id()
-        .ok_or_else(|| StoreError::Corrupt("the entity insert returned no id".into()))?;
-    let entity = Entity {
-        id,
-        etype: etype.to_string(),
-        attributes: attributes.clone(),
-        created: now,
-        updated: now,
-        version: 1,
-    };
-    Ok(Change::Applied {
-        result: WriteResult::Entity { entity },
-        keys: vec![CacheKey::Entity(id)],
-    })
+    let id = tx.last_insert_id().ok_or_else(|| StoreError::Corrupt("the entity insert returned no id".into()))?;
+    let entity =
+        Entity { id, etype: etype.to_string(), attributes: attributes.clone(), created: now, updated: now, version: 1 };
+    Ok(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] })
 }
 
 pub(super) async fn update(
@@ -189,64 +154,35 @@ pub(super) async fn update(
     patch: &serde_json::Value,
 ) -> Result<Change, StoreError> {
     if !patch.is_object() {
-        return Err(StoreError::Invalid(
-            "a merge patch of attributes must be a JSON object".into(),
-        ));
+        return Err(StoreError::Invalid("a merge patch of attributes must be a JSON object".into()));
     }
-    let row: Option<EntityRow> = tx
-        .exec_first(
-            format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE id = ? FOR UPDATE"),
-            (id,),
-        )
-        .await?;
+    let row: Option<EntityRow> =
+        tx.exec_first(format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE id = ? FOR UPDATE"), (id,)).await?;
     let mut entity = entity_from_row(row.ok_or_else(|| not_found(id))?)?;
     super::apply_merge_patch(&mut entity.attributes, patch)?;
     entity.version += 1;
     entity.updated = instaface_bus::now_ms().max(entity.updated);
     tx.exec_drop(
         "UPDATE entities SET attributes = ?, updated = ?, version = ? WHERE id = ?",
-        (
-            attributes_json(&entity.attributes),
-            entity.updated,
-            entity.version,
-            id,
-        ),
+        (attributes_json(&entity.attributes), entity.updated, entity.version, id),
     )
     .await?;
-    Ok(Change::Applied {
-        result: WriteResult::Entity { entity },
-        keys: vec![CacheKey::Entity(id)],
-    })
+    Ok(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] })
 }
 
 /// Deletes the entity and every association from or to it. The keys: the entity, then
 /// every list that lost an item (its own lists and the lists pointing at it), sorted.
-pub(super) async fn delete(
-    tx: &mut Transaction<'static>,
-    id: EntityId,
-) -> Result<Change, StoreError> {
+pub(super) async fn delete(tx: &mut Transaction<'static>, id: EntityId) -> Result<Change, StoreError> {
     // Reads here see every earlier write: they all committed before we got the fence lock.
-    let own: Vec<String> = tx
-        .exec(
-            "SELECT DISTINCT atype FROM associations WHERE from_id = ?",
-            (id,),
-        )
-        .await?;
-    let pointing: Vec<(u64, String)> = tx
-        .exec(
-            "SELECT DISTINCT from_id, atype FROM associations WHERE to_id = ?",
-            (id,),
-        )
-        .await?;
+    let own: Vec<String> = tx.exec("SELECT DISTINCT atype FROM associations WHERE from_id = ?", (id,)).await?;
+    let pointing: Vec<(u64, String)> =
+        tx.exec("SELECT DISTINCT from_id, atype FROM associations WHERE to_id = ?", (id,)).await?;
     let mut lists: BTreeSet<(u64, String)> = own.into_iter().map(|atype| (id, atype)).collect();
     lists.extend(pointing);
 
-    tx.exec_drop("DELETE FROM associations WHERE from_id = ?", (id,))
-        .await?;
-    tx.exec_drop("DELETE FROM associations WHERE to_id = ?", (id,))
-        .await?;
-    tx.exec_drop("DELETE FROM entities WHERE id = ?", (id,))
-        .await?;
+    tx.exec_drop("DELETE FROM associations WHERE from_id = ?", (id,)).await?;
+    tx.exec_drop("DELETE FROM associations WHERE to_id = ?", (id,)).await?;
+    tx.exec_drop("DELETE FROM entities WHERE id = ?", (id,)).await?;
     let found = tx.affected_rows() > 0;
 
     let result = WriteResult::Deleted { found };
@@ -254,27 +190,14 @@ pub(super) async fn delete(
         return Ok(Change::Nothing { result });
     }
     let mut keys = vec![CacheKey::Entity(id)];
-    keys.extend(
-        lists
-            .into_iter()
-            .map(|(from, atype)| CacheKey::Assocs { from, atype }),
-    );
+    keys.extend(lists.into_iter().map(|(from, atype)| CacheKey::Assocs { from, atype }));
     Ok(Change::Applied { result, keys })
 }
 
-fn entity_from_row(
-    (id, etype, attributes, created, updated, version): EntityRow,
-) -> Result<Entity, StoreError> {
-    let attributes = serde_json::from_str(&attributes)
-        .map_err(|e| StoreError::Corrupt(format!("entity {id}: attributes: {e}")))?;
-    Ok(Entity {
-        id,
-        etype,
-        attributes,
-        created,
-        updated,
-        version,
-    })
+fn entity_from_row((id, etype, attributes, created, updated, version): EntityRow) -> Result<Entity, StoreError> {
+    let attributes =
+        serde_json::from_str(&attributes).map_err(|e| StoreError::Corrupt(format!("entity {id}: attributes: {e}")))?;
+    Ok(Entity { id, etype, attributes, created, updated, version })
 }
 
 pub(super) fn attributes_json(attributes: &Attributes) -> String {

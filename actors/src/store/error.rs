@@ -68,10 +68,7 @@ mod tests {
     #[test]
     fn codes_follow_the_contract() {
         let cases = [
-            (
-                StoreError::Fenced { stored: 5, mine: 4 },
-                ErrorCode::NotLeader,
-            ),
+            (StoreError::Fenced { stored: 5, mine: 4 }, ErrorCode::NotLeader),
             (StoreError::NotFound("entity 7".into()), ErrorCode::NotFound),
             (StoreError::Invalid("x".into()), ErrorCode::Invalid),
             (StoreError::Conflict("x".into()), ErrorCode::Conflict),

@@ -25,8 +25,7 @@ impl GraphStore {
             if stored > term {
                 return Err(StoreError::Fenced { stored, mine: term });
             }
-            tx.exec_drop("UPDATE fence SET term = ?, leader = ? WHERE id = 1", (term, leader))
-                .await?;
+            tx.exec_drop("UPDATE fence SET term = ?, leader = ? WHERE id = 1", (term, leader)).await?;
             Ok::<_, StoreError>(())
         }
         .await;
@@ -46,18 +45,15 @@ impl GraphStore {
     /// The stored fence term (0 before any leader raised it).
     pub async fn fence_term(&self) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        let term: Option<u64> = conn
-            .query_first("SELECT term FROM fence WHERE id = 1")
-            .await?;
+        let term: Option<u64> = conn.query_first("SELECT term FROM fence WHERE id = 1").await?;
         term.ok_or_else(missing_row)
     }
 }
 
 /// Locks the fence row for the rest of `tx` and returns (term, leader).
 async fn lock(tx: &mut Transaction<'static>) -> Result<(u64, String), StoreError> {
-    let stored: Option<(u64, String)> = tx
-        .query_first("SELECT term, leader FROM fence WHERE id = 1 FOR UPDATE")
-        .await?;
+    let stored: Option<(u64, String)> =
+        tx.query_first("SELECT term, leader FROM fence WHERE id = 1 FOR UPDATE").await?;
     stored.ok_or_else(missing_row)
 }
 

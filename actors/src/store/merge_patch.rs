@@ -12,9 +12,7 @@ use super::StoreError;
 /// Applies `patch` to `attributes`; [`StoreError::Invalid`] when `patch` is not an object.
 pub fn apply_merge_patch(attributes: &mut Attributes, patch: &Value) -> Result<(), StoreError> {
     let Value::Object(patch) = patch else {
-        return Err(StoreError::Invalid(
-            "a merge patch of attributes must be a JSON object".into(),
-        ));
+        return Err(StoreError::Invalid("a merge patch of attributes must be a JSON object".into()));
     };
     merge_object(attributes, patch);
     Ok(())
@@ -51,9 +49,7 @@ mod tests {
     use serde_json::json;
 
     fn patched(target: Value, patch: Value) -> Value {
-        let Value::Object(mut attributes) = target else {
-            panic!("target must be an object")
-        };
+        let Value::Object(mut attributes) = target else { panic!("target must be an object") };
         apply_merge_patch(&mut attributes, &patch).unwrap();
         Value::Object(attributes)
     }
@@ -62,51 +58,19 @@ mod tests {
     fn rfc_7396_examples() {
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (
-                json!({"a": "b"}),
-                json!({"b": "c"}),
-                json!({"a": "b", "b": "c"}),
-            ),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (
-                json!({"a": "b", "b": "c"}),
-                json!({"a": null}),
-                json!({"b": "c"}),
-            ),
+            (json!({"a": "b", "b": "c"}), json!({"a": null}), json!({"b": "c"})),
             (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
             (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
-            (
-                json!({"a": {"b": "c"}}),
-                json!({"a": {"b": "d", "c": null}}),
-                json!({"a": {"b": "d"}}),
-            ),
-            (
-                json!({"a": [{"b": "c"}]}),
-                json!({"a": [1]}),
-                json!({"a": [1]}),
-            ),
-            (
-                json!({"e": null}),
-                json!({"a": 1}),
-                json!({"e": null, "a": 1}),
-            ),
-            (
-                json!({"a": "foo"}),
-                json!({"a": {"bb": {"ccc": null}}}),
-                json!({"a": {"bb": {}}}),
-            ),
-            (
-                json!({}),
-                json!({"a": {"bb": {"ccc": null}}}),
-                json!({"a": {"bb": {}}}),
-            ),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!({"a": "foo"}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
         ];
         for (target, patch, expected) in cases {
-            assert_eq!(
-                patched(target.clone(), patch.clone()),
-                expected,
-                "{target} + {patch}"
-            );
+            assert_eq!(patched(target.clone(), patch.clone()), expected, "{target} + {patch}");
         }
     }
 
@@ -129,15 +93,13 @@ mod tests {
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
-                prop::collection::btree_map("[a-d]", inner, 0..4)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map("[a-d]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }
 
     fn object() -> impl Strategy<Value = Value> {
-        prop::collection::btree_map("[a-d]", json_value(), 0..4)
-            .prop_map(|m| Value::Object(m.into_iter().collect()))
+        prop::collection::btree_map("[a-d]", json_value(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
     }
 
     proptest! {

@@ -68,10 +68,7 @@ pub struct CommittedWrite {
 /// What applying one write request inside its transaction did.
 pub(crate) enum Change {
     /// Something changed: the outbox gets a row with these keys.
-    Applied {
-        result: WriteResult,
-        keys: Vec<CacheKey>,
-    },
+    Applied { result: WriteResult, keys: Vec<CacheKey> },
     /// Nothing changed: no outbox row.
     Nothing { result: WriteResult },
 }
@@ -86,18 +83,15 @@ impl GraphStore {
     #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<GraphStore, StoreError> {
         let opts = schema::prepare(url).await?;
-        let pool_opts = opts.pool_opts().clone().with_constraints(
-            mysql_async::PoolConstraints::new(POOL_MIN, POOL_MAX).expect("min <= max"),
-        );
+        let pool_opts = opts
+            .pool_opts()
+            .clone()
+            .with_constraints(mysql_async::PoolConstraints::new(POOL_MIN, POOL_MAX).expect("min <= max"));
         let opts = mysql_async::OptsBuilder::from_opts(opts)
             .pool_opts(pool_opts)
             // Reads rely on snapshots; do not inherit a server-wide READ COMMITTED.
-            .setup(vec![
-                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-            ]);
-        Ok(GraphStore {
-            pool: Pool::new(opts),
-        })
+            .setup(vec!["SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]);
+        Ok(GraphStore { pool: Pool::new(opts) })
     }
 
     /// Closes every connection of the pool.
@@ -167,9 +161,7 @@ async fn write_one(
         // The server answered with an error (the connection is fine): this write alone
         // is refused, its batch mates go on. Anything else (I/O, a dropped connection)
         // takes the batch down.
-        Err(StoreError::Mysql(e)) if !matches!(e, mysql_async::Error::Server(_)) => {
-            return Err(StoreError::Mysql(e))
-        }
+        Err(StoreError::Mysql(e)) if !matches!(e, mysql_async::Error::Server(_)) => return Err(StoreError::Mysql(e)),
         Err(refused) => {
             tx.query_drop("ROLLBACK TO SAVEPOINT write_one").await?;
             return Ok(Err(refused));
@@ -196,10 +188,7 @@ impl GraphStore {
     pub(crate) async fn conn(&self) -> Result<Conn, StoreError> {
         match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get_conn()).await {
             Ok(conn) => Ok(conn?),
-            Err(_) => Err(StoreError::timed_out(
-                "taking a MySQL connection",
-                ACQUIRE_TIMEOUT,
-            )),
+            Err(_) => Err(StoreError::timed_out("taking a MySQL connection", ACQUIRE_TIMEOUT)),
         }
     }
 
@@ -207,10 +196,7 @@ impl GraphStore {
     pub(crate) async fn begin(&self, opts: TxOpts) -> Result<Transaction<'static>, StoreError> {
         match tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.start_transaction(opts)).await {
             Ok(tx) => Ok(tx?),
-            Err(_) => Err(StoreError::timed_out(
-                "starting a MySQL transaction",
-                ACQUIRE_TIMEOUT,
-            )),
+            Err(_) => Err(StoreError::timed_out("starting a MySQL transaction", ACQUIRE_TIMEOUT)),
         }
     }
 }
@@ -218,20 +204,13 @@ impl GraphStore {
 /// Applies `req` (the fence already checked); the caller commits or rolls back.
 async fn apply(tx: &mut Transaction<'static>, req: &WriteRequest) -> Result<Change, StoreError> {
     match req {
-        WriteRequest::CreateEntity { etype, attributes } => {
-            entities::create(tx, etype, attributes).await
-        }
+        WriteRequest::CreateEntity { etype, attributes } => entities::create(tx, etype, attributes).await,
         WriteRequest::UpdateEntity { id, patch } => entities::update(tx, *id, patch).await,
         WriteRequest::DeleteEntity { id } => entities::delete(tx, *id).await,
-        WriteRequest::AddAssoc {
-            from,
-            atype,
-            to,
-            attributes,
-        } => associations::add(tx, *from, atype, *to, attributes).await,
-        WriteRequest::RemoveAssoc { from, atype, to } => {
-            associations::remove(tx, *from, atype, *to).await
+        WriteRequest::AddAssoc { from, atype, to, attributes } => {
+            associations::add(tx, *from, atype, *to, attributes).await
         }
+        WriteRequest::RemoveAssoc { from, atype, to } => associations::remove(tx, *from, atype, *to).await,
     }
 }
 

@@ -30,17 +30,10 @@ impl GraphStore {
     }
 
     /// Up to `limit` entries with `seq > after_seq`, oldest first.
-    pub async fn outbox_since(
-        &self,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<InvalidationEntry>, StoreError> {
+    pub async fn outbox_since(&self, after_seq: u64, limit: u32) -> Result<Vec<InvalidationEntry>, StoreError> {
         let mut conn = self.conn().await?;
         let rows: Vec<(u64, String)> = conn
-            .exec(
-                "SELECT seq, keys_json FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            )
+            .exec("SELECT seq, keys_json FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))
             .await?;
         rows.into_iter()
             .map(|(seq, keys_json)| {
@@ -55,12 +48,8 @@ impl GraphStore {
     /// after the oldest of them is among them).
     pub async fn outbox_newest(&self, limit: u32) -> Result<Vec<InvalidationEntry>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(u64, String)> = conn
-            .exec(
-                "SELECT seq, keys_json FROM outbox ORDER BY seq DESC LIMIT ?",
-                (limit,),
-            )
-            .await?;
+        let rows: Vec<(u64, String)> =
+            conn.exec("SELECT seq, keys_json FROM outbox ORDER BY seq DESC LIMIT ?", (limit,)).await?;
         let mut entries = rows
             .into_iter()
             .map(|(seq, keys_json)| {
@@ -84,8 +73,7 @@ impl GraphStore {
         if bound == 0 {
             return Ok(0);
         }
-        conn.exec_drop("DELETE FROM outbox WHERE seq <= ?", (bound,))
-            .await?;
+        conn.exec_drop("DELETE FROM outbox WHERE seq <= ?", (bound,)).await?;
         let deleted = conn.affected_rows();
         tracing::debug!(bound, deleted, "outbox trimmed");
         Ok(deleted)
@@ -93,25 +81,18 @@ impl GraphStore {
 }
 
 /// Appends the invalidation of a write to the outbox and returns its seq.
-pub(super) async fn append(
-    tx: &mut Transaction<'static>,
-    term: u64,
-    keys: &[CacheKey],
-) -> Result<u64, StoreError> {
+pub(super) async fn append(tx: &mut Transaction<'static>, term: u64, keys: &[CacheKey]) -> Result<u64, StoreError> {
     let keys_json = serde_json::to_string(keys).expect("cache keys serialise");
     tx.exec_drop(
         "INSERT INTO outbox (term, keys_json, created) VALUES (?, ?, ?)",
         (term, keys_json, instaface_bus::now_ms()),
     )
     .await?;
-    tx.last_insert_id()
-        .ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))
+    tx.last_insert_id().ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))
 }
 
 /// The latest seq, or 0.
 pub(super) async fn latest<Q: Queryable>(q: &mut Q) -> Result<u64, StoreError> {
-    let latest: Option<u64> = q
-        .query_first("SELECT COALESCE(MAX(seq), 0) FROM outbox")
-        .await?;
+    let latest: Option<u64> = q.query_first("SELECT COALESCE(MAX(seq), 0) FROM outbox").await?;
     Ok(latest.unwrap_or(0))
 }

@@ -87,11 +87,7 @@ pub(super) async fn prepare(url: &str) -> Result<Opts, StoreError> {
     let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(server_only)).await {
         Ok(conn) => conn?,
         Err(_) => {
-            let what = format!(
-                "connecting to MySQL at {}:{}",
-                opts.ip_or_hostname(),
-                opts.tcp_port()
-            );
+            let what = format!("connecting to MySQL at {}:{}", opts.ip_or_hostname(), opts.tcp_port());
             return Err(StoreError::timed_out(&what, CONNECT_TIMEOUT));
         }
     };
@@ -105,10 +101,8 @@ pub(super) async fn prepare(url: &str) -> Result<Opts, StoreError> {
 
 async fn create_and_migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
     // A database name cannot be a bound parameter: it is validated and backquoted instead.
-    conn.query_drop(format!(
-        "CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-    ))
-    .await?;
+    conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        .await?;
     conn.query_drop(format!("USE `{db}`")).await?;
     conn.query_drop(
         "CREATE TABLE IF NOT EXISTS schema_version (
@@ -120,41 +114,28 @@ async fn create_and_migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError>
     )
     .await?;
 
-    let locked: Option<Option<i64>> = conn
-        .exec_first(
-            "SELECT GET_LOCK(CONCAT('instaface.migrate.', DATABASE()), ?)",
-            (MIGRATION_LOCK_SECS,),
-        )
-        .await?;
+    let locked: Option<Option<i64>> =
+        conn.exec_first("SELECT GET_LOCK(CONCAT('instaface.migrate.', DATABASE()), ?)", (MIGRATION_LOCK_SECS,)).await?;
     if locked.flatten() != Some(1) {
         return Err(StoreError::Conflict(format!(
             "another process has been migrating database {db} for {MIGRATION_LOCK_SECS} s"
         )));
     }
     let result = migrate(conn, db).await;
-    let _: Option<Option<i64>> = conn
-        .query_first("SELECT RELEASE_LOCK(CONCAT('instaface.migrate.', DATABASE()))")
-        .await?;
+    let _: Option<Option<i64>> =
+        conn.query_first("SELECT RELEASE_LOCK(CONCAT('instaface.migrate.', DATABASE()))").await?;
     result
 }
 
 async fn migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
-    let current: u32 = conn
-        .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-        .await?
-        .unwrap_or(0);
+    let current: u32 = conn.query_first("SELECT COALESCE(MAX(version), 0) FROM schema_version").await?.unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::Conflict(format!(
             "database {db} is at schema version {current}, newer than this binary's {SCHEMA_VERSION}"
         )));
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tracing::info!(
-            db,
-            version = m.version,
-            description = m.description,
-            "migrating"
-        );
+        tracing::info!(db, version = m.version, description = m.description, "migrating");
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         for statement in m.statements {
             tx.query_drop(*statement).await?;
@@ -171,15 +152,11 @@ async fn migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
 
 /// A database name we are willing to splice (backquoted) into SQL: `[A-Za-z0-9_]{1,64}`.
 fn check_db_name(db: &str) -> Result<(), StoreError> {
-    let ok = !db.is_empty()
-        && db.len() <= 64
-        && db.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    let ok = !db.is_empty() && db.len() <= 64 && db.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!(
-            "database name {db:?} is not 1-64 characters of [A-Za-z0-9_]"
-        )))
+        Err(StoreError::Invalid(format!("database name {db:?} is not 1-64 characters of [A-Za-z0-9_]")))
     }
 }
 

@@ -17,10 +17,7 @@ impl Sim {
             }
             Some(&first) if first != i => {
                 // Votes survive restarts: a term never has a second leader.
-                self.fail(&format!(
-                    "two leaders of term {term}: {} and {}",
-                    self.nodes[first].id, self.nodes[i].id
-                ));
+                self.fail(&format!("two leaders of term {term}: {} and {}", self.nodes[first].id, self.nodes[i].id));
             }
             Some(_) => {}
         }
@@ -28,19 +25,11 @@ impl Sim {
 
     /// The safety invariants, at this moment.
     pub(super) fn check(&self) -> Option<String> {
-        let leaders: Vec<(usize, &ElectionCore)> = self
-            .up()
-            .filter(|(_, c)| c.role() == Role::Leader)
-            .collect();
+        let leaders: Vec<(usize, &ElectionCore)> = self.up().filter(|(_, c)| c.role() == Role::Leader).collect();
         for (k, &(i, a)) in leaders.iter().enumerate() {
             for &(j, b) in &leaders[k + 1..] {
                 if a.term() == b.term() {
-                    return Some(format!(
-                        "{} and {} both lead term {}",
-                        self.nodes[i].id,
-                        self.nodes[j].id,
-                        a.term()
-                    ));
+                    return Some(format!("{} and {} both lead term {}", self.nodes[i].id, self.nodes[j].id, a.term()));
                 }
             }
         }
@@ -74,9 +63,7 @@ impl Sim {
                     continue;
                 }
                 // ...and the leader believes it lapsed from this one on.
-                let bound = lc
-                    .follower_lease_bound(&self.nodes[f].id)
-                    .map(|b| self.nodes[l].clock.real(b));
+                let bound = lc.follower_lease_bound(&self.nodes[f].id).map(|b| self.nodes[l].clock.real(b));
                 if bound.is_none_or(|b| b < lease_end) {
                     return Some(format!(
                         "{} (term {}) holds a read lease until {:?} but leader {} (term {}) bounds it at {:?}",

@@ -108,12 +108,8 @@ impl Sim {
         for i in 0..n {
             let clock = Clock::random(&mut rng, Duration::ZERO, DRIFT);
             let id = format!("n{i}");
-            let core = ElectionCore::new(
-                config(&id),
-                rng.random(),
-                clock.local(Duration::ZERO),
-                PersistedVote::default(),
-            );
+            let core =
+                ElectionCore::new(config(&id), rng.random(), clock.local(Duration::ZERO), PersistedVote::default());
             nodes.push(Node {
                 id,
                 core: Some(core),
@@ -141,13 +137,7 @@ impl Sim {
         for i in 0..n {
             sim.schedule_tick(i);
             let at = rand_dur(&mut sim.rng, Duration::ZERO, ms(1500));
-            sim.push(
-                at,
-                Ev::Membership {
-                    node: i,
-                    incarnation: 0,
-                },
-            );
+            sim.push(at, Ev::Membership { node: i, incarnation: 0 });
             let at = rand_dur(&mut sim.rng, Duration::ZERO, ms(300));
             sim.push(at, Ev::AckNow { node: i });
         }
@@ -198,13 +188,7 @@ impl Sim {
         if node.tick_at.is_none_or(|p| at < p) {
             let incarnation = node.incarnation;
             self.nodes[i].tick_at = Some(at);
-            self.push(
-                at,
-                Ev::Tick {
-                    node: i,
-                    incarnation,
-                },
-            );
+            self.push(at, Ev::Tick { node: i, incarnation });
         }
     }
 
@@ -242,16 +226,11 @@ impl Sim {
             Output::BroadcastVoteRequest(req) => self.broadcast(i, Msg::Vote(req)),
             Output::SendVoteReply { to, reply } => self.send_to(i, &to, Msg::Reply(reply)),
             Output::SendTimeoutNow { to, msg } => self.send_to(i, &to, Msg::TimeoutNow(msg)),
-            Output::RoleChanged {
-                role: Role::Leader,
-                term,
-                ..
-            } => {
+            Output::RoleChanged { role: Role::Leader, term, .. } => {
                 self.stats.elections += 1;
                 self.record_leader(term, i);
             }
-            Output::RoleChanged { .. } | Output::Candidacy { .. } | Output::Reachability { .. } => {
-            }
+            Output::RoleChanged { .. } | Output::Candidacy { .. } | Output::Reachability { .. } => {}
         }
     }
 
@@ -274,14 +253,7 @@ impl Sim {
             return;
         }
         for delay in self.weather.deliveries(&mut self.rng) {
-            self.push(
-                self.now + delay,
-                Ev::Deliver {
-                    from,
-                    to,
-                    msg: msg.clone(),
-                },
-            );
+            self.push(self.now + delay, Ev::Deliver { from, to, msg: msg.clone() });
         }
     }
 
@@ -315,18 +287,12 @@ impl Sim {
                     self.log(|| format!("{f} => {t}: {text}"));
                 }
                 let input = match msg {
-                    Msg::Heartbeat { term, leader, hb } => Input::Heartbeat {
-                        term,
-                        leader,
-                        hb,
-                        applied_seq: self.nodes[to].applied_seq,
-                    },
+                    Msg::Heartbeat { term, leader, hb } => {
+                        Input::Heartbeat { term, leader, hb, applied_seq: self.nodes[to].applied_seq }
+                    }
                     Msg::Vote(r) => Input::VoteRequest(r),
                     Msg::Reply(r) => Input::VoteReply(r),
-                    Msg::Ack(a) => Input::Ack {
-                        ack: a,
-                        may_confirm: true,
-                    },
+                    Msg::Ack(a) => Input::Ack { ack: a, may_confirm: true },
                     Msg::Confirm(c) => Input::AckConfirm(c),
                     Msg::TimeoutNow(t) => Input::TimeoutNow(t),
                 };
@@ -422,13 +388,7 @@ impl Sim {
         n.core = Some(core);
         let incarnation = n.incarnation;
         let at = self.now + rand_dur(&mut self.rng, Duration::ZERO, ms(500));
-        self.push(
-            at,
-            Ev::Membership {
-                node: i,
-                incarnation,
-            },
-        );
+        self.push(at, Ev::Membership { node: i, incarnation });
         self.schedule_tick(i);
     }
 
@@ -442,10 +402,7 @@ impl Sim {
     }
 
     pub(super) fn up(&self) -> impl Iterator<Item = (usize, &ElectionCore)> {
-        self.nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| n.core.as_ref().map(|c| (i, c)))
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.core.as_ref().map(|c| (i, c)))
     }
 
     /// Ends the faults: links restored, calm weather, every crashed node restarted.
@@ -479,22 +436,8 @@ impl Sim {
                 }
                 2 | 3 if a != b => {
                     let both = self.rng.random_bool(0.3);
-                    self.push(
-                        t,
-                        Ev::Fault(Fault::Cut {
-                            from: a,
-                            to: b,
-                            both,
-                        }),
-                    );
-                    self.push(
-                        t + lasts,
-                        Ev::Fault(Fault::Uncut {
-                            from: a,
-                            to: b,
-                            both,
-                        }),
-                    );
+                    self.push(t, Ev::Fault(Fault::Cut { from: a, to: b, both }));
+                    self.push(t + lasts, Ev::Fault(Fault::Uncut { from: a, to: b, both }));
                 }
                 4 => {
                     let mask = 1u32 << a;

@@ -28,21 +28,14 @@ fn liveness_bound() -> Duration {
 fn chaos(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, String> {
     let mut sim = Sim::new(seed, cluster_size(seed), trace);
     sim.quarantine = quarantine;
-    let faults_end = rand_dur(
-        &mut StdRng::seed_from_u64(seed ^ 0x5eed),
-        ms(3000),
-        ms(12_000),
-    );
+    let faults_end = rand_dur(&mut StdRng::seed_from_u64(seed ^ 0x5eed), ms(3000), ms(12_000));
     sim.plan_chaos(faults_end);
     sim.run_until(faults_end, |_| false);
     sim.result()?;
     sim.heal();
     let healed_at = sim.now;
     if !sim.run_until(healed_at + liveness_bound(), Sim::converged) {
-        sim.fail(&format!(
-            "no converged leader within {:?} of the heal",
-            liveness_bound()
-        ));
+        sim.fail(&format!("no converged leader within {:?} of the heal", liveness_bound()));
     }
     sim.result()?;
     Ok(sim.stats)
@@ -50,11 +43,7 @@ fn chaos(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, String> {
 
 /// Runs `scenario` over the seeds, panicking with the first failure (whose message
 /// names the seed to replay).
-fn run(
-    default: u64,
-    seed_of: impl Fn(u64) -> u64,
-    scenario: impl Fn(u64, bool) -> Result<Stats, String>,
-) -> Stats {
+fn run(default: u64, seed_of: impl Fn(u64) -> u64, scenario: impl Fn(u64, bool) -> Result<Stats, String>) -> Stats {
     crate::simnet::run_seeds("ELECTION_SIM", default, seed_of, scenario, |t, s| {
         t.events += s.events;
         t.elections += s.elections;
@@ -135,15 +124,9 @@ fn election_sim_prevote_returning_node_does_not_raise_the_term() {
             }
             sim.fault(Fault::Unsplit(1 << x));
             sim.run_until(back + ms(3000), |_| false);
-            let moved = sim
-                .up()
-                .find(|(_, c)| c.term() != term)
-                .map(|(i, c)| (i, c.term()));
+            let moved = sim.up().find(|(_, c)| c.term() != term).map(|(i, c)| (i, c.term()));
             if let Some((i, t)) = moved {
-                let what = format!(
-                    "{} is at term {t} after the node returned, not {term}",
-                    sim.nodes[i].id
-                );
+                let what = format!("{} is at term {t} after the node returned, not {term}", sim.nodes[i].id);
                 sim.fail(&what);
             }
             if sim.current_leader() != Some(leader) || !sim.converged() {
@@ -168,28 +151,20 @@ fn election_sim_check_quorum_steps_a_cut_off_leader_down() {
             let cut_at = sim.now;
             let both = seed % 4 < 2;
             for other in (0..sim.n()).filter(|&o| o != leader) {
-                sim.fault(Fault::Cut {
-                    from: other,
-                    to: leader,
-                    both,
-                });
+                sim.fault(Fault::Cut { from: other, to: leader, both });
             }
             // Acks in flight arrive within the calm weather's delay; then one window of the
             // leader's clock, no longer in real time (simulated clocks run fast, if at all).
             let bound = cut_at + Weather::CALM.delay_max + config("n0").check_quorum_window();
             let stepped_down = sim.run_until(bound, |s| {
-                s.nodes[leader]
-                    .core
-                    .as_ref()
-                    .is_some_and(|c| c.role() != Role::Leader || c.term() != term)
+                s.nodes[leader].core.as_ref().is_some_and(|c| c.role() != Role::Leader || c.term() != term)
             });
             if !stepped_down {
                 sim.fail("the cut-off leader did not step down within election_max");
             }
             // The majority goes on to elect a leader of its own.
-            let elected = sim.run_until(sim.now + liveness_bound(), |s| {
-                s.current_leader().is_some_and(|l| l != leader)
-            });
+            let elected =
+                sim.run_until(sim.now + liveness_bound(), |s| s.current_leader().is_some_and(|l| l != leader));
             if !elected {
                 sim.fail("the majority elected no new leader");
             }
@@ -211,21 +186,12 @@ fn election_sim_transfer_is_faster_than_an_election_timeout() {
             let (old, term) = leader_of(&sim);
             let at = sim.now;
             sim.step(old, Input::TransferLeadership);
-            if sim.nodes[old]
-                .core
-                .as_ref()
-                .is_some_and(|c| c.role() == Role::Leader)
-            {
+            if sim.nodes[old].core.as_ref().is_some_and(|c| c.role() == Role::Leader) {
                 sim.fail("the old leader did not step down at once");
             }
             let handed_over = sim.run_until(at + ELECTION_MIN, |s| {
-                s.current_leader().is_some_and(|l| {
-                    l != old
-                        && s.nodes[l]
-                            .core
-                            .as_ref()
-                            .is_some_and(|c| c.term() == term + 1)
-                })
+                s.current_leader()
+                    .is_some_and(|l| l != old && s.nodes[l].core.as_ref().is_some_and(|c| c.term() == term + 1))
             });
             if !handed_over {
                 sim.fail("no new leader within election_min of the transfer");
@@ -249,20 +215,12 @@ fn restart_scenario(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, S
     sim.quarantine = quarantine;
     let (a, _) = leader_of(&sim);
     let (b, c) = ((a + 1) % 3, (a + 2) % 3);
-    sim.fault(Fault::Cut {
-        from: a,
-        to: c,
-        both: false,
-    });
+    sim.fault(Fault::Cut { from: a, to: c, both: false });
     let crash_at = sim.now + rand_dur(&mut sim.rng, ms(600), ms(740));
     sim.run_until(crash_at, |_| false);
     sim.crash(b);
     sim.restart(b);
-    sim.fault(Fault::Cut {
-        from: a,
-        to: b,
-        both: false,
-    });
+    sim.fault(Fault::Cut { from: a, to: b, both: false });
     sim.run_until(crash_at + ms(4000), |_| false);
     sim.result()?;
     Ok(sim.stats)
@@ -270,23 +228,12 @@ fn restart_scenario(seed: u64, trace: bool, quarantine: bool) -> Result<Stats, S
 
 #[test]
 fn election_sim_restart_quarantine_protects_leases() {
-    run(
-        SCENARIO_SEEDS,
-        |k| 40_000 + k,
-        |seed, trace| restart_scenario(seed, trace, true),
-    );
+    run(SCENARIO_SEEDS, |k| 40_000 + k, |seed, trace| restart_scenario(seed, trace, true));
     if std::env::var("ELECTION_SIM_SEED").is_ok() {
         return;
     }
     // The same schedules without the quarantine: the simulation must catch the violation.
-    let caught = (40_000..40_000 + SCENARIO_SEEDS)
-        .filter(|&s| restart_scenario(s, false, false).is_err())
-        .count();
-    assert!(
-        caught > 0,
-        "the simulation caught no violation without the restart quarantine"
-    );
-    eprintln!(
-        "without the restart quarantine: {caught} of {SCENARIO_SEEDS} schedules violate safety"
-    );
+    let caught = (40_000..40_000 + SCENARIO_SEEDS).filter(|&s| restart_scenario(s, false, false).is_err()).count();
+    assert!(caught > 0, "the simulation caught no violation without the restart quarantine");
+    eprintln!("without the restart quarantine: {caught} of {SCENARIO_SEEDS} schedules violate safety");
 }

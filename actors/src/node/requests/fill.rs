@@ -18,9 +18,5 @@ pub async fn fill(ctx: &NodeContext, req: FillRequest) -> Result<FillReply, Erro
         return Err(err(ErrorCode::Invalid, "at most 10000 keys per fill"));
     }
     let values = cache_get(ctx, req.keys).await?;
-    Ok(FillReply {
-        term: view.term,
-        seq: ctx.applied_seq(),
-        values: values.into_iter().map(|(_, v)| v).collect(),
-    })
+    Ok(FillReply { term: view.term, seq: ctx.applied_seq(), values: values.into_iter().map(|(_, v)| v).collect() })
 }

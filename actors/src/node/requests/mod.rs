@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use instaface_bus::codec::DecodeLog;
 use instaface_bus::graph::{
-    CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadRequest, ReadResult,
-    Reply, WriteOutcome, WriteRequest,
+    CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadRequest, ReadResult, Reply, WriteOutcome,
+    WriteRequest,
 };
 use instaface_bus::messages::Role;
 use instaface_bus::subjects::READERS_GROUP;
@@ -109,13 +109,7 @@ where
         Audience::Peers => ctx.net.bus().subscribe_signed::<Req>(subject).await?,
         Audience::Clients => ctx.net.bus().subscribe::<Req>(subject).await?,
     };
-    Ok(tokio::spawn(answer_all(
-        ctx.clone(),
-        sub,
-        audience,
-        shed,
-        handler,
-    )))
+    Ok(tokio::spawn(answer_all(ctx.clone(), sub, audience, shed, handler)))
 }
 
 async fn answer_all<Req, Res, F, Fut>(
@@ -131,13 +125,7 @@ async fn answer_all<Req, Res, F, Fut>(
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     let mut decode_log = DecodeLog::default();
-    while let Some(Incoming {
-        subject,
-        reply,
-        payload,
-        forged,
-    }) = sub.next().await
-    {
+    while let Some(Incoming { subject, reply, payload, forged }) = sub.next().await {
         if forged {
             ctx.net.rejected("unauthenticated", &subject);
             continue;
@@ -203,20 +191,13 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
         loop {
             let (should, until) = {
                 let view = view_rx.borrow_and_update();
-                let should = view.role == Role::Follower
-                    && view.lease_holds(Instant::now())
-                    && !ctx.net.clients_cut();
+                let should = view.role == Role::Follower && view.lease_holds(Instant::now()) && !ctx.net.clients_cut();
                 (should, view.lease_until)
             };
             match (should, serving.is_some()) {
                 (true, false) => {
                     let subject = ctx.net.subjects().graph_read();
-                    match ctx
-                        .net
-                        .bus()
-                        .queue_subscribe::<ReadRequest>(subject, READERS_GROUP)
-                        .await
-                    {
+                    match ctx.net.bus().queue_subscribe::<ReadRequest>(subject, READERS_GROUP).await {
                         Ok(sub) => {
                             tracing::info!("read lease held: joined the readers group");
                             let c = ctx.clone();
@@ -245,9 +226,7 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
             let now = Instant::now();
             let wake = until
                 .filter(|u| *u > now)
-                .map_or(Duration::from_millis(25), |u| {
-                    (u - now).min(Duration::from_millis(25))
-                });
+                .map_or(Duration::from_millis(25), |u| (u - now).min(Duration::from_millis(25)));
             let _ = tokio::time::timeout(wake, view_rx.changed()).await;
         }
     })
@@ -261,20 +240,11 @@ pub(super) async fn cache_get(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let cache = lookup::<CacheMsg>(&ctx.names.cache)
-        .ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
-    match cache
-        .call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT))
-        .await
-    {
+    let cache =
+        lookup::<CacheMsg>(&ctx.names.cache).ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
+    match cache.call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(err(
-            ErrorCode::Unavailable,
-            "the cache did not answer in time",
-        )),
-        Err(e) => Err(err(
-            ErrorCode::Unavailable,
-            format!("the cache is unavailable: {e}"),
-        )),
+        Ok(_) => Err(err(ErrorCode::Unavailable, "the cache did not answer in time")),
+        Err(e) => Err(err(ErrorCode::Unavailable, format!("the cache is unavailable: {e}"))),
     }
 }

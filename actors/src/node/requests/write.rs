@@ -15,36 +15,17 @@ use crate::node::{lookup, NodeContext};
 pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome, ErrorBody> {
     let view = ctx.view.borrow().clone();
     if view.role != Role::Leader {
-        return Err(err(
-            ErrorCode::NotLeader,
-            format!(
-                "{} is not the leader (leader: {:?})",
-                ctx.cfg.id, view.leader
-            ),
-        ));
+        return Err(err(ErrorCode::NotLeader, format!("{} is not the leader (leader: {:?})", ctx.cfg.id, view.leader)));
     }
     // NotLeader means "certainly not run": the client may retry it; Unavailable means the
     // outcome is unknown.
-    let store = lookup::<StoreMsg>(&ctx.names.store).ok_or_else(|| {
-        err(
-            ErrorCode::NotLeader,
-            "the store is restarting; the write did not run",
-        )
-    })?;
+    let store = lookup::<StoreMsg>(&ctx.names.store)
+        .ok_or_else(|| err(ErrorCode::NotLeader, "the store is restarting; the write did not run"))?;
     // A lease-mode write waits at most one lease for a cut-off follower, once.
     let timeout = ctx.cfg.lease * 3 + Duration::from_secs(5);
-    match store
-        .call(|reply| StoreMsg::Write { req, reply }, Some(timeout))
-        .await
-    {
+    match store.call(|reply| StoreMsg::Write { req, reply }, Some(timeout)).await {
         Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(err(
-            ErrorCode::Unavailable,
-            "the write's outcome is unknown (no answer in time)",
-        )),
-        Err(e) => Err(err(
-            ErrorCode::NotLeader,
-            format!("the store is unavailable; the write did not run: {e}"),
-        )),
+        Ok(_) => Err(err(ErrorCode::Unavailable, "the write's outcome is unknown (no answer in time)")),
+        Err(e) => Err(err(ErrorCode::NotLeader, format!("the store is unavailable; the write did not run: {e}"))),
     }
 }

@@ -9,9 +9,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use instaface_bus::graph::{CacheKey, CacheValue, Entity};
-use instaface_bus::messages::{
-    Ack, AckConfirm, Heartbeat, Invalidate, Role, TimeoutNow, VoteReply, VoteRequest,
-};
+use instaface_bus::messages::{Ack, AckConfirm, Heartbeat, Invalidate, Role, TimeoutNow, VoteReply, VoteRequest};
 use instaface_bus::NodeId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -99,24 +97,36 @@ enum Msg {
     Confirm(AckConfirm),
     TimeoutNow(TimeoutNow),
     /// A follower's cache fill, to the leader.
-    Fill { fetch: FetchId, keys: Vec<CacheKey> },
+    Fill {
+        fetch: FetchId,
+        keys: Vec<CacheKey>,
+    },
     FillReply {
         fetch: FetchId,
         result: Result<Vec<CacheValue>, String>,
     },
-    Read { op: u64, entity: usize },
-    ReadReply { op: u64, result: Result<u64, String> },
-    Write { op: u64, kind: WriteKind },
-    WriteReply { op: u64, result: Result<u64, String> },
+    Read {
+        op: u64,
+        entity: usize,
+    },
+    ReadReply {
+        op: u64,
+        result: Result<u64, String>,
+    },
+    Write {
+        op: u64,
+        kind: WriteKind,
+    },
+    WriteReply {
+        op: u64,
+        result: Result<u64, String>,
+    },
 }
 
 impl Msg {
     /// Cluster-internal traffic, which partitions cut (clients reach every node).
     fn is_peer(&self) -> bool {
-        !matches!(
-            self,
-            Msg::Read { .. } | Msg::ReadReply { .. } | Msg::Write { .. } | Msg::WriteReply { .. }
-        )
+        !matches!(self, Msg::Read { .. } | Msg::ReadReply { .. } | Msg::Write { .. } | Msg::WriteReply { .. })
     }
 }
 
@@ -132,31 +142,12 @@ enum Local {
 
 #[derive(Clone, Debug)]
 enum Ev {
-    Deliver {
-        from: Endpoint,
-        to: Endpoint,
-        msg: Msg,
-    },
-    Tick {
-        node: usize,
-        incarnation: u32,
-    },
-    Membership {
-        node: usize,
-        incarnation: u32,
-    },
-    Local {
-        node: usize,
-        incarnation: u32,
-        what: Local,
-    },
-    ClientNext {
-        client: usize,
-    },
-    ClientTimeout {
-        client: usize,
-        op: u64,
-    },
+    Deliver { from: Endpoint, to: Endpoint, msg: Msg },
+    Tick { node: usize, incarnation: u32 },
+    Membership { node: usize, incarnation: u32 },
+    Local { node: usize, incarnation: u32, what: Local },
+    ClientNext { client: usize },
+    ClientTimeout { client: usize, op: u64 },
     Fault(Fault),
 }
 
@@ -179,14 +170,25 @@ pub enum Fault {
     Crash(usize),
     Restart(usize),
     /// Crash whoever leads then, restart it `down` later.
-    CrashLeader { down: Duration },
+    CrashLeader {
+        down: Duration,
+    },
     /// Cut whoever leads then off its peers for `lasts`.
-    IsolateLeader { lasts: Duration },
+    IsolateLeader {
+        lasts: Duration,
+    },
     /// Cut one follower of whoever leads then off its peers for `lasts`.
-    IsolateFollower { lasts: Duration },
+    IsolateFollower {
+        lasts: Duration,
+    },
     /// The node's process stops (SIGSTOP, a long pause) for `lasts`.
-    Stall { node: usize, lasts: Duration },
-    StallLeader { lasts: Duration },
+    Stall {
+        node: usize,
+        lasts: Duration,
+    },
+    StallLeader {
+        lasts: Duration,
+    },
     Weather(Weather),
     Transfer,
     PruneFails(bool),
@@ -195,15 +197,8 @@ pub enum Fault {
 /// Who waits for a cache lookup's answer.
 #[derive(Clone, Debug)]
 enum Waiter {
-    Client {
-        client: usize,
-        op: u64,
-        entity: usize,
-    },
-    Fill {
-        to: usize,
-        fetch: FetchId,
-    },
+    Client { client: usize, op: u64, entity: usize },
+    Fill { to: usize, fetch: FetchId },
 }
 
 struct Store {
@@ -336,12 +331,7 @@ impl Sim {
             queue: Timeline::default(),
             opts,
             nodes,
-            clients: (0..opts.clients + opts.probes)
-                .map(|_| Client {
-                    busy: None,
-                    next_op: 0,
-                })
-                .collect(),
+            clients: (0..opts.clients + opts.probes).map(|_| Client { busy: None, next_op: 0 }).collect(),
             clients_on: true,
             db: Db::new(opts.entities),
             history: History::new(opts.entities),
@@ -419,26 +409,13 @@ impl Sim {
     /// term and vote it persisted.
     fn boot(&mut self, i: usize) {
         let seed = self.rng.random();
-        let clock = if self.now.is_zero() {
-            self.nodes[i].clock
-        } else {
-            Clock::random(&mut self.rng, self.now, DRIFT)
-        };
-        let log = LogConfig {
-            mode: self.opts.mode,
-            window_max: WINDOW_MAX,
-            planted: self.opts.core_bug,
-        };
+        let clock =
+            if self.now.is_zero() { self.nodes[i].clock } else { Clock::random(&mut self.rng, self.now, DRIFT) };
+        let log = LogConfig { mode: self.opts.mode, window_max: WINDOW_MAX, planted: self.opts.core_bug };
         let node = &mut self.nodes[i];
         node.clock = clock;
         let local = clock.local(self.now);
-        let core = NodeCore::new(
-            election_config(&node.id),
-            log,
-            seed,
-            local,
-            node.disk.clone(),
-        );
+        let core = NodeCore::new(election_config(&node.id), log, seed, local, node.disk.clone());
         let base = if self.opts.runtime_bug == Some(RuntimeBug::FetchIdsRestart) {
             0
         } else {
@@ -456,13 +433,7 @@ impl Sim {
         let incarnation = node.incarnation;
         // Redis is read at start and every two seconds.
         let at = self.now + rand_dur(&mut self.rng, ms(0), ms(300));
-        self.queue.push(
-            at,
-            Ev::Membership {
-                node: i,
-                incarnation,
-            },
-        );
+        self.queue.push(at, Ev::Membership { node: i, incarnation });
         self.schedule_tick(i);
     }
 
@@ -484,21 +455,11 @@ impl Sim {
     fn schedule_tick(&mut self, i: usize) {
         let node = &self.nodes[i];
         let Some(run) = &node.run else { return };
-        let at = node
-            .clock
-            .real(run.core.next_deadline())
-            .max(self.now)
-            .max(node.stalled_until);
+        let at = node.clock.real(run.core.next_deadline()).max(self.now).max(node.stalled_until);
         if node.tick_at.is_none_or(|p| at < p) {
             let incarnation = node.incarnation;
             self.nodes[i].tick_at = Some(at);
-            self.queue.push(
-                at,
-                Ev::Tick {
-                    node: i,
-                    incarnation,
-                },
-            );
+            self.queue.push(at, Ev::Tick { node: i, incarnation });
         }
     }
 
@@ -509,14 +470,7 @@ impl Sim {
         let at = (self.now + delay).max(node.last_local);
         node.last_local = at;
         let incarnation = node.incarnation;
-        self.queue.push(
-            at,
-            Ev::Local {
-                node: i,
-                incarnation,
-                what,
-            },
-        );
+        self.queue.push(at, Ev::Local { node: i, incarnation, what });
     }
 
     /// Schedules a timer or a task of node `i`'s (a fill's timeout, a MySQL read), in no
@@ -524,25 +478,14 @@ impl Sim {
     fn local_timer(&mut self, i: usize, delay: Duration, what: Local) {
         let at = self.now + delay;
         let incarnation = self.nodes[i].incarnation;
-        self.queue.push(
-            at,
-            Ev::Local {
-                node: i,
-                incarnation,
-                what,
-            },
-        );
+        self.queue.push(at, Ev::Local { node: i, incarnation, what });
     }
 
     /// Steps node `i`'s core with `event` and performs the commands; the cache then
     /// learns its serving right (the runtime sends it after the step's cache commands).
     fn step(&mut self, i: usize, event: Event) {
         // A stopped process does nothing; its events wait (see `postpone`).
-        assert!(
-            self.now >= self.nodes[i].stalled_until,
-            "stepping a stalled node {i} at {:?}: {event:?}",
-            self.now
-        );
+        assert!(self.now >= self.nodes[i].stalled_until, "stepping a stalled node {i} at {:?}: {event:?}", self.now);
         let local = self.local(i);
         if self.nodes[i].run.is_none() {
             return;
@@ -589,12 +532,8 @@ impl Sim {
                 Command::SendAck { to, ack } => self.send_to(i, &to, Msg::Ack(ack)),
                 Command::AckReply { to, confirm } => self.send_to(i, &to, Msg::Confirm(confirm)),
                 Command::BroadcastVoteRequest(r) => self.broadcast(i, Msg::Vote(r)),
-                Command::SendVoteReply { to, reply } => {
-                    self.send_to(i, &to, Msg::VoteReply(reply))
-                }
-                Command::SendTimeoutNow { to, msg } => {
-                    self.send_to(i, &to, Msg::TimeoutNow(msg))
-                }
+                Command::SendVoteReply { to, reply } => self.send_to(i, &to, Msg::VoteReply(reply)),
+                Command::SendTimeoutNow { to, msg } => self.send_to(i, &to, Msg::TimeoutNow(msg)),
                 Command::Answer { write, answer, .. } => self.answer_write(i, write, answer),
                 Command::PruneOutbox { through } => self.db.prune(through),
                 Command::Candidacy { .. } | Command::Reachability { .. } => {}
@@ -608,10 +547,7 @@ impl Sim {
             self.stats.elections += 1;
             if let Some(&first) = self.leaders.get(&term) {
                 if first != i {
-                    let what = format!(
-                        "two leaders of term {term}: {} and {}",
-                        self.nodes[first].id, self.nodes[i].id
-                    );
+                    let what = format!("two leaders of term {term}: {} and {}", self.nodes[first].id, self.nodes[i].id);
                     self.fail(&what);
                 }
             }
@@ -621,30 +557,14 @@ impl Sim {
             return;
         };
         if role == Role::Leader {
-            run.store = Some(Store {
-                term,
-                ready: false,
-                queue: VecDeque::new(),
-                busy: false,
-            });
+            run.store = Some(Store { term, ready: false, queue: VecDeque::new(), busy: false });
             let delay = rand_dur(&mut self.rng, ms(2), ms(40));
             self.local_later(i, delay, Local::StoreOpen { term });
         } else if let Some(store) = run.store.take() {
             // Writes queued but never run certainly did not happen.
-            let failed: Vec<_> = store
-                .queue
-                .iter()
-                .filter_map(|(w, _)| run.writes.remove(w))
-                .collect();
+            let failed: Vec<_> = store.queue.iter().filter_map(|(w, _)| run.writes.remove(w)).collect();
             for w in failed {
-                self.reply_client(
-                    i,
-                    w.client,
-                    Msg::WriteReply {
-                        op: w.op,
-                        result: Err("not the leader".into()),
-                    },
-                );
+                self.reply_client(i, w.client, Msg::WriteReply { op: w.op, result: Err("not the leader".into()) });
             }
         }
     }
@@ -671,14 +591,7 @@ impl Sim {
             return;
         }
         for delay in self.weather.deliveries(&mut self.rng) {
-            self.queue.push(
-                self.now + delay,
-                Ev::Deliver {
-                    from,
-                    to,
-                    msg: msg.clone(),
-                },
-            );
+            self.queue.push(self.now + delay, Ev::Deliver { from, to, msg: msg.clone() });
         }
     }
 
@@ -720,15 +633,11 @@ impl Sim {
     fn handle(&mut self, ev: Ev) {
         let n = self.n();
         match &ev {
-            Ev::Deliver { to, .. } if *to < n => {
-                if self.postpone(*to, &ev) {
-                    return;
-                }
-            }
-            Ev::Tick { node, .. } | Ev::Membership { node, .. } | Ev::Local { node, .. } => {
-                if self.postpone(*node, &ev) {
-                    return;
-                }
+            Ev::Deliver { to, .. } if *to < n && self.postpone(*to, &ev) => return,
+            Ev::Tick { node, .. } | Ev::Membership { node, .. } | Ev::Local { node, .. }
+                if self.postpone(*node, &ev) =>
+            {
+                return
             }
             _ => {}
         }
@@ -749,14 +658,9 @@ impl Sim {
                 }
                 let all: BTreeSet<NodeId> = self.nodes.iter().map(|n| n.id.clone()).collect();
                 self.step(node, Event::Membership(all));
-                self.queue
-                    .push(self.now + ms(2000), Ev::Membership { node, incarnation });
+                self.queue.push(self.now + ms(2000), Ev::Membership { node, incarnation });
             }
-            Ev::Local {
-                node,
-                incarnation,
-                what,
-            } => {
+            Ev::Local { node, incarnation, what } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].run.is_some() {
                     self.local_event(node, what);
                 }
@@ -818,31 +722,18 @@ impl Sim {
 
     fn serving(&self, i: usize) -> bool {
         let local = self.local(i);
-        self.nodes[i]
-            .run
-            .as_ref()
-            .and_then(|r| r.serving_until)
-            .is_some_and(|u| local < u)
+        self.nodes[i].run.as_ref().and_then(|r| r.serving_until).is_some_and(|u| local < u)
     }
 
     fn serve_read(&mut self, i: usize, client: usize, op: u64, entity: usize) {
         if !self.serving(i) {
-            self.reply_client(
-                i,
-                client,
-                Msg::ReadReply {
-                    op,
-                    result: Err("no read lease".into()),
-                },
-            );
+            self.reply_client(i, client, Msg::ReadReply { op, result: Err("no read lease".into()) });
             return;
         }
         if self.rec.tracing() {
             let id = self.nodes[i].id.clone();
-            let cached = self.nodes[i]
-                .run
-                .as_ref()
-                .and_then(|r| r.cache.peek(&CacheKey::Entity(entity as u64)).cloned());
+            let cached =
+                self.nodes[i].run.as_ref().and_then(|r| r.cache.peek(&CacheKey::Entity(entity as u64)).cloned());
             let text = format!("{cached:?}");
             self.log(|| format!("{id} read e:{entity} (client {client} op {op}); cached {}", clip(&text)));
         }
@@ -851,8 +742,7 @@ impl Sim {
     }
 
     fn serve_fill(&mut self, i: usize, from: usize, fetch: FetchId, keys: Vec<CacheKey>) {
-        if !self.serving(i) || self.nodes[i].run.as_ref().map(|r| r.core.role()) != Some(Role::Leader)
-        {
+        if !self.serving(i) || self.nodes[i].run.as_ref().map(|r| r.core.role()) != Some(Role::Leader) {
             let result = Err("the leader holds no lease".to_string());
             self.send(i, from, Msg::FillReply { fetch, result });
             return;
@@ -912,18 +802,14 @@ impl Sim {
         let (waiter, values) = answer.into_values();
         match waiter {
             Waiter::Client { client, op, entity } => {
-                let result = values.map_err(|e| e.to_string()).and_then(|v| {
-                    match v.into_iter().next() {
-                        Some((_, CacheValue::Entity { entity: Some(e) })) => Ok(e.version),
-                        _ => Err(format!("no value for entity {entity}")),
-                    }
+                let result = values.map_err(|e| e.to_string()).and_then(|v| match v.into_iter().next() {
+                    Some((_, CacheValue::Entity { entity: Some(e) })) => Ok(e.version),
+                    _ => Err(format!("no value for entity {entity}")),
                 });
                 self.reply_client(i, client, Msg::ReadReply { op, result });
             }
             Waiter::Fill { to, fetch } => {
-                let result = values
-                    .map(|v| v.into_iter().map(|(_, value)| value).collect())
-                    .map_err(|e| e.to_string());
+                let result = values.map(|v| v.into_iter().map(|(_, value)| value).collect()).map_err(|e| e.to_string());
                 self.send(i, to, Msg::FillReply { fetch, result });
             }
         }
@@ -943,14 +829,7 @@ impl Sim {
         };
         let write = WriteId(run.next_write);
         run.next_write += 1;
-        run.writes.insert(
-            write,
-            WriteCtx {
-                client,
-                op,
-                version: 0,
-            },
-        );
+        run.writes.insert(write, WriteCtx { client, op, version: 0 });
         store.queue.push_back((write, kind));
         if !store.busy {
             store.busy = true;
@@ -973,11 +852,7 @@ impl Sim {
             Local::StoreOpen { term } => self.store_open(i, term),
             Local::StoreExec => self.store_exec(i),
             Local::DbFetch { fetch, keys } => {
-                let leading = self.nodes[i]
-                    .run
-                    .as_ref()
-                    .and_then(|r| r.store.as_ref())
-                    .is_some_and(|s| s.ready);
+                let leading = self.nodes[i].run.as_ref().and_then(|r| r.store.as_ref()).is_some_and(|s| s.ready);
                 let result: Result<Vec<CacheValue>, String> = if leading {
                     Ok(keys
                         .iter()
@@ -996,9 +871,7 @@ impl Sim {
                 }
                 self.fetch_done(i, fetch, result);
             }
-            Local::FillTimeout { fetch } => {
-                self.fetch_done(i, fetch, Err("the fill timed out".into()))
-            }
+            Local::FillTimeout { fetch } => self.fetch_done(i, fetch, Err("the fill timed out".into())),
         }
     }
 
@@ -1021,11 +894,7 @@ impl Sim {
                 if let Some(store) = run.store.as_mut() {
                     store.ready = true;
                 }
-                let event = Event::OutboxLoaded {
-                    term,
-                    latest,
-                    entries,
-                };
+                let event = Event::OutboxLoaded { term, latest, entries };
                 self.local_later(i, Duration::ZERO, Local::Core(event));
             }
         }
@@ -1074,13 +943,9 @@ impl Sim {
                 if let Some(store) = run.store.as_mut() {
                     store.ready = false;
                 }
-                let refused: Vec<WriteCtx> =
-                    queued.iter().filter_map(|(write, _)| run.writes.remove(write)).collect();
+                let refused: Vec<WriteCtx> = queued.iter().filter_map(|(write, _)| run.writes.remove(write)).collect();
                 for w in refused {
-                    let reply = Msg::WriteReply {
-                        op: w.op,
-                        result: Err("fenced".into()),
-                    };
+                    let reply = Msg::WriteReply { op: w.op, result: Err("fenced".into()) };
                     self.reply_client(i, w.client, reply);
                 }
                 self.local_later(i, Duration::ZERO, Local::Core(Event::Fenced { term: stored }));
@@ -1089,11 +954,7 @@ impl Sim {
     }
 
     fn answer_write(&mut self, i: usize, write: WriteId, answer: WriteAnswer) {
-        let Some(w) = self.nodes[i]
-            .run
-            .as_mut()
-            .and_then(|r| r.writes.remove(&write))
-        else {
+        let Some(w) = self.nodes[i].run.as_mut().and_then(|r| r.writes.remove(&write)) else {
             return;
         };
         let result = match answer {
@@ -1108,8 +969,7 @@ impl Sim {
     /// The node a client sends writes to: the leader of the highest term (clients learn
     /// it from heartbeats), or any node.
     fn leader_guess(&mut self) -> usize {
-        self.current_leader()
-            .unwrap_or_else(|| self.rng.random_range(0..self.n()))
+        self.current_leader().unwrap_or_else(|| self.rng.random_range(0..self.n()))
     }
 
     pub fn current_leader(&self) -> Option<usize> {
@@ -1138,11 +998,7 @@ impl Sim {
         }
         let entity = self.rng.random_range(0..self.opts.entities);
         let op = if self.rng.random_bool(0.45) {
-            let kind = if self.rng.random_bool(0.75) {
-                WriteKind::Bump(entity)
-            } else {
-                WriteKind::Check(entity)
-            };
+            let kind = if self.rng.random_bool(0.75) { WriteKind::Bump(entity) } else { WriteKind::Check(entity) };
             ClientOp::Write { kind }
         } else {
             let node = self.rng.random_range(0..self.n());
@@ -1171,8 +1027,7 @@ impl Sim {
         self.clients[client].busy = Some((op, self.now, what));
         let from = self.n() + client;
         self.send(from, target, msg);
-        self.queue
-            .push(self.now + CLIENT_TIMEOUT, Ev::ClientTimeout { client, op });
+        self.queue.push(self.now + CLIENT_TIMEOUT, Ev::ClientTimeout { client, op });
     }
 
     fn client_reply(&mut self, client: usize, msg: Msg) {
@@ -1187,9 +1042,7 @@ impl Sim {
                 Ok(version) => {
                     let e = kind.entity();
                     if !self.db.was_committed(e, version) {
-                        let what = format!(
-                            "write of entity {e} acknowledged as v{version}, which was never committed"
-                        );
+                        let what = format!("write of entity {e} acknowledged as v{version}, which was never committed");
                         self.fail(&what);
                     }
                     self.history.acked(e, version, self.now);
@@ -1207,10 +1060,7 @@ impl Sim {
                 }
                 Err(e) => {
                     self.history.reads_refused += 1;
-                    if self.watch_availability
-                        && !self.unwatched.contains(&node)
-                        && self.should_serve(node)
-                    {
+                    if self.watch_availability && !self.unwatched.contains(&node) && self.should_serve(node) {
                         let what = format!(
                             "{:?}: read at {} refused ({e}) while its leader and a majority were connected",
                             self.now, self.nodes[node].id
@@ -1232,9 +1082,7 @@ impl Sim {
             return false;
         };
         let connected = |a: usize, b: usize| !self.links.blocked(a, b) && !self.links.blocked(b, a);
-        let majority = (0..self.n())
-            .filter(|&j| j == l || (self.nodes[j].run.is_some() && connected(l, j)))
-            .count()
+        let majority = (0..self.n()).filter(|&j| j == l || (self.nodes[j].run.is_some() && connected(l, j))).count()
             > self.n() / 2;
         majority
             && self.nodes[i].run.is_some()
@@ -1256,15 +1104,13 @@ impl Sim {
             Fault::CrashLeader { down } => {
                 if let Some(l) = self.current_leader() {
                     self.crash(l);
-                    self.queue
-                        .push(self.now + down, Ev::Fault(Fault::Restart(l)));
+                    self.queue.push(self.now + down, Ev::Fault(Fault::Restart(l)));
                 }
             }
             Fault::IsolateLeader { lasts } => {
                 if let Some(l) = self.current_leader() {
                     self.fault(Fault::Split(1 << l));
-                    self.queue
-                        .push(self.now + lasts, Ev::Fault(Fault::Unsplit(1 << l)));
+                    self.queue.push(self.now + lasts, Ev::Fault(Fault::Unsplit(1 << l)));
                 }
             }
             Fault::IsolateFollower { lasts } => {
@@ -1272,8 +1118,7 @@ impl Sim {
                     let n = self.n();
                     let f = (l + 1 + self.rng.random_range(0..n - 1)) % n;
                     self.fault(Fault::Split(1 << f));
-                    self.queue
-                        .push(self.now + lasts, Ev::Fault(Fault::Unsplit(1 << f)));
+                    self.queue.push(self.now + lasts, Ev::Fault(Fault::Unsplit(1 << f)));
                 }
             }
             Fault::Stall { node, lasts } => {
@@ -1330,10 +1175,9 @@ impl Sim {
                 2 if a != b => {
                     let both = self.rng.random_bool(0.3);
                     self.queue.push(t, ev(Fault::Cut { from: a, to: b, both }));
-                    self.queue
-                        .push(t + lasts, ev(Fault::Uncut { from: a, to: b, both }));
+                    self.queue.push(t + lasts, ev(Fault::Uncut { from: a, to: b, both }));
                 }
-                3 | 4 | 5 => self.queue.push(t, ev(Fault::IsolateFollower { lasts: around })),
+                3..=5 => self.queue.push(t, ev(Fault::IsolateFollower { lasts: around })),
                 6 => self.queue.push(t, ev(Fault::IsolateLeader { lasts: around })),
                 7 => {
                     self.queue.push(t, ev(Fault::Crash(a)));
@@ -1408,9 +1252,7 @@ impl Sim {
         let latest = self.db.latest();
         self.nodes.iter().all(|n| {
             n.run.as_ref().is_some_and(|r| {
-                r.store
-                    .as_ref()
-                    .is_none_or(|s| s.queue.is_empty() && !s.busy)
+                r.store.as_ref().is_none_or(|s| s.queue.is_empty() && !s.busy)
                     && r.core.leader_log().is_none_or(|l| l.pending_len() == 0)
                     && r.core.applied_seq() >= latest
             })
@@ -1430,9 +1272,7 @@ impl Sim {
         }
         let n = self.n();
         let entities = self.opts.entities;
-        let mut pending: Vec<(usize, usize)> = (0..n)
-            .flat_map(|i| (0..entities).map(move |e| (i, e)))
-            .collect();
+        let mut pending: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..entities).map(move |e| (i, e))).collect();
         let deadline = self.now + within;
         while let Some(&(i, e)) = pending.last() {
             // A dedicated client endpoint: one past the last client.
@@ -1451,10 +1291,8 @@ impl Sim {
                     return;
                 }
                 None if self.now >= deadline => {
-                    let what = format!(
-                        "after the heal {} did not serve entity {e} within {within:?}",
-                        self.nodes[i].id
-                    );
+                    let what =
+                        format!("after the heal {} did not serve entity {e} within {within:?}", self.nodes[i].id);
                     self.fail(&what);
                     return;
                 }
@@ -1473,10 +1311,7 @@ impl Sim {
         }
         let key = CacheKey::Entity(e as u64);
         loop {
-            let cached = self.nodes[i]
-                .run
-                .as_ref()
-                .and_then(|r| r.cache.peek(&key).cloned());
+            let cached = self.nodes[i].run.as_ref().and_then(|r| r.cache.peek(&key).cloned());
             if let Some(CacheValue::Entity { entity: Some(ent) }) = cached {
                 return Some(ent.version);
             }

@@ -100,13 +100,7 @@ impl Db {
     /// The outbox as a new leader loads it: the latest seq and up to `limit` rows, the
     /// newest ones (or, with the planted bug, the oldest).
     pub fn load_outbox(&self, limit: usize, oldest_bug: bool) -> (u64, Vec<InvalidationEntry>) {
-        let rows = self
-            .outbox
-            .iter()
-            .map(|(&seq, keys)| InvalidationEntry {
-                seq,
-                keys: keys.clone(),
-            });
+        let rows = self.outbox.iter().map(|(&seq, keys)| InvalidationEntry { seq, keys: keys.clone() });
         let entries: Vec<_> = if oldest_bug {
             rows.take(limit).collect()
         } else {
@@ -144,15 +138,9 @@ impl Db {
                 // AUTO_INCREMENT leaves gaps after rollbacks.
                 self.last_seq += 1 + u64::from(rng.random_bool(0.1));
                 self.outbox.insert(self.last_seq, vec![key(e)]);
-                BatchResult::Committed {
-                    seq: self.last_seq,
-                    version,
-                }
+                BatchResult::Committed { seq: self.last_seq, version }
             }
-            WriteKind::Check(e) => BatchResult::Unchanged {
-                seq: self.last_seq,
-                version: self.versions[e],
-            },
+            WriteKind::Check(e) => BatchResult::Unchanged { seq: self.last_seq, version: self.versions[e] },
         }
     }
 

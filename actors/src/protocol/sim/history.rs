@@ -62,10 +62,7 @@ pub struct History {
 
 impl History {
     pub fn new(entities: usize) -> History {
-        History {
-            acks: vec![Acks::default(); entities],
-            ..History::default()
-        }
+        History { acks: vec![Acks::default(); entities], ..History::default() }
     }
 
     /// A write of `entity` acknowledged at `at` with `version`.
@@ -81,23 +78,12 @@ impl History {
 
     /// A read of `entity` that began at `began` and returned `version` from `node`;
     /// `Err` if an older version than one acknowledged before it began.
-    pub fn read(
-        &mut self,
-        entity: usize,
-        version: u64,
-        began: Duration,
-        node: &str,
-    ) -> Result<(), StaleRead> {
+    pub fn read(&mut self, entity: usize, version: u64, began: Duration, node: &str) -> Result<(), StaleRead> {
         self.reads_ok += 1;
         match self.acks[entity].newest_before(began) {
-            Some((acked, acked_at)) if version < acked => Err(StaleRead {
-                entity,
-                node: node.to_string(),
-                began,
-                returned: version,
-                acked,
-                acked_at,
-            }),
+            Some((acked, acked_at)) if version < acked => {
+                Err(StaleRead { entity, node: node.to_string(), began, returned: version, acked, acked_at })
+            }
             _ => Ok(()),
         }
     }

@@ -44,11 +44,7 @@ fn seeds(default: u64, seed_of: impl Fn(u64) -> u64) -> (Vec<u64>, bool) {
 
 /// Runs `scenario` over the seeds, panicking with the first failure (which names the
 /// seed to replay); returns the summed counters.
-fn run(
-    default: u64,
-    seed_of: impl Fn(u64) -> u64,
-    scenario: impl Fn(u64, bool) -> Result<Stats, String>,
-) -> Stats {
+fn run(default: u64, seed_of: impl Fn(u64) -> u64, scenario: impl Fn(u64, bool) -> Result<Stats, String>) -> Stats {
     crate::simnet::run_seeds("PROTOCOL_SIM", default, seed_of, scenario, Stats::add)
 }
 
@@ -59,10 +55,7 @@ fn heal_and_check(sim: &mut Sim) -> Result<(), String> {
     sim.heal();
     let healed_at = sim.now;
     if !sim.run_until(healed_at + liveness_bound(), Sim::converged) {
-        sim.fail(&format!(
-            "no converged cluster within {:?} of the heal",
-            liveness_bound()
-        ));
+        sim.fail(&format!("no converged cluster within {:?} of the heal", liveness_bound()));
     }
     sim.result()?;
     sim.run_until(sim.now + ms(1000), |_| false);
@@ -75,10 +68,7 @@ fn heal_and_check(sim: &mut Sim) -> Result<(), String> {
     for e in 0..sim.db().entities() {
         let acked = sim.history().newest_acked(e);
         if sim.db().version(e) < acked {
-            let what = format!(
-                "entity {e}: v{acked} was acknowledged, MySQL has v{}",
-                sim.db().version(e)
-            );
+            let what = format!("entity {e}: v{acked} was acknowledged, MySQL has v{}", sim.db().version(e));
             sim.fail(&what);
         }
     }
@@ -88,11 +78,7 @@ fn heal_and_check(sim: &mut Sim) -> Result<(), String> {
 /// Random faults for 2–8 s, then heal and check.
 fn chaos(seed: u64, trace: bool, opts: Opts) -> Result<Stats, String> {
     let mut sim = Sim::new(seed, opts, trace);
-    let faults_end = rand_dur(
-        &mut StdRng::seed_from_u64(seed ^ 0x5eed),
-        ms(2000),
-        ms(8000),
-    );
+    let faults_end = rand_dur(&mut StdRng::seed_from_u64(seed ^ 0x5eed), ms(2000), ms(8000));
     sim.plan_chaos(faults_end);
     sim.run_until(faults_end, |_| false);
     sim.result()?;
@@ -109,11 +95,7 @@ fn cluster_size(seed: u64) -> usize {
 const CHAOS_SEEDS: u64 = 1000;
 
 fn chaos_test(offset: u64) -> Stats {
-    run(
-        CHAOS_SEEDS,
-        |k| 4 * k + offset,
-        |seed, trace| chaos(seed, trace, Opts::new(cluster_size(seed))),
-    )
+    run(CHAOS_SEEDS, |k| 4 * k + offset, |seed, trace| chaos(seed, trace, Opts::new(cluster_size(seed))))
 }
 
 #[test]
@@ -174,10 +156,7 @@ fn cut_follower_repeatedly(seed: u64, trace: bool, opts: Opts) -> Result<Stats, 
         sim.fail("the leader changed although it and a majority stayed connected");
     }
     if let Some(first) = sim.unavailable_reads.first().cloned() {
-        let what = format!(
-            "{} reads refused at connected nodes, e.g. {first}",
-            sim.unavailable_reads.len()
-        );
+        let what = format!("{} reads refused at connected nodes, e.g. {first}", sim.unavailable_reads.len());
         sim.fail(&what);
     }
     sim.result()?;
@@ -204,19 +183,11 @@ fn isolate_leader_over_a_long_outbox(seed: u64, trace: bool, opts: Opts) -> Resu
 /// Over a slow network, followers' whole actor trees restart every few hundred
 /// milliseconds while clients keep one entity busy: fills of one incarnation answer
 /// after the next one has started.
-fn restart_followers_over_a_slow_network(
-    seed: u64,
-    trace: bool,
-    mut opts: Opts,
-) -> Result<Stats, String> {
+fn restart_followers_over_a_slow_network(seed: u64, trace: bool, mut opts: Opts) -> Result<Stats, String> {
     opts.entities = 1;
     let mut sim = converged(seed, opts, trace)?;
-    let slow = crate::simnet::Weather {
-        delay_max: ms(100),
-        long: 0.05,
-        long_max: ms(1500),
-        ..crate::simnet::Weather::CALM
-    };
+    let slow =
+        crate::simnet::Weather { delay_max: ms(100), long: 0.05, long_max: ms(1500), ..crate::simnet::Weather::CALM };
     sim.fault(Fault::Weather(slow));
     let end = sim.now + ms(8000);
     while sim.now < end {
@@ -283,11 +254,7 @@ fn protocol_sim_a_new_leader_replays_the_newest_rows_of_a_long_outbox() {
 
 #[test]
 fn protocol_sim_a_new_leader_waits_out_the_leases_of_an_old_leaders_follower() {
-    let s = run(
-        SCENARIO_SEEDS,
-        |k| 50_000 + k,
-        |seed, trace| split_leader_with_a_follower(seed, trace, Opts::new(5)),
-    );
+    let s = run(SCENARIO_SEEDS, |k| 50_000 + k, |seed, trace| split_leader_with_a_follower(seed, trace, Opts::new(5)));
     eprintln!("leader split with a follower: {s:?}");
 }
 
@@ -296,9 +263,7 @@ fn protocol_sim_restarted_followers_never_take_an_earlier_incarnations_fill() {
     let s = run(
         SCENARIO_SEEDS,
         |k| 30_000 + k,
-        |seed, trace| {
-            restart_followers_over_a_slow_network(seed, trace, Opts::new(cluster_size(seed)))
-        },
+        |seed, trace| restart_followers_over_a_slow_network(seed, trace, Opts::new(cluster_size(seed))),
     );
     eprintln!("restarting followers: {s:?}");
 }
@@ -324,23 +289,15 @@ fn first_caught(scenario: Scenario, budget: u64, plant: impl Fn(&mut Opts)) -> O
 fn first_write_after_leader_crash(seed: u64, trace: bool) -> Result<Duration, String> {
     // A probe writes every 10 ms from the crash on (regular clients with a write in
     // flight at the crashed leader wait for their timeout, as real ones do).
-    let opts = Opts {
-        probes: 1,
-        slow_writes: false,
-        ..Opts::new(5)
-    };
+    let opts = Opts { probes: 1, slow_writes: false, ..Opts::new(5) };
     let mut sim = converged(seed, opts, trace)?;
     let wait = rand_dur(&mut sim.rng, ms(500), ms(1500));
     sim.run_until(sim.now + wait, |_| false);
     sim.result()?;
     let crashed_at = sim.now;
     sim.fault(Fault::CrashLeader { down: ms(60_000) });
-    let first = |s: &Sim| {
-        s.write_acks
-            .iter()
-            .find(|(sent, _)| *sent > crashed_at)
-            .map(|(_, acked)| *acked - crashed_at)
-    };
+    let first =
+        |s: &Sim| s.write_acks.iter().find(|(sent, _)| *sent > crashed_at).map(|(_, acked)| *acked - crashed_at);
     while sim.now < crashed_at + ms(5000) && first(&sim).is_none() && !sim.failed() {
         sim.probe_write(0);
         sim.run_until(sim.now + ms(10), |_| false);
@@ -389,14 +346,24 @@ fn protocol_sim_catches_every_planted_bug() {
         return;
     }
     let cases: [(Plant, &str, Scenario, u64); 8] = [
-        (Plant::Core(PlantedBug::ForgetEarlierLeases), "leader split with a follower", split_leader_with_a_follower, 100),
+        (
+            Plant::Core(PlantedBug::ForgetEarlierLeases),
+            "leader split with a follower",
+            split_leader_with_a_follower,
+            100,
+        ),
         (Plant::Core(PlantedBug::AnswerUncovered), "cut follower", cut_follower_repeatedly, 30),
         (Plant::Core(PlantedBug::ConfirmWithGap), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::AnswerUnchangedAtOnce), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::BatchLastKeysOnly), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::SkipReadyGate), "isolated leader", isolate_leader_over_a_long_outbox, 60),
         (Plant::Runtime(RuntimeBug::LoadOldest), "isolated leader", isolate_leader_over_a_long_outbox, 60),
-        (Plant::Runtime(RuntimeBug::FetchIdsRestart), "restarting followers", restart_followers_over_a_slow_network, 400),
+        (
+            Plant::Runtime(RuntimeBug::FetchIdsRestart),
+            "restarting followers",
+            restart_followers_over_a_slow_network,
+            400,
+        ),
     ];
     let mut missed = Vec::new();
     for (plant, name, scenario, budget) in cases {
