@@ -41,8 +41,13 @@ pub use schema::{CONNECT_TIMEOUT, SCHEMA_VERSION};
 /// Connections the pool keeps at most: the leader is the only client, and writes are
 /// serialised by the fence lock anyway.
 const POOL_MAX: usize = 8;
-/// Idle connections the pool keeps.
+/// Idle connections the pool keeps for good.
 const POOL_MIN: usize = 1;
+/// How long a connection past [`POOL_MIN`] may stay idle in the pool. Not zero: with zero,
+/// mysql_async closes every connection returned past the minimum at once, and a write that
+/// arrives while a fill or a prune holds the one kept connection pays a new connection
+/// (TCP, handshake, the unix-socket upgrade, the session setup).
+const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
 /// How long taking a connection from the pool may take (connecting included) before the
 /// operation fails: a server that silently dropped off the network must not hang the leader
 /// for the kernel's TCP timeout.
@@ -86,7 +91,12 @@ impl GraphStore {
         let pool_opts = opts
             .pool_opts()
             .clone()
-            .with_constraints(mysql_async::PoolConstraints::new(POOL_MIN, POOL_MAX).expect("min <= max"));
+            .with_constraints(mysql_async::PoolConstraints::new(POOL_MIN, POOL_MAX).expect("min <= max"))
+            .with_inactive_connection_ttl(POOL_IDLE_TTL)
+            // A returned connection keeps its session (and its prepared statements): the
+            // only session state is the isolation level set below, and mysql_async rolls
+            // back a connection returned inside a transaction.
+            .with_reset_connection(false);
         let opts = mysql_async::OptsBuilder::from_opts(opts)
             .pool_opts(pool_opts)
             // Reads rely on snapshots; do not inherit a server-wide READ COMMITTED.
