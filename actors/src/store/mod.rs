@@ -5,8 +5,8 @@
 //! - [`GraphStore::connect`] — creates the database when missing and migrates it
 //!   (`schema.rs`).
 //! - [`GraphStore::write_batch`] — writes run in groups, one transaction each (group
-//!   commit): check the leadership fence once (`fence.rs`), then for each write, in a
-//!   savepoint, apply the change (`entities.rs`, `associations.rs`, with the inverse
+//!   commit): check the leadership fence once (`fence.rs`), then for each write (in a
+//!   savepoint when a batch mate was refused) apply the change (`entities.rs`, `associations.rs`, with the inverse
 //!   association where the type has one) and append its invalidation to the outbox
 //!   (`outbox.rs`); commit once. The fence row lock taken first also serialises the
 //!   batches, so outbox seqs grow in commit order. [`GraphStore::write`] is a batch of one.
@@ -122,14 +122,19 @@ impl GraphStore {
 
     /// Applies `reqs` in order at leader `term`, in **one** transaction (group commit):
     /// the fence is checked once (its row lock held to the commit, so seqs still follow
-    /// commit order), then each write runs inside a savepoint with its outbox row, and
-    /// the transaction commits once.
+    /// commit order), then each write runs with its outbox row, and the transaction
+    /// commits once.
     ///
     /// A write the database refuses on its own terms (not found, invalid, conflict) is
     /// rolled back to its savepoint alone and comes back as its `Err` — it certainly did
     /// not happen; the others go on. The outer `Err` concerns the whole batch: `Fenced`
     /// (nothing happened), or a MySQL failure (the outcome of every write is unknown: the
     /// connection may have failed during COMMIT).
+    ///
+    /// Savepoints cost two round trips per write, as many as the write itself, so a batch
+    /// first runs without them: when no write is refused (the common case) that is the
+    /// whole story; when one is, that transaction is rolled back — nothing of it happened —
+    /// and the batch runs again with savepoints (a batch of one just answers the refusal).
     #[tracing::instrument(skip(self, reqs), fields(writes = reqs.len()))]
     pub async fn write_batch(
         &self,
@@ -137,6 +142,25 @@ impl GraphStore {
         leader: &str,
         reqs: &[WriteRequest],
     ) -> Result<Vec<Result<CommittedWrite, StoreError>>, StoreError> {
+        match self.run_batch(term, leader, reqs, Savepoints::No).await? {
+            Batch::Committed(results) => Ok(results),
+            Batch::Refused(refused) if reqs.len() == 1 => Ok(vec![Err(refused)]),
+            Batch::Refused(_) => match self.run_batch(term, leader, reqs, Savepoints::Yes).await? {
+                Batch::Committed(results) => Ok(results),
+                Batch::Refused(e) => Err(StoreError::Corrupt(format!("a refusal escaped its savepoint: {e}"))),
+            },
+        }
+    }
+
+    /// One transaction of the batch: fence check, each write (in a savepoint of its own
+    /// or not), commit — or, without savepoints, a rollback at the first refused write.
+    async fn run_batch(
+        &self,
+        term: u64,
+        leader: &str,
+        reqs: &[WriteRequest],
+        savepoints: Savepoints,
+    ) -> Result<Batch, StoreError> {
         let mut tx = self.begin(TxOpts::default()).await?;
         if let Err(e) = fence::check(&mut tx, term, leader).await {
             rollback_quietly(tx).await;
@@ -144,7 +168,11 @@ impl GraphStore {
         }
         let mut results = Vec::with_capacity(reqs.len());
         for req in reqs {
-            match write_one(&mut tx, term, req).await {
+            match write_one(&mut tx, term, req, savepoints).await {
+                Ok(Err(refused)) if savepoints == Savepoints::No => {
+                    tx.rollback().await?;
+                    return Ok(Batch::Refused(refused));
+                }
                 Ok(result) => results.push(result),
                 Err(e) => {
                     rollback_quietly(tx).await;
@@ -153,19 +181,39 @@ impl GraphStore {
             }
         }
         tx.commit().await?;
-        tracing::debug!(writes = results.len(), "batch committed");
-        Ok(results)
+        tracing::debug!(writes = results.len(), ?savepoints, "batch committed");
+        Ok(Batch::Committed(results))
     }
 }
 
-/// One write of a batch, inside its own savepoint. `Ok(Err(_))`: the database refused it
-/// and it was rolled back alone; `Err(_)`: MySQL failed (the whole batch must go).
+/// Whether each write of a batch runs inside a savepoint of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Savepoints {
+    Yes,
+    No,
+}
+
+/// How one transaction of a batch ended.
+enum Batch {
+    /// Committed, with each write's result (refusals only with savepoints).
+    Committed(Vec<Result<CommittedWrite, StoreError>>),
+    /// Without savepoints, a write was refused: the transaction was rolled back whole.
+    Refused(StoreError),
+}
+
+/// One write of a batch, inside its own savepoint or not. `Ok(Err(_))`: the database
+/// refused it (with a savepoint it was rolled back alone; without one the caller must roll
+/// back the transaction); `Err(_)`: MySQL failed (the whole batch must go).
 async fn write_one(
     tx: &mut Transaction<'static>,
     term: u64,
     req: &WriteRequest,
+    savepoints: Savepoints,
 ) -> Result<Result<CommittedWrite, StoreError>, StoreError> {
-    tx.query_drop("SAVEPOINT write_one").await?;
+    let savepoint = savepoints == Savepoints::Yes;
+    if savepoint {
+        tx.query_drop("SAVEPOINT write_one").await?;
+    }
     let change = match apply(tx, req).await {
         Ok(change) => change,
         // The server answered with an error (the connection is fine): this write alone
@@ -173,7 +221,9 @@ async fn write_one(
         // takes the batch down.
         Err(StoreError::Mysql(e)) if !matches!(e, mysql_async::Error::Server(_)) => return Err(StoreError::Mysql(e)),
         Err(refused) => {
-            tx.query_drop("ROLLBACK TO SAVEPOINT write_one").await?;
+            if savepoint {
+                tx.query_drop("ROLLBACK TO SAVEPOINT write_one").await?;
+            }
             return Ok(Err(refused));
         }
     };
@@ -189,7 +239,9 @@ async fn write_one(
             CommittedWrite { outcome: WriteOutcome { seq, result }, keys: Vec::new() }
         }
     };
-    tx.query_drop("RELEASE SAVEPOINT write_one").await?;
+    if savepoint {
+        tx.query_drop("RELEASE SAVEPOINT write_one").await?;
+    }
     Ok(Ok(written))
 }
 
