@@ -11,6 +11,7 @@ use instaface_actors::store::{CommittedWrite, GraphStore, StoreError, SCHEMA_VER
 use instaface_bus::graph::{
     Attributes, CacheKey, CacheValue, Entity, EntityId, ErrorBody, ErrorCode, WriteRequest, WriteResult,
 };
+use instaface_testkit::wait_until;
 
 const TERM: u64 = 1;
 
@@ -434,7 +435,11 @@ async fn connect_creates_the_database_and_migrates_only_once() {
     let before: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
     assert_eq!(before.iter().map(|v| v.0).collect::<Vec<_>>(), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
 
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Until the clock has moved past every `applied` time, so that a second migration
+    // would show in them.
+    let latest = before.iter().map(|v| v.1).max().unwrap_or(0);
+    wait_until(Duration::from_secs(2), "the clock to pass the migrations' times", || instaface_bus::now_ms() > latest)
+        .await;
     let store = db.store().await;
     let after: Vec<(u32, u64)> = raw.query(versions).await.unwrap();
     assert_eq!(after, before, "a database at the latest version is left alone");

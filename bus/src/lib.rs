@@ -43,8 +43,17 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Whether `id` can name a node: non-empty, at most 64 characters of `[A-Za-z0-9_-]`,
-/// so it is a single NATS subject token and a safe Redis hash field.
+/// Longest node id, in bytes (= characters: ASCII only).
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// The characters of a node id, as an ECMA-262 / JSON Schema regular expression (the length
+/// is [`MAX_NODE_ID_LEN`], stated apart). [`valid_node_id`] is exactly this plus the length.
+pub const NODE_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
+/// Whether `id` can name a node: non-empty, at most [`MAX_NODE_ID_LEN`] characters of
+/// `[A-Za-z0-9_-]`, so it is a single NATS subject token and a safe Redis hash field.
 pub fn valid_node_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= MAX_NODE_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

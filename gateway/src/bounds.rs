@@ -25,11 +25,7 @@ use crate::error::ApiError;
 /// Largest entity id (ids are MySQL `BIGINT UNSIGNED`; any `u64` may be asked for).
 pub const MAX_ENTITY_ID: u64 = u64::MAX;
 
-/// Longest node id. Must agree with [`instaface_bus::valid_node_id`], which is what the
-/// handler checks; `gateway/tests/constraints.rs` holds them together.
-pub const MAX_NODE_ID_LEN: usize = 64;
-/// The characters of a node id (the length is [`MAX_NODE_ID_LEN`]); see [`MAX_NODE_ID_LEN`].
-pub const NODE_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+pub use instaface_bus::{MAX_NODE_ID_LEN, NODE_ID_PATTERN};
 
 /// A bounded integer query parameter: `min..=max`, `default` when absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -29,6 +29,8 @@ pub struct Shared {
     pub config: GatewayConfig,
     /// One permit per open `/api/events` websocket (`max_ws_clients` in all).
     pub ws_slots: Arc<Semaphore>,
+    /// `/api/openapi.json`, built once (it states this gateway's body limit).
+    pub openapi: axum::body::Bytes,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -88,6 +90,16 @@ impl AppState {
         ));
         let ws_slots = Arc::new(Semaphore::new(config.max_ws_clients.clamp(1, Semaphore::MAX_PERMITS)));
 
-        Ok(AppState(Arc::new(Shared { client, cluster, events, metrics, config, ws_slots, tasks: Mutex::new(tasks) })))
+        let openapi = axum::body::Bytes::from(crate::openapi::document_json(config.body_limit).to_string());
+        Ok(AppState(Arc::new(Shared {
+            client,
+            cluster,
+            events,
+            metrics,
+            config,
+            ws_slots,
+            openapi,
+            tasks: Mutex::new(tasks),
+        })))
     }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use browser::{browser_tools, free_port, Browser, Reaped};
+use browser::{browser_tools_or_skip, free_port, Browser, Reaped};
 use fantoccini::elements::Element;
 use fantoccini::Locator;
 use instaface_testkit::{bin_dir, binary, Cluster, ClusterOpts};
@@ -34,12 +34,7 @@ const ADMIN_TOKEN: &str = "e2e-admin-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_shows_the_cluster_unplugs_the_leader_and_navigates_the_graph() {
-    let Some((chromium, chromedriver)) = browser_tools() else {
-        instaface_testkit::skip_or_fail_in_ci(
-            "monitor_e2e",
-            "chromium and chromedriver are not installed \
-             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)",
-        );
+    let Some((chromium, chromedriver)) = browser_tools_or_skip("monitor_e2e") else {
         return;
     };
 

@@ -14,19 +14,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use browser::{browser_tools, Browser};
+use browser::{browser_tools_or_skip, Browser};
 use common::*;
 use fantoccini::Client;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_swagger_ui_loads_offline_and_lists_every_operation() {
-    let Some((chromium, chromedriver)) = browser_tools() else {
-        instaface_testkit::skip_or_fail_in_ci(
-            "swagger_ui",
-            "chromium and chromedriver are not installed \
-             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)",
-        );
+    let Some((chromium, chromedriver)) = browser_tools_or_skip("swagger_ui") else {
         return;
     };
 

@@ -14,6 +14,7 @@
 
 pub mod history;
 pub mod netsplit;
+pub mod zipf;
 
 pub use netsplit::NatsMesh;
 
@@ -304,6 +305,17 @@ impl Cluster {
     /// The node's status from its micro-service endpoint (`None` if it does not answer).
     pub async fn status(&self, id: &str) -> Option<instaface_bus::messages::NodeStatus> {
         self.bus.request(self.bus.subjects().node(id, "status"), &(), Duration::from_millis(500)).await.ok()
+    }
+
+    /// The status of every node of the cluster that answers, by id.
+    pub async fn statuses(&self) -> BTreeMap<String, instaface_bus::messages::NodeStatus> {
+        let mut out = BTreeMap::new();
+        for id in &self.ids {
+            if let Some(s) = self.status(id).await {
+                out.insert(id.clone(), s);
+            }
+        }
+        out
     }
 
     /// Waits until every running, plugged node holds a read lease (so reads are served

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use instaface_bus::graph::Attributes;
-use instaface_bus::messages::{NodeStatus, Role};
+use instaface_bus::messages::Role;
 use instaface_testkit::Cluster;
 
 pub fn env_usize(name: &str, default: usize) -> usize {
@@ -195,14 +195,4 @@ pub async fn wait_settled(c: &Cluster, ids: &[String], timeout: Duration) -> Opt
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-pub async fn statuses(c: &Cluster) -> BTreeMap<String, NodeStatus> {
-    let mut out = BTreeMap::new();
-    for id in &c.ids {
-        if let Some(s) = c.status(id).await {
-            out.insert(id.clone(), s);
-        }
-    }
-    out
 }

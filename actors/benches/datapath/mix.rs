@@ -7,36 +7,12 @@ use std::time::{Duration, Instant};
 
 use instaface_bus::graph::{Attributes, Consistency, EntityId, ReadQuery};
 use instaface_bus::messages::{NodeStatus, Role};
+use instaface_testkit::zipf::Zipf;
 use instaface_testkit::Cluster;
 use serde_json::json;
 
-use crate::common::{fm, run_load, statuses, summary, wait_settled};
+use crate::common::{fm, run_load, summary, wait_settled};
 use crate::graph::Graph;
-
-/// Samples indices 0..n with probability ∝ 1/(i+1)^s.
-struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    fn new(n: usize, s: f64) -> Zipf {
-        let mut acc = 0.0;
-        let mut cdf = Vec::with_capacity(n);
-        for i in 0..n {
-            acc += 1.0 / ((i + 1) as f64).powf(s);
-            cdf.push(acc);
-        }
-        for c in cdf.iter_mut() {
-            *c /= acc;
-        }
-        Zipf { cdf }
-    }
-
-    fn sample(&self) -> usize {
-        let u: f64 = rand::random();
-        self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1)
-    }
-}
 
 /// (b): the TAO-like mix through the queue group, from cold follower caches.
 #[allow(clippy::too_many_arguments)]
@@ -68,7 +44,7 @@ pub async fn run_mix(
             None => eprintln!("  cluster did not settle after restarting {f}"),
         }
     }
-    let before = statuses(c).await;
+    let before = c.statuses().await;
     let leader_term = |s: &BTreeMap<String, NodeStatus>| {
         s.values().find(|s| s.role == Role::Leader).map(|s| (s.node.clone(), s.term))
     };
@@ -89,7 +65,7 @@ pub async fn run_mix(
         let users = users.clone();
         let statuses_ids = statuses_ids.clone();
         async move {
-            let (id, is_user) = ents[zipf.sample()];
+            let (id, is_user) = ents[zipf.sample(&mut rand::rng())];
             let r: f64 = rand::random::<f64>() * 100.0;
             if r < 0.2 {
                 // Writes: half updates, half new likes.
@@ -129,9 +105,9 @@ pub async fn run_mix(
     };
     let half = mix_secs / 2;
     let first = run_load("mix, first half", conc, half, op.clone()).await;
-    let mid = statuses(c).await;
+    let mid = c.statuses().await;
     let second = run_load("mix, second half", conc, mix_secs - half, op).await;
-    let after = statuses(c).await;
+    let after = c.statuses().await;
     let lt_after = leader_term(&after);
     if lt_after != lt_before {
         eprintln!("  NOTE: the leader changed during the mix: {lt_before:?} -> {lt_after:?}");

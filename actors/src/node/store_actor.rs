@@ -9,8 +9,6 @@
 //! fence check, one commit — so the batch grows with the load and a lone write waits for
 //! nobody. The results go to the protocol actor in one message per batch, in seq order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use instaface_bus::graph::{ErrorBody, ErrorCode};
@@ -44,8 +42,8 @@ pub struct StoreState {
     in_flight: Option<Vec<(&'static str, WriteReply)>>,
     /// The pool of a term that ended while its batch ran, closed when the batch ends.
     retiring: Option<GraphStore>,
-    /// An outbox prune is running (in a task of its own, beside the writes).
-    pruning: Arc<AtomicBool>,
+    /// The last outbox prune's task (prunes run beside the writes, one at a time).
+    pruning: Option<tokio::task::JoinHandle<()>>,
     /// Follows the node's view and tells this actor of role changes.
     watcher: tokio::task::JoinHandle<()>,
 }
@@ -97,7 +95,7 @@ impl Actor for StoreActor {
             queue: VecDeque::new(),
             in_flight: None,
             retiring: None,
-            pruning: Arc::new(AtomicBool::new(false)),
+            pruning: None,
             watcher,
         })
     }
@@ -218,21 +216,19 @@ async fn on_message(
             // Housekeeping, off the writes' path: it runs in a task beside them (it deletes
             // covered rows at or below `through`, and new rows go in above the newest), and
             // while one runs the next is skipped — a later prune takes the rows it would have.
-            if let (Some(store), true) = (&state.store, state.ready) {
-                if !state.pruning.swap(true, Ordering::AcqRel) {
-                    let (store, pruning) = (store.clone(), state.pruning.clone());
-                    tokio::spawn(
-                        async move {
-                            match store.outbox_delete_through(through).await {
-                                Ok(n) if n > 0 => tracing::debug!(through, deleted = n, "outbox pruned"),
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
-                            }
-                            pruning.store(false, Ordering::Release);
+            let running = state.pruning.as_ref().is_some_and(|t| !t.is_finished());
+            if let (Some(store), true, false) = (&state.store, state.ready, running) {
+                let store = store.clone();
+                state.pruning = Some(tokio::spawn(
+                    async move {
+                        match store.outbox_delete_through(through).await {
+                            Ok(n) if n > 0 => tracing::debug!(through, deleted = n, "outbox pruned"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
                         }
-                        .in_current_span(),
-                    );
-                }
+                    }
+                    .in_current_span(),
+                ));
             }
         }
     }

@@ -29,6 +29,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use instaface_gateway::bounds;
 use instaface_gateway::model::{Association, AssociationList, Entity};
 use mysql_async::prelude::Queryable;
 use serde::Deserialize;
@@ -40,11 +41,6 @@ pub const SERVE_VAR: &str = "INSTAFACE_READS_SERVE";
 
 /// The trivial handler's body: fixed, and about the size of an entity of the graph.
 const TRIVIAL_BODY: &str = r#"{"id":1,"type":"user","attributes":{"name":"user 1"},"created":1795319300499,"updated":1795319300499,"version":1}"#;
-
-/// The gateway's `?limit=` default and bound (`gateway/src/bounds.rs`).
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 1000;
-const MAX_OFFSET: u32 = 100_000;
 
 /// Serves what `INSTAFACE_READS_SERVE` names (`trivial` or `mysql`) on `LISTEN_ADDR`, if set;
 /// returns `false` when it is not set (the process is the bench).
@@ -99,12 +95,11 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::BAD_GATEWAY, "upstream_error", e.to_string())
 }
 
+/// An entity id in a path, as the gateway parses it ([`bounds::parse_u64`]).
 #[allow(clippy::result_large_err)] // an axum Response is the error a handler answers with
 fn parse_id(raw: &str) -> Result<u64, Response> {
-    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(error(StatusCode::BAD_REQUEST, "bad_request", format!("{raw:?} is not an entity id")));
-    }
-    raw.parse().map_err(|_| error(StatusCode::BAD_REQUEST, "bad_request", format!("{raw:?} is not an entity id")))
+    bounds::parse_u64(raw)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, "bad_request", format!("{raw:?} is not an entity id")))
 }
 
 type EntityRow = (u64, String, String, u64, u64, u64);
@@ -143,14 +138,6 @@ struct Page {
     offset: Option<u32>,
 }
 
-fn valid_type(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-}
-
 async fn assocs(
     State(pool): State<mysql_async::Pool>,
     UrlPath((id, atype)): UrlPath<(String, String)>,
@@ -160,18 +147,18 @@ async fn assocs(
         Ok(id) => id,
         Err(r) => return r,
     };
-    if !valid_type(&atype) {
+    if !instaface_bus::graph::valid_type_name(&atype) {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("association type {atype:?} is not a plain identifier"),
         );
     }
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
-    let offset = page.offset.unwrap_or(0);
-    if limit > MAX_LIMIT || offset > MAX_OFFSET {
+    // The gateway's bounds and defaults (`gateway/src/bounds.rs`).
+    let (Ok(limit), Ok(offset)) = (bounds::ASSOC_LIMIT.check(page.limit), bounds::ASSOC_OFFSET.check(page.offset))
+    else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "limit or offset out of bounds".into());
-    }
+    };
     let mut conn = match pool.get_conn().await {
         Ok(c) => c,
         Err(e) => return internal(e),

@@ -60,6 +60,7 @@ use std::time::Duration;
 use baselines::ServerProcess;
 use machine::{CpuUse, LoadAvg, Watched};
 use project::CacheDelta;
+use rand::Rng as _;
 use workload::{Op, Rng, TRIVIAL_PATH};
 use wrk::{WrkArgs, WrkResult};
 
@@ -310,10 +311,8 @@ async fn bench() -> i32 {
 
 /// Everything between the setup and the report; returns the report's lines.
 async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<String>, String> {
-    let mut rng = Rng::from_time();
-    let key = s.cluster_key.then(|| {
-        format!("{:016x}{:016x}{:016x}{:016x}", rng.next_u64(), rng.next_u64(), rng.next_u64(), rng.next_u64())
-    });
+    let mut rng = <Rng as rand::SeedableRng>::from_os_rng();
+    let key = s.cluster_key.then(|| format!("{:032x}{:032x}", rng.random::<u128>(), rng.random::<u128>()));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
 
     // ---- the cluster and its graph (the direct-MySQL service reads the same database)
@@ -439,14 +438,14 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
                 let file = if t == Target::Trivial { &trivial_file } else { paths_file };
                 let mut watched = Watched { groups: vec![("server", vec![server.pid()])] };
                 watched.groups.extend(watched_common.iter().cloned());
-                let status_before = if t == Target::Project { Some(project::statuses(&cluster).await) } else { None };
+                let status_before = if t == Target::Project { Some(cluster.statuses().await) } else { None };
                 let load_before = LoadAvg::now();
                 let cpu_before = watched.snapshot();
                 let result = wrk::run(&args, &server.base, file).await;
                 let cpu = watched.snapshot().since(&cpu_before, hz);
                 let load_after = LoadAvg::now();
                 let cache = match status_before {
-                    Some(before) => Some(CacheDelta::between(&before, &project::statuses(&cluster).await)),
+                    Some(before) => Some(CacheDelta::between(&before, &cluster.statuses().await)),
                     None => None,
                 };
                 let what = if round == 0 { "warm-up".to_string() } else { format!("round {round}") };

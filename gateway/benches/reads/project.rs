@@ -19,6 +19,9 @@ use instaface_bus::messages::{CacheCounters, NodeStatus, Role};
 use instaface_testkit::{Cluster, ClusterOpts};
 
 use crate::baselines::{free_port, ServerProcess};
+use rand::seq::SliceRandom;
+use rand::Rng as _;
+
 use crate::workload::{assoc_types, Node, Rng};
 
 /// Starts the cluster (with `CLUSTER_KEY` when `key` is set) and waits until it settles.
@@ -134,11 +137,11 @@ pub async fn build_graph(
     }
     let mut edges: Vec<(EntityId, &'static str, EntityId)> = Vec::new();
     for s in &status_ids {
-        edges.push((user_ids[rng.below(user_ids.len())], "posted", *s));
+        edges.push((user_ids[rng.random_range(0..user_ids.len())], "posted", *s));
     }
     for u in &user_ids {
         for _ in 0..4 {
-            let v = user_ids[rng.below(user_ids.len())];
+            let v = user_ids[rng.random_range(0..user_ids.len())];
             if v != *u {
                 edges.push((*u, "friend", v));
             }
@@ -146,10 +149,10 @@ pub async fn build_graph(
     }
     for s in &status_ids {
         for _ in 0..3 {
-            edges.push((user_ids[rng.below(user_ids.len())], "likes", *s));
+            edges.push((user_ids[rng.random_range(0..user_ids.len())], "likes", *s));
         }
     }
-    rng.shuffle(&mut edges);
+    edges.shuffle(rng);
     let n_edges = edges.len();
     futures::stream::iter(edges)
         .map(|(from, atype, to)| {
@@ -213,17 +216,6 @@ pub async fn warm(c: &Cluster, nodes: &[Node]) -> (usize, usize) {
         .collect()
         .await;
     (total, ok.iter().filter(|x| !**x).count())
-}
-
-/// Every node's status (those that answer).
-pub async fn statuses(c: &Cluster) -> BTreeMap<String, NodeStatus> {
-    let mut out = BTreeMap::new();
-    for id in &c.ids {
-        if let Some(s) = c.status(id).await {
-            out.insert(id.clone(), s);
-        }
-    }
-    out
 }
 
 /// Cache counters over a run, summed over the nodes, with the leader and term at each end.

@@ -16,6 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
+use instaface_testkit::zipf::Zipf;
+use rand::seq::SliceRandom;
+use rand::Rng as _;
+
 /// The trivial handler's one route.
 pub const TRIVIAL_PATH: &str = "/trivial";
 
@@ -23,67 +27,8 @@ pub const TRIVIAL_PATH: &str = "/trivial";
 pub const USER_ASSOCS: [&str; 3] = ["friend", "likes", "posted"];
 pub const STATUS_ASSOCS: [&str; 2] = ["likedby", "postedby"];
 
-/// A small, fast, seedable generator (SplitMix64); the bench needs no cryptographic
-/// randomness, only a different draw per run.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded from the clock and the process id.
-    pub fn from_time() -> Rng {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Rng(t as u64 ^ (u64::from(std::process::id()) << 32))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
-}
-
-/// Samples indices `0..n` with probability ∝ 1/(i+1)^s (s = 0: uniform).
-pub struct Zipf {
-    cdf: Vec<f64>,
-}
-
-impl Zipf {
-    pub fn new(n: usize, s: f64) -> Zipf {
-        let mut acc = 0.0;
-        let mut cdf = Vec::with_capacity(n);
-        for i in 0..n {
-            acc += 1.0 / ((i + 1) as f64).powf(s);
-            cdf.push(acc);
-        }
-        for c in cdf.iter_mut() {
-            *c /= acc;
-        }
-        Zipf { cdf }
-    }
-
-    pub fn sample(&self, rng: &mut Rng) -> usize {
-        let u = rng.unit();
-        self.cdf.partition_point(|c| *c < u).min(self.cdf.len() - 1)
-    }
-}
+/// The bench's random source, seeded from the OS (a different draw per run).
+pub type Rng = rand::rngs::StdRng;
 
 /// An entity of the graph: its id and whether it is a user (else a status).
 #[derive(Clone, Copy, Debug)]
@@ -144,21 +89,21 @@ impl Op {
 
 /// The r1 paths: `n` entity reads, uniform over `nodes`.
 pub fn r1_paths(nodes: &[Node], n: usize, rng: &mut Rng) -> Vec<String> {
-    (0..n).map(|_| Op::ObjGet.path(nodes[rng.below(nodes.len())], "")).collect()
+    (0..n).map(|_| Op::ObjGet.path(nodes[rng.random_range(0..nodes.len())], "")).collect()
 }
 
 /// The r2 paths: `n` operations of the mix, keys Zipf(`s`) over `nodes` (ranked in a random
 /// order), and how many of each operation were drawn.
 pub fn r2_paths(nodes: &[Node], n: usize, s: f64, rng: &mut Rng) -> (Vec<String>, [usize; 4]) {
     let mut ranked = nodes.to_vec();
-    rng.shuffle(&mut ranked);
+    ranked.shuffle(rng);
     let zipf = Zipf::new(ranked.len(), s);
     let total: f64 = Op::ALL.iter().map(|o| o.share()).sum();
     let mut counts = [0usize; 4];
     let paths = (0..n)
         .map(|_| {
             let node = ranked[zipf.sample(rng)];
-            let mut r = rng.unit() * total;
+            let mut r = rng.random::<f64>() * total;
             let mut op = Op::AssocCount;
             for o in Op::ALL {
                 if r < o.share() {
@@ -169,7 +114,7 @@ pub fn r2_paths(nodes: &[Node], n: usize, s: f64, rng: &mut Rng) -> (Vec<String>
             }
             counts[op as usize] += 1;
             let types = assoc_types(node);
-            op.path(node, types[rng.below(types.len())])
+            op.path(node, types[rng.random_range(0..types.len())])
         })
         .collect();
     (paths, counts)

@@ -3,9 +3,6 @@
 //! monitor UI at `/` and `/<file>` (served from the router's fallback, which answers a JSON
 //! 404 for anything else).
 
-use std::sync::Mutex;
-
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, Method, Uri};
 use axum::response::{IntoResponse, Response};
@@ -52,21 +49,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "The OpenAPI document of this API", body = Object))
 )]
 pub async fn openapi(State(state): State<AppState>) -> Response {
-    // Built once per body limit (one per process, but tests build gateways of several).
-    static DOC: Mutex<Option<(usize, Bytes)>> = Mutex::new(None);
-    let limit = state.config.body_limit;
-    let doc = {
-        let mut cached = DOC.lock().unwrap_or_else(|e| e.into_inner());
-        match &*cached {
-            Some((l, doc)) if *l == limit => doc.clone(),
-            _ => {
-                let doc = Bytes::from(crate::openapi::document_json(limit).to_string());
-                *cached = Some((limit, doc.clone()));
-                doc
-            }
-        }
-    };
-    ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi.clone()).into_response()
 }
 
 /// The Swagger UI of this document (served by `utoipa-swagger-ui` from files built into the

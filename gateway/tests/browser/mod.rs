@@ -15,6 +15,20 @@ use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
+/// Chromium and chromedriver for `test`; when they are missing, the test says SKIPPED (and
+/// fails under `CI=true`, [`instaface_testkit::skip_or_fail_in_ci`]) and gets `None`.
+pub fn browser_tools_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let tools = browser_tools();
+    if tools.is_none() {
+        instaface_testkit::skip_or_fail_in_ci(
+            test,
+            "chromium and chromedriver are not installed \
+             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)",
+        );
+    }
+    tools
+}
+
 /// Chromium and chromedriver, from `CHROME_BIN`/`CHROMEDRIVER` or the PATH.
 pub fn browser_tools() -> Option<(PathBuf, PathBuf)> {
     let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_file());

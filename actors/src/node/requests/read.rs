@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use instaface_bus::graph::{
-    self, CacheKey, CacheValue, Consistency, ErrorBody, ErrorCode, ReadQuery, ReadRequest, ReadResult, Reply,
+    self, CacheKey, CacheValue, Consistency, EntityId, ErrorBody, ErrorCode, ReadQuery, ReadRequest, ReadResult, Reply,
 };
 use instaface_bus::messages::Role;
 
@@ -56,13 +56,19 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     result
 }
 
+/// At most [`graph::MAX_IDS_PER_READ`] ids in one read.
+fn check_ids(ids: &[EntityId]) -> Result<(), ErrorBody> {
+    if ids.len() > graph::MAX_IDS_PER_READ {
+        return Err(err(ErrorCode::Invalid, format!("at most {} ids per request", graph::MAX_IDS_PER_READ)));
+    }
+    Ok(())
+}
+
 async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     match query {
         ReadQuery::Entities { ids } => {
-            if ids.len() > graph::MAX_IDS_PER_READ {
-                return Err(err(ErrorCode::Invalid, format!("at most {} ids per request", graph::MAX_IDS_PER_READ)));
-            }
+            check_ids(&ids)?;
             let keys = ids.iter().map(|id| CacheKey::Entity(*id)).collect();
             let values = cache_get(ctx, keys).await?;
             let entities = values
@@ -75,6 +81,7 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
             Ok(ReadResult::Entities { entities })
         }
         ReadQuery::Assocs { from, atype, limit, offset } => {
+            let limit = limit.min(graph::MAX_ASSOC_LIMIT);
             if offset > graph::MAX_ASSOC_OFFSET {
                 return Err(err(
                     ErrorCode::Invalid,
@@ -97,6 +104,7 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
             }
         }
         ReadQuery::Query { entities, template } => {
+            check_ids(&entities)?;
             let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
             while let Some(keys) = plan.next_batch() {
                 let values = cache_get(ctx, keys).await?;
