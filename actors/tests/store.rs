@@ -663,3 +663,56 @@ async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
     assert_eq!(store.outbox_latest().await.unwrap(), added.outcome.seq);
     store.disconnect().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_of_creates_gets_distinct_ids_and_seqs_in_order() {
+    // Creates go in multi-row INSERTs (chunks of powers of two: 37 = 32 + 4 + 1) and the
+    // outbox rows in one more; every id and seq must be the row's own.
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({})).await.id;
+    store.raise_fence(TERM, "n1").await.unwrap();
+    let before = store.outbox_latest().await.unwrap();
+    let mut batch = vec![WriteRequest::RemoveAssoc { from: a, atype: "friend".into(), to: a }];
+    batch.extend((0..37).map(|i| WriteRequest::CreateEntity {
+        etype: if i % 2 == 0 { "user".into() } else { "post".into() },
+        attributes: attrs(json!({ "i": i })),
+    }));
+    batch.push(WriteRequest::UpdateEntity { id: a, patch: json!({"x": 1}) });
+    batch.push(WriteRequest::RemoveAssoc { from: a, atype: "friend".into(), to: a });
+    batch.extend(
+        (37..40).map(|i| WriteRequest::CreateEntity { etype: "user".into(), attributes: attrs(json!({ "i": i })) }),
+    );
+    let results: Vec<CommittedWrite> =
+        store.write_batch(TERM, "n1", &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(results.len(), batch.len());
+
+    assert_eq!(results[0].outcome.seq, before, "nothing changed before the batch's rows: the latest seq before it");
+    let changed: Vec<&CommittedWrite> = results.iter().filter(|w| !w.keys.is_empty()).collect();
+    let seqs: Vec<u64> = changed.iter().map(|w| w.outcome.seq).collect();
+    assert_eq!(seqs, (before + 1..=before + changed.len() as u64).collect::<Vec<_>>(), "one seq each, in order");
+    assert_eq!(results[39].outcome.seq, results[38].outcome.seq, "it saw the update before it");
+
+    let mut ids = Vec::new();
+    for (i, w) in results.iter().enumerate() {
+        if let WriteResult::Entity { entity } = &w.outcome.result {
+            if !matches!(batch[i], WriteRequest::CreateEntity { .. }) {
+                continue;
+            }
+            assert_eq!(key_strings(w), [CacheKey::Entity(entity.id).to_string()]);
+            ids.push((entity.id, entity.etype.clone(), entity.attributes.clone()));
+        }
+    }
+    assert_eq!(ids.len(), 40);
+    let stored = store.get_entities(&ids.iter().map(|(id, _, _)| *id).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(stored.len(), 40, "every id names a stored entity");
+    for ((id, etype, attributes), e) in ids.iter().zip(&stored) {
+        assert_eq!((&e.id, &e.etype, &e.attributes), (id, etype, attributes), "each id is its own row");
+    }
+    let rows = store.outbox_since(before, 100).await.unwrap();
+    assert_eq!(rows.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    for (row, w) in rows.iter().zip(&changed) {
+        assert_eq!(row.keys, key_strings(w), "each outbox row holds its own write's keys");
+    }
+    store.disconnect().await.unwrap();
+}

@@ -9,7 +9,7 @@ use rand::Rng;
 
 use instaface_bus::graph::{Attributes, CacheKey, Entity, EntityId, WriteResult};
 
-use super::{check_type, placeholders, Change, GraphStore, StoreError};
+use super::{batch, check_type, placeholders, Change, GraphStore, StoreError};
 
 /// Ids bound in one `IN (…)` list at most (MySQL allows 65 535 parameters a statement).
 pub(super) const MAX_IN_LIST: usize = 10_000;
@@ -146,6 +146,60 @@ pub(super) async fn create(
     let entity =
         Entity { id, etype: etype.to_string(), attributes: attributes.clone(), created: now, updated: now, version: 1 };
     Ok(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] })
+}
+
+/// Creates entities (a run of a batch's creates) with one multi-row INSERT per chunk when
+/// the server hands out consecutive ids, else one by one. Refused whole when a type is
+/// invalid (the caller rolls back).
+pub(super) async fn create_many(
+    tx: &mut Transaction<'static>,
+    creates: &[(&str, &Attributes)],
+    consecutive_ids: bool,
+) -> Result<Vec<Change>, StoreError> {
+    if !consecutive_ids {
+        let mut changes = Vec::with_capacity(creates.len());
+        for (etype, attributes) in creates {
+            changes.push(create(tx, etype, attributes).await?);
+        }
+        return Ok(changes);
+    }
+    for (etype, _) in creates {
+        check_type("entity", etype)?;
+    }
+    let now = instaface_bus::now_ms();
+    let rows: Vec<(&str, &Attributes, String)> =
+        creates.iter().map(|(etype, attributes)| (*etype, *attributes, attributes_json(attributes))).collect();
+    let sizes: Vec<usize> = rows.iter().map(|(etype, _, json)| etype.len() + json.len()).collect();
+    let mut changes = Vec::with_capacity(creates.len());
+    let mut rest = rows.as_slice();
+    for n in batch::row_chunks(&sizes) {
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        let sql = format!(
+            "INSERT INTO entities (etype, attributes, created, updated, version) VALUES {}",
+            batch::values_rows("(?, ?, ?, ?, 1)", n)
+        );
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(etype, _, json)| {
+                [Value::from(*etype), Value::from(json.as_str()), Value::from(now), Value::from(now)]
+            })
+            .collect();
+        tx.exec_drop(sql, params).await?;
+        let ids = batch::consecutive(tx.last_insert_id(), tx.affected_rows(), n, "entity")?;
+        for (id, (etype, attributes, _)) in ids.into_iter().zip(chunk) {
+            let entity = Entity {
+                id,
+                etype: etype.to_string(),
+                attributes: (*attributes).clone(),
+                created: now,
+                updated: now,
+                version: 1,
+            };
+            changes.push(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] });
+        }
+    }
+    Ok(changes)
 }
 
 pub(super) async fn update(

@@ -5,11 +5,11 @@
 //! - [`GraphStore::connect`] — creates the database when missing and migrates it
 //!   (`schema.rs`).
 //! - [`GraphStore::write_batch`] — writes run in groups, one transaction each (group
-//!   commit): check the leadership fence once (`fence.rs`), then for each write (in a
-//!   savepoint when a batch mate was refused) apply the change (`entities.rs`, `associations.rs`, with the inverse
-//!   association where the type has one) and append its invalidation to the outbox
-//!   (`outbox.rs`); commit once. The fence row lock taken first also serialises the
-//!   batches, so outbox seqs grow in commit order. [`GraphStore::write`] is a batch of one.
+//!   commit, `batch.rs`): check the leadership fence once (`fence.rs`), apply each change
+//!   (`entities.rs`, `associations.rs`, with the inverse association where the type has
+//!   one) and append the invalidations to the outbox (`outbox.rs`); commit once. The
+//!   fence row lock taken first also serialises the batches, so outbox seqs grow in
+//!   commit order. [`GraphStore::write`] is a batch of one.
 //! - Reads for cache fills: [`GraphStore::get_entities`], [`GraphStore::list_assocs`],
 //!   [`GraphStore::fetch`] (`fetch.rs`), [`GraphStore::random_ids`] and counts.
 //! - The outbox: [`GraphStore::outbox_since`] and friends, and the fence itself.
@@ -18,6 +18,7 @@
 //! validated, backquoted database name and `?,?,?` placeholder lists built from a count.
 
 mod associations;
+mod batch;
 mod entities;
 mod error;
 mod fence;
@@ -28,7 +29,6 @@ mod schema;
 
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
 
 use instaface_bus::graph::{CacheKey, WriteOutcome, WriteRequest, WriteResult};
@@ -57,6 +57,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct GraphStore {
     pool: Pool,
+    /// The server hands a multi-row INSERT consecutive auto-increment values (lock mode
+    /// 0 or 1, increment 1), so a batch may insert its new entities and its outbox rows
+    /// with one statement each and read every id off the first (`batch.rs`).
+    consecutive_ids: bool,
 }
 
 /// A committed write: its outbox seq and result, and the cache keys it invalidates.
@@ -87,7 +91,7 @@ impl GraphStore {
     /// reached (within [`CONNECT_TIMEOUT`]).
     #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<GraphStore, StoreError> {
-        let opts = schema::prepare(url).await?;
+        let (opts, consecutive_ids) = schema::prepare(url).await?;
         let pool_opts = opts
             .pool_opts()
             .clone()
@@ -101,7 +105,7 @@ impl GraphStore {
             .pool_opts(pool_opts)
             // Reads rely on snapshots; do not inherit a server-wide READ COMMITTED.
             .setup(vec!["SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]);
-        Ok(GraphStore { pool: Pool::new(opts) })
+        Ok(GraphStore { pool: Pool::new(opts), consecutive_ids })
     }
 
     /// Closes every connection of the pool.
@@ -119,130 +123,6 @@ impl GraphStore {
         let mut results = self.write_batch(term, leader, std::slice::from_ref(req)).await?;
         results.pop().unwrap_or_else(|| Err(StoreError::Corrupt("a batch of one gave no result".into())))
     }
-
-    /// Applies `reqs` in order at leader `term`, in **one** transaction (group commit):
-    /// the fence is checked once (its row lock held to the commit, so seqs still follow
-    /// commit order), then each write runs with its outbox row, and the transaction
-    /// commits once.
-    ///
-    /// A write the database refuses on its own terms (not found, invalid, conflict) is
-    /// rolled back to its savepoint alone and comes back as its `Err` — it certainly did
-    /// not happen; the others go on. The outer `Err` concerns the whole batch: `Fenced`
-    /// (nothing happened), or a MySQL failure (the outcome of every write is unknown: the
-    /// connection may have failed during COMMIT).
-    ///
-    /// Savepoints cost two round trips per write, as many as the write itself, so a batch
-    /// first runs without them: when no write is refused (the common case) that is the
-    /// whole story; when one is, that transaction is rolled back — nothing of it happened —
-    /// and the batch runs again with savepoints (a batch of one just answers the refusal).
-    #[tracing::instrument(skip(self, reqs), fields(writes = reqs.len()))]
-    pub async fn write_batch(
-        &self,
-        term: u64,
-        leader: &str,
-        reqs: &[WriteRequest],
-    ) -> Result<Vec<Result<CommittedWrite, StoreError>>, StoreError> {
-        match self.run_batch(term, leader, reqs, Savepoints::No).await? {
-            Batch::Committed(results) => Ok(results),
-            Batch::Refused(refused) if reqs.len() == 1 => Ok(vec![Err(refused)]),
-            Batch::Refused(_) => match self.run_batch(term, leader, reqs, Savepoints::Yes).await? {
-                Batch::Committed(results) => Ok(results),
-                Batch::Refused(e) => Err(StoreError::Corrupt(format!("a refusal escaped its savepoint: {e}"))),
-            },
-        }
-    }
-
-    /// One transaction of the batch: fence check, each write (in a savepoint of its own
-    /// or not), commit — or, without savepoints, a rollback at the first refused write.
-    async fn run_batch(
-        &self,
-        term: u64,
-        leader: &str,
-        reqs: &[WriteRequest],
-        savepoints: Savepoints,
-    ) -> Result<Batch, StoreError> {
-        let mut tx = self.begin(TxOpts::default()).await?;
-        if let Err(e) = fence::check(&mut tx, term, leader).await {
-            rollback_quietly(tx).await;
-            return Err(e);
-        }
-        let mut results = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            match write_one(&mut tx, term, req, savepoints).await {
-                Ok(Err(refused)) if savepoints == Savepoints::No => {
-                    tx.rollback().await?;
-                    return Ok(Batch::Refused(refused));
-                }
-                Ok(result) => results.push(result),
-                Err(e) => {
-                    rollback_quietly(tx).await;
-                    return Err(e);
-                }
-            }
-        }
-        tx.commit().await?;
-        tracing::debug!(writes = results.len(), ?savepoints, "batch committed");
-        Ok(Batch::Committed(results))
-    }
-}
-
-/// Whether each write of a batch runs inside a savepoint of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Savepoints {
-    Yes,
-    No,
-}
-
-/// How one transaction of a batch ended.
-enum Batch {
-    /// Committed, with each write's result (refusals only with savepoints).
-    Committed(Vec<Result<CommittedWrite, StoreError>>),
-    /// Without savepoints, a write was refused: the transaction was rolled back whole.
-    Refused(StoreError),
-}
-
-/// One write of a batch, inside its own savepoint or not. `Ok(Err(_))`: the database
-/// refused it (with a savepoint it was rolled back alone; without one the caller must roll
-/// back the transaction); `Err(_)`: MySQL failed (the whole batch must go).
-async fn write_one(
-    tx: &mut Transaction<'static>,
-    term: u64,
-    req: &WriteRequest,
-    savepoints: Savepoints,
-) -> Result<Result<CommittedWrite, StoreError>, StoreError> {
-    let savepoint = savepoints == Savepoints::Yes;
-    if savepoint {
-        tx.query_drop("SAVEPOINT write_one").await?;
-    }
-    let change = match apply(tx, req).await {
-        Ok(change) => change,
-        // The server answered with an error (the connection is fine): this write alone
-        // is refused, its batch mates go on. Anything else (I/O, a dropped connection)
-        // takes the batch down.
-        Err(StoreError::Mysql(e)) if !matches!(e, mysql_async::Error::Server(_)) => return Err(StoreError::Mysql(e)),
-        Err(refused) => {
-            if savepoint {
-                tx.query_drop("ROLLBACK TO SAVEPOINT write_one").await?;
-            }
-            return Ok(Err(refused));
-        }
-    };
-    let written = match change {
-        Change::Applied { result, keys } => {
-            let seq = outbox::append(tx, term, &keys).await?;
-            CommittedWrite { outcome: WriteOutcome { seq, result }, keys }
-        }
-        // It changed nothing: its seq is the latest one it observed (this batch's own
-        // earlier rows included).
-        Change::Nothing { result } => {
-            let seq = outbox::latest(tx).await?;
-            CommittedWrite { outcome: WriteOutcome { seq, result }, keys: Vec::new() }
-        }
-    };
-    if savepoint {
-        tx.query_drop("RELEASE SAVEPOINT write_one").await?;
-    }
-    Ok(Ok(written))
 }
 
 impl GraphStore {

@@ -8,12 +8,12 @@
 //! `AUTO_INCREMENT` counter cannot fall back (and seqs be reused) after a server restart.
 
 use mysql_async::prelude::*;
-use mysql_async::Transaction;
+use mysql_async::{Transaction, Value};
 
 use instaface_bus::graph::CacheKey;
 use instaface_bus::messages::InvalidationEntry;
 
-use super::{GraphStore, StoreError};
+use super::{batch, GraphStore, StoreError};
 
 impl GraphStore {
     /// The latest seq, or 0 when nothing was ever written.
@@ -89,6 +89,40 @@ pub(super) async fn append(tx: &mut Transaction<'static>, term: u64, keys: &[Cac
     )
     .await?;
     tx.last_insert_id().ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))
+}
+
+/// Appends the invalidations of a batch's changed writes, in order, and returns their
+/// seqs: one multi-row INSERT per chunk when the server hands out consecutive values,
+/// else row by row.
+pub(super) async fn append_many(
+    tx: &mut Transaction<'static>,
+    term: u64,
+    keys: &[&[CacheKey]],
+    consecutive_ids: bool,
+) -> Result<Vec<u64>, StoreError> {
+    if !consecutive_ids {
+        let mut seqs = Vec::with_capacity(keys.len());
+        for k in keys {
+            seqs.push(append(tx, term, k).await?);
+        }
+        return Ok(seqs);
+    }
+    let now = instaface_bus::now_ms();
+    let rows: Vec<String> = keys.iter().map(|k| serde_json::to_string(k).expect("cache keys serialise")).collect();
+    let sizes: Vec<usize> = rows.iter().map(String::len).collect();
+    let mut seqs = Vec::with_capacity(rows.len());
+    let mut rest = rows.as_slice();
+    for n in batch::row_chunks(&sizes) {
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        let sql =
+            format!("INSERT INTO outbox (term, keys_json, created) VALUES {}", batch::values_rows("(?, ?, ?)", n));
+        let params: Vec<Value> =
+            chunk.iter().flat_map(|json| [Value::from(term), Value::from(json.as_str()), Value::from(now)]).collect();
+        tx.exec_drop(sql, params).await?;
+        seqs.extend(batch::consecutive(tx.last_insert_id(), tx.affected_rows(), n, "outbox")?);
+    }
+    Ok(seqs)
 }
 
 /// The latest seq, or 0.

@@ -74,8 +74,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Parses `url`, creates its database when missing and migrates it. Returns the options
-/// for the pool.
-pub(super) async fn prepare(url: &str) -> Result<Opts, StoreError> {
+/// for the pool, and whether the server gives a multi-row INSERT consecutive
+/// auto-increment values ([`consecutive_ids`]).
+pub(super) async fn prepare(url: &str) -> Result<(Opts, bool), StoreError> {
     let opts = Opts::from_url(url)?;
     let db = opts
         .db_name()
@@ -91,12 +92,30 @@ pub(super) async fn prepare(url: &str) -> Result<Opts, StoreError> {
             return Err(StoreError::timed_out(&what, CONNECT_TIMEOUT));
         }
     };
-    let result = create_and_migrate(&mut conn, &db).await;
+    let result = match create_and_migrate(&mut conn, &db).await {
+        Ok(()) => consecutive_ids(&mut conn).await,
+        Err(e) => Err(e),
+    };
     // Closing also releases the advisory lock; a failure to close cleanly changes nothing.
     if let Err(e) = conn.disconnect().await {
         tracing::debug!(error = %e, "closing the migration connection");
     }
-    result.map(|()| opts)
+    result.map(|consecutive| (opts, consecutive))
+}
+
+/// Whether a multi-row INSERT's auto-increment values are consecutive from the first one
+/// the server reports: InnoDB's "traditional" (0) or "consecutive" (1) lock mode, which
+/// guarantees it for an INSERT whose row count is known, and an increment of 1. (Under the
+/// "interleaved" mode 2 a concurrent insert could take values in between; the store then
+/// inserts row by row.)
+async fn consecutive_ids(conn: &mut Conn) -> Result<bool, StoreError> {
+    let vars: Option<(i64, i64)> =
+        conn.query_first("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment").await?;
+    let consecutive = matches!(vars, Some((0 | 1, 1)));
+    if !consecutive {
+        tracing::info!(?vars, "auto-increment values may not be consecutive: batches insert row by row");
+    }
+    Ok(consecutive)
 }
 
 async fn create_and_migrate(conn: &mut Conn, db: &str) -> Result<(), StoreError> {
