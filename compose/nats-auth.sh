@@ -29,9 +29,9 @@
 # replies to its requests come to inboxes only its own role may subscribe to):
 #   node      the graph nodes: publish heartbeats, votes, invalidations, events and
 #             P.node.*.> (acks, vote replies, fills, reads at the leader, transfers);
-#             subscribe to those, P.control.unplug, P.graph.read (queue group readers
+#             subscribe to those, P.control.unplug, P.graph.read and P.graph.reads (queue group readers
 #             only), the micro service's $SRV.> and its inboxes; answer requests.
-#   gateway   publish reads (P.graph.read, P.node.*.read), writes (P.node.*.write),
+#   gateway   publish reads (P.graph.read, P.graph.reads, P.node.*.read), writes (P.node.*.write),
 #             status requests (P.node.*.status) and P.control.unplug; subscribe to
 #             P.heartbeat and P.events (leader tracking, the monitor) and its inboxes.
 #   bot       publish reads and writes only; subscribe to P.heartbeat, P.events and its
@@ -101,14 +101,14 @@ authorization {
 EOF
   user node \
     "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.node.*.>")" \
-    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.control.unplug" "$p.graph.read readers" "$p.node.*.>" "\$SRV.>" "$(inbox node).>")" \
+    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.control.unplug" "$p.graph.read readers" "$p.graph.reads readers" "$p.node.*.>" "\$SRV.>" "$(inbox node).>")" \
     responses
   user gateway \
-    "$(list "$p.graph.read" "$p.node.*.read" "$p.node.*.write" "$p.node.*.status" "$p.control.unplug")" \
+    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write" "$p.node.*.status" "$p.control.unplug")" \
     "$(list "$p.heartbeat" "$p.events" "$(inbox gateway).>")" \
     none
   user bot \
-    "$(list "$p.graph.read" "$p.node.*.read" "$p.node.*.write")" \
+    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write")" \
     "$(list "$p.heartbeat" "$p.events" "$(inbox bot).>")" \
     none
   user observer \

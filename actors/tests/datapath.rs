@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use instaface_bus::graph::{Attributes, Consistency, ReadQuery, ReadRequest, ReadResult, Reply};
+use instaface_bus::graph::{
+    Attributes, Consistency, ErrorCode, ReadBatch, ReadQuery, ReadRequest, ReadResult, Reply, MAX_ASSOC_OFFSET,
+    MAX_READS_PER_BATCH,
+};
 use instaface_testkit::{Cluster, ClusterOpts};
 use serde_json::json;
 
@@ -322,6 +325,66 @@ async fn async_mode_reads_your_writes_with_min_seq() {
         let (e, seq) = c.client.update_entity(user.id, json!({"n": i})).await.unwrap();
         let read = c.client.get_entity(user.id, Consistency::MinSeq { min_seq: seq }).await.unwrap();
         assert!(read.version >= e.version, "read v{} after writing v{} (seq {seq})", read.version, e.version);
+    }
+}
+
+/// A batch of reads (`P.graph.reads`) answers each read as it would alone, in order —
+/// found, missing, invalid, not yet applied — and the client's batcher, which sends
+/// concurrent reads that way, gives every reader its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_reads_answers_each_read_as_it_would_alone() {
+    let c = Cluster::start("dp-batch", ClusterOpts::default()).await;
+    let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    c.wait_serving(&strs(&others(&c, &[&leader])), Duration::from_secs(10)).await;
+    let (ada, _) = c.client.create_entity("user", attrs(json!({"name": "Ada"}))).await.unwrap();
+    let (bob, seq) = c.client.create_entity("user", attrs(json!({"name": "Bob"}))).await.unwrap();
+    c.client.add_assoc(ada.id, "friend", bob.id, Attributes::new()).await.unwrap();
+
+    let eventual = |query| ReadRequest { consistency: Consistency::Eventual, query };
+    let reads = vec![
+        eventual(ReadQuery::Entities { ids: vec![ada.id, bob.id] }),
+        eventual(ReadQuery::Entities { ids: vec![ada.id + 1_000_000] }),
+        eventual(ReadQuery::Assocs { from: ada.id, atype: "friend".into(), limit: 10, offset: 0 }),
+        eventual(ReadQuery::Assocs { from: ada.id, atype: "friend".into(), limit: 10, offset: MAX_ASSOC_OFFSET + 1 }),
+        ReadRequest {
+            consistency: Consistency::MinSeq { min_seq: seq + 1_000_000 },
+            query: ReadQuery::Entities { ids: vec![ada.id] },
+        },
+    ];
+    let batch = ReadBatch { reads: reads.clone() };
+    let answers: Reply<Vec<Reply<ReadResult>>> =
+        c.bus.request(c.bus.subjects().graph_reads(), &batch, Duration::from_secs(5)).await.expect("batch reply");
+    let Reply::Ok(answers) = answers else { panic!("the batch was refused: {answers:?}") };
+    assert_eq!(answers.len(), reads.len(), "one answer per read");
+    for (read, batched) in reads.iter().zip(&answers) {
+        let alone: Reply<ReadResult> =
+            c.bus.request(c.bus.subjects().graph_read(), read, Duration::from_secs(5)).await.expect("reply");
+        match (&alone, batched) {
+            (Reply::Ok(a), Reply::Ok(b)) => assert_eq!(a, b, "{read:?}"),
+            (Reply::Error(a), Reply::Error(b)) => assert_eq!(a.code, b.code, "{read:?}: {a:?} / {b:?}"),
+            _ => panic!("{read:?}: alone {alone:?}, in a batch {batched:?}"),
+        }
+    }
+    assert!(matches!(&answers[0], Reply::Ok(ReadResult::Entities { entities }) if entities.len() == 2));
+    assert!(matches!(&answers[1], Reply::Ok(ReadResult::Entities { entities }) if entities.is_empty()));
+    assert!(matches!(&answers[3], Reply::Error(e) if e.code == ErrorCode::Invalid));
+    assert!(matches!(&answers[4], Reply::Error(e) if e.code == ErrorCode::Unavailable));
+
+    // Too many reads: refused as a whole, clearly.
+    let too_many = ReadBatch { reads: vec![reads[0].clone(); MAX_READS_PER_BATCH + 1] };
+    let refused: Reply<Vec<Reply<ReadResult>>> =
+        c.bus.request(c.bus.subjects().graph_reads(), &too_many, Duration::from_secs(5)).await.expect("reply");
+    assert!(matches!(&refused, Reply::Error(e) if e.code == ErrorCode::Invalid), "{refused:?}");
+
+    // Many readers at once through the client (batching on by default): each gets its own.
+    let readers = (0..200u64).map(|i| {
+        let client = c.client.clone();
+        let id = if i % 2 == 0 { ada.id } else { bob.id };
+        tokio::spawn(async move { (id, client.get_entity(id, Consistency::Eventual).await) })
+    });
+    for reader in futures::future::join_all(readers).await {
+        let (id, got) = reader.expect("reader task");
+        assert_eq!(got.expect("read").id, id);
     }
 }
 

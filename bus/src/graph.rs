@@ -189,6 +189,20 @@ pub struct ReadRequest {
     pub query: ReadQuery,
 }
 
+/// Reads in one message, sent to `P.graph.reads` (followers, queue group `readers`) by a
+/// client that has several waiting at once: one NATS round trip, one wakeup of the
+/// follower, for up to [`MAX_READS_PER_BATCH`] reads. The reply is
+/// `Reply<Vec<Reply<ReadResult>>>`: one answer per read, in order, each exactly what the
+/// read alone on `P.graph.read` would have answered; the outer error (overloaded, too many
+/// reads, a reply too large for one message) means none was answered: ask alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadBatch {
+    pub reads: Vec<ReadRequest>,
+}
+
+/// Reads one [`ReadBatch`] carries at most.
+pub const MAX_READS_PER_BATCH: usize = 64;
+
 /// What a read asks for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::graph::*;
 use crate::messages::{Event, EventKind, Heartbeat};
+use crate::read_batcher::{Batched, ReadBatcher};
 use crate::{Bus, BusError, NodeId};
 
 /// How long a heartbeat vouches for its leader.
@@ -83,11 +84,14 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long a call may spend waiting for a leader and retrying.
     pub deadline: Duration,
+    /// Follower reads go through a [`ReadBatcher`]: at most a few requests out at once,
+    /// the reads that wait meanwhile sent together. Off: every read is its own request.
+    pub batch_reads: bool,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { request_timeout: Duration::from_secs(5), deadline: Duration::from_secs(10) }
+        ClientConfig { request_timeout: Duration::from_secs(5), deadline: Duration::from_secs(10), batch_reads: true }
     }
 }
 
@@ -97,6 +101,7 @@ pub struct GraphClient {
     bus: Bus,
     leader: watch::Receiver<LeaderInfo>,
     cfg: ClientConfig,
+    batcher: Option<ReadBatcher>,
     _tracker: Arc<TrackerGuard>,
 }
 
@@ -146,7 +151,13 @@ impl GraphClient {
         };
         // Bounded: while NATS is down the subscriptions are made on reconnect anyway.
         let _ = tokio::time::timeout(Duration::from_secs(1), bus.flush()).await;
-        Ok(GraphClient { bus, leader: rx, cfg, _tracker: Arc::new(TrackerGuard(Mutex::new(vec![t1, t2]))) })
+        let mut tasks = vec![t1, t2];
+        let batcher = cfg.batch_reads.then(|| {
+            let (batcher, task) = ReadBatcher::start(bus.clone(), cfg.request_timeout);
+            tasks.push(task);
+            batcher
+        });
+        Ok(GraphClient { bus, leader: rx, cfg, batcher, _tracker: Arc::new(TrackerGuard(Mutex::new(tasks))) })
     }
 
     pub fn bus(&self) -> &Bus {
@@ -239,8 +250,18 @@ impl GraphClient {
         let deadline = Instant::now() + self.cfg.deadline;
         let req = ReadRequest { consistency, query };
         if consistency != Consistency::Strong {
-            let subject = self.bus.subjects().graph_read();
-            match self.bus.request::<_, Reply<ReadResult>>(subject, &req, self.cfg.request_timeout).await {
+            let batched = match &self.batcher {
+                Some(batcher) => batcher.read(req.clone()).await,
+                None => Batched::Alone,
+            };
+            let answer = match batched {
+                Batched::Answer(answer) => answer,
+                Batched::Alone => {
+                    let subject = self.bus.subjects().graph_read();
+                    self.bus.request::<_, Reply<ReadResult>>(subject, &req, self.cfg.request_timeout).await
+                }
+            };
+            match answer {
                 Ok(Reply::Ok(r)) => return Ok(r),
                 Ok(Reply::Error(e)) if !matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
                     return Err(ClientError::from_body(e));

@@ -23,6 +23,7 @@ pub mod graph;
 pub mod graph_client;
 pub mod membership;
 pub mod messages;
+pub mod read_batcher;
 pub mod subjects;
 
 pub use client::{Bus, BusError, Incoming};

@@ -43,6 +43,12 @@ impl Subjects {
         format!("{}.graph.read", self.prefix)
     }
 
+    /// Batches of reads ([`crate::graph::ReadBatch`]); followers holding a read lease
+    /// serve them in queue group `readers`, like [`Subjects::graph_read`].
+    pub fn graph_reads(&self) -> String {
+        format!("{}.graph.reads", self.prefix)
+    }
+
     /// Monitoring events from every node.
     pub fn events(&self) -> String {
         format!("{}.events", self.prefix)
@@ -113,6 +119,7 @@ mod tests {
         let s = Subjects::new("instaface");
         assert_eq!(s.heartbeat(), "instaface.heartbeat");
         assert_eq!(s.graph_read(), "instaface.graph.read");
+        assert_eq!(s.graph_reads(), "instaface.graph.reads");
         assert_eq!(s.write(&"n2".to_string()), "instaface.node.n2.write");
         assert_eq!(s.node_all("n2"), "instaface.node.n2.>");
         assert_eq!(s.redis_key("members"), "instaface:members");

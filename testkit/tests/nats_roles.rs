@@ -899,6 +899,15 @@ async fn every_binary_works_under_its_own_role() {
     })
     .await;
 
+    // Concurrent reads go in batches (`P.graph.reads`), which both roles may send and only
+    // the nodes' readers group may take (a refusal would be logged as a violation below).
+    for client in [&gateway, &bot] {
+        let reads = (0..100).map(|_| client.get_entity(ada.id, Consistency::Eventual));
+        for read in futures::future::join_all(reads).await {
+            assert_eq!(read.expect("a read in a burst").id, ada.id);
+        }
+    }
+
     // The observer: the nodes' micro service answers its discovery requests, into its inbox.
     let observer = Conn::connect(&users, &server, "observer").await;
     let inbox = observer.client.new_inbox();

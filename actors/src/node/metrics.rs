@@ -32,6 +32,8 @@ pub struct Metrics {
     pub read_seconds: Histogram,
     /// Writes committed per batch (group commit).
     pub write_batch_size: Histogram,
+    /// Reads per batch served from `P.graph.reads`.
+    pub read_batch_size: Histogram,
 }
 
 impl Metrics {
@@ -60,6 +62,12 @@ impl Metrics {
             let _ = registry.register(Box::new(h.clone()));
             h
         };
+        let sizes = |name: &str, help: &str| {
+            let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric name");
+            let _ = registry.register(Box::new(h.clone()));
+            h
+        };
         Metrics {
             role: gauge("role", "0 follower, 1 pre-candidate, 2 candidate, 3 leader"),
             term: gauge("term", "current term"),
@@ -84,15 +92,8 @@ impl Metrics {
             writes: counter_vec("writes_total", "writes handled as leader, by outcome", &["outcome"]),
             write_seconds: histogram("write_seconds", "write latency at the leader, commit to answer included"),
             read_seconds: histogram("read_seconds", "read latency at the serving node"),
-            write_batch_size: {
-                let buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
-                let h = Histogram::with_opts(
-                    HistogramOpts::new("write_batch_size", "writes committed in one transaction").buckets(buckets),
-                )
-                .expect("valid metric name");
-                let _ = registry.register(Box::new(h.clone()));
-                h
-            },
+            write_batch_size: sizes("write_batch_size", "writes committed in one transaction"),
+            read_batch_size: sizes("read_batch_size", "reads served in one batch (P.graph.reads)"),
             registry,
         }
     }

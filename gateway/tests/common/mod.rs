@@ -220,9 +220,13 @@ pub async fn offline_gateway_with(
     let membership =
         Membership::connect("redis://127.0.0.1:6379", &Subjects::new(prefix.clone())).await.expect("redis");
     membership.ensure(&["n1".into(), "n2".into(), "n3".into()], "test").await.expect("members");
-    let state = AppState::start(bus.clone(), ClientConfig { request_timeout: wait, deadline: wait }, config)
-        .await
-        .expect("gateway state");
+    let state = AppState::start(
+        bus.clone(),
+        ClientConfig { request_timeout: wait, deadline: wait, ..ClientConfig::default() },
+        config,
+    )
+    .await
+    .expect("gateway state");
     let app = instaface_gateway::app(state.clone());
     (state, app, bus, membership)
 }

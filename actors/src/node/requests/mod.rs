@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use instaface_bus::codec::DecodeLog;
 use instaface_bus::graph::{
-    CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadRequest, ReadResult, Reply, WriteOutcome,
-    WriteRequest,
+    CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadBatch, ReadRequest, ReadResult, Reply,
+    WriteOutcome, WriteRequest,
 };
 use instaface_bus::messages::Role;
 use instaface_bus::subjects::READERS_GROUP;
@@ -36,7 +36,7 @@ use super::net::Audience;
 use super::{lookup, NodeContext};
 
 pub use fill::fill;
-pub use read::read;
+pub use read::{read, read_batch};
 pub use write::write;
 
 /// How long a request may wait on the cache actor.
@@ -153,8 +153,12 @@ async fn answer_all<Req, Res, F, Fut>(
                 tokio::spawn(async move {
                     let answer: Reply<Res> = handler(ctx.clone(), req).await.into();
                     drop(permit);
-                    if let Err(e) = reply_to(&ctx, audience, reply, &answer).await {
+                    if let Err(e) = reply_to(&ctx, audience, reply.clone(), &answer).await {
+                        // Most likely an answer larger than the server takes in one
+                        // message: say so rather than leave the asker to time out.
                         tracing::debug!(error = %e, "reply not sent");
+                        let failed: Reply<()> = Reply::Error(err(ErrorCode::Unavailable, format!("no answer: {e}")));
+                        let _ = reply_to(&ctx, audience, reply, &failed).await;
                     }
                 });
             }
@@ -187,37 +191,27 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let mut view_rx = ctx.view.subscribe();
-        let mut serving: Option<JoinHandle<()>> = None;
+        let mut serving: Vec<JoinHandle<()>> = Vec::new();
         loop {
             let (should, until) = {
                 let view = view_rx.borrow_and_update();
                 let should = view.role == Role::Follower && view.lease_holds(Instant::now()) && !ctx.net.clients_cut();
                 (should, view.lease_until)
             };
-            match (should, serving.is_some()) {
-                (true, false) => {
-                    let subject = ctx.net.subjects().graph_read();
-                    match ctx.net.bus().queue_subscribe::<ReadRequest>(subject, READERS_GROUP).await {
-                        Ok(sub) => {
-                            tracing::info!("read lease held: joined the readers group");
-                            let c = ctx.clone();
-                            serving = Some(tokio::spawn(answer_all(
-                                c,
-                                sub,
-                                Audience::Clients,
-                                ErrorCode::Unavailable,
-                                |ctx, req| async move { read(&ctx, req).await },
-                            )));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not join the readers group"),
+            match (should, serving.is_empty()) {
+                (true, true) => match join_readers(&ctx).await {
+                    Ok(tasks) => {
+                        tracing::info!("read lease held: joined the readers group");
+                        serving = tasks;
                     }
-                }
-                (false, true) => {
-                    if let Some(task) = serving.take() {
-                        // Dropping the subscription (with its task) unsubscribes.
+                    Err(e) => tracing::warn!(error = %e, "could not join the readers group"),
+                },
+                (false, false) => {
+                    // Dropping the subscriptions (with their tasks) unsubscribes.
+                    for task in serving.drain(..) {
                         task.abort();
-                        tracing::info!("no read lease: left the readers group");
                     }
+                    tracing::info!("no read lease: left the readers group");
                 }
                 _ => {}
             }
@@ -230,6 +224,31 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
             let _ = tokio::time::timeout(wake, view_rx.changed()).await;
         }
     })
+}
+
+/// Queue-subscribes to reads alone (`P.graph.read`) and in batches (`P.graph.reads`) in
+/// the `readers` group, and answers them.
+async fn join_readers(ctx: &NodeContext) -> Result<Vec<JoinHandle<()>>, instaface_bus::BusError> {
+    let subjects = ctx.net.subjects();
+    let bus = ctx.net.bus();
+    let alone = bus.queue_subscribe::<ReadRequest>(subjects.graph_read(), READERS_GROUP).await?;
+    let batches = bus.queue_subscribe::<ReadBatch>(subjects.graph_reads(), READERS_GROUP).await?;
+    Ok(vec![
+        tokio::spawn(answer_all(
+            ctx.clone(),
+            alone,
+            Audience::Clients,
+            ErrorCode::Unavailable,
+            |ctx, req| async move { read(&ctx, req).await },
+        )),
+        tokio::spawn(answer_all(
+            ctx.clone(),
+            batches,
+            Audience::Clients,
+            ErrorCode::Unavailable,
+            |ctx, req| async move { read_batch(&ctx, req).await },
+        )),
+    ])
 }
 
 /// Values for `keys` from the cache actor (which fills misses).

@@ -6,7 +6,8 @@
 use std::time::Instant;
 
 use instaface_bus::graph::{
-    self, CacheKey, CacheValue, Consistency, EntityId, ErrorBody, ErrorCode, ReadQuery, ReadRequest, ReadResult, Reply,
+    self, CacheKey, CacheValue, Consistency, EntityId, ErrorBody, ErrorCode, ReadBatch, ReadQuery, ReadRequest,
+    ReadResult, Reply,
 };
 use instaface_bus::messages::Role;
 
@@ -54,6 +55,20 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     ctx.metrics.reads.with_label_values(&[kind]).inc();
     ctx.metrics.read_seconds.observe(started.elapsed().as_secs_f64());
     result
+}
+
+/// Serves a batch of reads (`P.graph.reads`): each read as [`read`] would alone, all at
+/// once, the answers in the order asked.
+pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply<ReadResult>>, ErrorBody> {
+    if batch.reads.len() > graph::MAX_READS_PER_BATCH {
+        return Err(err(
+            ErrorCode::Invalid,
+            format!("{} reads in one batch (at most {})", batch.reads.len(), graph::MAX_READS_PER_BATCH),
+        ));
+    }
+    ctx.metrics.read_batch_size.observe(batch.reads.len() as f64);
+    let answers = futures::future::join_all(batch.reads.into_iter().map(|req| read(ctx, req))).await;
+    Ok(answers.into_iter().map(Reply::from).collect())
 }
 
 /// At most [`graph::MAX_IDS_PER_READ`] ids in one read.
