@@ -1,7 +1,7 @@
 //! Reads through the gateway (issue 13), beside two baselines measured in the same run,
 //! alternately. Prints figures; asserts nothing about speed.
 //!
-//! Three targets, each an HTTP server on 127.0.0.1 loaded by `wrk` (keep-alive connections,
+//! Four targets, each an HTTP server on 127.0.0.1 loaded by `wrk` (keep-alive connections,
 //! `BENCH_CONCURRENCY` of them, default 32, over `BENCH_WRK_THREADS` threads, default 2):
 //!
 //! - **trivial axum**: a fixed small JSON body on one route, the floor for any HTTP service
@@ -10,10 +10,12 @@
 //!   cluster's MySQL database with a `mysql_async` pool and prepared statements, what a team
 //!   without our cache would run ([`baselines`]);
 //! - **project**: a 3-node cluster of real `instaface-node` processes and one real
-//!   `instaface-gateway` process pointed at it ([`project`]).
+//!   `instaface-gateway` process pointed at it ([`project`]);
+//! - **project, reads alone**: a second gateway on the same cluster with `BATCH_READS=false`
+//!   (every read its own NATS request), to see what batching does in the same run.
 //!
-//! Two workloads ([`workload`]), each run against the three targets in turn, alternating the
-//! order each round (trivial, project, direct-MySQL; then direct-MySQL, project, trivial; …),
+//! Two workloads ([`workload`]), each run against the targets in turn, alternating the
+//! order each round (the list, then the list reversed, …),
 //! `BENCH_ROUNDS` rounds (default 2) of `BENCH_SECONDS` each (default 10) after an unreported
 //! warm-up run of every target (`BENCH_WARMUP_SECONDS`, default 2):
 //!
@@ -36,7 +38,7 @@
 //! (`bench/run.sh` does this, and the write-scaling part of the datapath bench, in one
 //! command.) Environment: `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS`
 //! (2), `BENCH_CONCURRENCY` (32), `BENCH_WRK_THREADS` (2), `BENCH_WORKLOADS` (`r1,r2`),
-//! `BENCH_TARGETS` (`trivial,mysql,project`), `BENCH_USERS` (200), `BENCH_STATUSES` (400),
+//! `BENCH_TARGETS` (`trivial,mysql,project,alone`), `BENCH_USERS` (200), `BENCH_STATUSES` (400),
 //! `BENCH_ZIPF` (1.0), `BENCH_PATHS` (paths drawn per workload, 100000),
 //! `BENCH_MYSQL_POOL` (the direct-MySQL pool size, default the concurrency),
 //! `BENCH_CLUSTER_KEY` (1: nodes and gateway share a cluster key, as in compose and the
@@ -86,6 +88,8 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
 enum Target {
     Trivial,
     Project,
+    /// The project with `BATCH_READS=false`: every read its own NATS request.
+    ProjectAlone,
     Mysql,
 }
 
@@ -94,6 +98,7 @@ impl Target {
         match self {
             Target::Trivial => "trivial axum",
             Target::Project => "**project** (gateway + 3 nodes)",
+            Target::ProjectAlone => "project, reads alone (`BATCH_READS=false`)",
             Target::Mysql => "direct-MySQL",
         }
     }
@@ -102,8 +107,14 @@ impl Target {
         match self {
             Target::Trivial => "trivial",
             Target::Project => "project",
+            Target::ProjectAlone => "alone",
             Target::Mysql => "mysql",
         }
+    }
+
+    /// A gateway in front of the cluster (its log is in the cluster's log directory).
+    fn is_gateway(self) -> bool {
+        matches!(self, Target::Project | Target::ProjectAlone)
     }
 }
 
@@ -167,12 +178,13 @@ impl Settings {
                 }
             })
             .collect();
-        let mut targets: Vec<Target> = env_list("BENCH_TARGETS", "trivial,mysql,project")
+        let mut targets: Vec<Target> = env_list("BENCH_TARGETS", "trivial,mysql,project,alone")
             .iter()
             .filter_map(|t| match t.as_str() {
                 "trivial" => Some(Target::Trivial),
                 "mysql" => Some(Target::Mysql),
                 "project" => Some(Target::Project),
+                "alone" => Some(Target::ProjectAlone),
                 other => {
                     eprintln!("BENCH_TARGETS: ignoring {other:?} (trivial, mysql, project)");
                     None
@@ -336,12 +348,13 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
                 s.pool,
                 &dir.join("mysql.log"),
             ),
-            Target::Project => project::start_gateway(&cluster, key.as_deref(), &s.gateway_log),
+            Target::Project => project::start_gateway(&cluster, key.as_deref(), &s.gateway_log, true),
+            Target::ProjectAlone => project::start_gateway(&cluster, key.as_deref(), &s.gateway_log, false),
         };
         let path = if *t == Target::Trivial { TRIVIAL_PATH } else { probe.as_str() };
         server.wait_ready(&http, path, Duration::from_secs(30)).await.map_err(|e| {
-            let log = if *t == Target::Project {
-                cluster.log_dir().join("gateway.log")
+            let log = if t.is_gateway() {
+                cluster.log_dir().join(format!("gateway-{}.log", t.key()))
             } else {
                 dir.join(format!("{}.log", t.key()))
             };
@@ -438,7 +451,7 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
                 let file = if t == Target::Trivial { &trivial_file } else { paths_file };
                 let mut watched = Watched { groups: vec![("server", vec![server.pid()])] };
                 watched.groups.extend(watched_common.iter().cloned());
-                let status_before = if t == Target::Project { Some(cluster.statuses().await) } else { None };
+                let status_before = if t.is_gateway() { Some(cluster.statuses().await) } else { None };
                 let load_before = LoadAvg::now();
                 let cpu_before = watched.snapshot();
                 let result = wrk::run(&args, &server.base, file).await;

@@ -41,19 +41,22 @@ pub async fn start_cluster(key: Option<&str>) -> Result<Cluster, String> {
 }
 
 /// Starts `instaface-gateway` against the cluster, as the launcher does (same prefix for
-/// NATS subjects and Redis keys, the cluster key), logging to the cluster's log directory.
-pub fn start_gateway(cluster: &Cluster, key: Option<&str>, log_level: &str) -> ServerProcess {
+/// NATS subjects and Redis keys, the cluster key), logging to the cluster's log directory;
+/// `batch_reads` is its `BATCH_READS`.
+pub fn start_gateway(cluster: &Cluster, key: Option<&str>, log_level: &str, batch_reads: bool) -> ServerProcess {
     let port = free_port();
     let mut cmd = Command::new(instaface_testkit::binary("instaface-gateway"));
     cmd.env("INSTAFACE_PREFIX", &cluster.prefix)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("NATS_URL", "nats://127.0.0.1:4222")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
-        .env("RUST_LOG", log_level);
+        .env("RUST_LOG", log_level)
+        .env("BATCH_READS", batch_reads.to_string());
     if let Some(key) = key {
         cmd.env("CLUSTER_KEY", key);
     }
-    ServerProcess::spawn("gateway", cmd, port, &cluster.log_dir().join("gateway.log"))
+    let name = if batch_reads { "project" } else { "alone" };
+    ServerProcess::spawn("gateway", cmd, port, &cluster.log_dir().join(format!("gateway-{name}.log")))
 }
 
 /// Waits until every node answers, one leads, and the others follow it holding a lease.
