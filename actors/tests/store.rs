@@ -665,7 +665,7 @@ async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
 }
 
 #[tokio::test]
-async fn a_batch_of_creates_gets_distinct_ids_and_seqs_in_order() {
+async fn a_batch_of_creates_gets_distinct_ids_and_seqs() {
     // Creates go in multi-row INSERTs (chunks of powers of two: 37 = 32 + 4 + 1) and the
     // outbox rows in one more; every id and seq must be the row's own.
     let db = TestDb::new();
@@ -687,11 +687,15 @@ async fn a_batch_of_creates_gets_distinct_ids_and_seqs_in_order() {
         store.write_batch(TERM, "n1", &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
     assert_eq!(results.len(), batch.len());
 
-    assert_eq!(results[0].outcome.seq, before, "nothing changed before the batch's rows: the latest seq before it");
+    // The batch is applied by kind (updates, the others in order, creates): a removal of
+    // nothing answers the latest seq it observed.
+    let update = &results[38];
+    assert_eq!(results[0].outcome.seq, update.outcome.seq, "it saw the update applied before it");
+    assert_eq!(results[39].outcome.seq, update.outcome.seq, "it saw the update applied before it");
     let changed: Vec<&CommittedWrite> = results.iter().filter(|w| !w.keys.is_empty()).collect();
-    let seqs: Vec<u64> = changed.iter().map(|w| w.outcome.seq).collect();
-    assert_eq!(seqs, (before + 1..=before + changed.len() as u64).collect::<Vec<_>>(), "one seq each, in order");
-    assert_eq!(results[39].outcome.seq, results[38].outcome.seq, "it saw the update before it");
+    let mut seqs: Vec<u64> = changed.iter().map(|w| w.outcome.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (before + 1..=before + changed.len() as u64).collect::<Vec<_>>(), "one seq each, no gap");
 
     let mut ids = Vec::new();
     for (i, w) in results.iter().enumerate() {
@@ -711,8 +715,55 @@ async fn a_batch_of_creates_gets_distinct_ids_and_seqs_in_order() {
     }
     let rows = store.outbox_since(before, 100).await.unwrap();
     assert_eq!(rows.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
-    for (row, w) in rows.iter().zip(&changed) {
+    for w in &changed {
+        let row = rows.iter().find(|r| r.seq == w.outcome.seq).expect("its outbox row");
         assert_eq!(row.keys, key_strings(w), "each outbox row holds its own write's keys");
     }
+    store.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_batch_of_updates_applies_each_patch_in_order_and_answers_each_version() {
+    // Updates go in one locking SELECT and one upsert; several of one entity chain.
+    let db = TestDb::new();
+    let store = db.store().await;
+    let a = create(&store, "user", json!({"n": 0, "keep": true})).await.id;
+    let b = create(&store, "post", json!({"text": "x"})).await.id;
+    store.raise_fence(TERM, "n1").await.unwrap();
+    let before = store.outbox_latest().await.unwrap();
+    let batch = vec![
+        WriteRequest::UpdateEntity { id: a, patch: json!({"n": 1}) },
+        WriteRequest::CreateEntity { etype: "user".into(), attributes: attrs(json!({"new": true})) },
+        WriteRequest::UpdateEntity { id: b, patch: json!({"text": "y"}) },
+        WriteRequest::UpdateEntity { id: a, patch: json!({"n": 2, "keep": null}) },
+    ];
+    let results: Vec<CommittedWrite> =
+        store.write_batch(TERM, "n1", &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+    let entity = |w: &CommittedWrite| match &w.outcome.result {
+        WriteResult::Entity { entity } => entity.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (a1, b1, a2) = (entity(&results[0]), entity(&results[2]), entity(&results[3]));
+    assert_eq!((a1.version, a1.attributes.clone()), (2, attrs(json!({"n": 1, "keep": true}))));
+    assert_eq!((a2.version, a2.attributes.clone()), (3, attrs(json!({"n": 2}))));
+    assert_eq!((b1.version, b1.attributes.clone()), (2, attrs(json!({"text": "y"}))));
+    let stored = store.get_entities(&[a, b]).await.unwrap();
+    assert_eq!(stored[0], a2, "the last update of a is stored");
+    assert_eq!(stored[1], b1);
+    assert!(results[0].outcome.seq < results[3].outcome.seq, "a's updates in order");
+    assert_eq!(store.outbox_latest().await.unwrap(), before + 4);
+
+    // A missing entity among them: the grouped run is refused whole and the batch runs
+    // again one by one; the others commit.
+    let batch = vec![
+        WriteRequest::UpdateEntity { id: a, patch: json!({"n": 3}) },
+        WriteRequest::UpdateEntity { id: EntityId::MAX / 2, patch: json!({"n": 3}) },
+        WriteRequest::UpdateEntity { id: b, patch: json!("not an object") },
+    ];
+    let results = store.write_batch(TERM, "n1", &batch).await.unwrap();
+    assert_eq!(entity(results[0].as_ref().expect("the update of a commits")).version, 4);
+    assert_eq!(results[1].as_ref().expect_err("missing").code(), ErrorCode::NotFound);
+    assert_eq!(results[2].as_ref().expect_err("not an object").code(), ErrorCode::Invalid);
+    assert_eq!(store.get_entities(&[b]).await.unwrap()[0].version, 2, "b unchanged");
     store.disconnect().await.unwrap();
 }

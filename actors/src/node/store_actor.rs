@@ -369,6 +369,9 @@ fn batch_done(
                     }
                 }
             }
+            // The store may apply a batch's writes in another order than asked (they are
+            // concurrent, any order is a correct one); the log takes them in seq order.
+            writes.sort_by_key(|w| w.outcome.seq);
             metrics.write_batch_size.observe(writes.len() as f64);
             if !writes.is_empty() {
                 cast_to(&state.ctx.names.protocol, ProtocolMsg::Committed { term, writes });
