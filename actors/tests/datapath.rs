@@ -1,12 +1,13 @@
 //! The data path with real node processes on real NATS, MySQL and Redis: writes at the
 //! leader, reads at followers, invalidations, leases, the fence and single flight.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use instaface_bus::graph::{
     Attributes, Consistency, ErrorCode, ReadBatch, ReadQuery, ReadRequest, ReadResult, Reply, MAX_ASSOC_OFFSET,
     MAX_READS_PER_BATCH,
 };
+use instaface_bus::graph_client::{ClientConfig, GraphClient};
 use instaface_testkit::{Cluster, ClusterOpts};
 use serde_json::json;
 
@@ -386,6 +387,50 @@ async fn a_batch_of_reads_answers_each_read_as_it_would_alone() {
         let (id, got) = reader.expect("reader task");
         assert_eq!(got.expect("read").id, id);
     }
+}
+
+/// A follower that stops answering (SIGSTOP) while in the readers group holds up only the
+/// requests that reach it: every read of a crowd through the client (batched) is
+/// answered, none later than about one request timeout, after which the leader answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_follower_holds_up_a_read_one_request_timeout_at_most() {
+    let c = Cluster::start("dp-stopped", ClusterOpts::default()).await;
+    let (leader, _) = c.wait_leader(Duration::from_secs(20), None, 0).await;
+    let followers = others(&c, &[&leader]);
+    c.wait_serving(&strs(&followers), Duration::from_secs(10)).await;
+    let (ada, _) = c.client.create_entity("user", attrs(json!({"name": "Ada"}))).await.unwrap();
+    let timeout = Duration::from_secs(1);
+    let cfg = ClientConfig { request_timeout: timeout, deadline: Duration::from_secs(10), ..ClientConfig::default() };
+    let client = GraphClient::new(c.bus.clone(), cfg).await.expect("graph client");
+    client.wait_for_leader(Duration::from_secs(5)).await.expect("leader");
+
+    // 128 readers reading for three request timeouts.
+    c.signal(&followers[0], "STOP");
+    let until = Instant::now() + timeout * 3;
+    let readers = (0..128).map(|_| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let (mut reads, mut slowest) = (0u32, Duration::ZERO);
+            while Instant::now() < until {
+                let started = Instant::now();
+                let got = client.get_entity(ada.id, Consistency::Eventual).await;
+                slowest = slowest.max(started.elapsed());
+                assert_eq!(got.expect("every read is answered").id, ada.id);
+                reads += 1;
+            }
+            (reads, slowest)
+        })
+    });
+    let answers = futures::future::join_all(readers).await;
+    c.signal(&followers[0], "CONT");
+    let (mut reads, mut slowest) = (0, Duration::ZERO);
+    for answer in answers {
+        let (n, s) = answer.expect("reader task");
+        reads += n;
+        slowest = slowest.max(s);
+    }
+    eprintln!("{reads} reads, the slowest {slowest:?}");
+    assert!(slowest < timeout * 2, "a read took {slowest:?} with a {timeout:?} request timeout");
 }
 
 /// Past `MAX_INFLIGHT_REQUESTS` at once, a node refuses at once with a clear error

@@ -13,8 +13,13 @@
 //! Each read's answer is exactly what it would have had alone: the batch changes the
 //! transport, not the protocol (the follower checks lease and consistency per read).
 //!
-//! The queue of waiting reads is bounded ([`MAX_WAITING`]): past it a read goes alone,
-//! outside the batcher.
+//! The queue of waiting reads is bounded ([`MAX_WAITING`]): past it, and while
+//! [`MAX_OUTSTANDING`] requests are out, a read goes alone, outside the batcher, so no read
+//! waits behind a follower that stopped answering for longer than a slot is held.
+//!
+//! A batch is answered when its slowest read is: a read slower than the request timeout
+//! (a follower's fill stuck behind a failing leader) times out its batch mates too, and
+//! they go on to the leader as a read alone would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +86,6 @@ async fn run(bus: Bus, mut rx: mpsc::Receiver<Waiting>, timeout: Duration) {
     loop {
         // A slot first: while none is free the reads wait in the queue and go together.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let Ok(out) = outstanding.clone().acquire_owned().await else { return };
         let Some(first) = rx.recv().await else { return };
         let mut batch = vec![first];
         while batch.len() < MAX_READS_PER_BATCH {
@@ -90,6 +94,14 @@ async fn run(bus: Bus, mut rx: mpsc::Receiver<Waiting>, timeout: Duration) {
                 Err(_) => break,
             }
         }
+        // Too many requests out (followers that stopped answering hold theirs until the
+        // timeout): these reads go alone rather than wait behind them.
+        let Ok(out) = outstanding.clone().try_acquire_owned() else {
+            for w in batch {
+                let _ = w.answer.send(Batched::Alone);
+            }
+            continue;
+        };
         let bus = bus.clone();
         tokio::spawn(async move {
             let sent = send(&bus, batch, timeout);

@@ -99,7 +99,7 @@ async fn serve<Req, Res, F, Fut>(
     handler: F,
 ) -> anyhow::Result<JoinHandle<()>>
 where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Weighed + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
     F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
@@ -119,7 +119,7 @@ async fn answer_all<Req, Res, F, Fut>(
     shed: ErrorCode,
     handler: F,
 ) where
-    Req: DeserializeOwned + Send + 'static,
+    Req: DeserializeOwned + Weighed + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
     F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
@@ -138,9 +138,10 @@ async fn answer_all<Req, Res, F, Fut>(
         let ctx = ctx.clone();
         match payload {
             Ok(req) => {
-                // At most `MAX_INFLIGHT_REQUESTS` handled at once: past that, shed with a
-                // clear error (the client tries another node) instead of piling up tasks.
-                let Ok(permit) = ctx.inflight.clone().try_acquire_owned() else {
+                // At most `MAX_INFLIGHT_REQUESTS` handled at once (a batch counts each of
+                // its reads): past that, shed with a clear error (the client tries another
+                // node) instead of piling up tasks.
+                let Ok(permit) = ctx.inflight.clone().try_acquire_many_owned(req.weight()) else {
                     ctx.net.dropped("overloaded");
                     let answer: Reply<()> = Reply::Error(err(
                         shed,
@@ -155,9 +156,10 @@ async fn answer_all<Req, Res, F, Fut>(
                     drop(permit);
                     if let Err(e) = reply_to(&ctx, audience, reply.clone(), &answer).await {
                         // Most likely an answer larger than the server takes in one
-                        // message: say so rather than leave the asker to time out.
+                        // message: say so rather than leave the asker to time out (not
+                        // `Unavailable`: asking again elsewhere would not help).
                         tracing::debug!(error = %e, "reply not sent");
-                        let failed: Reply<()> = Reply::Error(err(ErrorCode::Unavailable, format!("no answer: {e}")));
+                        let failed: Reply<()> = Reply::Error(err(ErrorCode::Internal, format!("no answer: {e}")));
                         let _ = reply_to(&ctx, audience, reply, &failed).await;
                     }
                 });
@@ -169,6 +171,23 @@ async fn answer_all<Req, Res, F, Fut>(
                 let _ = reply_to(&ctx, audience, reply, &answer).await;
             }
         }
+    }
+}
+
+/// How many of the in-flight permits a request takes: one per read it carries.
+trait Weighed {
+    fn weight(&self) -> u32 {
+        1
+    }
+}
+
+impl Weighed for ReadRequest {}
+impl Weighed for WriteRequest {}
+impl Weighed for FillRequest {}
+impl Weighed for ReadBatch {
+    fn weight(&self) -> u32 {
+        // A batch past the bound is refused by its handler: it costs one.
+        self.reads.len().clamp(1, instaface_bus::graph::MAX_READS_PER_BATCH) as u32
     }
 }
 
