@@ -7,7 +7,8 @@
 //! Writes commit in groups: while one batch's transaction runs (in a task of its own),
 //! the writes that arrive wait; when it ends, all of them go into the next one — one
 //! fence check, one commit — so the batch grows with the load and a lone write waits for
-//! nobody. The results go to the protocol actor in one message per batch, in seq order.
+//! nobody. The results go to the protocol actor in one message per batch, in the order asked
+//! (the protocol core orders them by seq).
 
 use std::time::Duration;
 
@@ -369,9 +370,6 @@ fn batch_done(
                     }
                 }
             }
-            // The store may apply a batch's writes in another order than asked (they are
-            // concurrent, any order is a correct one); the log takes them in seq order.
-            writes.sort_by_key(|w| w.outcome.seq);
             metrics.write_batch_size.observe(writes.len() as f64);
             if !writes.is_empty() {
                 cast_to(&state.ctx.names.protocol, ProtocolMsg::Committed { term, writes });

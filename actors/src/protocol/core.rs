@@ -244,7 +244,11 @@ impl NodeCore {
     /// A batch committed: its keys leave this cache; its invalidations join the window
     /// and go out as one broadcast covering the batch's seqs; each write waits for its
     /// own seq to be covered (a write that changed nothing, for the seq it observed).
-    fn on_committed(&mut self, term: u64, writes: Vec<BatchedWrite>, out: &mut Vec<Command>) {
+    ///
+    /// The store may apply a batch's writes in any order (they are concurrent), so their
+    /// seqs need not follow the order they come in: the log takes them in seq order.
+    fn on_committed(&mut self, term: u64, mut writes: Vec<BatchedWrite>, out: &mut Vec<Command>) {
+        writes.sort_by_key(|w| w.seq);
         let keys: Vec<String> = writes.iter().flat_map(|w| w.keys.iter().cloned()).collect();
         // Whatever happens to the answers, the committed writes' keys leave this cache.
         if !keys.is_empty() {

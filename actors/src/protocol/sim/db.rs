@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use instaface_bus::messages::InvalidationEntry;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 /// What a simulated client asks the leader to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,10 @@ pub struct Db {
     fence: (u64, String),
     /// While set, pruning fails (so the outbox outgrows the heartbeat window).
     pub prune_fails: bool,
+    /// When set, a batch's writes run in an order drawn from this generator (its own, so
+    /// the rest of a seed's schedule stays as it was), as the real store may run them (by
+    /// kind: `actors/src/store/batch.rs`): their seqs need not follow the order asked.
+    shuffle: Option<StdRng>,
 }
 
 impl Db {
@@ -63,7 +68,13 @@ impl Db {
             last_seq: 0,
             fence: (0, String::new()),
             prune_fails: false,
+            shuffle: None,
         }
+    }
+
+    /// [`Db::new`], running every batch's writes in an order drawn from `seed`.
+    pub fn shuffled(entities: usize, seed: u64) -> Db {
+        Db { shuffle: Some(StdRng::seed_from_u64(seed)), ..Db::new(entities) }
     }
 
     pub fn entities(&self) -> usize {
@@ -115,6 +126,8 @@ impl Db {
     /// once; then each write changes its entity and adds its outbox row, or finds nothing
     /// to change and reports the latest seq. `Err` carries the stored term of a fence
     /// that names a later leader (or another leader of the same term): nothing ran.
+    /// The results come back in the order asked (made by [`Db::shuffled`], it ran them in
+    /// another).
     pub fn write_batch(
         &mut self,
         term: u64,
@@ -126,7 +139,15 @@ impl Db {
         if *stored > term || (*stored == term && holder != leader) {
             return Err(*stored);
         }
-        Ok(kinds.iter().map(|&kind| self.write_one(kind, rng)).collect())
+        let mut order: Vec<usize> = (0..kinds.len()).collect();
+        if let Some(shuffle) = &mut self.shuffle {
+            order.shuffle(shuffle);
+        }
+        let mut results = vec![None; kinds.len()];
+        for i in order {
+            results[i] = Some(self.write_one(kinds[i], rng));
+        }
+        Ok(results.into_iter().flatten().collect())
     }
 
     fn write_one(&mut self, kind: WriteKind, rng: &mut StdRng) -> BatchResult {
@@ -156,8 +177,6 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-
     use super::*;
 
     #[test]
