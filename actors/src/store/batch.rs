@@ -220,7 +220,10 @@ async fn one_by_one(tx: &mut Transaction<'static>, term: u64, reqs: &[WriteReque
         };
         let written = match change {
             Change::Applied { result, keys } => {
-                let seq = outbox::append(tx, term, &keys).await?;
+                let seq = outbox::append_many(tx, term, &[keys.as_slice()], false)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))?;
                 CommittedWrite { outcome: WriteOutcome { seq, result }, keys }
             }
             // It changed nothing: its seq is the latest one it observed (this batch's own
@@ -236,11 +239,14 @@ async fn one_by_one(tx: &mut Transaction<'static>, term: u64, reqs: &[WriteReque
     Ok(results)
 }
 
-/// How to split rows of these sizes (bytes of bound values) into multi-row INSERTs, in
-/// order: each chunk a power of two of rows (so a connection prepares at most seven
-/// statement shapes per table), at most [`MAX_ROWS_PER_INSERT`] rows and, unless a single
-/// row is larger, [`MAX_BYTES_PER_INSERT`] bytes.
-pub(super) fn row_chunks(sizes: &[usize]) -> Vec<usize> {
+/// How to split rows of these sizes (bytes of bound values) into INSERTs, in order: one
+/// row each unless `multi_row`; else each chunk a power of two of rows (so a connection
+/// prepares at most seven statement shapes per table), at most [`MAX_ROWS_PER_INSERT`]
+/// rows and, unless a single row is larger, [`MAX_BYTES_PER_INSERT`] bytes.
+pub(super) fn row_chunks(sizes: &[usize], multi_row: bool) -> Vec<usize> {
+    if !multi_row {
+        return vec![1; sizes.len()];
+    }
     let mut chunks = Vec::new();
     let mut rest = sizes;
     while !rest.is_empty() {
@@ -276,15 +282,17 @@ mod tests {
 
     #[test]
     fn chunks_are_powers_of_two_within_the_bounds() {
-        assert_eq!(row_chunks(&[]), Vec::<usize>::new());
-        assert_eq!(row_chunks(&[10; 1]), [1]);
-        assert_eq!(row_chunks(&[10; 23]), [16, 4, 2, 1]);
-        assert_eq!(row_chunks(&[10; 64]), [64]);
-        assert_eq!(row_chunks(&[10; 130]), [64, 64, 2]);
+        assert_eq!(row_chunks(&[], true), Vec::<usize>::new());
+        assert_eq!(row_chunks(&[10; 1], true), [1]);
+        assert_eq!(row_chunks(&[10; 23], true), [16, 4, 2, 1]);
+        assert_eq!(row_chunks(&[10; 64], true), [64]);
+        assert_eq!(row_chunks(&[10; 130], true), [64, 64, 2]);
         // Big rows: as many as fit the byte bound, a huge one alone.
         let big = MAX_BYTES_PER_INSERT / 3;
-        assert_eq!(row_chunks(&[big; 5]), [2, 2, 1]);
-        assert_eq!(row_chunks(&[10, MAX_BYTES_PER_INSERT * 2, 10]), [1, 1, 1]);
+        assert_eq!(row_chunks(&[big; 5], true), [2, 2, 1]);
+        assert_eq!(row_chunks(&[10, MAX_BYTES_PER_INSERT * 2, 10], true), [1, 1, 1]);
+        // Without consecutive values from the server: a row per INSERT.
+        assert_eq!(row_chunks(&[10; 3], false), [1, 1, 1]);
     }
 
     #[test]

@@ -146,39 +146,14 @@ async fn select<Q: Queryable>(
     Ok(found)
 }
 
-pub(super) async fn create(
-    tx: &mut Transaction<'static>,
-    etype: &str,
-    attributes: &Attributes,
-) -> Result<Change, StoreError> {
-    check_type("entity", etype)?;
-    let now = instaface_bus::now_ms();
-    tx.exec_drop(
-        "INSERT INTO entities (etype, attributes, created, updated, version) VALUES (?, ?, ?, ?, 1)",
-        (etype, attributes_json(attributes), now, now),
-    )
-    .await?;
-    let id = tx.last_insert_id().ok_or_else(|| StoreError::Corrupt("the entity insert returned no id".into()))?;
-    let entity =
-        Entity { id, etype: etype.to_string(), attributes: attributes.clone(), created: now, updated: now, version: 1 };
-    Ok(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] })
-}
-
-/// Creates entities (a run of a batch's creates) with one multi-row INSERT per chunk when
-/// the server hands out consecutive ids, else one by one. Refused whole when a type is
-/// invalid (the caller rolls back).
+/// Creates entities (a batch's creates, or one) with one multi-row INSERT per chunk when
+/// the server hands out consecutive ids, else one row per INSERT. Refused whole when a
+/// type is invalid (the caller rolls back).
 pub(super) async fn create_many(
     tx: &mut Transaction<'static>,
     creates: &[(&str, &Attributes)],
     consecutive_ids: bool,
 ) -> Result<Vec<Change>, StoreError> {
-    if !consecutive_ids {
-        let mut changes = Vec::with_capacity(creates.len());
-        for (etype, attributes) in creates {
-            changes.push(create(tx, etype, attributes).await?);
-        }
-        return Ok(changes);
-    }
     for (etype, _) in creates {
         check_type("entity", etype)?;
     }
@@ -188,7 +163,7 @@ pub(super) async fn create_many(
     let sizes: Vec<usize> = rows.iter().map(|(etype, _, json)| etype.len() + json.len()).collect();
     let mut changes = Vec::with_capacity(creates.len());
     let mut rest = rows.as_slice();
-    for n in batch::row_chunks(&sizes) {
+    for n in batch::row_chunks(&sizes, consecutive_ids) {
         let (chunk, after) = rest.split_at(n);
         rest = after;
         let sql = format!(
@@ -218,29 +193,7 @@ pub(super) async fn create_many(
     Ok(changes)
 }
 
-pub(super) async fn update(
-    tx: &mut Transaction<'static>,
-    id: EntityId,
-    patch: &serde_json::Value,
-) -> Result<Change, StoreError> {
-    if !patch.is_object() {
-        return Err(StoreError::Invalid("a merge patch of attributes must be a JSON object".into()));
-    }
-    let row: Option<EntityRow> =
-        tx.exec_first(format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE id = ? FOR UPDATE"), (id,)).await?;
-    let mut entity = entity_from_row(row.ok_or_else(|| not_found(id))?)?;
-    super::apply_merge_patch(&mut entity.attributes, patch)?;
-    entity.version += 1;
-    entity.updated = instaface_bus::now_ms().max(entity.updated);
-    tx.exec_drop(
-        "UPDATE entities SET attributes = ?, updated = ?, version = ? WHERE id = ?",
-        (attributes_json(&entity.attributes), entity.updated, entity.version, id),
-    )
-    .await?;
-    Ok(Change::Applied { result: WriteResult::Entity { entity }, keys: vec![CacheKey::Entity(id)] })
-}
-
-/// Updates entities (a batch's updates, several of one entity applied in order): the rows
+/// Updates entities (a batch's updates, several of one entity applied in order, or one): the rows
 /// locked with one SELECT, the merge patches applied here, the final rows written with one
 /// multi-row `INSERT … ON DUPLICATE KEY UPDATE` per chunk (every row exists and is locked,
 /// so each is an update). Each update answers the entity as it left it. Refused whole when
@@ -272,7 +225,8 @@ pub(super) async fn update_many(
         touched.iter().filter_map(|id| current.get(id)).map(|e| (e, attributes_json(&e.attributes))).collect();
     let sizes: Vec<usize> = rows.iter().map(|(e, json)| e.etype.len() + json.len()).collect();
     let mut rest = rows.as_slice();
-    for n in batch::row_chunks(&sizes) {
+    // Explicit ids: any chunk is exact.
+    for n in batch::row_chunks(&sizes, true) {
         let (chunk, after) = rest.split_at(n);
         rest = after;
         let sql = format!(

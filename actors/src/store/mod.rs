@@ -146,14 +146,21 @@ impl GraphStore {
 /// Applies `req` (the fence already checked); the caller commits or rolls back.
 async fn apply(tx: &mut Transaction<'static>, req: &WriteRequest) -> Result<Change, StoreError> {
     match req {
-        WriteRequest::CreateEntity { etype, attributes } => entities::create(tx, etype, attributes).await,
-        WriteRequest::UpdateEntity { id, patch } => entities::update(tx, *id, patch).await,
+        WriteRequest::CreateEntity { etype, attributes } => {
+            only(entities::create_many(tx, &[(etype.as_str(), attributes)], false).await?)
+        }
+        WriteRequest::UpdateEntity { id, patch } => only(entities::update_many(tx, &[(*id, patch)]).await?),
         WriteRequest::DeleteEntity { id } => entities::delete(tx, *id).await,
         WriteRequest::AddAssoc { from, atype, to, attributes } => {
             associations::add(tx, *from, atype, *to, attributes).await
         }
         WriteRequest::RemoveAssoc { from, atype, to } => associations::remove(tx, *from, atype, *to).await,
     }
+}
+
+/// The one change of a write given alone to a grouped step.
+fn only(mut changes: Vec<Change>) -> Result<Change, StoreError> {
+    changes.pop().ok_or_else(|| StoreError::Corrupt("a write gave no change".into()))
 }
 
 /// Rolls back, logging (not returning) a failure: the connection is discarded or reset by

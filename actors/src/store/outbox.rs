@@ -80,39 +80,21 @@ impl GraphStore {
     }
 }
 
-/// Appends the invalidation of a write to the outbox and returns its seq.
-pub(super) async fn append(tx: &mut Transaction<'static>, term: u64, keys: &[CacheKey]) -> Result<u64, StoreError> {
-    let keys_json = serde_json::to_string(keys).expect("cache keys serialise");
-    tx.exec_drop(
-        "INSERT INTO outbox (term, keys_json, created) VALUES (?, ?, ?)",
-        (term, keys_json, instaface_bus::now_ms()),
-    )
-    .await?;
-    tx.last_insert_id().ok_or_else(|| StoreError::Corrupt("the outbox insert returned no seq".into()))
-}
-
-/// Appends the invalidations of a batch's changed writes, in order, and returns their
-/// seqs: one multi-row INSERT per chunk when the server hands out consecutive values,
-/// else row by row.
+/// Appends the invalidations of changed writes (a batch's, or one), in order, and returns
+/// their seqs: one multi-row INSERT per chunk when the server hands out consecutive
+/// values, else one row per INSERT.
 pub(super) async fn append_many(
     tx: &mut Transaction<'static>,
     term: u64,
     keys: &[&[CacheKey]],
     consecutive_ids: bool,
 ) -> Result<Vec<u64>, StoreError> {
-    if !consecutive_ids {
-        let mut seqs = Vec::with_capacity(keys.len());
-        for k in keys {
-            seqs.push(append(tx, term, k).await?);
-        }
-        return Ok(seqs);
-    }
     let now = instaface_bus::now_ms();
     let rows: Vec<String> = keys.iter().map(|k| serde_json::to_string(k).expect("cache keys serialise")).collect();
     let sizes: Vec<usize> = rows.iter().map(String::len).collect();
     let mut seqs = Vec::with_capacity(rows.len());
     let mut rest = rows.as_slice();
-    for n in batch::row_chunks(&sizes) {
+    for n in batch::row_chunks(&sizes, consecutive_ids) {
         let (chunk, after) = rest.split_at(n);
         rest = after;
         let sql =
