@@ -28,19 +28,19 @@ async fn roles(c: &Cluster, ids: &[String]) -> BTreeMap<String, (Role, u64, Opti
 
 /// Waits until exactly one of `ids` leads and every other one follows it in its term.
 async fn wait_settled(c: &Cluster, ids: &[String]) -> (String, u64) {
-    let deadline = Instant::now() + ELECT;
-    loop {
+    let what = format!("the cluster to settle (logs in {})", c.log_dir().display());
+    instaface_testkit::poll_until(ELECT, &what, || async {
         let r = roles(c, ids).await;
         let leaders: Vec<_> = r.iter().filter(|(_, v)| v.0 == Role::Leader).collect();
         if r.len() == ids.len() && leaders.len() == 1 {
             let (lid, (_, term, _)) = leaders[0];
             if r.values().all(|(_, t, l)| t == term && l.as_deref() == Some(lid.as_str())) {
-                return (lid.clone(), *term);
+                return Ok((lid.clone(), *term));
             }
         }
-        assert!(Instant::now() < deadline, "cluster did not settle: {r:?}; logs in {}", c.log_dir().display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("{r:?}"))
+    })
+    .await
 }
 
 /// Reads `events` until `done` holds for the events read so far (failing after `timeout`,

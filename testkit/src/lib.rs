@@ -96,9 +96,37 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    poll_until(timeout, what, || {
+        let held = cond();
+        async move {
+            if held.await {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        }
+    })
+    .await
+}
+
+/// Polls `probe` every 20 ms until it gives `Ok(value)`, and returns the value; fails
+/// after `timeout` with `what` and the last `Err` (what the probe saw instead).
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+    loop {
+        let seen = match probe().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}{}",
+            if seen.is_empty() { String::new() } else { format!(": {seen}") }
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
