@@ -39,6 +39,8 @@
 #   observer  subscribe to P.> (instaface-node tap, nats sub); publish nothing but the
 #             micro-service discovery requests ($SRV.PING, $SRV.INFO, $SRV.STATS, which
 #             change nothing), whose answers come to its inboxes.
+# With several shards (SHARDS) every leader-group subject above (all but P.events and
+# P.control.unplug) also comes as P.shard.<k>.…, allowed alike.
 # Every publish or subscription not listed is refused by the server
 # (-ERR 'Permissions Violation …'). Replies go out through allow_responses: a role that
 # answers requests may publish to the reply subject of a request it received (once,
@@ -99,17 +101,25 @@ config() {
 authorization {
   users = [
 EOF
+  # A leader group's subjects are P.X with one shard, P.shard.<k>.X for shard k of several
+  # (SHARDS): each group-level entry is allowed in both forms ($s is P.shard.*).
+  s="$p.shard.*"
   user node \
-    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.node.*.>")" \
-    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.control.unplug" "$p.graph.read readers" "$p.graph.reads readers" "$p.node.*.>" "\$SRV.>" "$(inbox node).>")" \
+    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.node.*.>" \
+      "$s.heartbeat" "$s.vote" "$s.invalidate" "$s.node.*.>")" \
+    "$(list "$p.heartbeat" "$p.vote" "$p.invalidate" "$p.events" "$p.control.unplug" "$p.graph.read readers" "$p.graph.reads readers" "$p.node.*.>" \
+      "$s.heartbeat" "$s.vote" "$s.invalidate" "$s.graph.read readers" "$s.graph.reads readers" "$s.node.*.>" \
+      "\$SRV.>" "$(inbox node).>")" \
     responses
   user gateway \
-    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write" "$p.node.*.status" "$p.control.unplug")" \
-    "$(list "$p.heartbeat" "$p.events" "$(inbox gateway).>")" \
+    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write" "$p.node.*.status" "$p.control.unplug" \
+      "$s.graph.read" "$s.graph.reads" "$s.node.*.read" "$s.node.*.write" "$s.node.*.status")" \
+    "$(list "$p.heartbeat" "$p.events" "$s.heartbeat" "$(inbox gateway).>")" \
     none
   user bot \
-    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write")" \
-    "$(list "$p.heartbeat" "$p.events" "$(inbox bot).>")" \
+    "$(list "$p.graph.read" "$p.graph.reads" "$p.node.*.read" "$p.node.*.write" \
+      "$s.graph.read" "$s.graph.reads" "$s.node.*.read" "$s.node.*.write")" \
+    "$(list "$p.heartbeat" "$p.events" "$s.heartbeat" "$(inbox bot).>")" \
     none
   user observer \
     "$(list "\$SRV.PING" "\$SRV.PING.>" "\$SRV.INFO" "\$SRV.INFO.>" "\$SRV.STATS" "\$SRV.STATS.>")" \

@@ -21,6 +21,10 @@
 #
 # Settings (environment):
 #   NODES             number of nodes n1…nN (default 5)
+#   SHARDS            shards of the graph (default 1). With more, unless SHARD_MYSQL_URLS is
+#                     set, shard k's database is instaface_s<k> (shard 0's: instaface) on the
+#                     MariaDB at 127.0.0.1:3306 for even k and at :3307 for odd k (the second
+#                     server compose/services.sh runs)
 #   LISTEN_ADDR       gateway address (default 127.0.0.1:8080)
 #   INSTAFACE_PREFIX  NATS subject and Redis key prefix (default instaface)
 #   BOT_RATE          bot operations per second (default 20; 0 = no bot). Other bot
@@ -55,6 +59,7 @@ PROFILE=${PROFILE:-release}
 BUILD=${BUILD:-1}
 METRICS_PORT_BASE=${METRICS_PORT_BASE:-9100}
 export STATE_DIR=${STATE_DIR:-target/instaface-state}
+export SHARDS=${SHARDS:-1}
 NATS_PORT=${NATS_PORT:-4322}
 NATS_SECRETS=${NATS_SECRETS:-target/instaface-secrets.env}
 
@@ -62,6 +67,16 @@ say() { echo "launcher: $*"; }
 die() { say "ERROR: $*" >&2; exit 2; }
 
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES ($NODES) must be a positive number"
+[[ $SHARDS =~ ^[1-9][0-9]*$ ]] || die "SHARDS ($SHARDS) must be a positive number"
+if ((SHARDS > 1)) && [[ -z ${SHARD_MYSQL_URLS:-} ]]; then
+  urls=()
+  for ((k = 0; k < SHARDS; k++)); do
+    db=instaface; ((k > 0)) && db=instaface_s$k
+    urls+=("mysql://root@127.0.0.1:$((k % 2 ? 3307 : 3306))/$db")
+  done
+  SHARD_MYSQL_URLS=$(IFS=,; echo "${urls[*]}")
+  export SHARD_MYSQL_URLS
+fi
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE ($PROFILE) must be release or debug"
 [[ $METRICS_PORT_BASE =~ ^[0-9]+$ ]] || die "METRICS_PORT_BASE ($METRICS_PORT_BASE) must be a port number or 0"
 [[ $BOT_RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BOT_RATE ($BOT_RATE) must be a number of operations per second"

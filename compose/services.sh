@@ -148,6 +148,46 @@ ensure_mysql() {
   fi
 }
 
+# A second MariaDB server, so sharded tests put their shards on two servers: the same
+# binary with a data directory, socket and port of its own (127.0.0.1:3307), root without
+# a password like the first, a small buffer pool. Needs root to create its directories.
+MYSQL2_PORT=3307
+MYSQL2_DIR=${INSTAFACE_MYSQL2_DIR:-/var/lib/instaface-mariadb2}
+mysql2_answers() { mariadb -h 127.0.0.1 -P "$MYSQL2_PORT" -u root -e 'SELECT 1' >/dev/null 2>&1; }
+
+ensure_mysql2() {
+  if port_open "$MYSQL2_PORT" && mysql2_answers; then
+    quiet || say "second mariadb (shards) is running on $MYSQL2_PORT"
+    return
+  fi
+  if [[ $(id -u) != 0 ]]; then
+    say "ERROR: the second mariadb (127.0.0.1:$MYSQL2_PORT) is not running and this is not root to start it"
+    exit 1
+  fi
+  local bin
+  bin=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+  mkdir -p /run/mysqld "$MYSQL2_DIR"
+  chown mysql:mysql /run/mysqld "$MYSQL2_DIR" 2>/dev/null || true
+  if [[ ! -d $MYSQL2_DIR/mysql ]]; then
+    say "initialising the second mariadb's data directory ($MYSQL2_DIR)"
+    mariadb-install-db --user=mysql --datadir="$MYSQL2_DIR" --auth-root-authentication-method=normal \
+      --skip-test-db >/dev/null
+  fi
+  say "starting the second mariadb on $MYSQL2_PORT"
+  nohup "$bin" --no-defaults --user=mysql --datadir="$MYSQL2_DIR" --port="$MYSQL2_PORT" \
+    --bind-address=127.0.0.1 --socket=/run/mysqld/instaface-mariadb2.sock \
+    --pid-file=/run/mysqld/instaface-mariadb2.pid --innodb-buffer-pool-size=64M \
+    --log-error=/var/log/instaface-mariadb2.log >/dev/null 2>&1 &
+  wait_port "second mariadb" "$MYSQL2_PORT" 60
+  local i
+  for ((i = 0; i < 300; i++)); do
+    if mysql2_answers; then say "second mariadb is up"; return; fi
+    sleep 0.1
+  done
+  say "ERROR: the second mariadb does not accept root@127.0.0.1:$MYSQL2_PORT (log: /var/log/instaface-mariadb2.log)"
+  exit 1
+}
+
 COMPOSE_VENV=${INSTAFACE_VENV:-/opt/instaface-venv}
 
 # compose_parser: prints the first compose client that answers `version`, as a command line.
@@ -222,10 +262,11 @@ ensure_iproute2() {
 ensure_redis
 ensure_nats
 ensure_mysql
+[[ "${SERVICES_MYSQL2:-1}" == 0 ]] || ensure_mysql2
 ensure_iproute2
 [[ "${SERVICES_COMPOSE_PARSER:-1}" == 0 ]] || ensure_compose_parser
 if [[ "${SERVICES_NATS:-1}" == 0 ]]; then
   quiet || say "all services ready: mariadb 127.0.0.1:3306, redis 127.0.0.1:6379 (and nats-server installed)"
 else
-  quiet || say "all services ready: nats 127.0.0.1:4222, mariadb 127.0.0.1:3306, redis 127.0.0.1:6379"
+  quiet || say "all services ready: nats 127.0.0.1:4222, mariadb 127.0.0.1:3306 (and 3307), redis 127.0.0.1:6379"
 fi

@@ -5,7 +5,7 @@
 // | `app.js` | wiring: feeds → model → views, the connection badge, unplugging |
 // | `live.js` | the `/api/events` websocket (reconnecting) and the `/api/cluster` poll |
 // | `cluster.js` | the cluster model: snapshots, event deltas, statuses, activity, serving |
-// | `cards.js` | the cluster pane: node cards in their columns, lease countdowns, the activity list |
+// | `cards.js` | the cluster pane: node cards in their columns, lease countdowns, the shards, the activity list |
 // | `metrics.js` | per-second reads, hits, misses and writes; who led when |
 // | `charts.js` | the canvas charts drawn from those |
 // | `graph.js` | the graph pane: timelines, posts, hash navigation |

@@ -1,5 +1,6 @@
-// The cluster pane's view: the three columns of node cards, the summary in the top bar and
-// the activity list, drawn from a `ClusterModel`.
+// The cluster pane's view: the three columns of node cards, the summary in the top bar, the
+// shards' leaders (when the graph is split) and the activity list, drawn from a
+// `ClusterModel`.
 //
 // Cards are kept per node and updated in place, never rebuilt, so a focused "plugged in"
 // checkbox keeps its focus while updates stream in. Each card's serving badge counts its
@@ -50,6 +51,7 @@ export class ClusterView {
     setText(document.getElementById("summary-leader"), m.leader ?? "none");
     setText(document.getElementById("summary-term"), m.term || "—");
     setText(document.getElementById("summary-members"), m.members.length ? m.members.join(", ") : "—");
+    this.renderShards();
 
     const byColumn = { followers: [], leader: [], unreachable: [] };
     const ids = [...m.nodes.keys()].sort(byId);
@@ -255,6 +257,25 @@ export class ClusterView {
       unknown: "Not reported yet.",
     }[s.why];
     if (badge.title !== title) badge.title = title;
+  }
+
+  /** Each shard's leader and term; shown only when the graph is split into shards. */
+  renderShards() {
+    const shards = this.model.shards;
+    document.getElementById("shards").hidden = shards.length < 2;
+    const key = JSON.stringify(shards);
+    if (shards.length < 2 || key === this.lastShards) return;
+    this.lastShards = key;
+    setChildren(document.getElementById("shard-list"), shards.map((s) => {
+      const li = h("li", { class: "shard", dataset: { shard: s.shard, leader: s.leader ?? "" } },
+        h("span", { class: "shard-id" }, `shard ${s.shard}`),
+        s.leader
+          ? h("span", { class: "shard-leader" }, h("span", { class: "node-mark", "aria-hidden": "true" }), s.leader)
+          : h("span", { class: "shard-leader is-none" }, "no leader"),
+        h("span", { class: "shard-term" }, s.term ? `term ${s.term}` : ""));
+      if (s.leader) li.style.setProperty("--node-hue", nodeHue(s.leader));
+      return li;
+    }));
   }
 
   renderActivity(now) {

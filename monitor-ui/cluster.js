@@ -1,5 +1,9 @@
 // What the page knows of the cluster: each node's state from `/api/cluster` snapshots (the
 // truth) and the event deltas in between, each node's recent statuses, and the activity log.
+//
+// With several shards every node hosts a member of each shard's leader group. The cards show
+// each node's member of shard 0's group (as `/api/cluster` does); the other groups show as
+// their leader and term only (`shards`).
 
 import { count, nodeHue } from "./dom.js";
 
@@ -56,6 +60,7 @@ export class ClusterModel {
     this.leader = null;
     this.term = 0;
     this.members = [];
+    this.shards = []; // [{shard, leader, term}], in shard order
     this.loaded = false;
     this.unreachable = false; // the last /api/cluster poll failed
     this.activity = [];
@@ -95,6 +100,11 @@ export class ClusterModel {
     this.term = Number(c.term) || 0;
     this.leader = c.leader ?? null;
     this.members = Array.isArray(c.members) ? c.members.map(String) : [];
+    this.shards = (Array.isArray(c.shards) ? c.shards : []).map((s) => ({
+      shard: Number(s.shard) || 0,
+      leader: s.leader === undefined || s.leader === null ? null : String(s.leader),
+      term: Number(s.term) || 0,
+    }));
     const seen = new Set();
     const listed = Array.isArray(c.nodes) ? c.nodes : [];
     for (const id of listed.map((s) => String(s.id)).sort(byId)) nodeHue(id);
@@ -154,11 +164,18 @@ export class ClusterModel {
 
   /** One websocket event (a delta). */
   applyEvent(e) {
+    const shard = Number(e.shard) || 0;
+    // A node is unplugged as a whole, whichever group says so.
+    if (shard !== 0 && e.type !== "unplugged") {
+      this.applyShardEvent(shard, e);
+      return;
+    }
     const now = Date.now();
     const id = e.node === undefined || e.node === null ? null : String(e.node);
     const term = Number(e.term) || 0;
     const n = id ? this.node(id) : null;
-    if (n && term) n.term = term;
+    // Another shard's `unplugged` event carries that group's term.
+    if (n && term && shard === 0) n.term = term;
     switch (e.type) {
       case "leader":
         n.role = "leader";
@@ -255,6 +272,31 @@ export class ClusterModel {
     this.onChange();
   }
 
+  /**
+   * An event of shard `shard`'s leader group (not shard 0's): it says nothing of the roles,
+   * terms and caches the cards show. Its leader changes go to `shards`, its writes to the
+   * write rate (the cluster's) and the activity list.
+   */
+  applyShardEvent(shard, e) {
+    const now = Date.now();
+    const id = String(e.node);
+    const term = Number(e.term) || 0;
+    if (e.type === "leader") {
+      const s = this.shards.find((x) => x.shard === shard);
+      if (s && term >= s.term) {
+        s.leader = id;
+        s.term = term;
+      }
+      this.log(now, `${id} became leader of shard ${shard} in term ${term}`, "leader", id);
+    } else if (e.type === "write") {
+      this.metrics.write(now);
+      this.logWrite(now, id, Number(e.seq) || 0, e.op, shard);
+    } else {
+      return;
+    }
+    this.onChange();
+  }
+
   /** An unplug command for `id` was accepted: show it until the cluster reports it. */
   expectUnplugged(id, unplugged, clients = false) {
     const now = Date.now();
@@ -322,17 +364,21 @@ export class ClusterModel {
     this.activity.length = Math.min(this.activity.length, MAX_ACTIVITY);
   }
 
-  /** Writes come in bursts: consecutive ones within a few seconds share one line. */
-  logWrite(ts, node, seq, op) {
+  /**
+   * Writes come in bursts: consecutive ones within a few seconds share one line. Seqs are
+   * per shard, so each shard's writes (`shard` of several) get lines of their own.
+   */
+  logWrite(ts, node, seq, op, shard = 0) {
+    const where = shard ? ` (shard ${shard})` : "";
     const top = this.activity[0];
-    if (top && top.kind === "write" && top.node === node && ts - top.ts < 5000) {
+    if (top && top.kind === "write" && top.node === node && top.shard === shard && ts - top.ts < 5000) {
       top.ts = ts;
       top.writes += 1;
       top.last = seq;
-      top.text = `${top.writes} writes on ${node}, seq ${top.first}–${seq}`;
+      top.text = `${top.writes} writes on ${node}${where}, seq ${top.first}–${seq}`;
       return;
     }
-    this.log(ts, `write on ${node}: ${op || "change"} (seq ${seq})`, "write", node);
-    Object.assign(this.activity[0], { writes: 1, first: seq, last: seq });
+    this.log(ts, `write on ${node}${where}: ${op || "change"} (seq ${seq})`, "write", node);
+    Object.assign(this.activity[0], { writes: 1, first: seq, last: seq, shard });
   }
 }

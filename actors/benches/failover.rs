@@ -228,7 +228,7 @@ async fn first_acknowledged_write(
 
 async fn run_profile(fast: bool, modes: &[Mode], trials: usize, nodes: usize) -> Vec<(Mode, Vec<Trial>)> {
     let name = if fast { "bench-fo-fast" } else { "bench-fo-default" };
-    let mut c = Cluster::start(name, ClusterOpts { nodes, env: Vec::new(), fast }).await;
+    let mut c = Cluster::start(name, ClusterOpts { nodes, env: Vec::new(), fast, ..ClusterOpts::default() }).await;
     let tap = start_tap(&c).await;
     let entity = match c.client.wait_for_leader(Duration::from_secs(30)).await {
         Ok(_) => match c.client.create_entity("user", Default::default()).await {

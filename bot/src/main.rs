@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    let shards = cli.bus.shards;
     let bus = match Bus::connect(&cli.bus, "instaface-bot").await {
         Ok(bus) => bus,
         Err(e) => {
@@ -28,7 +29,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = match GraphClient::new(bus, ClientConfig::default()).await {
+    let client = match GraphClient::new(bus, ClientConfig { shards, ..ClientConfig::default() }).await {
         Ok(client) => client,
         Err(e) => {
             eprintln!("instaface-bot: {e}");

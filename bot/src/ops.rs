@@ -236,7 +236,9 @@ async fn execute(ctx: &Ctx, plan: Plan, rng: &mut StdRng) -> Option<OpResult> {
             step.result()
         }
         Plan::Post { user, text } => {
-            let step = write(ctx, kind, true, || c.create_entity("status", attrs(json!({ "text": text })))).await;
+            let step =
+                write(ctx, kind, true, || c.create_entity_near("status", attrs(json!({ "text": text })), Some(user)))
+                    .await;
             ctx.stats().ledger.created(EntityKind::Status, step.settled());
             let first = step.result();
             let Step::Ok((status, _)) = step else { return first };

@@ -56,6 +56,11 @@ impl Bus {
         Ok(Bus { client, subjects: Subjects::new(args.prefix.clone()), key })
     }
 
+    /// The same connection, addressing shard `k`'s leader group.
+    pub fn for_shard(&self, k: crate::shards::ShardId, shards: crate::shards::Shards) -> Bus {
+        Bus { client: self.client.clone(), subjects: self.subjects.for_shard(k, shards), key: self.key.clone() }
+    }
+
     pub fn from_client(client: async_nats::Client, subjects: Subjects) -> Bus {
         Bus { client, subjects, key: None }
     }

@@ -36,6 +36,11 @@ pub struct BusArgs {
     #[arg(long, env = "INSTAFACE_PREFIX", default_value = "instaface", value_parser = parse_prefix)]
     pub prefix: String,
 
+    /// How many shards the graph is split into (1 to 8192), each with its own leader group
+    /// and database. Every process of a cluster must agree on it.
+    #[arg(long, env = "SHARDS", default_value = "1", value_parser = crate::shards::parse_shards)]
+    pub shards: crate::shards::Shards,
+
     /// The prefix of this process's reply inboxes (default `_INBOX`); NATS permissions can
     /// then keep each role's replies to itself.
     #[arg(long, env = "NATS_INBOX_PREFIX", value_parser = parse_prefix)]
@@ -59,6 +64,7 @@ impl BusArgs {
             nats_tls_key: None,
             redis_url: "redis://127.0.0.1:6379".into(),
             prefix: prefix.into(),
+            shards: crate::shards::Shards::one(),
             nats_inbox_prefix: None,
             cluster_key: None,
         }

@@ -6,7 +6,15 @@
 //! answer proves it did not run (no responder, or a node saying it is not the leader); a
 //! write that timed out, or committed without its invalidation being confirmed, is
 //! [`ClientError::OutcomeUnknown`].
+//!
+//! With several shards (`SHARDS`) the client keeps one lane per shard — that shard's
+//! leader, heartbeats and read batcher — and routes by id: a write to its entity's (or its
+//! association's `from` entity's) shard, a create to the shard of the entity it is `near`
+//! or else to the next shard in turn, a read to the shards of its ids, split and run in
+//! parallel, the answers merged in the order asked. Seqs are per shard.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +24,7 @@ use tokio::sync::watch;
 use crate::graph::*;
 use crate::messages::{Event, EventKind, Heartbeat};
 use crate::read_batcher::{Batched, ReadBatcher};
+use crate::shards::{ShardId, Shards};
 use crate::{Bus, BusError, NodeId};
 
 /// How long a heartbeat vouches for its leader.
@@ -87,22 +96,37 @@ pub struct ClientConfig {
     /// Follower reads go through a [`ReadBatcher`]: at most a few requests out at once,
     /// the reads that wait meanwhile sent together. Off: every read is its own request.
     pub batch_reads: bool,
+    /// The cluster's shards (`SHARDS`).
+    pub shards: Shards,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { request_timeout: Duration::from_secs(5), deadline: Duration::from_secs(10), batch_reads: true }
+        ClientConfig {
+            request_timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(10),
+            batch_reads: true,
+            shards: Shards::one(),
+        }
     }
 }
 
-/// The graph client. Cheap to clone; the leader tracker stops with the last clone.
+/// The graph client. Cheap to clone; the leader trackers stop with the last clone.
 #[derive(Clone)]
 pub struct GraphClient {
+    /// One per shard, in shard order.
+    lanes: Arc<[Lane]>,
+    cfg: ClientConfig,
+    /// The shard the next create without a `near` entity goes to.
+    next_create: Arc<AtomicU32>,
+    _tracker: Arc<TrackerGuard>,
+}
+
+/// What the client keeps for one shard's leader group.
+struct Lane {
     bus: Bus,
     leader: watch::Receiver<LeaderInfo>,
-    cfg: ClientConfig,
     batcher: Option<ReadBatcher>,
-    _tracker: Arc<TrackerGuard>,
 }
 
 struct TrackerGuard(Mutex<Vec<tokio::task::JoinHandle<()>>>);
@@ -118,66 +142,73 @@ impl Drop for TrackerGuard {
 }
 
 impl GraphClient {
-    /// Starts tracking the leader on `bus` (heartbeats and leader events).
+    /// Starts tracking each shard's leader on `bus` (heartbeats and leader events).
     pub async fn new(bus: Bus, cfg: ClientConfig) -> Result<GraphClient, BusError> {
-        let (tx, rx) = watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: Vec::new(), seq: 0 });
-        let tx = Arc::new(tx);
-        // With the cluster key, only authenticated heartbeats say who leads (events are
-        // not signed); without it, heartbeats and leader events both do.
-        let keyed = bus.authenticates();
-        let mut heartbeats = bus.subscribe_signed::<Heartbeat>(bus.subjects().heartbeat()).await?;
-        let mut events = bus.subscribe::<Event>(bus.subjects().events()).await?;
-        let t1 = {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(msg) = heartbeats.next().await {
-                    if let Ok(hb) = msg.payload {
-                        observe(&tx, hb.term, &hb.leader, Some(hb.members), Some(hb.seq));
-                    }
-                }
-            })
-        };
-        let t2 = {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(msg) = events.next().await {
-                    if let Ok(Event { node, term, kind: EventKind::Leader { members }, .. }) = msg.payload {
-                        if !keyed {
-                            observe(&tx, term, &node, Some(members), None);
-                        }
-                    }
-                }
-            })
-        };
+        let mut lanes = Vec::new();
+        let mut tasks = Vec::new();
+        for k in cfg.shards.all() {
+            let (lane, lane_tasks) = Lane::start(bus.for_shard(k, cfg.shards), &cfg).await?;
+            lanes.push(lane);
+            tasks.extend(lane_tasks);
+        }
         // Bounded: while NATS is down the subscriptions are made on reconnect anyway.
         let _ = tokio::time::timeout(Duration::from_secs(1), bus.flush()).await;
-        let mut tasks = vec![t1, t2];
-        let batcher = cfg.batch_reads.then(|| {
-            let (batcher, task) = ReadBatcher::start(bus.clone(), cfg.request_timeout);
-            tasks.push(task);
-            batcher
-        });
-        Ok(GraphClient { bus, leader: rx, cfg, batcher, _tracker: Arc::new(TrackerGuard(Mutex::new(tasks))) })
+        Ok(GraphClient {
+            lanes: lanes.into(),
+            cfg,
+            next_create: Arc::new(AtomicU32::new(0)),
+            _tracker: Arc::new(TrackerGuard(Mutex::new(tasks))),
+        })
     }
 
+    fn lane(&self, k: ShardId) -> &Lane {
+        // Shards are checked before a lane is asked for; shard 0 always exists.
+        self.lanes.get(k as usize).unwrap_or(&self.lanes[0])
+    }
+
+    /// The cluster's shards.
+    pub fn shards(&self) -> Shards {
+        self.cfg.shards
+    }
+
+    /// The bus, addressing shard 0 (cluster-wide subjects are the same from every shard).
     pub fn bus(&self) -> &Bus {
-        &self.bus
+        &self.lane(0).bus
     }
 
-    /// The leader as last heard (possibly stale: see [`LeaderInfo::current`]).
+    /// Shard 0's leader as last heard (possibly stale: see [`LeaderInfo::current`]).
     pub fn leader_info(&self) -> LeaderInfo {
-        self.leader.borrow().clone()
+        self.leader_info_of(0)
     }
 
-    /// A receiver that changes whenever the tracked leader or term changes.
+    /// Shard `k`'s leader as last heard.
+    pub fn leader_info_of(&self, k: ShardId) -> LeaderInfo {
+        self.lane(k).leader.borrow().clone()
+    }
+
+    /// A receiver that changes whenever shard 0's tracked leader or term changes.
     pub fn watch_leader(&self) -> watch::Receiver<LeaderInfo> {
-        self.leader.clone()
+        self.lane(0).leader.clone()
     }
 
-    /// Waits (up to `timeout`) until a leader is known.
+    /// Waits (up to `timeout`) until shard 0's leader is known.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(NodeId, u64), ClientError> {
+        self.wait_for_leader_of(0, timeout).await
+    }
+
+    /// Waits (up to `timeout`) until every shard's leader is known.
+    pub async fn wait_for_leaders(&self, timeout: Duration) -> Result<(), ClientError> {
         let deadline = Instant::now() + timeout;
-        let mut rx = self.leader.clone();
+        for k in self.cfg.shards.all() {
+            self.wait_for_leader_of(k, deadline.saturating_duration_since(Instant::now())).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits (up to `timeout`) until shard `k`'s leader is known.
+    pub async fn wait_for_leader_of(&self, k: ShardId, timeout: Duration) -> Result<(NodeId, u64), ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut rx = self.lane(k).leader.clone();
         loop {
             if let Some((l, t)) = rx.borrow_and_update().current() {
                 return Ok((l.clone(), t));
@@ -191,11 +222,17 @@ impl GraphClient {
         }
     }
 
-    /// Waits for a leader other than (`old`, `term`), up to the deadline.
-    async fn wait_for_change(&self, old: &NodeId, term: u64, deadline: Instant) -> Result<(NodeId, u64), ClientError> {
+    /// Waits for a leader of shard `k` other than (`old`, `term`), up to the deadline.
+    async fn wait_for_change(
+        &self,
+        k: ShardId,
+        old: &NodeId,
+        term: u64,
+        deadline: Instant,
+    ) -> Result<(NodeId, u64), ClientError> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (l, t) = self.wait_for_leader(left).await?;
+            let (l, t) = self.wait_for_leader_of(k, left).await?;
             if &l != old || t != term {
                 return Ok((l, t));
             }
@@ -206,13 +243,34 @@ impl GraphClient {
         }
     }
 
-    /// Runs a write at the leader. Retries (bounded) only when it certainly did not run.
+    /// Runs a write at its shard's leader (a create at the next shard in turn). Retries
+    /// (bounded) only when it certainly did not run.
     pub async fn write(&self, req: WriteRequest) -> Result<WriteOutcome, ClientError> {
+        self.write_near(req, None).await
+    }
+
+    /// [`GraphClient::write`], a create going to the shard of the entity `near` names
+    /// (a status in its poster's shard), when it names one.
+    pub async fn write_near(&self, req: WriteRequest, near: Option<EntityId>) -> Result<WriteOutcome, ClientError> {
+        let shards = self.cfg.shards;
+        let k = match shards.of_write(&req).map_err(ClientError::Invalid)? {
+            Some(k) => k,
+            None => match near {
+                Some(id) => shards.of(id).ok_or_else(|| ClientError::NotFound(format!("no entity {id}")))?,
+                None => self.next_create.fetch_add(1, Ordering::Relaxed) % shards.count(),
+            },
+        };
+        self.write_in(k, &req).await
+    }
+
+    /// Runs a write at shard `k`'s leader.
+    async fn write_in(&self, k: ShardId, req: &WriteRequest) -> Result<WriteOutcome, ClientError> {
+        let bus = &self.lane(k).bus;
         let deadline = Instant::now() + self.cfg.deadline;
-        let (mut leader, mut term) = self.wait_for_leader(self.cfg.deadline).await?;
+        let (mut leader, mut term) = self.wait_for_leader_of(k, self.cfg.deadline).await?;
         loop {
-            let subject = self.bus.subjects().write(&leader);
-            match self.bus.request::<_, Reply<WriteOutcome>>(subject, &req, self.cfg.request_timeout).await {
+            let subject = bus.subjects().write(&leader);
+            match bus.request::<_, Reply<WriteOutcome>>(subject, req, self.cfg.request_timeout).await {
                 Ok(Reply::Ok(outcome)) => return Ok(outcome),
                 Ok(Reply::Error(e)) if e.code == ErrorCode::NotLeader => {
                     // Refused before running: safe to retry at the next leader.
@@ -221,7 +279,7 @@ impl GraphClient {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     (leader, term) =
-                        match self.wait_for_leader(deadline.saturating_duration_since(Instant::now())).await {
+                        match self.wait_for_leader_of(k, deadline.saturating_duration_since(Instant::now())).await {
                             Ok(lt) => lt,
                             Err(e) => return Err(e),
                         };
@@ -232,7 +290,7 @@ impl GraphClient {
                 Ok(Reply::Error(e)) => return Err(ClientError::from_body(e)),
                 Err(BusError::NoResponders { .. }) => {
                     // Nobody received it: the leader is gone; wait for another.
-                    (leader, term) = self.wait_for_change(&leader, term, deadline).await?;
+                    (leader, term) = self.wait_for_change(k, &leader, term, deadline).await?;
                 }
                 Err(BusError::Timeout { timeout, .. }) => {
                     return Err(ClientError::OutcomeUnknown(format!(
@@ -244,21 +302,118 @@ impl GraphClient {
         }
     }
 
-    /// Runs a read with the requested consistency: followers first (the `readers` queue
-    /// group) unless `strong`, the leader when no follower can serve.
+    /// Runs a read with the requested consistency at the shards its ids are in (see
+    /// [`GraphClient`]): followers first (the `readers` queue group) unless `strong`, the
+    /// leader when no follower can serve.
     pub async fn read(&self, query: ReadQuery, consistency: Consistency) -> Result<ReadResult, ClientError> {
+        let shards = self.cfg.shards;
+        if !shards.split() {
+            return self.read_in(0, query, consistency).await;
+        }
+        match query {
+            ReadQuery::Assocs { from, .. } | ReadQuery::Timeline { user: from, .. } => match shards.of(from) {
+                Some(k) => self.read_in(k, query, consistency).await,
+                None => Err(ClientError::NotFound(format!("no entity {from}"))),
+            },
+            ReadQuery::Entities { ids } => {
+                let parts = self.read_split(&ids, |ids| ReadQuery::Entities { ids }, consistency).await?;
+                let mut found = BTreeMap::new();
+                for part in parts {
+                    match part {
+                        ReadResult::Entities { entities } => found.extend(entities.into_iter().map(|e| (e.id, e))),
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                Ok(ReadResult::Entities { entities: in_order(&ids, &found, |e| e.clone()) })
+            }
+            ReadQuery::Query { entities: ids, template } => {
+                let parts = self
+                    .read_split(&ids, |ids| ReadQuery::Query { entities: ids, template: template.clone() }, consistency)
+                    .await?;
+                let mut found = BTreeMap::new();
+                let mut total = QueryStats::default();
+                for part in parts {
+                    match part {
+                        ReadResult::Query { entities, stats } => {
+                            found.extend(entities.into_iter().map(|e| (e.entity.id, e)));
+                            total.levels = total.levels.max(stats.levels);
+                            total.fetches += stats.fetches;
+                            total.misses += stats.misses;
+                            total.keys += stats.keys;
+                            total.micros = total.micros.max(stats.micros);
+                            if !total.node.is_empty() {
+                                total.node.push(',');
+                            }
+                            total.node.push_str(&stats.node);
+                        }
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                Ok(ReadResult::Query { entities: in_order(&ids, &found, |e| e.clone()), stats: total })
+            }
+            ReadQuery::Random { etype, count } => {
+                // Every shard's share, so the picks span shards.
+                let n = shards.count();
+                let share = count.div_ceil(n);
+                let asks = shards.all().map(|k| {
+                    let query = ReadQuery::Random { etype: etype.clone(), count: share };
+                    self.read_in(k, query, consistency)
+                });
+                let mut lists = Vec::new();
+                for part in futures::future::join_all(asks).await {
+                    match part? {
+                        ReadResult::Random { ids } => lists.push(ids.into_iter()),
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                // Interleaved, so a truncated answer still spans the shards.
+                let mut ids = Vec::new();
+                while ids.len() < count as usize {
+                    let before = ids.len();
+                    ids.extend(lists.iter_mut().filter_map(|l| l.next()));
+                    if ids.len() == before {
+                        break;
+                    }
+                }
+                ids.truncate(count as usize);
+                Ok(ReadResult::Random { ids })
+            }
+        }
+    }
+
+    /// Runs `make(ids of shard k)` at every shard `ids` touch, in parallel. Ids of no
+    /// shard are left out (no such entity).
+    async fn read_split(
+        &self,
+        ids: &[EntityId],
+        make: impl Fn(Vec<EntityId>) -> ReadQuery,
+        consistency: Consistency,
+    ) -> Result<Vec<ReadResult>, ClientError> {
+        let mut by_shard: BTreeMap<ShardId, Vec<EntityId>> = BTreeMap::new();
+        for &id in ids {
+            if let Some(k) = self.cfg.shards.of(id) {
+                by_shard.entry(k).or_default().push(id);
+            }
+        }
+        let asks = by_shard.into_iter().map(|(k, ids)| self.read_in(k, make(ids), consistency));
+        futures::future::join_all(asks).await.into_iter().collect()
+    }
+
+    /// Runs a read at shard `k`'s leader group.
+    async fn read_in(&self, k: ShardId, query: ReadQuery, consistency: Consistency) -> Result<ReadResult, ClientError> {
+        let lane = self.lane(k);
         let deadline = Instant::now() + self.cfg.deadline;
         let req = ReadRequest { consistency, query };
         if consistency != Consistency::Strong {
-            let batched = match &self.batcher {
+            let batched = match &lane.batcher {
                 Some(batcher) => batcher.read(req.clone()).await,
                 None => Batched::Alone,
             };
             let answer = match batched {
                 Batched::Answer(answer) => answer,
                 Batched::Alone => {
-                    let subject = self.bus.subjects().graph_read();
-                    self.bus.request::<_, Reply<ReadResult>>(subject, &req, self.cfg.request_timeout).await
+                    let subject = lane.bus.subjects().graph_read();
+                    lane.bus.request::<_, Reply<ReadResult>>(subject, &req, self.cfg.request_timeout).await
                 }
             };
             match answer {
@@ -277,10 +432,10 @@ impl GraphClient {
             if left.is_zero() {
                 return Err(last);
             }
-            let (leader, term) = self.wait_for_leader(left).await?;
-            let subject = self.bus.subjects().read_at(&leader);
+            let (leader, term) = self.wait_for_leader_of(k, left).await?;
+            let subject = lane.bus.subjects().read_at(&leader);
             let leader_req = ReadRequest { consistency: Consistency::Strong, query: req.query.clone() };
-            match self
+            match lane
                 .bus
                 .request::<_, Reply<ReadResult>>(subject, &leader_req, self.cfg.request_timeout.min(left))
                 .await
@@ -290,7 +445,7 @@ impl GraphClient {
                     last = ClientError::Unavailable(e.message);
                     // The leader lost its lease or office: wait for the next one.
                     let _ = self
-                        .wait_for_change(&leader, term, Instant::now() + Duration::from_millis(300).min(left))
+                        .wait_for_change(k, &leader, term, Instant::now() + Duration::from_millis(300).min(left))
                         .await;
                 }
                 Ok(Reply::Error(e)) => return Err(ClientError::from_body(e)),
@@ -301,7 +456,7 @@ impl GraphClient {
                         _ => ClientError::Timeout(self.cfg.request_timeout),
                     };
                     let _ = self
-                        .wait_for_change(&leader, term, Instant::now() + Duration::from_millis(500).min(left))
+                        .wait_for_change(k, &leader, term, Instant::now() + Duration::from_millis(500).min(left))
                         .await;
                 }
                 Err(e) => return Err(ClientError::Bus(e.to_string())),
@@ -312,7 +467,17 @@ impl GraphClient {
     // ---- conveniences ----
 
     pub async fn create_entity(&self, etype: &str, attributes: Attributes) -> Result<(Entity, u64), ClientError> {
-        let out = self.write(WriteRequest::CreateEntity { etype: etype.into(), attributes }).await?;
+        self.create_entity_near(etype, attributes, None).await
+    }
+
+    /// Creates an entity in the shard of `near` (when given; see [`GraphClient::write_near`]).
+    pub async fn create_entity_near(
+        &self,
+        etype: &str,
+        attributes: Attributes,
+        near: Option<EntityId>,
+    ) -> Result<(Entity, u64), ClientError> {
+        let out = self.write_near(WriteRequest::CreateEntity { etype: etype.into(), attributes }, near).await?;
         match out.result {
             WriteResult::Entity { entity } => Ok((entity, out.seq)),
             other => Err(ClientError::Internal(format!("unexpected result {other:?}"))),
@@ -411,6 +576,58 @@ impl GraphClient {
             other => Err(ClientError::Internal(format!("unexpected result {other:?}"))),
         }
     }
+}
+
+impl Lane {
+    /// Starts tracking one shard's leader on `bus` (which addresses that shard).
+    async fn start(bus: Bus, cfg: &ClientConfig) -> Result<(Lane, Vec<tokio::task::JoinHandle<()>>), BusError> {
+        let shard = bus.subjects().shard();
+        let (tx, rx) = watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: Vec::new(), seq: 0 });
+        let tx = Arc::new(tx);
+        // With the cluster key, only authenticated heartbeats say who leads (events are
+        // not signed); without it, heartbeats and leader events both do.
+        let keyed = bus.authenticates();
+        let mut heartbeats = bus.subscribe_signed::<Heartbeat>(bus.subjects().heartbeat()).await?;
+        let mut events = bus.subscribe::<Event>(bus.subjects().events()).await?;
+        let t1 = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(msg) = heartbeats.next().await {
+                    if let Ok(hb) = msg.payload {
+                        observe(&tx, hb.term, &hb.leader, Some(hb.members), Some(hb.seq));
+                    }
+                }
+            })
+        };
+        let t2 = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(msg) = events.next().await {
+                    if let Ok(Event { node, term, shard: k, kind: EventKind::Leader { members }, .. }) = msg.payload {
+                        if !keyed && k == shard {
+                            observe(&tx, term, &node, Some(members), None);
+                        }
+                    }
+                }
+            })
+        };
+        let mut tasks = vec![t1, t2];
+        let batcher = cfg.batch_reads.then(|| {
+            let (batcher, task) = ReadBatcher::start(bus.clone(), cfg.request_timeout);
+            tasks.push(task);
+            batcher
+        });
+        Ok((Lane { bus, leader: rx, batcher }, tasks))
+    }
+}
+
+fn unexpected(result: ReadResult) -> ClientError {
+    ClientError::Internal(format!("unexpected result {result:?}"))
+}
+
+/// The values of `found` for `ids`, in the order asked (ids not found left out).
+fn in_order<T>(ids: &[EntityId], found: &BTreeMap<EntityId, T>, get: impl Fn(&T) -> T) -> Vec<T> {
+    ids.iter().filter_map(|id| found.get(id)).map(get).collect()
 }
 
 /// Records a leader sighting if it is at least as new as what we know — or if what we

@@ -4,6 +4,7 @@
 //! outside eavesdropper agree on:
 //!
 //! - [`subjects`]: every NATS subject, built from the prefix in one place.
+//! - [`shards`]: the split of the id space into shards, and the shard an id belongs to.
 //! - [`codec`]: MessagePack encoding (always as maps with named fields) and decode errors.
 //! - [`messages`]: the cluster-internal messages — heartbeats, votes, acks, invalidations,
 //!   unplug commands and monitoring events.
@@ -24,6 +25,7 @@ pub mod graph_client;
 pub mod membership;
 pub mod messages;
 pub mod read_batcher;
+pub mod shards;
 pub mod subjects;
 
 pub use client::{Bus, BusError, Incoming};

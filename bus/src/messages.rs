@@ -154,12 +154,15 @@ impl std::fmt::Display for Role {
 }
 
 /// A monitoring event on `P.events`: `type`, `node`, `term`, `ts` (ms since the epoch)
-/// and the fields of its kind, all in one flat map.
+/// and the fields of its kind, all in one flat map. With several shards, `shard` names the
+/// leader group the event is about (`term` and the roles are per group); absent means 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub node: NodeId,
     pub term: u64,
     pub ts: u64,
+    #[serde(default, skip_serializing_if = "is_shard_zero")]
+    pub shard: crate::shards::ShardId,
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -200,9 +203,19 @@ pub enum CandidacyState {
     Won,
 }
 
+fn is_shard_zero(k: &crate::shards::ShardId) -> bool {
+    *k == 0
+}
+
 impl Event {
     pub fn new(node: impl Into<NodeId>, term: u64, kind: EventKind) -> Self {
-        Event { node: node.into(), term, ts: crate::now_ms(), kind }
+        Event { node: node.into(), term, ts: crate::now_ms(), shard: 0, kind }
+    }
+
+    /// The same event, about shard `k`'s leader group.
+    pub fn in_shard(mut self, k: crate::shards::ShardId) -> Self {
+        self.shard = k;
+        self
     }
 
     /// The event's `type` name.

@@ -86,7 +86,7 @@ fn every_event_kind_round_trips_as_one_flat_map() {
         EventKind::Write { seq: 4, op: "create_entity".into(), keys: vec!["e:1".into()] },
     ];
     for kind in kinds {
-        let event = Event { node: "n1".into(), term: 2, ts: 1000, kind };
+        let event = Event { node: "n1".into(), term: 2, ts: 1000, shard: 0, kind };
         let bytes = encode(&event);
         let back: Event = decode(&bytes).expect("event decodes");
         assert_eq!(back, event);

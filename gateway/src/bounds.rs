@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 
 use instaface_bus::graph;
+use instaface_bus::shards::{Shards, SHARD_SHIFT};
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
@@ -134,6 +135,39 @@ pub fn entity_id_parameter(name: &str, description: &str, example: u64) -> Param
     path_parameter(name, description, u64_schema().examples([example]))
 }
 
+/// The largest id the shards of `shards` can hold (shard `k` holds the ids below
+/// `(k + 1) << SHARD_SHIFT`): the bound on `?near=`.
+pub fn last_shard_id(shards: Shards) -> u64 {
+    (u64::from(shards.count()) << SHARD_SHIFT) - 1
+}
+
+/// `?near=` of a create, for a gateway of `shards` (the document states the bound of the
+/// gateway that serves it).
+pub fn near_parameter(shards: Shards) -> Parameter {
+    let last = last_shard_id(shards);
+    let description = format!(
+        "Create the entity in the shard of this one (a status in its author's shard, say), so that \
+         associations between them stay within one shard. Only the shard is taken from the id (`id >> \
+         {SHARD_SHIFT}`); the entity itself is not looked up. Without it, creates go to each shard in turn. \
+         This gateway's cluster has {} shard(s): an id past {last} names none and is refused (400).",
+        shards.count()
+    );
+    query_parameter("near", &description, false, u64_schema().maximum(Some(last)).examples([1u64]))
+}
+
+/// Checks `?near=`: `id` must name one of `shards`' shards.
+pub fn near(shards: Shards, id: u64) -> Result<u64, ApiError> {
+    match shards.of(id) {
+        Some(_) => Ok(id),
+        None => Err(ApiError::BadRequest(format!(
+            "near: entity {id} would be in shard {}, and there are {} shard(s) (ids up to {})",
+            id >> SHARD_SHIFT,
+            shards.count(),
+            last_shard_id(shards)
+        ))),
+    }
+}
+
 /// `?ids=1,2,3`: an array of ids, comma-separated (`style: form, explode: false`).
 pub fn ids_parameter() -> Parameter {
     let schema =
@@ -247,6 +281,18 @@ mod tests {
         for bad in ["7.5", "-1", "-1.0", "18446744073709551616", "1.8446744073709552e19", "1e300"] {
             assert_eq!(n(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn near_names_a_shard() {
+        let one = Shards::one();
+        assert_eq!(last_shard_id(one), (1 << SHARD_SHIFT) - 1);
+        assert_eq!(near(one, 0), Ok(0));
+        assert_eq!(near(one, last_shard_id(one)), Ok(last_shard_id(one)));
+        assert!(near(one, 1 << SHARD_SHIFT).is_err());
+        let max = Shards::new(instaface_bus::shards::MAX_SHARDS).unwrap();
+        assert_eq!(last_shard_id(max), (1 << 53) - 1);
+        assert!(near(max, u64::MAX).unwrap_err().to_string().contains("shard"));
     }
 
     #[test]

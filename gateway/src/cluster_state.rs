@@ -10,13 +10,22 @@
 //! by the membership, whatever anyone publishes on the bus.
 //!
 //! Fed from three sources, each overwriting what it knows best:
-//! - heartbeats (through the graph client's leader tracking): leader and term;
+//! - heartbeats (through the graph client's leader tracking, one tracker per shard, handed
+//!   to [`ClusterState::overview`]): each shard's leader and term;
 //! - `P.events` ([`ClusterState::observe_event`]): role changes, unplugging, the leader's
 //!   view of each follower's reachability, cache counters — as they happen;
-//! - each member's status endpoint `P.node.<id>.status`, polled every `cluster_poll` by
-//!   [`spawn_poller`]: role, term, unplugged (from peers, from clients), serving, applied
-//!   seq, lease, cache counters. A member that does not answer within `status_timeout` is
-//!   not reachable, and not known to serve.
+//! - each member's status endpoint (`P.node.<id>.status`; shard 0's group's subject when the
+//!   graph is split), polled every `cluster_poll` by [`spawn_poller`]: role, term, unplugged
+//!   (from peers, from clients), serving, applied seq, lease, cache counters. A member that
+//!   does not answer within `status_timeout` is not reachable, and not known to serve.
+//!
+//! **Shards.** With several shards every node hosts a member of each shard's leader group,
+//! and each group has its own leader, term, seqs and cache. A node's entry describes its
+//! member of shard 0's group — the group whose status endpoint is polled — so events about
+//! another shard's group (`shard` ≠ 0) are ignored here, all but `unplugged`, which
+//! concerns the whole node. That includes their `cache` counters: summing them would be
+//! undone by the next status answer, which reports shard 0's cache alone. The other shards
+//! show in the overview as their leader and term only ([`ShardOverview`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,16 +35,14 @@ use instaface_bus::graph_client::LeaderInfo;
 use instaface_bus::membership::Membership;
 use instaface_bus::messages::{Event, EventKind, NodeStatus, Role};
 use instaface_bus::{valid_node_id, Bus, NodeId, Subjects};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::model::{CacheCounters, ClusterOverview, NodeOverview, NodeRole};
+use crate::model::{CacheCounters, ClusterOverview, NodeOverview, NodeRole, ShardOverview};
 
 /// The shared view. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ClusterState {
     view: Arc<Mutex<View>>,
-    leader: watch::Receiver<LeaderInfo>,
 }
 
 #[derive(Default)]
@@ -58,6 +65,16 @@ impl View {
             return None;
         }
         Some(self.nodes.entry(id.to_owned()).or_default())
+    }
+
+    /// What a shard's leader tracker says, as far as the membership vouches for it: the
+    /// current leader with its term, and the term of the latest leader heard of if that one
+    /// is a member (a stranger's term is not taken).
+    fn vouched(&self, info: &LeaderInfo) -> (Option<(NodeId, u64)>, Option<u64>) {
+        if !info.leader.as_deref().is_some_and(|l| self.is_member(l)) {
+            return (None, None);
+        }
+        (info.current().map(|(l, t)| (l.clone(), t)), Some(info.term))
     }
 }
 
@@ -83,9 +100,9 @@ struct NodeView {
 }
 
 impl ClusterState {
-    /// A view that reads the leader from `leader` (the graph client's tracker).
-    pub fn new(leader: watch::Receiver<LeaderInfo>) -> Self {
-        ClusterState { view: Arc::new(Mutex::new(View::default())), leader }
+    /// An empty view: no membership read yet.
+    pub fn new() -> Self {
+        ClusterState::default()
     }
 
     fn view(&self) -> MutexGuard<'_, View> {
@@ -99,8 +116,13 @@ impl ClusterState {
     }
 
     /// Applies one monitoring event; one about a node that is not a member (or a report by
-    /// one, or about one) changes nothing. Returns whether it was applied.
+    /// one, or about one) changes nothing, nor does one about another shard's leader group
+    /// than shard 0's, unless it is `unplugged` (see the module's doc). Returns whether it
+    /// was applied.
     pub fn observe_event(&self, event: &Event) -> bool {
+        if event.shard != 0 && !matches!(event.kind, EventKind::Unplugged { .. }) {
+            return false;
+        }
         let mut view = self.view();
         match &event.kind {
             EventKind::Reachable { peer, reachable } => {
@@ -115,7 +137,10 @@ impl ClusterState {
             _ => {}
         }
         let Some(node) = view.member(&event.node) else { return false };
-        node.term = node.term.max(event.term);
+        // An `unplugged` event of another shard carries that group's term.
+        if event.shard == 0 {
+            node.term = node.term.max(event.term);
+        }
         match &event.kind {
             EventKind::Leader { .. } => node.role = Some(Role::Leader),
             EventKind::Follower { .. } => node.role = Some(Role::Follower),
@@ -204,20 +229,20 @@ impl ClusterState {
         self.view().members.is_some()
     }
 
-    /// The overview served by `GET /api/cluster`.
-    pub fn overview(&self) -> ClusterOverview {
-        let info = self.leader.borrow().clone();
+    /// The overview served by `GET /api/cluster`, with `leaders`: what the graph client's
+    /// tracker of each shard's leader says, in shard order (shard 0's first; none at all is
+    /// taken as shard 0 having heard of no leader).
+    pub fn overview(&self, leaders: &[LeaderInfo]) -> ClusterOverview {
         let view = self.view();
         let members = view.members.clone().unwrap_or_default();
+        let nothing_heard = LeaderInfo { leader: None, term: 0, seen: None, members: Vec::new(), seq: 0 };
         // A heartbeat is information, the membership the authority: a leader that is not a
         // member is not shown, and its term not taken.
-        let heard_of_member = info.leader.as_deref().is_some_and(|l| view.is_member(l));
-        let current = info.current().filter(|_| heard_of_member).map(|(l, t)| (l.clone(), t));
+        let (current, heard_term) = view.vouched(leaders.first().unwrap_or(&nothing_heard));
         let max_node_term = view.nodes.values().map(|n| n.term).max().unwrap_or(0);
         let term = match &current {
             Some((_, t)) => *t,
-            None if heard_of_member => info.term.max(max_node_term),
-            None => max_node_term,
+            None => heard_term.unwrap_or(0).max(max_node_term),
         };
         let nodes = members
             .iter()
@@ -244,7 +269,18 @@ impl ClusterState {
                 }
             })
             .collect();
-        ClusterOverview { leader: current.map(|(l, _)| l), term, members, nodes }
+        let leader = current.map(|(l, _)| l);
+        // Shard 0's entry is the overview's own leader and term; the others are what their
+        // trackers say (no node entry carries their terms).
+        let mut shards = vec![ShardOverview { shard: 0, leader: leader.clone(), term }];
+        for (shard, info) in (1..).zip(leaders.iter().skip(1)) {
+            let (current, heard_term) = view.vouched(info);
+            shards.push(match current {
+                Some((leader, term)) => ShardOverview { shard, leader: Some(leader), term },
+                None => ShardOverview { shard, leader: None, term: heard_term.unwrap_or(0) },
+            });
+        }
+        ClusterOverview { leader, term, members, nodes, shards }
     }
 }
 
@@ -322,7 +358,11 @@ pub fn spawn_membership_reader(
 /// Longest one membership read (with its connection) may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Asks every member for its status, concurrently, and records the answers.
+/// Asks every member for its status, concurrently, and records the answers. `bus`
+/// addresses shard 0's leader group (the graph client's [`bus`]); the node view describes
+/// each node's member of it.
+///
+/// [`bus`]: instaface_bus::graph_client::GraphClient::bus
 pub async fn poll_statuses(cluster: &ClusterState, bus: &Bus, timeout: Duration) {
     let members = cluster.members();
     let asks = members.iter().map(|id| async move {
@@ -338,7 +378,8 @@ pub async fn poll_statuses(cluster: &ClusterState, bus: &Bus, timeout: Duration)
     }
 }
 
-/// Keeps the view fresh: every `every`, polls every member for its status.
+/// Keeps the view fresh: every `every`, polls every member for its status (on `bus`, which
+/// addresses shard 0's leader group: see [`poll_statuses`]).
 pub fn spawn_poller(cluster: ClusterState, bus: Bus, every: Duration, status_timeout: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -372,26 +413,26 @@ mod tests {
         }
     }
 
-    fn leader(id: &str, term: u64) -> watch::Sender<LeaderInfo> {
-        watch::channel(LeaderInfo {
+    /// Shard 0's tracker, having just heard `id` lead in `term`.
+    fn leader(id: &str, term: u64) -> [LeaderInfo; 1] {
+        [LeaderInfo {
             leader: Some(id.into()),
             term,
             seen: Some(Instant::now()),
             members: vec!["n1".into(), "n2".into(), "n3".into()],
             seq: 0,
-        })
-        .0
+        }]
     }
 
     #[test]
     fn overview_combines_polls_events_and_the_leader() {
-        let tx = leader("n1", 4);
-        let cluster = ClusterState::new(tx.subscribe());
+        let leaders = leader("n1", 4);
+        let cluster = ClusterState::new();
         cluster.set_members(vec!["n3".into(), "n1".into(), "n2".into()]);
         cluster.observe_status(status("n1", Role::Leader, 4));
         cluster.observe_status(status("n2", Role::Follower, 4));
         cluster.observe_silence("n3");
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert_eq!(o.leader.as_deref(), Some("n1"));
         assert_eq!(o.term, 4);
         assert_eq!(o.members, vec!["n1", "n2", "n3"]);
@@ -404,12 +445,12 @@ mod tests {
 
         // The leader reports n2 unreachable; n2 gets unplugged.
         cluster.observe_event(&Event::new("n1", 4, EventKind::Reachable { peer: "n2".into(), reachable: false }));
-        assert!(!cluster.overview().nodes[1].reachable);
+        assert!(!cluster.overview(&leaders).nodes[1].reachable);
         // A report from an older term does not count.
         cluster.observe_event(&Event::new("n1", 3, EventKind::Reachable { peer: "n2".into(), reachable: false }));
-        assert!(cluster.overview().nodes[1].reachable);
+        assert!(cluster.overview(&leaders).nodes[1].reachable);
         cluster.observe_event(&Event::new("n2", 4, EventKind::Unplugged { unplugged: true, clients: false }));
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.nodes[1].unplugged && !o.nodes[1].reachable);
         // Cut off from its peers only, it still serves until a poll says otherwise.
         assert!(!o.nodes[1].clients_unplugged && o.nodes[1].serving);
@@ -420,23 +461,23 @@ mod tests {
             5,
             EventKind::Candidacy { state: instaface_bus::messages::CandidacyState::Started, pre_vote: true },
         ));
-        assert_eq!(cluster.overview().nodes[1].role, NodeRole::PreCandidate);
+        assert_eq!(cluster.overview(&leaders).nodes[1].role, NodeRole::PreCandidate);
         cluster.observe_event(&Event::new("n2", 5, EventKind::Leader { members: vec![] }));
-        assert_eq!(cluster.overview().nodes[1].role, NodeRole::Leader);
-        assert_eq!(cluster.overview().nodes[1].term, 5);
+        assert_eq!(cluster.overview(&leaders).nodes[1].role, NodeRole::Leader);
+        assert_eq!(cluster.overview(&leaders).nodes[1].term, 5);
     }
 
     #[test]
     fn serving_lease_and_isolation_come_from_polls_and_events() {
-        let tx = leader("n1", 4);
-        let cluster = ClusterState::new(tx.subscribe());
+        let leaders = leader("n1", 4);
+        let cluster = ClusterState::new();
         cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.nodes.iter().all(|n| !n.serving && n.lease_ms == 0 && n.status_age_ms.is_none()), "not polled yet");
 
         cluster.observe_status(status("n1", Role::Leader, 4));
         cluster.observe_status(status("n2", Role::Follower, 4));
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.nodes[1].serving && !o.nodes[1].clients_unplugged);
         assert_eq!(o.nodes[1].lease_ms, 500);
         let age = o.nodes[1].status_age_ms.expect("answered");
@@ -444,20 +485,20 @@ mod tests {
 
         // Unplugged from its peers, n2's next answer says its lease ran out: it stops serving.
         cluster.observe_event(&Event::new("n2", 4, EventKind::Unplugged { unplugged: true, clients: false }));
-        assert!(cluster.overview().nodes[1].serving, "still serving on its lease");
+        assert!(cluster.overview(&leaders).nodes[1].serving, "still serving on its lease");
         cluster.observe_status(NodeStatus {
             unplugged: true,
             serving: false,
             lease_ms: 0,
             ..status("n2", Role::Follower, 4)
         });
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.nodes[1].unplugged && !o.nodes[1].clients_unplugged && !o.nodes[1].serving);
         assert_eq!(o.nodes[1].lease_ms, 0);
 
         // Isolated totally: not serving from the event on, whatever its lease.
         cluster.observe_event(&Event::new("n1", 4, EventKind::Unplugged { unplugged: true, clients: true }));
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.nodes[0].unplugged && o.nodes[0].clients_unplugged && !o.nodes[0].serving);
         assert_eq!(o.nodes[0].lease_ms, 500, "the lease as last reported");
         // Its status says the same.
@@ -467,18 +508,18 @@ mod tests {
             serving: false,
             ..status("n1", Role::Leader, 4)
         });
-        assert!(cluster.overview().nodes[0].clients_unplugged);
+        assert!(cluster.overview(&leaders).nodes[0].clients_unplugged);
         // Plugged back in: both flags clear (`clients` means nothing without `unplugged`);
         // serving waits for the next poll.
         cluster.observe_event(&Event::new("n1", 4, EventKind::Unplugged { unplugged: false, clients: true }));
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(!o.nodes[0].unplugged && !o.nodes[0].clients_unplugged && !o.nodes[0].serving);
         cluster.observe_status(status("n1", Role::Leader, 4));
-        assert!(cluster.overview().nodes[0].serving);
+        assert!(cluster.overview(&leaders).nodes[0].serving);
 
         // A node that stops answering is not known to serve, and holds no lease we know of.
         cluster.observe_silence("n1");
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(!o.nodes[0].serving && !o.nodes[0].reachable);
         assert_eq!(o.nodes[0].lease_ms, 0);
         assert!(o.nodes[0].status_age_ms.is_some(), "the age of its last answer");
@@ -486,19 +527,19 @@ mod tests {
 
     #[test]
     fn heartbeat_members_are_no_authority() {
-        let tx = leader("n2", 1);
-        let cluster = ClusterState::new(tx.subscribe());
+        let leaders = leader("n2", 1);
+        let cluster = ClusterState::new();
         // The heartbeat lists n1…n3, but the membership has not been read: nobody is known,
         // nobody is polled, nothing can be unplugged.
         assert!(!cluster.membership_known());
         assert!(cluster.members().is_empty());
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert!(o.members.is_empty() && o.nodes.is_empty(), "{o:?}");
         assert_eq!(o.leader, None, "a leader no membership vouches for");
 
         cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
         assert!(cluster.membership_known());
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert_eq!(o.nodes.len(), 3);
         assert_eq!(o.leader.as_deref(), Some("n2"));
         assert!(o.nodes.iter().all(|n| !n.reachable), "nobody polled yet");
@@ -506,8 +547,8 @@ mod tests {
 
     #[test]
     fn only_members_get_entries() {
-        let tx = leader("n1", 4);
-        let cluster = ClusterState::new(tx.subscribe());
+        let leaders = leader("n1", 4);
+        let cluster = ClusterState::new();
         let follower = |id: &str| Event::new(id, 4, EventKind::Follower { leader: Some("n1".into()) });
 
         // Before the membership is read, whatever arrives creates nothing.
@@ -549,7 +590,7 @@ mod tests {
             cluster.observe_silence(stranger);
         }
         assert!(cluster.view().nodes.is_empty(), "strangers left no entry: {:?}", cluster.view().nodes.keys());
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert_eq!(o.nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
         assert_eq!(o.term, 4, "a stranger's term 9 is not taken");
         assert!(o.nodes.iter().all(|n| !n.unplugged && n.role == NodeRole::Unknown));
@@ -563,44 +604,97 @@ mod tests {
             4,
             EventKind::Reachable { peer: "n2".into(), reachable: false }
         )));
-        assert!(!cluster.overview().nodes[1].reachable);
+        assert!(!cluster.overview(&leaders).nodes[1].reachable);
     }
 
     #[test]
     fn a_member_that_leaves_is_forgotten() {
-        let tx = leader("n1", 4);
-        let cluster = ClusterState::new(tx.subscribe());
+        let leaders = leader("n1", 4);
+        let cluster = ClusterState::new();
         cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
         cluster.observe_status(status("n3", Role::Follower, 4));
-        assert_eq!(cluster.overview().nodes[2].role, NodeRole::Follower);
+        assert_eq!(cluster.overview(&leaders).nodes[2].role, NodeRole::Follower);
 
         cluster.set_members(vec!["n1".into(), "n2".into()]);
-        assert_eq!(cluster.overview().nodes.len(), 2);
+        assert_eq!(cluster.overview(&leaders).nodes.len(), 2);
         assert!(!cluster.view().nodes.contains_key("n3"));
         assert!(!cluster.observe_event(&Event::new("n3", 5, EventKind::Leader { members: vec![] })));
 
         // Back in the membership, it starts from nothing.
         cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
-        assert_eq!(cluster.overview().nodes[2].role, NodeRole::Unknown);
+        assert_eq!(cluster.overview(&leaders).nodes[2].role, NodeRole::Unknown);
     }
 
     #[test]
     fn a_leader_that_is_not_a_member_is_not_shown() {
-        let tx = leader("n9", 7);
-        let cluster = ClusterState::new(tx.subscribe());
+        let mut leaders = leader("n9", 7);
+        let cluster = ClusterState::new();
         cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
         cluster.observe_status(status("n1", Role::Follower, 3));
-        let o = cluster.overview();
+        let o = cluster.overview(&leaders);
         assert_eq!(o.leader, None);
         assert_eq!(o.term, 3, "the members' term, not the stranger's");
 
-        tx.send_modify(|info| {
-            info.leader = Some("n2".into());
-            info.term = 8;
-        });
-        let o = cluster.overview();
+        leaders[0].leader = Some("n2".into());
+        leaders[0].term = 8;
+        let o = cluster.overview(&leaders);
         assert_eq!(o.leader.as_deref(), Some("n2"));
         assert_eq!(o.term, 8);
+    }
+
+    #[test]
+    fn other_shards_show_as_their_leaders_and_leave_the_nodes_alone() {
+        let heard = |id: &str, term: u64, ago: Duration| LeaderInfo {
+            leader: Some(id.into()),
+            term,
+            seen: Instant::now().checked_sub(ago),
+            members: vec![],
+            seq: 0,
+        };
+        let leaders = [
+            heard("n1", 4, Duration::ZERO),
+            heard("n2", 9, Duration::ZERO),
+            heard("n3", 6, Duration::from_secs(60)),
+            heard("n9", 2, Duration::ZERO),
+        ];
+        let cluster = ClusterState::new();
+        cluster.set_members(vec!["n1".into(), "n2".into(), "n3".into()]);
+        cluster.observe_status(status("n1", Role::Leader, 4));
+        cluster.observe_status(status("n2", Role::Follower, 4));
+        let o = cluster.overview(&leaders);
+        let shards: Vec<_> = o.shards.iter().map(|s| (s.shard, s.leader.as_deref(), s.term)).collect();
+        assert_eq!(
+            shards,
+            [(0, Some("n1"), 4), (1, Some("n2"), 9), (2, None, 6), (3, None, 0)],
+            "shard 2's leader has gone quiet; shard 3's is no member"
+        );
+        assert_eq!((o.leader.as_deref(), o.term), (Some("n1"), 4), "the overview's own are shard 0's");
+
+        // n2 leads shard 1: its role and term in the view stay those of shard 0's group.
+        let shard1 = |kind: EventKind| Event::new("n2", 9, kind).in_shard(1);
+        assert!(!cluster.observe_event(&shard1(EventKind::Leader { members: vec![] })));
+        assert!(!cluster.observe_event(&shard1(EventKind::Cache {
+            hits: 100,
+            misses: 100,
+            entries: 100,
+            fills: 100,
+            applied_seq: 100
+        })));
+        assert!(!cluster.observe_event(&shard1(EventKind::Reachable { peer: "n3".into(), reachable: false })));
+        assert!(!cluster.observe_event(&shard1(EventKind::Write { seq: 50, op: "x".into(), keys: vec![] })));
+        let n2 = &cluster.overview(&leaders).nodes[1];
+        assert_eq!((n2.role, n2.term, n2.applied_seq, n2.cache.hits), (NodeRole::Follower, 4, 7, 3));
+        // A node is unplugged as a whole, whichever group says so.
+        assert!(cluster.observe_event(&shard1(EventKind::Unplugged { unplugged: true, clients: false })));
+        let n2 = &cluster.overview(&leaders).nodes[1];
+        assert!(n2.unplugged && !n2.reachable);
+        assert_eq!(n2.term, 4, "the unplugged event's term is shard 1's");
+
+        // One shard: one entry, the overview's own leader and term.
+        let o = cluster.overview(&leaders[..1]);
+        assert_eq!(o.shards, [ShardOverview { shard: 0, leader: Some("n1".into()), term: 4 }]);
+        let o = cluster.overview(&[]);
+        assert_eq!(o.shards, [ShardOverview { shard: 0, leader: None, term: 4 }], "the nodes' term");
     }
 
     #[test]
@@ -621,8 +715,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_redis_leaves_the_membership_unknown_and_the_reader_running() {
-        let tx = leader("n1", 1);
-        let cluster = ClusterState::new(tx.subscribe());
+        let cluster = ClusterState::new();
         let subjects = Subjects::new("tgw-unreachable".to_string());
         let mut membership = None;
         // Nothing listens on port 1.

@@ -99,6 +99,7 @@ impl GatewayArgs {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             deadline: Duration::from_millis(self.leader_wait_ms),
             batch_reads: self.batch_reads,
+            shards: self.bus.shards,
         }
     }
 

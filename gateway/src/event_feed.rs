@@ -80,14 +80,11 @@ pub fn about_members(event: &Value, cluster: &ClusterState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use instaface_bus::graph_client::LeaderInfo;
     use serde_json::json;
 
     #[test]
     fn events_naming_strangers_are_not_about_members() {
-        let (_tx, rx) =
-            tokio::sync::watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: vec![], seq: 0 });
-        let cluster = ClusterState::new(rx);
+        let cluster = ClusterState::new();
         let follower = json!({ "type": "follower", "node": "n1", "term": 1, "ts": 1, "leader": "n2" });
         assert!(!about_members(&follower, &cluster), "no membership read yet");
 

@@ -347,7 +347,9 @@ pub struct CacheCounters {
     pub fills: u64,
 }
 
-/// One member of the cluster as the gateway sees it.
+/// One member of the cluster as the gateway sees it. With several shards a node hosts a
+/// member of every shard's leader group; `role`, `term`, `applied_seq`, `lease_ms`,
+/// `serving` and `cache` describe its member of shard 0's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeOverview {
     pub id: String,
@@ -379,7 +381,8 @@ pub struct NodeOverview {
     pub cache: CacheCounters,
 }
 
-/// `GET /api/cluster`.
+/// `GET /api/cluster`. `leader` and `term` are those of shard 0's leader group (the only
+/// one when the graph is not split); `shards` lists every shard's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterOverview {
     /// The current leader, `null` while none is known.
@@ -388,6 +391,21 @@ pub struct ClusterOverview {
     /// The members in Redis.
     pub members: Vec<String>,
     pub nodes: Vec<NodeOverview>,
+    /// Every shard's leader group, in shard order (one entry when the graph is not split;
+    /// entry 0 repeats `leader` and `term`).
+    pub shards: Vec<ShardOverview>,
+}
+
+/// One shard's leader group as the gateway hears it (through its heartbeats).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShardOverview {
+    /// The shard, `0` to `SHARDS - 1`; its entities' ids are `shard << 40` and up.
+    pub shard: u32,
+    /// Its current leader (a member), `null` while none is known or the last one heard of
+    /// has gone quiet.
+    pub leader: Option<String>,
+    /// Its term: the current leader's, else the latest heard of.
+    pub term: u64,
 }
 
 /// `PUT /api/cluster/nodes/{id}/unplugged`: `{"unplugged": true}` cuts the node off from

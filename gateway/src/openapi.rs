@@ -6,6 +6,7 @@
 //! Besides the paths it holds the links between operations ([`Links`]): what a created
 //! entity or a put association lets a client (or a stateful tester) call next.
 
+use instaface_bus::shards::Shards;
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
@@ -26,7 +27,9 @@ use crate::routes::{associations, cluster, entities, events, query, system};
             in the schemas (`minimum`, `maximum`, `pattern`, `maxLength`, `maxItems`, `maxProperties`); a request \
             body may be at most `x-max-body-bytes` bytes (the gateway's `BODY_LIMIT`). `POST \
             /api/entities/{entity}` takes a type in the segment where the other operations of that path take \
-            an id.",
+            an id. When the graph is split into shards (`SHARDS`), an entity's shard is in its id (`id >> 40`), \
+            `POST /api/entities/{entity}?near=` picks a new entity's shard, and `GET /api/cluster` lists each \
+            shard's leader.",
     ),
     paths(
         entities::create,
@@ -152,12 +155,18 @@ pub fn document() -> serde_json::Value {
     document_json(crate::config::DEFAULT_BODY_LIMIT)
 }
 
-/// The document as served by a gateway whose `BODY_LIMIT` is `body_limit`, as JSON. Use this
-/// rather than serializing [`document_for`]'s value: utoipa 5 writes a link's fields in
-/// snake case (`operation_id`), which this renames to the specification's `operationId`,
-/// `operationRef` and `requestBody`.
+/// The document as served by a gateway of one shard whose `BODY_LIMIT` is `body_limit`, as
+/// JSON (see [`document_json_for`]).
 pub fn document_json(body_limit: usize) -> serde_json::Value {
-    let mut doc = serde_json::to_value(document_for(body_limit)).expect("the document serializes");
+    document_json_for(body_limit, Shards::one())
+}
+
+/// The document as served by a gateway whose `BODY_LIMIT` is `body_limit` in a cluster of
+/// `shards`, as JSON. Use this rather than serializing [`document_for`]'s value: utoipa 5
+/// writes a link's fields in snake case (`operation_id`), which this renames to the
+/// specification's `operationId`, `operationRef` and `requestBody`.
+pub fn document_json_for(body_limit: usize, shards: Shards) -> serde_json::Value {
+    let mut doc = serde_json::to_value(document_for(body_limit, shards)).expect("the document serializes");
     let responses = doc["paths"]
         .as_object_mut()
         .into_iter()
@@ -182,10 +191,15 @@ pub fn document_json(body_limit: usize) -> serde_json::Value {
 }
 
 /// The document of a gateway whose request bodies may be at most `body_limit` bytes: every
-/// request body says so (in words and as `x-max-body-bytes`), and so does every 413. Serve
-/// it through [`document_json`].
-pub fn document_for(body_limit: usize) -> utoipa::openapi::OpenApi {
+/// request body says so (in words and as `x-max-body-bytes`), and so does every 413; and
+/// whose cluster has `shards`: `?near=` of a create states the ids they hold. Serve it
+/// through [`document_json_for`].
+pub fn document_for(body_limit: usize, shards: Shards) -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
+    let create = operation_mut(&mut doc, "/api/entities/{entity}", "post").expect("the create operation");
+    for param in create.parameters.iter_mut().flatten().filter(|p| p.name == "near") {
+        *param = crate::bounds::near_parameter(shards);
+    }
     for item in doc.paths.paths.values_mut() {
         let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for op in ops.into_iter().flatten() {
@@ -238,6 +252,21 @@ mod tests {
             }
         }
         assert!(seen >= 9);
+    }
+
+    #[test]
+    fn near_states_the_ids_of_the_shards() {
+        let near = |doc: &serde_json::Value| {
+            let params = doc["paths"]["/api/entities/{entity}"]["post"]["parameters"].as_array().unwrap().clone();
+            params.into_iter().find(|p| p["name"] == "near").expect("a near parameter")
+        };
+        let one = near(&document());
+        assert_eq!(one["in"], "query");
+        assert_eq!(one["required"], false);
+        assert_eq!(one["schema"]["maximum"], (1u64 << 40) - 1);
+        let four = near(&document_json_for(1000, Shards::new(4).unwrap()));
+        assert_eq!(four["schema"]["maximum"], (4u64 << 40) - 1);
+        assert!(four["description"].as_str().unwrap().contains("4 shard(s)"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Shared {
     pub config: GatewayConfig,
     /// One permit per open `/api/events` websocket (`max_ws_clients` in all).
     pub ws_slots: Arc<Semaphore>,
-    /// `/api/openapi.json`, built once (it states this gateway's body limit).
+    /// `/api/openapi.json`, built once (it states this gateway's body limit and shards).
     pub openapi: axum::body::Bytes,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -58,7 +58,7 @@ impl AppState {
     /// reader, and the status poller.
     pub async fn start(bus: Bus, client_config: ClientConfig, config: GatewayConfig) -> Result<AppState, BusError> {
         let client = GraphClient::new(bus.clone(), client_config).await?;
-        let cluster = ClusterState::new(client.watch_leader());
+        let cluster = ClusterState::new();
         let metrics = Metrics::new();
         let (events, _) = broadcast::channel(config.ws_buffer.max(1));
 
@@ -82,15 +82,18 @@ impl AppState {
                 config.membership_backoff_max,
             ));
         }
+        // The node view is of each node's member of shard 0's leader group: its status
+        // endpoint is under that group's subjects (the graph client's bus).
         tasks.push(cluster_state::spawn_poller(
             cluster.clone(),
-            bus.clone(),
+            client.bus().clone(),
             config.cluster_poll,
             config.status_timeout,
         ));
         let ws_slots = Arc::new(Semaphore::new(config.max_ws_clients.clamp(1, Semaphore::MAX_PERMITS)));
 
-        let openapi = axum::body::Bytes::from(crate::openapi::document_json(config.body_limit).to_string());
+        let openapi = crate::openapi::document_json_for(config.body_limit, client.shards());
+        let openapi = axum::body::Bytes::from(openapi.to_string());
         Ok(AppState(Arc::new(Shared {
             client,
             cluster,

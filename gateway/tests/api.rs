@@ -767,6 +767,59 @@ async fn the_cluster_view_and_the_feed_know_members_only() {
 }
 
 #[tokio::test]
+async fn one_shard_is_listed_and_near_must_name_a_shard() {
+    let (_state, app, bus, _m) = offline_gateway("one-shard", WAIT).await;
+    let contract = Contract::load();
+    let overview = Call::get("/api/cluster").send(&app).await.expect(200);
+    contract.check(&overview);
+    assert_eq!(overview.json()["shards"], json!([{ "shard": 0, "leader": null, "term": 0 }]));
+
+    // A member's heartbeat: shard 0's entry is the overview's leader and term.
+    let heartbeat = instaface_bus::messages::Heartbeat {
+        term: 3,
+        leader: "n1".into(),
+        seq: 0,
+        floor: 0,
+        invalidations: vec![],
+        hb: 1,
+        members: vec!["n1".into(), "n2".into(), "n3".into()],
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let o = loop {
+        bus.publish(bus.subjects().heartbeat(), &heartbeat).await.unwrap();
+        let o = Call::get("/api/cluster").send(&app).await.expect(200);
+        contract.check(&o);
+        let o = o.json();
+        if o["leader"] == "n1" || std::time::Instant::now() > deadline {
+            break o;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((&o["leader"], &o["term"]), (&json!("n1"), &json!(3)), "{o}");
+    assert_eq!(o["shards"], json!([{ "shard": 0, "leader": "n1", "term": 3 }]));
+
+    // `near` names its shard in its id's top bits: with one shard, 2^40 names none.
+    let create = |near: &str| Call::new(Method::POST, format!("/api/entities/user?near={near}")).json(json!({}));
+    for near in ["1099511627776", "18446744073709551615"] {
+        let reply = create(near).send(&app).await.expect(400);
+        assert_eq!(reply.error_code(), "bad_request");
+        let message = reply.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("near") && message.contains("1 shard"), "{message}");
+        contract.check(&reply);
+    }
+    for near in ["x", "-1", ""] {
+        let reply = create(near).send(&app).await.expect(400);
+        assert_eq!(reply.error_code(), "bad_request", "near={near:?}");
+    }
+    // An id of the one shard gets past validation (and waits for a leader that is not there).
+    for near in ["1", "1099511627775"] {
+        let reply = create(near).send(&app).await;
+        assert_eq!(reply.error_code(), "no_leader", "near={near}");
+        contract.check(&reply);
+    }
+}
+
+#[tokio::test]
 async fn made_up_methods_do_not_grow_the_metrics() {
     let (_state, app, _bus, _m) = offline_gateway("methods", WAIT).await;
     for i in 0..50 {

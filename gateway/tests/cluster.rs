@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 const STARTUP: Duration = Duration::from_secs(30);
 
 async fn cluster(name: &str, fast: bool) -> Cluster {
-    let cluster = Cluster::start(name, ClusterOpts { nodes: 3, env: Vec::new(), fast }).await;
+    let cluster = Cluster::start(name, ClusterOpts { nodes: 3, env: Vec::new(), fast, ..ClusterOpts::default() }).await;
     cluster.wait_leader(STARTUP, None, 0).await;
     cluster
 }

@@ -193,6 +193,7 @@ impl Workload {
                 }
             }));
         }
+        let shards = c.client.shards();
         for (node, bus) in node_readers {
             let (shared, stop, ids) = (shared.clone(), stop.clone(), ids.clone());
             tasks.push(tokio::spawn(async move {
@@ -205,6 +206,8 @@ impl Workload {
                         consistency: Consistency::Eventual,
                         query: ReadQuery::Entities { ids: vec![entity] },
                     };
+                    // The node's member of the entity's shard's group.
+                    let bus = bus.for_shard(instaface_bus::shards::shard_of(entity), shards);
                     let reply = bus
                         .request::<_, Reply<ReadResult>>(
                             bus.subjects().read_at(&node),

@@ -143,11 +143,24 @@ pub struct ClusterOpts {
     pub env: Vec<(String, String)>,
     /// Fast timing (heartbeat 30 ms, election 150–300 ms) instead of the defaults.
     pub fast: bool,
+    /// With several entries, the graph in that many shards (`SHARDS`), shard `k`'s
+    /// database on the MySQL server at 127.0.0.1 and port `shard_ports[k]` (the services
+    /// script runs a second server on [`MYSQL2_PORT`]). Empty: one shard on 3306.
+    pub shard_ports: Vec<u16>,
 }
+
+/// The port of the second MariaDB server `compose/services.sh` runs, for sharded tests.
+pub const MYSQL2_PORT: u16 = 3307;
 
 impl Default for ClusterOpts {
     fn default() -> Self {
-        ClusterOpts { nodes: 3, env: Vec::new(), fast: false }
+        ClusterOpts { nodes: 3, env: Vec::new(), fast: false, shard_ports: Vec::new() }
+    }
+}
+
+impl ClusterOpts {
+    fn shards(&self) -> instaface_bus::shards::Shards {
+        instaface_bus::shards::Shards::new(self.shard_ports.len() as u32).unwrap_or_default()
     }
 }
 
@@ -196,9 +209,14 @@ impl Cluster {
         if let Some((_, key)) = opts.env.iter().find(|(k, _)| k == "CLUSTER_KEY") {
             args.cluster_key = Some(instaface_bus::auth::ClusterKey::parse(key).expect("CLUSTER_KEY"));
         }
-        let bus = Bus::connect(&args, &format!("test-{name}")).await.expect("nats");
+        // With several shards, the test's bus addresses shard 0's group (the cluster-wide
+        // subjects are the same from every shard).
+        let bus = Bus::connect(&args, &format!("test-{name}")).await.expect("nats").for_shard(0, opts.shards());
         wait_until(Duration::from_secs(10), "the test's NATS connection", || bus.is_connected()).await;
-        let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");
+        args.shards = opts.shards();
+        let client = GraphClient::new(bus.clone(), ClientConfig { shards: opts.shards(), ..ClientConfig::default() })
+            .await
+            .expect("graph client");
         let membership = Membership::connect(&args.redis_url, &Subjects::new(prefix.clone())).await.expect("redis");
         let ids = (1..=opts.nodes).map(|i| format!("n{i}")).collect();
         let log_dir = bin_dir().join("../test-logs").join(&prefix);
@@ -232,6 +250,10 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log));
+        if self.opts.shards().split() {
+            let urls: Vec<String> = self.databases().iter().map(|(url, _, _)| url.clone()).collect();
+            cmd.env("SHARDS", urls.len().to_string()).env("SHARD_MYSQL_URLS", urls.join(","));
+        }
         if self.opts.fast {
             cmd.env("HEARTBEAT_MS", "30").env("ELECTION_MIN_MS", "150").env("ELECTION_MAX_MS", "300");
         }
@@ -377,9 +399,27 @@ impl Cluster {
         (bus, client)
     }
 
-    /// A MySQL connection to the cluster's database (for checking what reached it).
+    /// A MySQL connection to the cluster's database (shard 0's), for checking what reached it.
     pub async fn mysql(&self) -> mysql_async::Conn {
-        mysql_async::Conn::from_url(format!("mysql://root@127.0.0.1:3306/{}", self.database)).await.expect("mysql")
+        self.mysql_of(0).await
+    }
+
+    /// A MySQL connection to shard `k`'s database.
+    pub async fn mysql_of(&self, k: usize) -> mysql_async::Conn {
+        let (url, _, _) = &self.databases()[k];
+        mysql_async::Conn::from_url(url.as_str()).await.expect("mysql")
+    }
+
+    /// Each shard's database: its URL, server port and name (one entry with one shard).
+    pub fn databases(&self) -> Vec<(String, u16, String)> {
+        if !self.opts.shards().split() {
+            let url = format!("mysql://root@127.0.0.1:3306/{}", self.database);
+            return vec![(url, 3306, self.database.clone())];
+        }
+        let name = |k: usize| if k == 0 { self.database.clone() } else { format!("{}_s{k}", self.database) };
+        (self.opts.shard_ports.iter().enumerate())
+            .map(|(k, &port)| (format!("mysql://root@127.0.0.1:{port}/{}", name(k)), port, name(k)))
+            .collect()
     }
 
     pub fn log_dir(&self) -> &PathBuf {
@@ -394,11 +434,14 @@ impl Drop for Cluster {
             let _ = child.wait();
         }
         // Best-effort cleanup with the command-line clients (no runtime needed in Drop).
-        let _ = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-e", &format!("DROP DATABASE IF EXISTS `{}`", self.database)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        for (_, port, name) in self.databases() {
+            let drop = format!("DROP DATABASE IF EXISTS `{name}`");
+            let _ = Command::new("mariadb")
+                .args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e", &drop])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = Command::new("redis-cli")
             .args(["-h", "127.0.0.1", "DEL", &format!("{}:members", self.prefix)])
             .stdout(Stdio::null())

@@ -711,8 +711,11 @@ async fn the_granted_privileges_are_enough_for_a_node() {
     ));
 
     let url = format!("mysql://{user}:{password}@127.0.0.1:3306/{database}");
-    let cluster =
-        Cluster::start("grants", ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true }).await;
+    let cluster = Cluster::start(
+        "grants",
+        ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true, ..ClusterOpts::default() },
+    )
+    .await;
     cluster.wait_leader(Duration::from_secs(30), None, 0).await;
     let mut attributes = instaface_bus::graph::Attributes::new();
     attributes.insert("name".into(), "Grace".into());

@@ -843,6 +843,18 @@ impl Drop for Proc {
 /// included) and unplugs a follower and plugs it back; the bot binary runs; the observer
 /// pings the nodes' micro service and taps the traffic. Neither the server nor any process
 /// logs a permission violation.
+/// A fresh cluster key, and the nodes' environment as deployed: the `node` user on the
+/// server that will listen on `port`, its inbox prefix, the key.
+fn keyed_node_env(users: &Users, port: u16) -> (String, Vec<(String, String)>) {
+    let key = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
+    let env = vec![
+        ("NATS_URL".to_string(), format!("nats://node:{}@127.0.0.1:{port}", users.passwords["node"])),
+        ("NATS_INBOX_PREFIX".to_string(), users.inboxes["node"].clone()),
+        ("CLUSTER_KEY".to_string(), key.clone()),
+    ];
+    (key, env)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_works_under_its_own_role() {
     for bin in ["instaface-node", "instaface-gateway", "instaface-bot"] {
@@ -856,13 +868,9 @@ async fn every_binary_works_under_its_own_role() {
     let mut users = Users::new("placeholder");
     let port = free_port();
     // As deployed: nodes and the gateway hold the cluster key, the bot does not.
-    let key = format!("{:032x}{:032x}", rand::random::<u128>(), rand::random::<u128>());
-    let node_env = vec![
-        ("NATS_URL".to_string(), format!("nats://node:{}@127.0.0.1:{port}", users.passwords["node"])),
-        ("NATS_INBOX_PREFIX".to_string(), users.inboxes["node"].clone()),
-        ("CLUSTER_KEY".to_string(), key.clone()),
-    ];
-    let cluster = Cluster::start("roles", ClusterOpts { nodes: 3, env: node_env, fast: false }).await;
+    let (key, node_env) = keyed_node_env(&users, port);
+    let cluster =
+        Cluster::start("roles", ClusterOpts { nodes: 3, env: node_env, fast: false, ..ClusterOpts::default() }).await;
     users.prefix = cluster.prefix.clone();
     let server = Server::start(&users, &dir, "nats", port, &[]);
     eprintln!("logs in {} and {}", dir.display(), cluster.log_dir().display());
@@ -1082,6 +1090,66 @@ async fn every_binary_works_under_its_own_role() {
     let mut logs: Vec<PathBuf> = cluster.ids.iter().map(|id| cluster.log_dir().join(format!("{id}.log"))).collect();
     logs.extend(["gateway.log", "gateway.err.log", "bot.log", "tap.log"].iter().map(|f| dir.join(f)));
     for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains("Permissions Violation"), "{} mentions a permission violation", log.display());
+    }
+}
+
+/// Two shards under the roles, with a cluster key: each shard's group subjects
+/// (`P.shard.<k>.…`) are allowed to the roles as their one-shard forms are. Both shards
+/// elect a leader among nodes on the `node` user; graph clients on the gateway's and the
+/// bot's users write to both shards and read them (alone, in bursts, at the leader); the
+/// server refuses nothing and no node logs a violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_cluster_works_under_the_roles() {
+    binary("instaface-node");
+    let dir = log_dir("roles-shards");
+    let mut users = Users::new("placeholder");
+    let port = free_port();
+    let (key, node_env) = keyed_node_env(&users, port);
+    let opts = ClusterOpts {
+        env: node_env,
+        shard_ports: vec![3306, instaface_testkit::MYSQL2_PORT],
+        ..ClusterOpts::default()
+    };
+    let cluster = Cluster::start("roles-shards", opts).await;
+    users.prefix = cluster.prefix.clone();
+    let server = Server::start(&users, &dir, "nats", port, &[]);
+    eprintln!("logs in {} and {}", dir.display(), cluster.log_dir().display());
+
+    let shards = instaface_bus::shards::Shards::new(2).expect("two shards");
+    let config = ClientConfig { shards, ..ClientConfig::default() };
+    let mut gateway_args = bus_args(&users, &server, "gateway");
+    gateway_args.cluster_key = Some(instaface_bus::auth::ClusterKey::parse(&key).expect("cluster key"));
+    let gateway_bus = Bus::connect(&gateway_args, "test-gateway").await.expect("connect");
+    let gateway = GraphClient::new(gateway_bus, config.clone()).await.expect("graph client");
+    let bot_bus = Bus::connect(&bus_args(&users, &server, "bot"), "test-bot").await.expect("connect");
+    let bot = GraphClient::new(bot_bus, config).await.expect("graph client");
+    gateway.wait_for_leaders(Duration::from_secs(60)).await.expect("both shards' leaders, heard by the gateway");
+    bot.wait_for_leaders(Duration::from_secs(10)).await.expect("both shards' leaders, heard by the bot");
+
+    let mut ids = Vec::new();
+    for (i, client) in [&gateway, &bot, &gateway, &bot].into_iter().enumerate() {
+        let (e, _) = retry("a write", || client.create_entity("user", user(&format!("u{i}")))).await;
+        ids.push(e.id);
+    }
+    let shards_hit: std::collections::BTreeSet<_> = ids.iter().map(|&id| instaface_bus::shards::shard_of(id)).collect();
+    assert_eq!(shards_hit.len(), 2, "the creates went to one shard: {ids:?}");
+    for client in [&gateway, &bot] {
+        for consistency in [Consistency::Eventual, Consistency::Strong] {
+            let read = retry("a read of both shards", || client.get_entities(ids.clone(), consistency)).await;
+            assert_eq!(read.len(), ids.len());
+        }
+        let reads = (0..100).map(|i| client.get_entity(ids[i % ids.len()], Consistency::Eventual));
+        for read in futures::future::join_all(reads).await {
+            read.expect("a read in a burst");
+        }
+    }
+
+    let violations = server.violations();
+    assert!(violations.is_empty(), "the server refused something:\n{}", violations.join("\n"));
+    for id in &cluster.ids {
+        let log = cluster.log_dir().join(format!("{id}.log"));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!text.contains("Permissions Violation"), "{} mentions a permission violation", log.display());
     }

@@ -84,7 +84,9 @@ async fn main() {
 
     // ---- cluster A: INVALIDATION=lease (the default)
     eprintln!("starting a 3-node cluster (INVALIDATION=lease)");
-    let mut c = Cluster::start("bench-dp", ClusterOpts { nodes: 3, env: Vec::new(), fast: false }).await;
+    let mut c =
+        Cluster::start("bench-dp", ClusterOpts { nodes: 3, env: Vec::new(), fast: false, ..ClusterOpts::default() })
+            .await;
     let Some((leader, _)) = wait_settled(&c, &c.ids, Duration::from_secs(30)).await else {
         eprintln!("cluster never settled; logs in {}", c.log_dir().display());
         return;

@@ -76,7 +76,12 @@ pub async fn run_scaling(secs: Duration, levels: &[usize]) -> Vec<String> {
         eprintln!("(e) write scaling: starting a 3-node cluster with INVALIDATION={mode}");
         let c = Cluster::start(
             &format!("bench-scale-{mode}"),
-            ClusterOpts { nodes: 3, env: vec![("INVALIDATION".into(), mode.into())], fast: false },
+            ClusterOpts {
+                nodes: 3,
+                env: vec![("INVALIDATION".into(), mode.into())],
+                fast: false,
+                ..ClusterOpts::default()
+            },
         )
         .await;
         if wait_settled(&c, &c.ids, Duration::from_secs(30)).await.is_none() {

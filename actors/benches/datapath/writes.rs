@@ -163,7 +163,12 @@ pub async fn run_writes(c: Cluster, n_writes: usize, secs: Duration, wconc: usiz
     eprintln!("starting a 3-node cluster with INVALIDATION=async");
     let c2 = Cluster::start(
         "bench-dp-async",
-        ClusterOpts { nodes: 3, env: vec![("INVALIDATION".into(), "async".into())], fast: false },
+        ClusterOpts {
+            nodes: 3,
+            env: vec![("INVALIDATION".into(), "async".into())],
+            fast: false,
+            ..ClusterOpts::default()
+        },
     )
     .await;
     if wait_settled(&c2, &c2.ids, Duration::from_secs(30)).await.is_none() {

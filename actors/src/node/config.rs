@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use instaface_bus::config::BusArgs;
+use instaface_bus::shards::{ShardId, Shards};
 use instaface_bus::NodeId;
 
 use crate::election::ElectionConfig;
@@ -32,6 +33,13 @@ pub struct NodeArgs {
     /// MySQL URL; only the leader connects.
     #[arg(long, env = "MYSQL_URL", default_value = "mysql://root@127.0.0.1:3306/instaface")]
     pub mysql_url: String,
+
+    /// Comma-separated MySQL URLs, one per shard in order (`SHARDS`), on one server or
+    /// several; shard `k` uses entry `k`, and entries past the last shard are not used.
+    /// Unset, shard 0 uses `MYSQL_URL` and shard `k` the database named `MYSQL_URL`'s with
+    /// `_s<k>` appended, on the same server.
+    #[arg(long, env = "SHARD_MYSQL_URLS", value_delimiter = ',')]
+    pub shard_mysql_urls: Vec<String>,
 
     /// Heartbeat interval in ms.
     #[arg(long, env = "HEARTBEAT_MS", default_value_t = 100)]
@@ -121,7 +129,12 @@ pub struct NodeConfig {
     pub id: NodeId,
     pub members: Vec<NodeId>,
     pub bus: BusArgs,
+    /// The shard whose leader group this configuration runs (0 with one shard).
+    pub shard: ShardId,
+    /// This group's database: `shard_mysql_urls[shard]`.
     pub mysql_url: String,
+    /// Every shard's database, in shard order (one entry with one shard).
+    pub shard_mysql_urls: Vec<String>,
     pub heartbeat: Duration,
     pub election_min: Duration,
     pub election_max: Duration,
@@ -194,6 +207,7 @@ impl NodeArgs {
         if !self.mysql_url.starts_with("mysql://") {
             return Err(format!("MYSQL_URL {:?} must start with mysql://", self.mysql_url));
         }
+        let shard_mysql_urls = shard_urls(&self.mysql_url, &self.shard_mysql_urls, self.bus.shards)?;
         self.bus.nats_servers()?;
         let planted_bug = match &self.planted_bug {
             None => None,
@@ -212,7 +226,9 @@ impl NodeArgs {
             id,
             members,
             bus: self.bus.clone(),
-            mysql_url: self.mysql_url.clone(),
+            shard: 0,
+            mysql_url: shard_mysql_urls[0].clone(),
+            shard_mysql_urls,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             election_min,
             election_max: Duration::from_millis(self.election_max_ms),
@@ -230,9 +246,75 @@ impl NodeArgs {
     }
 }
 
+impl NodeConfig {
+    /// The configuration of this node's member of shard `k`'s leader group: the same
+    /// node, timing and state directory, shard `k`'s database.
+    pub fn for_shard(&self, k: ShardId) -> NodeConfig {
+        let mut cfg = self.clone();
+        cfg.shard = k;
+        cfg.mysql_url = self.shard_mysql_urls.get(k as usize).cloned().unwrap_or_else(|| self.mysql_url.clone());
+        cfg
+    }
+}
+
+/// Every shard's MySQL URL: `explicit` (one per shard) when given, else `base` for shard 0
+/// and `base`'s database with `_s<k>` appended for shard `k`.
+fn shard_urls(base: &str, explicit: &[String], shards: Shards) -> Result<Vec<String>, String> {
+    let explicit: Vec<String> = explicit.iter().map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+    if !explicit.is_empty() {
+        if explicit.len() < shards.count() as usize {
+            return Err(format!(
+                "SHARD_MYSQL_URLS names {} databases for SHARDS={}: give one per shard",
+                explicit.len(),
+                shards.count()
+            ));
+        }
+        if let Some(bad) = explicit.iter().find(|u| !u.starts_with("mysql://")) {
+            return Err(format!("SHARD_MYSQL_URLS entry {bad:?} must start with mysql://"));
+        }
+        // A longer list is fine (a deployment may list every database it could shard onto).
+        return Ok(explicit.into_iter().take(shards.count() as usize).collect());
+    }
+    let (path, query) = match base.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (base, None),
+    };
+    let (server, db) = path
+        .rsplit_once('/')
+        .filter(|(server, db)| !db.is_empty() && server.len() > "mysql:/".len())
+        .ok_or_else(|| format!("MYSQL_URL {base:?} names no database"))?;
+    Ok(shards
+        .all()
+        .map(|k| {
+            let db = if k == 0 { db.to_string() } else { format!("{db}_s{k}") };
+            match query {
+                Some(q) => format!("{server}/{db}?{q}"),
+                None => format!("{server}/{db}"),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_shard_gets_a_database() {
+        let two = Shards::new(2).unwrap();
+        assert_eq!(
+            shard_urls("mysql://root@h:3306/g?x=1", &[], two).unwrap(),
+            vec!["mysql://root@h:3306/g?x=1", "mysql://root@h:3306/g_s1?x=1"]
+        );
+        assert_eq!(shard_urls("mysql://root@h/g", &[], Shards::one()).unwrap(), vec!["mysql://root@h/g"]);
+        let given = vec!["mysql://a/x".to_string(), "mysql://b:3307/y".to_string()];
+        assert_eq!(shard_urls("mysql://root@h/g", &given, two).unwrap(), given);
+        assert!(shard_urls("mysql://root@h/g", &given[..1], two).is_err());
+        assert_eq!(shard_urls("mysql://root@h/g", &given, Shards::one()).unwrap(), given[..1]);
+        assert!(shard_urls("mysql://root@h/", &[], two).is_err());
+        let cfg = parse(&["--node-id", "n1", "--shards", "2"]).unwrap().for_shard(1);
+        assert_eq!((cfg.shard, cfg.mysql_url.as_str()), (1, "mysql://root@127.0.0.1:3306/instaface_s1"));
+    }
 
     fn parse(args: &[&str]) -> Result<NodeConfig, String> {
         let mut full = vec!["instaface-node"];

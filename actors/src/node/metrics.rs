@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use instaface_bus::shards::ShardId;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// Every metric a node exports, labelled with its node id.
@@ -37,10 +38,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(node: &str) -> Metrics {
-        let registry =
-            Registry::new_custom(Some("instaface".into()), Some([("node".to_string(), node.to_string())].into()))
-                .unwrap_or_default();
+    /// A node's metrics; with `shard`, those of its member of that shard's leader group
+    /// (labelled `shard` too).
+    pub fn new(node: &str, shard: Option<ShardId>) -> Metrics {
+        let mut labels: std::collections::HashMap<String, String> = [("node".to_string(), node.to_string())].into();
+        if let Some(k) = shard {
+            labels.insert("shard".to_string(), k.to_string());
+        }
+        let registry = Registry::new_custom(Some("instaface".into()), Some(labels)).unwrap_or_default();
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric name");
             let _ = registry.register(Box::new(g.clone()));
@@ -98,22 +103,35 @@ impl Metrics {
         }
     }
 
-    /// The metrics in Prometheus' text format.
-    pub fn render(&self) -> String {
+    /// The metrics of `groups` (one per shard the node hosts) in Prometheus' text format.
+    pub fn render(groups: &[Metrics]) -> String {
+        let mut families = Vec::new();
+        for m in groups {
+            families.extend(m.registry.gather());
+        }
+        // The encoder wants each family once: merge the groups' samples by name.
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut merged: Vec<prometheus::proto::MetricFamily> = Vec::new();
+        for f in families {
+            match merged.last_mut() {
+                Some(last) if last.name() == f.name() => last.mut_metric().extend(f.get_metric().iter().cloned()),
+                _ => merged.push(f),
+            }
+        }
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let _ = TextEncoder::new().encode(&merged, &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
 
     /// Serves `/metrics` on `addr` until the process ends.
-    pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
+    pub async fn serve(groups: Vec<Metrics>, addr: SocketAddr) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(%addr, "serving metrics at /metrics");
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let m = self.clone();
-                async move { m.render() }
+                let groups = groups.clone();
+                async move { Metrics::render(&groups) }
             }),
         );
         axum::serve(listener, app).await

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use instaface_bus::membership::Membership;
+use instaface_bus::shards::ShardId;
 use ractor::{ActorRef, Message};
 use tokio::sync::watch;
 
@@ -90,12 +91,17 @@ pub struct ActorNames {
 }
 
 impl ActorNames {
-    pub fn new(node: &str) -> ActorNames {
+    /// The names of one node's actors; with `shard`, of its member of that shard's group.
+    pub fn new(node: &str, shard: Option<ShardId>) -> ActorNames {
+        let base = match shard {
+            Some(k) => format!("{node}/shard-{k}"),
+            None => node.to_string(),
+        };
         ActorNames {
-            supervisor: format!("{node}/supervisor"),
-            protocol: format!("{node}/protocol"),
-            cache: format!("{node}/cache"),
-            store: format!("{node}/store"),
+            supervisor: format!("{base}/supervisor"),
+            protocol: format!("{base}/protocol"),
+            cache: format!("{base}/cache"),
+            store: format!("{base}/store"),
         }
     }
 }

@@ -56,6 +56,12 @@ impl Net {
         }
     }
 
+    /// The same node's network for another leader group it hosts (another shard): its own
+    /// subjects and metrics, the same unplug switches — a node is unplugged as a whole.
+    pub fn for_group(&self, bus: Bus, metrics: Metrics) -> Net {
+        Net { bus, metrics, ..self.clone() }
+    }
+
     pub fn subjects(&self) -> &Subjects {
         self.bus.subjects()
     }
@@ -158,6 +164,7 @@ impl Net {
     /// Publishes a monitoring event on `P.events` (events flow even while unplugged).
     pub async fn event(&self, term: u64, kind: EventKind) {
         let event = Event::new(self.node.clone(), term, kind);
+        let event = event.in_shard(self.subjects().shard());
         if let Err(e) = self.bus.publish(self.subjects().events(), &event).await {
             tracing::debug!(error = %e, "event not published");
         }

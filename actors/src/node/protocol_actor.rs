@@ -86,7 +86,7 @@ impl Actor for ProtocolActor {
         let ecfg = election_config(&ctx).map_err(|e| format!("election config: {e}"))?;
         let log =
             LogConfig { mode: ctx.cfg.invalidation, window_max: LogConfig::WINDOW_MAX, planted: ctx.cfg.planted_bug };
-        let votes = VoteFile::new(&ctx.cfg.state_dir, ctx.net.subjects().prefix(), &ctx.cfg.id);
+        let votes = VoteFile::new(&ctx.cfg.state_dir, ctx.net.subjects().group_prefix(), &ctx.cfg.id);
         let persisted = votes.load()?;
         tracing::info!(term = persisted.term, voted_for = ?persisted.voted_for, file = %votes.path().display(), "term and vote loaded");
         if ctx.net.bus().authenticates() {

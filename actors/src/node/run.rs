@@ -38,68 +38,96 @@ pub async fn connect_membership(bus: &BusArgs) -> Membership {
     }
 }
 
-/// Runs the node until SIGTERM/SIGINT (exit 0 after an orderly shutdown) or until the
+/// Runs the node until SIGTERM/SIGINT (exit 0 after an orderly shutdown) or until a
 /// supervisor gives up (an error).
+///
+/// A node hosts one member of every shard's leader group (`SHARDS`, one by default): each
+/// group is a whole supervision tree with its own context — subjects, database, actors,
+/// metrics, term and vote — sharing the process's NATS connection, membership, unplug
+/// switches and in-flight bound. The groups never share protocol state.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node = %cfg.id);
     let _enter = span.enter();
-    let metrics = Metrics::new(&cfg.id);
+    let shards = cfg.bus.shards;
     let bus = Bus::connect(&cfg.bus, &format!("instaface-node-{}", cfg.id)).await?;
     let membership = connect_membership(&cfg.bus).await;
-    let (view, _) = watch::channel(ClusterView::initial());
-    let ctx = NodeContext {
-        net: Net::new(bus, cfg.id.clone(), metrics.clone()),
-        membership,
-        metrics: metrics.clone(),
-        view,
-        applied_seq: Arc::new(AtomicU64::new(0)),
-        origin: Instant::now(),
-        names: ActorNames::new(&cfg.id),
-        counters: Arc::new(Mutex::new(Default::default())),
-        inflight: Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_requests)),
-        cfg: Arc::new(cfg),
-    };
+    let inflight = Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_requests));
+    let origin = Instant::now();
+    let label = |k| shards.split().then_some(k);
+    let root_metrics = Metrics::new(&cfg.id, label(0));
+    let root_net = Net::new(bus.for_shard(0, shards), cfg.id.clone(), root_metrics.clone());
+    let groups: Vec<NodeContext> = shards
+        .all()
+        .map(|k| {
+            let metrics = if k == 0 { root_metrics.clone() } else { Metrics::new(&cfg.id, label(k)) };
+            let (view, _) = watch::channel(ClusterView::initial());
+            NodeContext {
+                net: root_net.for_group(bus.for_shard(k, shards), metrics.clone()),
+                membership: membership.clone(),
+                metrics,
+                view,
+                applied_seq: Arc::new(AtomicU64::new(0)),
+                origin,
+                names: ActorNames::new(&cfg.id, label(k)),
+                counters: Arc::new(Mutex::new(Default::default())),
+                inflight: inflight.clone(),
+                cfg: Arc::new(cfg.for_shard(k)),
+            }
+        })
+        .collect();
     tracing::info!(
-        prefix = ctx.net.subjects().prefix(),
-        heartbeat_ms = ctx.cfg.heartbeat.as_millis() as u64,
-        election_ms = ?(ctx.cfg.election_min, ctx.cfg.election_max),
-        lease_ms = ctx.cfg.lease.as_millis() as u64,
-        invalidation = ?ctx.cfg.invalidation,
+        prefix = cfg.bus.prefix,
+        shards = shards.count(),
+        heartbeat_ms = cfg.heartbeat.as_millis() as u64,
+        election_ms = ?(cfg.election_min, cfg.election_max),
+        lease_ms = cfg.lease.as_millis() as u64,
+        invalidation = ?cfg.invalidation,
         "starting node"
     );
-    if let Some(addr) = ctx.cfg.metrics_addr {
-        let m = metrics.clone();
+    if let Some(addr) = cfg.metrics_addr {
+        let all = groups.iter().map(|g| g.metrics.clone()).collect();
         tokio::spawn(async move {
-            if let Err(e) = m.serve(addr).await {
+            if let Err(e) = Metrics::serve(all, addr).await {
                 tracing::error!(%addr, error = %e, "metrics endpoint failed");
             }
         });
     }
 
-    let (supervisor, supervisor_done) =
-        Actor::spawn(Some(ctx.names.supervisor.clone()), NodeSupervisor, ctx.clone()).await?;
-    let mut tasks = intake::start(&ctx).await?;
-    tasks.extend(super::requests::start(&ctx).await?);
-    tasks.push(intake::spawn_membership(&ctx));
-    match service::start(&ctx, ctx.counters.clone()).await {
-        Ok(t) => tasks.push(t),
-        Err(e) => tracing::warn!(error = %e, "NATS micro service not registered"),
+    let mut supervisors = Vec::new();
+    let mut done = futures::stream::FuturesUnordered::new();
+    let mut tasks = Vec::new();
+    for ctx in &groups {
+        let (supervisor, supervisor_done) =
+            Actor::spawn(Some(ctx.names.supervisor.clone()), NodeSupervisor, ctx.clone()).await?;
+        supervisors.push((supervisor, ctx.clone()));
+        done.push(supervisor_done);
+        tasks.extend(intake::start(ctx).await?);
+        tasks.extend(super::requests::start(ctx).await?);
+        tasks.push(intake::spawn_membership(ctx));
+        match service::start(ctx, ctx.counters.clone()).await {
+            Ok(t) => tasks.push(t),
+            Err(e) => tracing::warn!(error = %e, shard = ctx.cfg.shard, "NATS micro service not registered"),
+        }
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
         _ = sigterm.recv() => Ok("SIGTERM"),
         _ = tokio::signal::ctrl_c() => Ok("Ctrl-C"),
-        _ = supervisor_done => Err(anyhow::anyhow!("the node supervisor stopped (an actor kept failing)")),
+        _ = done.next() => Err(anyhow::anyhow!("a node supervisor stopped (an actor kept failing)")),
     };
     match result {
         Ok(why) => {
             tracing::info!(why, "shutting down");
-            let _ = supervisor.call(SupervisorMsg::Shutdown, Some(ctx.cfg.election_max * 2)).await;
+            // Every group's leader hands over at once, so the shutdown takes one handover.
+            let shutdowns = supervisors
+                .iter()
+                .map(|(supervisor, ctx)| supervisor.call(SupervisorMsg::Shutdown, Some(ctx.cfg.election_max * 2)));
+            futures::future::join_all(shutdowns).await;
             for t in &tasks {
                 t.abort();
             }
-            let _ = ctx.net.bus().flush().await;
+            let _ = bus.flush().await;
             Ok(())
         }
         Err(e) => {

@@ -50,6 +50,7 @@ pub async fn start(ctx: &NodeContext, counters: SharedCounters) -> anyhow::Resul
     let metadata = HashMap::from([
         ("node".to_string(), ctx.cfg.id.clone()),
         ("prefix".to_string(), ctx.net.subjects().prefix().to_string()),
+        ("shard".to_string(), ctx.cfg.shard.to_string()),
     ]);
     let service = ctx
         .net

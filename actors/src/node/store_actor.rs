@@ -275,7 +275,7 @@ fn spawn_connect(ctx: &NodeContext, store_actor: ActorRef<StoreMsg>, term: u64) 
             if ctx.view.borrow().term > term {
                 return;
             }
-            match GraphStore::connect(&ctx.cfg.mysql_url).await {
+            match GraphStore::connect_shard(&ctx.cfg.mysql_url, ctx.cfg.shard).await {
                 Ok(store) => {
                     if let Err(e) = store_actor.cast(StoreMsg::Opened { term, store }) {
                         tracing::debug!(error = %e, "store actor gone before the pool opened");

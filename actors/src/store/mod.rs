@@ -32,6 +32,7 @@ use std::time::Duration;
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
 
 use instaface_bus::graph::{CacheKey, WriteOutcome, WriteRequest, WriteResult};
+use instaface_bus::shards::ShardId;
 
 pub use entities::MAX_RANDOM_IDS;
 pub use error::StoreError;
@@ -89,9 +90,15 @@ impl GraphStore {
     /// Fails with [`StoreError::Invalid`] when the URL names no valid database
     /// (`[A-Za-z0-9_]{1,64}`), and with [`StoreError::Mysql`] when the server cannot be
     /// reached (within [`CONNECT_TIMEOUT`]).
-    #[tracing::instrument(skip(url))]
     pub async fn connect(url: &str) -> Result<GraphStore, StoreError> {
-        let (opts, consecutive_ids) = schema::prepare(url).await?;
+        GraphStore::connect_shard(url, 0).await
+    }
+
+    /// [`GraphStore::connect`] for shard `shard`'s database: refused when the database
+    /// holds another shard; new entities get ids of this shard.
+    #[tracing::instrument(skip(url))]
+    pub async fn connect_shard(url: &str, shard: ShardId) -> Result<GraphStore, StoreError> {
+        let (opts, consecutive_ids) = schema::prepare(url, shard).await?;
         let pool_opts = opts
             .pool_opts()
             .clone()

@@ -13,6 +13,8 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, OptsBuilder, TxOpts};
 
+use instaface_bus::shards::{first_id, shard_of, ShardId};
+
 use super::StoreError;
 
 /// The schema version this binary writes and reads.
@@ -31,11 +33,12 @@ struct Migration {
 }
 
 /// Every migration, in order. Never edit a released one; append a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "entities, associations, outbox, fence",
-    statements: &[
-        "CREATE TABLE IF NOT EXISTS entities (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "entities, associations, outbox, fence",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS entities (
             id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
             etype VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
             attributes LONGTEXT NOT NULL,
@@ -45,7 +48,7 @@ const MIGRATIONS: &[Migration] = &[Migration {
             PRIMARY KEY (id),
             KEY by_type (etype)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        "CREATE TABLE IF NOT EXISTS associations (
+            "CREATE TABLE IF NOT EXISTS associations (
             from_id BIGINT UNSIGNED NOT NULL,
             atype VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
             to_id BIGINT UNSIGNED NOT NULL,
@@ -55,28 +58,38 @@ const MIGRATIONS: &[Migration] = &[Migration {
             KEY newest_first (from_id, atype, created, to_id),
             KEY by_to (to_id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        // MEDIUMTEXT: deleting a hub entity can name tens of thousands of lists.
-        "CREATE TABLE IF NOT EXISTS outbox (
+            // MEDIUMTEXT: deleting a hub entity can name tens of thousands of lists.
+            "CREATE TABLE IF NOT EXISTS outbox (
             seq BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
             term BIGINT UNSIGNED NOT NULL,
             keys_json MEDIUMTEXT NOT NULL,
             created BIGINT UNSIGNED NOT NULL,
             PRIMARY KEY (seq)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        "CREATE TABLE IF NOT EXISTS fence (
+            "CREATE TABLE IF NOT EXISTS fence (
             id TINYINT UNSIGNED NOT NULL,
             term BIGINT UNSIGNED NOT NULL,
             leader VARCHAR(64) NOT NULL DEFAULT '',
             PRIMARY KEY (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-        "INSERT IGNORE INTO fence (id, term) VALUES (1, 0)",
-    ],
-}];
+            "INSERT IGNORE INTO fence (id, term) VALUES (1, 0)",
+        ],
+    },
+    Migration {
+        version: 2,
+        description: "the shard a database holds",
+        statements: &["CREATE TABLE IF NOT EXISTS shard (
+            id TINYINT UNSIGNED NOT NULL,
+            shard INT UNSIGNED NOT NULL,
+            PRIMARY KEY (id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"],
+    },
+];
 
-/// Parses `url`, creates its database when missing and migrates it. Returns the options
-/// for the pool, and whether the server gives a multi-row INSERT consecutive
-/// auto-increment values ([`consecutive_ids`]).
-pub(super) async fn prepare(url: &str) -> Result<(Opts, bool), StoreError> {
+/// Parses `url`, creates its database when missing, migrates it and claims it for
+/// `shard` ([`claim_shard`]). Returns the options for the pool, and whether the server
+/// gives a multi-row INSERT consecutive auto-increment values ([`consecutive_ids`]).
+pub(super) async fn prepare(url: &str, shard: ShardId) -> Result<(Opts, bool), StoreError> {
     let opts = Opts::from_url(url)?;
     let db = opts
         .db_name()
@@ -93,7 +106,10 @@ pub(super) async fn prepare(url: &str) -> Result<(Opts, bool), StoreError> {
         }
     };
     let result = match create_and_migrate(&mut conn, &db).await {
-        Ok(()) => consecutive_ids(&mut conn).await,
+        Ok(()) => match claim_shard(&mut conn, &db, shard).await {
+            Ok(()) => consecutive_ids(&mut conn).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     // Closing also releases the advisory lock; a failure to close cleanly changes nothing.
@@ -101,6 +117,35 @@ pub(super) async fn prepare(url: &str) -> Result<(Opts, bool), StoreError> {
         tracing::debug!(error = %e, "closing the migration connection");
     }
     result.map(|consecutive| (opts, consecutive))
+}
+
+/// Records that the database holds `shard` (the first claim stays: a database made before
+/// shards existed is shard 0's), refuses one that holds another shard — a `SHARD_MYSQL_URLS`
+/// in the wrong order would otherwise mix two shards' ids — and makes the entities'
+/// auto-increment start at the shard's first id ([`first_id`]), so every id it hands out
+/// names its shard.
+async fn claim_shard(conn: &mut Conn, db: &str, shard: ShardId) -> Result<(), StoreError> {
+    conn.exec_drop("INSERT IGNORE INTO shard (id, shard) VALUES (1, ?)", (shard,)).await?;
+    let held: Option<u32> = conn.query_first("SELECT shard FROM shard WHERE id = 1").await?;
+    if held != Some(shard) {
+        return Err(StoreError::Invalid(format!(
+            "database {db} holds shard {}, not shard {shard}: check the order of SHARD_MYSQL_URLS",
+            held.map_or("?".to_string(), |h| h.to_string())
+        )));
+    }
+    let first = first_id(shard);
+    let highest: u64 = conn.query_first("SELECT COALESCE(MAX(id), 0) FROM entities").await?.unwrap_or(0);
+    if let Some(stray) = Some(highest).filter(|&h| h != 0 && shard_of(h) != shard) {
+        return Err(StoreError::Corrupt(format!(
+            "database {db} of shard {shard} holds entity {stray} of another shard"
+        )));
+    }
+    if highest < first && first > 1 {
+        // A table option takes no bound parameter; `first` is a number computed from the
+        // shard, never text from outside.
+        conn.query_drop(format!("ALTER TABLE entities AUTO_INCREMENT = {first}")).await?;
+    }
+    Ok(())
 }
 
 /// Whether a multi-row INSERT's auto-increment values are consecutive from the first one

@@ -30,7 +30,8 @@ pub async fn start_cluster(key: Option<&str>) -> Result<Cluster, String> {
     if let Some(key) = key {
         env.push(("CLUSTER_KEY".to_string(), key.to_string()));
     }
-    let cluster = Cluster::start("bench-reads", ClusterOpts { nodes: 3, env, fast: false }).await;
+    let cluster =
+        Cluster::start("bench-reads", ClusterOpts { nodes: 3, env, fast: false, ..ClusterOpts::default() }).await;
     match wait_settled(&cluster, Duration::from_secs(30)).await {
         Some((leader, term)) => {
             eprintln!("  cluster {} settled: leader {leader}, term {term}", cluster.prefix);

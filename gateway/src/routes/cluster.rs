@@ -37,7 +37,11 @@ impl IntoParams for NodeSegment {
 /// How long publishing the unplug command may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The cluster as the gateway hears it: leader, term, members and each node's state.
+/// The cluster as the gateway hears it: leader, term, members, each node's state, and each
+/// shard's leader and term.
+///
+/// When the graph is split into shards (`SHARDS`), `leader`, `term` and each node's role and
+/// term are those of shard 0's leader group; `shards` lists every group's leader and term.
 #[utoipa::path(
     get,
     operation_id = "cluster_overview",
@@ -46,7 +50,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
     responses((status = 200, description = "The overview", body = ClusterOverview))
 )]
 pub async fn overview(State(state): State<AppState>) -> Json<ClusterOverview> {
-    Json(state.cluster.overview())
+    let client = &state.client;
+    let leaders: Vec<_> = client.shards().all().map(|k| client.leader_info_of(k)).collect();
+    Json(state.cluster.overview(&leaders))
 }
 
 /// Proof that the request may use admin routes. With `ADMIN_TOKEN` set: an

@@ -1,4 +1,5 @@
-//! `POST /api/entities/{entity}` (`{entity}` is a type), `GET /api/entities/{entity}`,
+//! `POST /api/entities/{entity}` (`{entity}` is a type; `?near=` picks its shard),
+//! `GET /api/entities/{entity}`,
 //! `GET /api/entities?ids=…`, `PATCH /api/entities/{entity}`, `DELETE /api/entities/{entity}`
 //! (`{entity}` is an id).
 //!
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use instaface_bus::graph::MAX_IDS_PER_READ;
+use instaface_bus::shards::Shards;
 use serde::Deserialize;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::IntoParams;
@@ -41,13 +43,33 @@ impl IntoParams for IdSegment {
     }
 }
 
+/// `?near=`: the entity whose shard a new one goes to.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateParams {
+    #[serde(default, deserialize_with = "bounds::de_opt_u64")]
+    pub near: Option<u64>,
+}
+
+impl IntoParams for CreateParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        // The bound depends on the cluster's shards: the served document restates it
+        // (`openapi::document_json_for`).
+        vec![bounds::near_parameter(Shards::one())]
+    }
+}
+
 /// Creates an entity of a type with the given attributes.
+///
+/// The body is the attributes themselves. When the graph is split into shards (`SHARDS`),
+/// `?near=<id>` creates the entity in that entity's shard — associations must stay within
+/// one shard — and without it creates go to each shard in turn. With one shard, `near` only
+/// has to name it.
 #[utoipa::path(
     post,
     operation_id = "create_entity",
     path = "/api/entities/{entity}",
     tag = "entities",
-    params(TypeSegment),
+    params(TypeSegment, CreateParams),
     request_body(content = Object, description = "The attributes: a JSON object"),
     responses(
         (status = 201, description = "Created", body = Entity,
@@ -58,10 +80,12 @@ impl IntoParams for IdSegment {
 pub async fn create(
     State(state): State<AppState>,
     ApiPath(etype): ApiPath<String>,
+    ApiQuery(params): ApiQuery<CreateParams>,
     ApiJson(attributes): ApiJson<Attributes>,
 ) -> Result<Response, ApiError> {
     extract::type_name("entity", &etype)?;
-    let (entity, seq) = state.client.create_entity(&etype, attributes).await?;
+    let near = params.near.map(|id| bounds::near(state.client.shards(), id)).transpose()?;
+    let (entity, seq) = state.client.create_entity_near(&etype, attributes, near).await?;
     Ok(written(StatusCode::CREATED, seq, Some(Entity::from(entity))))
 }
 

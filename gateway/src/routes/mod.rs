@@ -111,7 +111,8 @@ pub enum QueryErrors {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum CreateErrors {
-    /// Bad input: a malformed type name, malformed JSON, or a body that is not an object.
+    /// Bad input: a malformed type name, malformed JSON, a body that is not an object, or a
+    /// `near` that is not an id of one of the cluster's shards.
     #[response(status = 400)]
     BadRequest(ErrorResponse),
     /// The write conflicts with the state of the store.

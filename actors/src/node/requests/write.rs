@@ -13,6 +13,17 @@ use crate::node::{lookup, NodeContext};
 /// A write addressed to this node: the leader runs it; anyone else refuses it, naming the
 /// leader it knows of.
 pub async fn write(ctx: &NodeContext, req: WriteRequest) -> Result<WriteOutcome, ErrorBody> {
+    // A write for another shard's entity (a client that routed it wrong) never runs here.
+    match ctx.cfg.bus.shards.of_write(&req) {
+        Err(why) => return Err(err(ErrorCode::Invalid, why)),
+        Ok(Some(k)) if k != ctx.cfg.shard => {
+            return Err(err(
+                ErrorCode::Invalid,
+                format!("this is shard {}'s leader group; the write is for shard {k}", ctx.cfg.shard),
+            ))
+        }
+        Ok(_) => {}
+    }
     let view = ctx.view.borrow().clone();
     if view.role != Role::Leader {
         return Err(err(ErrorCode::NotLeader, format!("{} is not the leader (leader: {:?})", ctx.cfg.id, view.leader)));
