@@ -41,6 +41,12 @@ pub struct NodeArgs {
     #[arg(long, env = "SHARD_MYSQL_URLS", value_delimiter = ',')]
     pub shard_mysql_urls: Vec<String>,
 
+    /// With several shards: a node leading more shards' groups than its share hands
+    /// leaderships over once the cluster is stable (false: leave them where elections put
+    /// them).
+    #[arg(long, env = "BALANCE_LEADERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub balance_leaders: bool,
+
     /// Heartbeat interval in ms.
     #[arg(long, env = "HEARTBEAT_MS", default_value_t = 100)]
     pub heartbeat_ms: u64,
@@ -135,6 +141,8 @@ pub struct NodeConfig {
     pub mysql_url: String,
     /// Every shard's database, in shard order (one entry with one shard).
     pub shard_mysql_urls: Vec<String>,
+    /// Spread the shards' leaderships over the nodes ([`crate::node::balance`]).
+    pub balance_leaders: bool,
     pub heartbeat: Duration,
     pub election_min: Duration,
     pub election_max: Duration,
@@ -229,6 +237,7 @@ impl NodeArgs {
             shard: 0,
             mysql_url: shard_mysql_urls[0].clone(),
             shard_mysql_urls,
+            balance_leaders: self.balance_leaders,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             election_min,
             election_max: Duration::from_millis(self.election_max_ms),

@@ -16,7 +16,9 @@
 //! - [`config`]: flags and validation. [`net`]: the bus plus the unplug switches.
 //! - [`metrics`]: Prometheus. [`view`]: the role/term/lease snapshot the actors share.
 //! - [`vote_file`]: the term and vote on disk.
+//! - [`balance`]: with several shards, spreading the groups' leaderships over the nodes.
 
+pub mod balance;
 pub mod cache_actor;
 pub mod config;
 pub mod intake;

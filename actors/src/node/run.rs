@@ -110,6 +110,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         }
     }
 
+    if shards.split() && cfg.balance_leaders {
+        tasks.push(super::balance::spawn(groups.clone()));
+    }
+
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
         _ = sigterm.recv() => Ok("SIGTERM"),
