@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Write throughput with 1, 2 and 4 shards at the same client concurrency, how long the
+# leaderships take to spread, and failover with shards.
+#
+# For each shard count it starts the local launcher's stack (compose/run-local.sh: three
+# nodes, roles and cluster key on, no bot) on a prefix and databases of its own — shard k
+# on the MariaDB at 3306 for even k and 3307 for odd k, the second server
+# compose/services.sh runs — waits for every shard's leader, runs the bot with
+# waits until the leaderships have spread over the nodes (and notes how long that took),
+# runs the bot with `--mix create_user=1,rename_user=3` at CONCURRENCY for DURATION, then
+# kills the node leading shard 0 with SIGKILL and notes how long until every shard has a
+# leader again. One table at the end; the
+# first row is the baseline the others are divided by.
+#
+# Settings: SHARD_COUNTS (default "1 2 4"), CONCURRENCY (32), DURATION (10s), SEED (7).
+# Release binaries must be built (cargo build --release --bins). Nothing else should run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARD_COUNTS=${SHARD_COUNTS:-"1 2 4"}
+CONCURRENCY=${CONCURRENCY:-32}
+DURATION=${DURATION:-10s}
+SEED=${SEED:-7}
+PORT=${BENCH_PORT:-8181}
+NATS_PORT=${BENCH_NATS_PORT:-4422}
+SECRETS=target/bench-shards-secrets.env
+for b in instaface-node instaface-gateway instaface-bot; do
+  [[ -x target/release/$b ]] || { echo "bench: target/release/$b is missing: cargo build --release --bins" >&2; exit 2; }
+done
+
+say() { echo "bench: $*" >&2; }
+rows=()
+launcher=
+
+stop_stack() {
+  if [[ -n $launcher ]] && kill -0 "$launcher" 2>/dev/null; then
+    kill -INT "$launcher" 2>/dev/null || true
+    wait "$launcher" 2>/dev/null || true
+  fi
+  launcher=
+}
+trap stop_stack EXIT
+
+# leaders_json: the gateway's per-shard leaders.
+leaders_json() { curl -fsS "http://127.0.0.1:$PORT/api/cluster" 2>/dev/null || echo '{}'; }
+
+# all_led N: true when all N shards have a leader.
+all_led() {
+  leaders_json | python3 -c "import json,sys; d=json.load(sys.stdin); s=d.get('shards',[]); sys.exit(0 if len(s)==$1 and all(x.get('leader') for x in s) else 1)"
+}
+
+for n in $SHARD_COUNTS; do
+  tag=$RANDOM
+  prefix=benchshards${n}x$tag
+  urls=()
+  for ((k = 0; k < n; k++)); do
+    urls+=("mysql://root@127.0.0.1:$((k % 2 ? 3307 : 3306))/${prefix}_s$k")
+  done
+  log=target/bench-shards-$n.log
+  say "$n shard(s): starting the stack (log $log)"
+  INSTAFACE_PREFIX=$prefix SHARDS=$n SHARD_MYSQL_URLS=$(IFS=,; echo "${urls[*]}") \
+    MYSQL_URL=${urls[0]} NODES=3 BOT_RATE=0 BUILD=0 LISTEN_ADDR=127.0.0.1:$PORT \
+    NATS_PORT=$NATS_PORT NATS_SECRETS=$SECRETS METRICS_PORT_BASE=0 \
+    STATE_DIR=target/bench-shards-state-$tag RUST_LOG=warn \
+    bash compose/run-local.sh >"$log" 2>&1 &
+  launcher=$!
+  for ((i = 0; i < 600; i++)); do all_led "$n" && break; sleep 0.1; done
+  all_led "$n" || { say "no leader for every shard within 60 s; see $log"; exit 1; }
+  # The leaderships spread over the three nodes (BALANCE_LEADERS: none leads more than
+  # ceil(shards / 3)) once the cluster is stable: measure then, and note how long it took.
+  led_at=$(date +%s.%N)
+  spread=-
+  for ((i = 0; i < 300; i++)); do
+    if leaders_json | python3 -c "
+import json,sys
+s=[x['leader'] for x in json.load(sys.stdin).get('shards',[]) if x.get('leader')]
+share=-(-$n // 3)
+sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
+      spread=$(python3 -c "print(f'{$(date +%s.%N) - $led_at:.1f}')")
+      break
+    fi
+    sleep 0.1
+  done
+  # shellcheck disable=SC1090
+  bot_pw=$(grep '^NATS_BOT_PASSWORD=' "$SECRETS" | cut -d= -f2-)
+  summary=$(NATS_URL="nats://bot:$bot_pw@127.0.0.1:$NATS_PORT" NATS_INBOX_PREFIX=_INBOX_bot \
+    INSTAFACE_PREFIX=$prefix SHARDS=$n RUST_LOG=warn target/release/instaface-bot \
+    --mix create_user=1,rename_user=3 --concurrency "$CONCURRENCY" --duration "$DURATION" --seed "$SEED" --json | tail -1)
+  leaders=$(leaders_json | python3 -c "import json,sys; print(','.join(str(s.get('leader')) for s in json.load(sys.stdin)['shards']))")
+  # Failover: SIGKILL the node leading shard 0; time until every shard has a leader again.
+  victim=$(leaders_json | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][0]['leader'])")
+  start=$(date +%s.%N)
+  node_pid=$(for p in $(pgrep -x instaface-node); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "NODE_ID=$victim" &&
+       tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "INSTAFACE_PREFIX=$prefix"; then echo "$p"; fi
+  done | head -1)
+  failover=-
+  if [[ -n $node_pid ]]; then
+    kill -9 "$node_pid"
+    sleep 0.05
+    for ((i = 0; i < 400; i++)); do
+      if leaders_json | python3 -c "import json,sys; s=json.load(sys.stdin).get('shards',[]); sys.exit(0 if s and all(x.get('leader') and x.get('leader')!='$victim' for x in s) else 1)"; then
+        failover=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')")
+        break
+      fi
+      sleep 0.05
+    done
+  fi
+  rows+=("$n|$summary|$leaders ($spread s)|$failover")
+  stop_stack
+  for ((k = 0; k < n; k++)); do
+    mariadb -h 127.0.0.1 -P $((k % 2 ? 3307 : 3306)) -u root -e "DROP DATABASE IF EXISTS \`${prefix}_s$k\`" || true
+  done
+  rm -rf "target/bench-shards-state-$tag"
+done
+
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+printf '%s\n' "${rows[@]}" | python3 -c "
+import json, sys
+rows = [l.rstrip('\n').split('|', 3) for l in sys.stdin if l.strip()]
+base = None
+print('shards | writes/s (bot, c=$CONCURRENCY) | × 1 shard | p99 create / rename ms | failed / unknown | leaders (spread after all led) | all led again after SIGKILL of shard 0\\'s leader, s')
+print('--- | --- | --- | --- | --- | --- | ---')
+for n, summary, leaders, failover in rows:
+    s = json.loads(summary)
+    ops = s['ops_per_sec']
+    base = base or ops
+    def p99(kind):
+        return (s['kinds'].get(kind) or {}).get('latency_ms', {}).get('p99', '-')
+    t = s.get('totals', {})
+    print(f\"{n} | {ops:,.0f} | {ops / base:.2f} | {p99('create_user')} / {p99('rename_user')} | {t.get('failed')} / {t.get('outcome_unknown')} | {leaders} | {failover}\")
+print(f'load before the table: {\"$load\"}')
+"
