@@ -504,3 +504,63 @@ async fn the_gateway_keeps_answering_while_the_leader_is_killed() {
     assert_eq!(health.status, 200);
     c.check(&health);
 }
+
+/// Two shards on two MariaDB servers through the gateway: `/api/cluster` lists both
+/// shards' leaders and shows every node answering its status (shard 0's group); creates go
+/// to the shards in turn and `?near=` puts a status in its poster's shard; an association
+/// inside a shard works both ways, one across shards is a 400 with a JSON error; one read
+/// of ids in both shards answers them all, in the order asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_through_the_gateway() {
+    use instaface_bus::shards::{shard_of, Shards};
+    let opts =
+        ClusterOpts { shard_ports: vec![3306, instaface_testkit::MYSQL2_PORT], fast: true, ..ClusterOpts::default() };
+    let cluster = Cluster::start("gw-shards", opts).await;
+    let shards = Shards::new(2).expect("two shards");
+    let (_state, app) = gateway(&cluster, ClientConfig { shards, ..ClientConfig::default() }).await;
+    let c = Contract::load();
+    wait_until_async(STARTUP, "both shards led and every node answering in /api/cluster", || {
+        let app = app.clone();
+        async move {
+            let o = Call::get("/api/cluster").send(&app).await.json();
+            let led = o["shards"].as_array().is_some_and(|s| s.len() == 2 && s.iter().all(|s| s["leader"].is_string()));
+            let nodes = o["nodes"].as_array().is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["reachable"] == true));
+            led && nodes
+        }
+    })
+    .await;
+
+    let mut users = Vec::new();
+    for name in ["Ada", "Bob", "Cy", "Di"] {
+        let reply = send(&app, &c, post("/api/entities/user", json!({ "name": name }))).await.expect(201);
+        users.push(reply.json()["id"].as_u64().unwrap());
+    }
+    let shard_of_user: Vec<u32> = users.iter().map(|&id| shard_of(id)).collect();
+    assert_eq!(shard_of_user.iter().filter(|&&k| k == 1).count(), 2, "creates in turn: {users:?}");
+    let poster = *users.iter().find(|&&id| shard_of(id) == 1).unwrap();
+    let friend = *users.iter().rev().find(|&&id| shard_of(id) == 1 && id != poster).unwrap();
+    let stranger = *users.iter().find(|&&id| shard_of(id) == 0).unwrap();
+
+    let status =
+        send(&app, &c, post(&format!("/api/entities/status?near={poster}"), json!({ "text": "hi" }))).await.expect(201);
+    let status_id = status.json()["id"].as_u64().unwrap();
+    assert_eq!(shard_of(status_id), 1, "a status near its poster");
+
+    let path = format!("/api/entities/{poster}/associations/friend/{friend}");
+    send(&app, &c, Call::new(Method::PUT, path).json(json!({}))).await.expect(200);
+    let back = send(&app, &c, Call::get(format!("/api/entities/{friend}/associations/friend?consistency=strong")))
+        .await
+        .expect(200);
+    assert_eq!(back.json()["items"][0]["to"].as_u64(), Some(poster), "{}", back.json());
+
+    let across =
+        send(&app, &c, Call::new(Method::PUT, format!("/api/entities/{poster}/associations/friend/{stranger}")))
+            .await
+            .expect(400);
+    assert!(across.json()["error"].to_string().contains("different shards"), "{}", across.json());
+
+    let ids = format!("{stranger},{status_id},{poster},999999999");
+    let many = send(&app, &c, Call::get(format!("/api/entities?ids={ids}"))).await.expect(200);
+    let got: Vec<u64> = many.json().as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(got, vec![stranger, status_id, poster]);
+}
