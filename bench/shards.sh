@@ -5,12 +5,11 @@
 # For each shard count it starts the local launcher's stack (compose/run-local.sh: three
 # nodes, roles and cluster key on, no bot) on a prefix and databases of its own — shard k
 # on the MariaDB at 3306 for even k and 3307 for odd k, the second server
-# compose/services.sh runs — waits for every shard's leader, runs the bot with
-# waits until the leaderships have spread over the nodes (and notes how long that took),
-# runs the bot with `--mix create_user=1,rename_user=3` at CONCURRENCY for DURATION, then
-# kills the node leading shard 0 with SIGKILL and notes how long until every shard has a
-# leader again. One table at the end; the
-# first row is the baseline the others are divided by.
+# compose/services.sh runs — waits for every shard's leader, then until the leaderships
+# have spread over the nodes (noting how long that took), runs the bot with
+# `--mix create_user=1,rename_user=3` at CONCURRENCY for DURATION, then kills the node
+# leading shard 0 with SIGKILL and notes how long until every shard has a leader again.
+# One table at the end; the first row is the baseline the others are divided by.
 #
 # Settings: SHARD_COUNTS (default "1 2 4"), CONCURRENCY (32), DURATION (10s), SEED (7).
 # Release binaries must be built (cargo build --release --bins). Nothing else should run.
@@ -28,6 +27,8 @@ for b in instaface-node instaface-gateway instaface-bot; do
 done
 
 say() { echo "bench: $*" >&2; }
+# Both MariaDB servers (the launcher starts the second one only for shards of its own).
+SERVICES_COMPOSE_PARSER=0 SERVICES_QUIET=1 bash compose/services.sh
 rows=()
 launcher=
 

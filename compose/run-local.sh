@@ -22,9 +22,10 @@
 # Settings (environment):
 #   NODES             number of nodes n1…nN (default 5)
 #   SHARDS            shards of the graph (default 1). With more, unless SHARD_MYSQL_URLS is
-#                     set, shard k's database is instaface_s<k> (shard 0's: instaface) on the
-#                     MariaDB at 127.0.0.1:3306 for even k and at :3307 for odd k (the second
-#                     server compose/services.sh runs)
+#                     set, shard k's database is instaface_s<k> (shard 0's: instaface) as root
+#                     on the MariaDB at 127.0.0.1:3306 for even k and at :3307 for odd k (the
+#                     second server compose/services.sh runs; MYSQL_URL is then not used).
+#                     With one shard, or SHARD_MYSQL_URLS set, no second server is started.
 #   LISTEN_ADDR       gateway address (default 127.0.0.1:8080)
 #   INSTAFACE_PREFIX  NATS subject and Redis key prefix (default instaface)
 #   BOT_RATE          bot operations per second (default 20; 0 = no bot). Other bot
@@ -68,7 +69,10 @@ die() { say "ERROR: $*" >&2; exit 2; }
 
 [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "NODES ($NODES) must be a positive number"
 [[ $SHARDS =~ ^[1-9][0-9]*$ ]] || die "SHARDS ($SHARDS) must be a positive number"
+# The second MariaDB (3307) only for shards of our own making.
+MYSQL2=0
 if ((SHARDS > 1)) && [[ -z ${SHARD_MYSQL_URLS:-} ]]; then
+  MYSQL2=1
   urls=()
   for ((k = 0; k < SHARDS; k++)); do
     db=instaface; ((k > 0)) && db=instaface_s$k
@@ -89,9 +93,9 @@ OWN_NATS=1
 
 if ((OWN_NATS)); then
   # the stack needs no compose parser, nor the shared NATS server of the tests
-  SERVICES_COMPOSE_PARSER=0 SERVICES_NATS=0 bash compose/services.sh
+  SERVICES_COMPOSE_PARSER=0 SERVICES_NATS=0 SERVICES_MYSQL2=$MYSQL2 bash compose/services.sh
 else
-  SERVICES_COMPOSE_PARSER=0 bash compose/services.sh
+  SERVICES_COMPOSE_PARSER=0 SERVICES_MYSQL2=$MYSQL2 bash compose/services.sh
 fi
 BIN=target/$PROFILE
 if [[ $BUILD != 0 ]]; then

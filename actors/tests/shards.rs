@@ -236,7 +236,8 @@ async fn wait_spread(c: &Cluster, shards: u32, timeout: Duration) -> (Duration, 
 /// different nodes only 2 times in 9; a node leading more than one hands the extra over
 /// once the cluster is stable, so they end up one per node — again after the node leading
 /// one is killed (its leadership then moves to a node that leads one already) and
-/// restarted. With `BALANCE_LEADERS=false` the second spread never comes (checked).
+/// restarted. With `BALANCE_LEADERS=false` the second spread never comes (checked by
+/// hand once: the test then times out waiting for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leaderships_spread_over_the_nodes_and_again_after_a_restart() {
     let _one = serial();

@@ -767,3 +767,38 @@ async fn a_batch_of_updates_applies_each_patch_in_order_and_answers_each_version
     assert_eq!(store.get_entities(&[b]).await.unwrap()[0].version, 2, "b unchanged");
     store.disconnect().await.unwrap();
 }
+
+/// A database claimed for shard 1 hands out shard 1's ids, keeps its claim, never hands an
+/// id out twice (the start is moved once, not after its rows are deleted), and refuses to
+/// be shard 0's; a database holding shard 0's rows is refused to shard 1 without being
+/// claimed, so fixing the order of `SHARD_MYSQL_URLS` is enough.
+#[tokio::test]
+async fn a_database_holds_one_shard_and_its_ids_name_it() {
+    use instaface_bus::shards::{first_id, shard_of};
+    let db = TestDb::new();
+    let store = GraphStore::connect_shard(&db.url(), 1).await.expect("claim for shard 1");
+    let a = create(&store, "user", json!({})).await;
+    assert_eq!(a.id, first_id(1));
+    let req = WriteRequest::DeleteEntity { id: a.id };
+    store.write(TERM, "n1", &req).await.unwrap();
+    store.disconnect().await.unwrap();
+    let store = GraphStore::connect_shard(&db.url(), 1).await.expect("shard 1 again");
+    let b = create(&store, "user", json!({})).await;
+    assert!(b.id > a.id && shard_of(b.id) == 1, "{} after {}", b.id, a.id);
+    store.disconnect().await.unwrap();
+    let err = GraphStore::connect_shard(&db.url(), 0).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Invalid(m) if m.contains("holds shard 1")), "{err}");
+
+    let old = TestDb::new();
+    let store = old.store().await;
+    let c = create(&store, "user", json!({})).await;
+    store.disconnect().await.unwrap();
+    assert_eq!(c.id, 1);
+    // As a database from before shards: rows, no claim.
+    old.raw().await.query_drop("DELETE FROM shard").await.unwrap();
+    let err = GraphStore::connect_shard(&old.url(), 1).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Invalid(m) if m.contains("of shard 0")), "{err}");
+    let store = GraphStore::connect_shard(&old.url(), 0).await.expect("still shard 0's");
+    assert_eq!(create(&store, "user", json!({})).await.id, 2);
+    store.disconnect().await.unwrap();
+}

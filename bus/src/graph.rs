@@ -258,7 +258,7 @@ pub struct QueryStats {
     pub keys: u32,
     /// Time spent, in microseconds.
     pub micros: u64,
-    /// The node that served it.
+    /// The node that served it (with several shards, each part's, comma-separated).
     pub node: String,
 }
 

@@ -119,6 +119,8 @@ pub struct GraphClient {
     cfg: ClientConfig,
     /// The shard the next create without a `near` entity goes to.
     next_create: Arc<AtomicU32>,
+    /// The shard the next random pick starts from.
+    next_random: Arc<AtomicU32>,
     _tracker: Arc<TrackerGuard>,
 }
 
@@ -157,6 +159,7 @@ impl GraphClient {
             lanes: lanes.into(),
             cfg,
             next_create: Arc::new(AtomicU32::new(0)),
+            next_random: Arc::new(AtomicU32::new(0)),
             _tracker: Arc::new(TrackerGuard(Mutex::new(tasks))),
         })
     }
@@ -256,7 +259,13 @@ impl GraphClient {
         let k = match shards.of_write(&req).map_err(ClientError::Invalid)? {
             Some(k) => k,
             None => match near {
-                Some(id) => shards.of(id).ok_or_else(|| ClientError::NotFound(format!("no entity {id}")))?,
+                Some(id) => shards.of(id).ok_or_else(|| {
+                    ClientError::Invalid(format!(
+                        "near: entity {id} names shard {}, and there are {} shards",
+                        crate::shards::shard_of(id),
+                        shards.count()
+                    ))
+                })?,
                 None => self.next_create.fetch_add(1, Ordering::Relaxed) % shards.count(),
             },
         };
@@ -324,7 +333,7 @@ impl GraphClient {
                         other => return Err(unexpected(other)),
                     }
                 }
-                Ok(ReadResult::Entities { entities: in_order(&ids, &found, |e| e.clone()) })
+                Ok(ReadResult::Entities { entities: in_order(&ids, &found) })
             }
             ReadQuery::Query { entities: ids, template } => {
                 let parts = self
@@ -349,7 +358,7 @@ impl GraphClient {
                         other => return Err(unexpected(other)),
                     }
                 }
-                Ok(ReadResult::Query { entities: in_order(&ids, &found, |e| e.clone()), stats: total })
+                Ok(ReadResult::Query { entities: in_order(&ids, &found), stats: total })
             }
             ReadQuery::Random { etype, count } => {
                 // Every shard's share, so the picks span shards.
@@ -366,7 +375,10 @@ impl GraphClient {
                         other => return Err(unexpected(other)),
                     }
                 }
-                // Interleaved, so a truncated answer still spans the shards.
+                // Interleaved from a shard that turns, so a truncated answer still spans
+                // the shards and a small one is not always shard 0's.
+                let start = self.next_random.fetch_add(1, Ordering::Relaxed) as usize % lists.len().max(1);
+                lists.rotate_left(start);
                 let mut ids = Vec::new();
                 while ids.len() < count as usize {
                     let before = ids.len();
@@ -625,9 +637,11 @@ fn unexpected(result: ReadResult) -> ClientError {
     ClientError::Internal(format!("unexpected result {result:?}"))
 }
 
-/// The values of `found` for `ids`, in the order asked (ids not found left out).
-fn in_order<T>(ids: &[EntityId], found: &BTreeMap<EntityId, T>, get: impl Fn(&T) -> T) -> Vec<T> {
-    ids.iter().filter_map(|id| found.get(id)).map(get).collect()
+/// The values of `found` for `ids`, in the order asked, each once (ids not found left
+/// out), as one shard answers.
+fn in_order<T: Clone>(ids: &[EntityId], found: &BTreeMap<EntityId, T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter().filter(|id| seen.insert(**id)).filter_map(|id| found.get(id)).cloned().collect()
 }
 
 /// Records a leader sighting if it is at least as new as what we know — or if what we

@@ -6,15 +6,17 @@
 # What a node needs (actors/src/store): SELECT, INSERT, UPDATE, DELETE for the data path
 # (SELECT … FOR UPDATE included) and CREATE for its migrations, which run
 # `CREATE DATABASE IF NOT EXISTS` and `CREATE TABLE IF NOT EXISTS` on every leader start
-# (MariaDB checks the CREATE privilege even when the database exists). GET_LOCK needs no
-# privilege. A future migration that alters a table needs ALTER (and INDEX) added here.
+# (MariaDB checks the CREATE privilege even when the database exists), and ALTER for the
+# one `ALTER TABLE entities AUTO_INCREMENT = …` that claims a fresh database for a shard
+# other than 0 (its ids start at the shard's first). GET_LOCK needs no privilege. A future
+# migration that adds an index needs INDEX added here.
 # testkit/tests/compose.rs runs a real cluster as a user with exactly these privileges.
 #
 # The entrypoint sources this file when it is not executable and runs it when it is, so it
 # neither exits nor changes shell options, and talks to the server through its socket as
 # root in both cases.
 
-instaface_privileges="SELECT, INSERT, UPDATE, DELETE, CREATE"
+instaface_privileges="SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER"
 
 instaface_sql_string() { # escapes $1 for a single-quoted SQL string
 	local s=${1//\\/\\\\}

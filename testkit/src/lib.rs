@@ -393,9 +393,12 @@ impl Cluster {
     pub async fn client_on(&self, nats_url: &str) -> (Bus, GraphClient) {
         let mut args = BusArgs::local(&self.prefix);
         args.nats_url = nats_url.into();
-        let bus = Bus::connect(&args, "test-client").await.expect("nats");
+        let shards = self.opts.shards();
+        let bus = Bus::connect(&args, "test-client").await.expect("nats").for_shard(0, shards);
         wait_until(Duration::from_secs(10), "a test client's NATS connection", || bus.is_connected()).await;
-        let client = GraphClient::new(bus.clone(), ClientConfig::default()).await.expect("graph client");
+        let client = GraphClient::new(bus.clone(), ClientConfig { shards, ..ClientConfig::default() })
+            .await
+            .expect("graph client");
         (bus, client)
     }
 

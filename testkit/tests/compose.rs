@@ -688,7 +688,9 @@ fn fill(text: &str, env: &[(String, String)]) -> String {
 }
 
 /// The nodes' MariaDB user has only the privileges the init script grants; a real cluster
-/// running as such a user must migrate a fresh database, write and read.
+/// running as such a user must migrate fresh databases, write and read — with two shards,
+/// as compose's `shards` profile runs them (one database each, granted alike), so shard 1's
+/// claim of its fresh database (it moves the ids' start) is covered too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_granted_privileges_are_enough_for_a_node() {
     let script = read(&compose_dir().join("mariadb/10-instaface-user.sh"));
@@ -705,27 +707,37 @@ async fn the_granted_privileges_are_enough_for_a_node() {
     let user = format!("ifgrant_{tag}");
     let password = format!("pw-{tag}");
     let _cleanup = MysqlUser { user: user.clone(), database: database.clone() };
+    let shard1 = format!("{database}_s1");
     root_sql(&format!(
-        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT {privileges} ON `{}`.* TO '{user}'@'%';",
-        database.replace('_', "\\_")
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT {privileges} ON `{}`.* TO '{user}'@'%'; \
+         GRANT {privileges} ON `{}`.* TO '{user}'@'%';",
+        database.replace('_', "\\_"),
+        shard1.replace('_', "\\_")
     ));
 
-    let url = format!("mysql://{user}:{password}@127.0.0.1:3306/{database}");
-    let cluster = Cluster::start(
-        "grants",
-        ClusterOpts { nodes: 3, env: vec![("MYSQL_URL".into(), url)], fast: true, ..ClusterOpts::default() },
-    )
-    .await;
-    cluster.wait_leader(Duration::from_secs(30), None, 0).await;
+    let url = |db: &str| format!("mysql://{user}:{password}@127.0.0.1:3306/{db}");
+    let env = vec![
+        ("MYSQL_URL".into(), url(&database)),
+        ("SHARD_MYSQL_URLS".into(), format!("{},{}", url(&database), url(&shard1))),
+    ];
+    let opts = ClusterOpts { nodes: 3, env, fast: true, shard_ports: vec![3306, 3306] };
+    let cluster = Cluster::start("grants", opts).await;
+    cluster.client.wait_for_leaders(Duration::from_secs(30)).await.expect("both shards' leaders");
     let mut attributes = instaface_bus::graph::Attributes::new();
     attributes.insert("name".into(), "Grace".into());
     let (entity, _) = retry(|| cluster.client.create_entity("user", attributes.clone())).await;
     let read = retry(|| cluster.client.get_entity(entity.id, Default::default())).await;
     assert_eq!(read.attributes["name"], "Grace");
-    let (friend, _) = retry(|| cluster.client.create_entity("user", Default::default())).await;
+    let (friend, _) = retry(|| cluster.client.create_entity_near("user", Default::default(), Some(entity.id))).await;
     retry(|| cluster.client.add_assoc(entity.id, "friend", friend.id, Default::default())).await;
     let (count, _) = retry(|| cluster.client.list_assocs(friend.id, "friend", 10, 0, Default::default())).await;
     assert_eq!(count, 1, "the inverse association was written");
+    // Both shards wrote: creates without `near` go to each shard in turn.
+    let (other, _) = retry(|| cluster.client.create_entity("user", Default::default())).await;
+    let (more, _) = retry(|| cluster.client.create_entity("user", Default::default())).await;
+    let shards: std::collections::BTreeSet<u32> =
+        [entity.id, other.id, more.id].iter().map(|&id| instaface_bus::shards::shard_of(id)).collect();
+    assert_eq!(shards.len(), 2, "ids {} {} {}", entity.id, other.id, more.id);
 }
 
 /// Retries `op` while the cluster settles (up to 20 s).
@@ -761,7 +773,10 @@ impl Drop for MysqlUser {
     fn drop(&mut self) {
         let _ = Command::new("mariadb")
             .args(["-h", "127.0.0.1", "-u", "root", "-e"])
-            .arg(format!("DROP USER IF EXISTS '{}'@'%'; DROP DATABASE IF EXISTS `{}`;", self.user, self.database))
+            .arg(format!(
+                "DROP USER IF EXISTS '{}'@'%'; DROP DATABASE IF EXISTS `{}`; DROP DATABASE IF EXISTS `{}_s1`;",
+                self.user, self.database, self.database
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

@@ -837,12 +837,6 @@ impl Drop for Proc {
     }
 }
 
-/// Every binary under its own role on one server, with a cluster key as deployed: three
-/// nodes as `node` elect a leader and serve writes and reads to graph clients on the
-/// gateway's and the bot's users; the gateway binary serves REST (its status polling
-/// included) and unplugs a follower and plugs it back; the bot binary runs; the observer
-/// pings the nodes' micro service and taps the traffic. Neither the server nor any process
-/// logs a permission violation.
 /// A fresh cluster key, and the nodes' environment as deployed: the `node` user on the
 /// server that will listen on `port`, its inbox prefix, the key.
 fn keyed_node_env(users: &Users, port: u16) -> (String, Vec<(String, String)>) {
@@ -855,6 +849,12 @@ fn keyed_node_env(users: &Users, port: u16) -> (String, Vec<(String, String)>) {
     (key, env)
 }
 
+/// Every binary under its own role on one server, with a cluster key as deployed: three
+/// nodes as `node` elect a leader and serve writes and reads to graph clients on the
+/// gateway's and the bot's users; the gateway binary serves REST (its status polling
+/// included) and unplugs a follower and plugs it back; the bot binary runs; the observer
+/// pings the nodes' micro service and taps the traffic. Neither the server nor any process
+/// logs a permission violation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_works_under_its_own_role() {
     for bin in ["instaface-node", "instaface-gateway", "instaface-bot"] {

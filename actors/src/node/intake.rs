@@ -110,20 +110,26 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
         })
         .await?,
     );
-    let id = me.clone();
-    tasks.push(
-        spawn_intake::<Unplug, _>(ctx, s.control_unplug(), Kind::Control, move |ctx, cmd, _| {
-            if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged, cmd.clients) {
-                tracing::warn!(unplugged = cmd.unplugged, clients = cmd.clients, "unplug switch flipped");
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    let term = ctx.view.borrow().term;
-                    ctx.net.event(term, EventKind::Unplugged { unplugged: cmd.unplugged, clients: cmd.clients }).await;
-                });
-            }
-        })
-        .await?,
-    );
+    // The unplug switches are the node's, shared by every group it hosts: shard 0's group
+    // alone takes the commands, so they apply once each, in the order they came.
+    if ctx.cfg.shard == 0 {
+        let id = me.clone();
+        tasks.push(
+            spawn_intake::<Unplug, _>(ctx, s.control_unplug(), Kind::Control, move |ctx, cmd, _| {
+                if cmd.node == id && ctx.net.set_unplugged(cmd.unplugged, cmd.clients) {
+                    tracing::warn!(unplugged = cmd.unplugged, clients = cmd.clients, "unplug switch flipped");
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move {
+                        let term = ctx.view.borrow().term;
+                        ctx.net
+                            .event(term, EventKind::Unplugged { unplugged: cmd.unplugged, clients: cmd.clients })
+                            .await;
+                    });
+                }
+            })
+            .await?,
+        );
+    }
     if ctx.cfg.test_hooks {
         tasks.push(spawn_test_hooks(ctx).await?);
     }

@@ -119,31 +119,47 @@ pub(super) async fn prepare(url: &str, shard: ShardId) -> Result<(Opts, bool), S
     result.map(|consecutive| (opts, consecutive))
 }
 
-/// Records that the database holds `shard` (the first claim stays: a database made before
-/// shards existed is shard 0's), refuses one that holds another shard — a `SHARD_MYSQL_URLS`
-/// in the wrong order would otherwise mix two shards' ids — and makes the entities'
-/// auto-increment start at the shard's first id ([`first_id`]), so every id it hands out
-/// names its shard.
+/// Claims the database for `shard`, once, or checks the claim: a database holds one
+/// shard's rows for good (one from before shards is shard 0's), and a node refuses to run
+/// shard `k` on a database holding another — a `SHARD_MYSQL_URLS` in the wrong order would
+/// otherwise mix two shards' ids.
+///
+/// The first claim of shard `k > 0` first makes the entities' auto-increment start at the
+/// shard's first id ([`first_id`]), so every id it hands out names its shard, and records
+/// the claim only after that succeeded; a claimed database is never moved back, so an id
+/// is never handed out twice (InnoDB would let the counter drop to just above the highest
+/// row left). A database with rows of another shard is refused before anything is
+/// recorded.
 async fn claim_shard(conn: &mut Conn, db: &str, shard: ShardId) -> Result<(), StoreError> {
+    let held: Option<u32> = conn.query_first("SELECT shard FROM shard WHERE id = 1").await?;
+    match held {
+        Some(h) if h == shard => return Ok(()),
+        Some(h) => {
+            return Err(StoreError::Invalid(format!(
+                "database {db} holds shard {h}, not shard {shard}: check the order of SHARD_MYSQL_URLS"
+            )))
+        }
+        None => {}
+    }
+    let highest: u64 = conn.query_first("SELECT COALESCE(MAX(id), 0) FROM entities").await?.unwrap_or(0);
+    if highest != 0 && shard_of(highest) != shard {
+        return Err(StoreError::Invalid(format!(
+            "database {db} holds entity {highest} of shard {}, not shard {shard}: check the order of SHARD_MYSQL_URLS",
+            shard_of(highest)
+        )));
+    }
+    let first = first_id(shard);
+    if highest < first && first > 1 {
+        // A table option takes no bound parameter; `first` is a number computed from the
+        // shard, never text from outside. Two nodes doing this at once set the same value.
+        conn.query_drop(format!("ALTER TABLE entities AUTO_INCREMENT = {first}")).await?;
+    }
     conn.exec_drop("INSERT IGNORE INTO shard (id, shard) VALUES (1, ?)", (shard,)).await?;
     let held: Option<u32> = conn.query_first("SELECT shard FROM shard WHERE id = 1").await?;
     if held != Some(shard) {
         return Err(StoreError::Invalid(format!(
-            "database {db} holds shard {}, not shard {shard}: check the order of SHARD_MYSQL_URLS",
-            held.map_or("?".to_string(), |h| h.to_string())
+            "database {db} was claimed for shard {held:?} meanwhile, not {shard}"
         )));
-    }
-    let first = first_id(shard);
-    let highest: u64 = conn.query_first("SELECT COALESCE(MAX(id), 0) FROM entities").await?.unwrap_or(0);
-    if let Some(stray) = Some(highest).filter(|&h| h != 0 && shard_of(h) != shard) {
-        return Err(StoreError::Corrupt(format!(
-            "database {db} of shard {shard} holds entity {stray} of another shard"
-        )));
-    }
-    if highest < first && first > 1 {
-        // A table option takes no bound parameter; `first` is a number computed from the
-        // shard, never text from outside.
-        conn.query_drop(format!("ALTER TABLE entities AUTO_INCREMENT = {first}")).await?;
     }
     Ok(())
 }
