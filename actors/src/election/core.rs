@@ -166,7 +166,7 @@ impl ElectionCore {
                 self.send_ack(now, 0, &mut out);
             }
             Input::TimeoutNow(msg) => self.on_timeout_now(now, msg, &mut out),
-            Input::TransferLeadership => self.transfer_leadership(now, &mut out),
+            Input::TransferLeadership { to } => self.transfer_leadership(now, to, &mut out),
             Input::ObservedTerm(term) => {
                 if term > self.term {
                     self.raise_term(term, &mut out);

@@ -93,13 +93,14 @@ impl ElectionCore {
         });
     }
 
-    /// Graceful shutdown: step down at once (no more heartbeats, no lease) and tell the
-    /// most up-to-date follower to campaign.
-    pub(super) fn transfer_leadership(&mut self, _now: Duration, out: &mut Vec<Output>) {
+    /// Hand-over: step down at once (no more heartbeats, no lease) and tell `to` — when
+    /// it is a follower that acked this term — or else the most up-to-date follower to
+    /// campaign.
+    pub(super) fn transfer_leadership(&mut self, _now: Duration, to: Option<NodeId>, out: &mut Vec<Output>) {
         let State::Leader(t) = &self.state else {
             return;
         };
-        let target = t.transfer_target().cloned();
+        let target = to.filter(|id| t.acked_this_term(id)).or_else(|| t.transfer_target().cloned());
         self.become_follower(None, out);
         if let Some(to) = target {
             out.push(Output::SendTimeoutNow { to, msg: TimeoutNow { term: self.term, leader: self.cfg.id.clone() } });

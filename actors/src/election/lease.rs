@@ -267,6 +267,11 @@ impl Tenure {
             .map(|(_, id)| id)
     }
 
+    /// Whether follower `id` acked this term.
+    pub(super) fn acked_this_term(&self, id: &str) -> bool {
+        self.followers.get(id).is_some_and(|f| f.last_ack.is_some())
+    }
+
     /// The leader's view of `id`, if it is a follower.
     pub(super) fn view<'a>(&'a self, id: &str) -> Option<FollowerView<'a>> {
         self.followers.get_key_value(id).map(|(id, f)| view(id, f))

@@ -42,8 +42,10 @@ pub enum Input {
     AckNow { applied_seq: u64 },
     /// The leader handed leadership to this node.
     TimeoutNow(TimeoutNow),
-    /// Graceful shutdown at the leader: hand leadership over at once.
-    TransferLeadership,
+    /// At the leader: hand leadership over at once (graceful shutdown, or spreading the
+    /// shards' leaderships) — to `to` when it is a follower that acked this term, else to
+    /// the most up-to-date follower.
+    TransferLeadership { to: Option<NodeId> },
     /// A term learned outside the election, e.g. the store's leadership fence. A higher
     /// one makes the node a follower of it, barred from voting in it (it cannot know who
     /// won it), so its next campaign is for a term above it.

@@ -559,7 +559,7 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
     let (mut a, t) = leader_a();
     a.step(t + ms(10), ack(1, "b", 1, 1, 9));
     a.step(t + ms(20), ack(1, "c", 1, 1, 3));
-    let out = a.step(t + ms(30), Input::TransferLeadership);
+    let out = a.step(t + ms(30), Input::TransferLeadership { to: None });
     assert_eq!((a.role(), a.term(), a.leader()), (Role::Follower, 1, None));
     assert!(!a.leader_lease_holds(t + ms(30)), "the old leader loses its lease at once");
     assert!(out.contains(&Output::SendTimeoutNow { to: "c".into(), msg: TimeoutNow { term: 1, leader: "a".into() } }));
@@ -582,6 +582,30 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
 }
 
 #[test]
+fn election_transfer_to_a_named_follower_goes_there_only_if_it_acked_this_term() {
+    let sends_to = |out: &[Output]| {
+        out.iter()
+            .find_map(|o| match o {
+                Output::SendTimeoutNow { to, .. } => Some(to.clone()),
+                _ => None,
+            })
+    };
+    // b acked most recently, yet the hand-over names c: c it is.
+    let (mut a, t) = leader_a();
+    a.step(t + ms(10), ack(1, "c", 1, 1, 3));
+    a.step(t + ms(20), ack(1, "b", 1, 1, 9));
+    let out = a.step(t + ms(30), Input::TransferLeadership { to: Some("c".into()) });
+    assert_eq!((a.role(), sends_to(&out)), (Role::Follower, Some("c".to_string())));
+    // Naming itself, a stranger, or a follower that never acked: the freshest follower.
+    for named in ["a", "z", "c"] {
+        let (mut a, t) = leader_a();
+        a.step(t + ms(10), ack(1, "b", 1, 1, 9));
+        let out = a.step(t + ms(30), Input::TransferLeadership { to: Some(named.into()) });
+        assert_eq!((a.role(), sends_to(&out)), (Role::Follower, Some("b".to_string())), "named {named}");
+    }
+}
+
+#[test]
 fn election_timeout_now_is_obeyed_only_from_the_current_leader_and_term() {
     let (mut c, t) = started("c");
     c.step(t, heartbeat(3, "a", 1));
@@ -591,7 +615,7 @@ fn election_timeout_now_is_obeyed_only_from_the_current_leader_and_term() {
     }
     // A leader with no follower that ever acked just steps down.
     let (mut a, t) = leader_a();
-    let out = a.step(t + ms(1), Input::TransferLeadership);
+    let out = a.step(t + ms(1), Input::TransferLeadership { to: None });
     assert_eq!(a.role(), Role::Follower);
     assert!(!out.iter().any(|o| matches!(o, Output::SendTimeoutNow { .. })));
 }

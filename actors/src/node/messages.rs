@@ -56,6 +56,9 @@ pub enum ProtocolMsg {
     },
     /// Graceful shutdown: hand leadership over; replies whether this node led.
     Transfer(RpcReplyPort<bool>),
+    /// Spreading leaderships: hand leadership to `to` (if it may take it; else to the most
+    /// up-to-date follower); replies whether this node led.
+    TransferTo(NodeId, RpcReplyPort<bool>),
     /// Test hook: stop (or resume) sending invalidations, broadcast and in heartbeats.
     Hold(bool),
     /// Test hook: panic inside the handler.

@@ -158,13 +158,8 @@ async fn on_message(msg: ProtocolMsg, state: &mut ProtocolState) -> Result<(), A
             }
             Event::Committed { term, writes: batch }
         }
-        ProtocolMsg::Transfer(reply) => {
-            let was_leader = state.core.role() == Role::Leader;
-            let commands = state.core.step(state.ctx.now(), Event::TransferLeadership);
-            perform(state, commands, None).await?;
-            let _ = reply.send(was_leader);
-            return Ok(());
-        }
+        ProtocolMsg::Transfer(reply) => return transfer(state, None, reply).await,
+        ProtocolMsg::TransferTo(to, reply) => return transfer(state, Some(to), reply).await,
         ProtocolMsg::Hold(on) => {
             state.hold = on;
             return Ok(());
@@ -177,6 +172,19 @@ async fn on_message(msg: ProtocolMsg, state: &mut ProtocolState) -> Result<(), A
     }
     let commands = state.core.step(state.ctx.now(), event);
     perform(state, commands, ack_reply).await
+}
+
+/// Hands leadership over (to `to`, if it may take it); replies whether this node led.
+async fn transfer(
+    state: &mut ProtocolState,
+    to: Option<NodeId>,
+    reply: ractor::RpcReplyPort<bool>,
+) -> Result<(), ActorProcessingErr> {
+    let was_leader = state.core.role() == Role::Leader;
+    let commands = state.core.step(state.ctx.now(), Event::TransferLeadership { to });
+    perform(state, commands, None).await?;
+    let _ = reply.send(was_leader);
+    Ok(())
 }
 
 /// Who a refused message came from, for the log.

@@ -115,7 +115,7 @@ impl NodeCore {
             }
             Event::AckConfirm(c) => self.elect(now, Input::AckConfirm(c), &mut out),
             Event::TimeoutNow(t) => self.elect(now, Input::TimeoutNow(t), &mut out),
-            Event::TransferLeadership => self.elect(now, Input::TransferLeadership, &mut out),
+            Event::TransferLeadership { to } => self.elect(now, Input::TransferLeadership { to }, &mut out),
             Event::Fenced { term } => self.elect(now, Input::ObservedTerm(term), &mut out),
             Event::OutboxLoaded { term, latest, entries } => self.on_loaded(term, latest, entries, &mut out),
             Event::Committed { term, writes } => self.on_committed(term, writes, &mut out),

@@ -30,8 +30,11 @@ pub enum Event {
     /// At a follower: the leader's answer to one of its acks.
     AckConfirm(AckConfirm),
     TimeoutNow(TimeoutNow),
-    /// Graceful shutdown at the leader: hand leadership over at once.
-    TransferLeadership,
+    /// At the leader: hand leadership over at once, to `to` if it may take it (see the
+    /// election's `Input::TransferLeadership`).
+    TransferLeadership {
+        to: Option<NodeId>,
+    },
     /// The store found the fence above this node's term: a later leader exists.
     Fenced {
         term: u64,

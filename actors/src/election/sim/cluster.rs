@@ -102,6 +102,14 @@ pub(super) struct Sim {
 }
 
 impl Sim {
+    /// Whom a hand-over names: no one (the core's choice) or a node — any node, the
+    /// leader itself or one that did not ack included, which the core must pass over —
+    /// picked by the clock, so the schedules' random stream is unchanged.
+    fn transfer_target(&self) -> Option<String> {
+        let n = self.nodes.len();
+        let pick = (self.now.as_micros() as usize / 7) % (n + 1);
+        (pick < n).then(|| self.nodes[pick].id.clone())
+    }
     pub(super) fn new(seed: u64, n: usize, trace: bool) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut nodes = Vec::with_capacity(n);
@@ -355,7 +363,8 @@ impl Sim {
             Fault::Weather(w) => self.weather = w,
             Fault::Transfer => {
                 if let Some(l) = self.current_leader() {
-                    self.step(l, Input::TransferLeadership);
+                    let to = self.transfer_target();
+                    self.step(l, Input::TransferLeadership { to });
                 }
             }
         }

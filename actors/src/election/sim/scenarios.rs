@@ -185,7 +185,7 @@ fn election_sim_transfer_is_faster_than_an_election_timeout() {
             sim.run_until(sim.now + ms(300), |_| false);
             let (old, term) = leader_of(&sim);
             let at = sim.now;
-            sim.step(old, Input::TransferLeadership);
+            sim.step(old, Input::TransferLeadership { to: None });
             if sim.nodes[old].core.as_ref().is_some_and(|c| c.role() == Role::Leader) {
                 sim.fail("the old leader did not step down at once");
             }

@@ -309,6 +309,14 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// Whom a hand-over names: no one (the core's choice) or a node — any node, the
+    /// leader itself or one that did not ack included, which the core must pass over —
+    /// picked by the clock, so the schedules' random stream is unchanged.
+    fn transfer_target(&self) -> Option<String> {
+        let n = self.nodes.len();
+        let pick = (self.now.as_micros() as usize / 7) % (n + 1);
+        (pick < n).then(|| self.nodes[pick].id.clone())
+    }
     pub fn new(seed: u64, opts: Opts, trace: bool) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = opts.nodes;
@@ -1142,7 +1150,8 @@ impl Sim {
                         // A stopped process handles its SIGTERM when it resumes.
                         self.queue.push(until, Ev::Fault(Fault::Transfer));
                     } else {
-                        self.step(l, Event::TransferLeadership);
+                        let to = self.transfer_target();
+                        self.step(l, Event::TransferLeadership { to });
                     }
                 }
             }
