@@ -41,6 +41,35 @@ stop_stack() {
 }
 trap stop_stack EXIT
 
+# busy_jiffies: CPU time the whole machine spent busy so far (user+nice+system+irq+softirq+steal), in clock ticks.
+busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+TICK=$(getconf CLK_TCK)
+
+# cpu_by_command: "command ticks" for every process, CPU time so far summed by command name.
+cpu_by_command() {
+  for f in /proc/[0-9]*/stat; do cat "$f" 2>/dev/null; echo; done |
+    awk 'NF { match($0, /\(.*\)/); comm = substr($0, RSTART + 1, RLENGTH - 2); rest = substr($0, RSTART + RLENGTH + 1);
+              split(rest, a, " "); t[comm] += a[12] + a[13] } END { for (c in t) print c, t[c] }'
+}
+
+# cpu_split BEFORE AFTER: the commands' shares of the CPU used in between, biggest first.
+cpu_split() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+def load(text):
+    out = {}
+    for line in text.splitlines():
+        name, _, ticks = line.rpartition(' ')
+        if name:
+            out[name] = out.get(name, 0) + int(ticks)
+    return out
+a, b = load(sys.argv[1]), load(sys.argv[2])
+d = {k: b[k] - a.get(k, 0) for k in b if b[k] - a.get(k, 0) > 0}
+total = sum(d.values()) or 1
+print(' '.join(f'{k} {v * 100 // total}%' for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:5]))
+PY
+}
+
 # leaders_json: the gateway's per-shard leaders.
 leaders_json() { curl -fsS "http://127.0.0.1:$PORT/api/cluster" 2>/dev/null || echo '{}'; }
 
@@ -83,9 +112,13 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
   done
   # shellcheck disable=SC1090
   bot_pw=$(grep '^NATS_BOT_PASSWORD=' "$SECRETS" | cut -d= -f2-)
+  busy_before=$(busy_jiffies)
+  procs_before=$(cpu_by_command)
   summary=$(NATS_URL="nats://bot:$bot_pw@127.0.0.1:$NATS_PORT" NATS_INBOX_PREFIX=_INBOX_bot \
     INSTAFACE_PREFIX=$prefix SHARDS=$n RUST_LOG=warn target/release/instaface-bot \
     --mix create_user=1,rename_user=3 --concurrency "$CONCURRENCY" --duration "$DURATION" --seed "$SEED" --json | tail -1)
+  busy=$(( $(busy_jiffies) - busy_before ))
+  split=$(cpu_split "$procs_before" "$(cpu_by_command)")
   leaders=$(leaders_json | python3 -c "import json,sys; print(','.join(str(s.get('leader')) for s in json.load(sys.stdin)['shards']))")
   # Failover: SIGKILL the node leading shard 0; time until every shard has a leader again.
   victim=$(leaders_json | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][0]['leader'])")
@@ -106,7 +139,7 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
       sleep 0.05
     done
   fi
-  rows+=("$n|$summary|$leaders ($spread s)|$failover")
+  rows+=("$n|$summary|$leaders ($spread s)|$failover|$busy|$split")
   stop_stack
   for ((k = 0; k < n; k++)); do
     mariadb -h 127.0.0.1 -P $((k % 2 ? 3307 : 3306)) -u root -e "DROP DATABASE IF EXISTS \`${prefix}_s$k\`" || true
@@ -117,17 +150,24 @@ done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 printf '%s\n' "${rows[@]}" | python3 -c "
 import json, sys
-rows = [l.rstrip('\n').split('|', 3) for l in sys.stdin if l.strip()]
+rows = [l.rstrip('\n').split('|') for l in sys.stdin if l.strip()]
 base = None
-print('shards | writes/s (bot, c=$CONCURRENCY) | × 1 shard | p99 create / rename ms | failed / unknown | leaders (spread after all led) | all led again after SIGKILL of shard 0\\'s leader, s')
-print('--- | --- | --- | --- | --- | --- | ---')
-for n, summary, leaders, failover in rows:
+print('shards | writes/s (bot, c=$CONCURRENCY) | × 1 shard | machine CPU per write, µs | p99 create / rename ms | failed / unknown | leaders (spread after all led) | all led again after SIGKILL of shard 0\\'s leader, s')
+print('--- | --- | --- | --- | --- | --- | --- | ---')
+splits = []
+for n, summary, leaders, failover, busy, split in rows:
+    splits.append(f'{n} shard(s): {split}')
     s = json.loads(summary)
     ops = s['ops_per_sec']
     base = base or ops
     def p99(kind):
         return (s['kinds'].get(kind) or {}).get('latency_ms', {}).get('p99', '-')
     t = s.get('totals', {})
-    print(f\"{n} | {ops:,.0f} | {ops / base:.2f} | {p99('create_user')} / {p99('rename_user')} | {t.get('failed')} / {t.get('outcome_unknown')} | {leaders} | {failover}\")
+    cpu_us = int(busy) / $TICK * 1e6 / max(s['ops'], 1)
+    print(f\"{n} | {ops:,.0f} | {ops / base:.2f} | {cpu_us:.0f} | {p99('create_user')} / {p99('rename_user')} | {t.get('failed')} / {t.get('outcome_unknown')} | {leaders} | {failover}\")
+print()
+print('where the CPU went during the bot run (by process name; both MariaDB servers are mariadbd):')
+for line in splits:
+    print('  ' + line)
 print(f'load before the table: {\"$load\"}')
 "
