@@ -584,11 +584,10 @@ fn election_transfer_hands_over_to_the_freshest_follower() {
 #[test]
 fn election_transfer_to_a_named_follower_goes_there_only_if_it_acked_this_term() {
     let sends_to = |out: &[Output]| {
-        out.iter()
-            .find_map(|o| match o {
-                Output::SendTimeoutNow { to, .. } => Some(to.clone()),
-                _ => None,
-            })
+        out.iter().find_map(|o| match o {
+            Output::SendTimeoutNow { to, .. } => Some(to.clone()),
+            _ => None,
+        })
     };
     // b acked most recently, yet the hand-over names c: c it is.
     let (mut a, t) = leader_a();
