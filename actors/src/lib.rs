@@ -14,9 +14,12 @@
 //! - [`cache`]: the cache core — LRU-bounded entries with the bookkeeping that keeps fills
 //!   that raced an invalidation out of the cache.
 //! - [`query`]: the query planner — template expansion breadth-first, one batch per level.
+//! - [`intents`]: cross-shard inverse intents — the delivery rules as a pure core with its
+//!   simulation (not wired into the node yet).
 
 pub mod cache;
 pub mod election;
+pub mod intents;
 pub mod invalidation;
 pub mod node;
 pub mod protocol;

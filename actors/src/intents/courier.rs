@@ -1,0 +1,247 @@
+//! The sender's side of intent delivery as a pure state machine: inputs in (intents
+//! loaded from the database, answers, marks confirmed, ticks), outputs out (send this
+//! intent, mark these delivered, reload the undelivered ones). No I/O and no clock of its
+//! own; one courier per leadership — a new leader starts a new one, which reloads.
+//!
+//! The rules:
+//! - an intent is marked delivered only once the other shard answered that it took
+//!   effect (or refused it for good), never on sending;
+//! - every undelivered intent the courier knows is sent until answered: again after
+//!   [`Courier::RETRY_AFTER`] without an answer or after an "unreachable" one, at most
+//!   [`Courier::MAX_IN_FLIGHT`] at a time, oldest first;
+//! - it reloads the undelivered intents from the database when it starts and every
+//!   [`Courier::RELOAD_EVERY`], so an intent committed while no courier heard of it (a
+//!   leader that crashed between its commit and handing the intent over) is delivered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use instaface_bus::shards::ShardId;
+
+/// An intent's id: its row's auto-increment id in the sending shard's database.
+pub type IntentId = u64;
+
+/// One inverse change for another shard; `op` is what the receiving leader applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Intent<T> {
+    pub id: IntentId,
+    pub to_shard: ShardId,
+    pub op: T,
+}
+
+/// What the other shard's leader answered to one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// It took effect, now or at an earlier delivery.
+    Applied,
+    /// Refused for good (its entity is gone, say): delivered, with nothing to apply.
+    Refused(String),
+    /// No answer that says anything: no leader, not the leader, a timeout. Send again.
+    Unreachable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input<T> {
+    /// Undelivered intents read from the database (after a [`Output::Reload`]), or just
+    /// committed by this leader.
+    Loaded(Vec<Intent<T>>),
+    /// The answer to a delivery of `id`.
+    Answered {
+        id: IntentId,
+        answer: Answer,
+    },
+    /// The database recorded these as delivered.
+    Marked(Vec<IntentId>),
+    Tick,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output<T> {
+    /// Deliver this intent to its shard's leader.
+    Send(Intent<T>),
+    /// Record these intents as delivered (answer with [`Input::Marked`]).
+    MarkDelivered(Vec<IntentId>),
+    /// Read the undelivered intents (answer with [`Input::Loaded`]).
+    Reload,
+}
+
+/// A rule broken on purpose, for the simulation's negative controls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CourierBug {
+    /// Mark an intent delivered as soon as it is sent.
+    MarkOnSend,
+    /// Never reload from the database: only intents handed over are delivered.
+    NeverReload,
+}
+
+#[derive(Clone, Debug)]
+struct Entry<T> {
+    intent: Intent<T>,
+    /// When it was last sent (`None`: due).
+    sent_at: Option<Duration>,
+    /// Not before then (after an "unreachable" answer).
+    not_before: Duration,
+}
+
+/// The sender's delivery state for one leadership.
+#[derive(Clone, Debug)]
+pub struct Courier<T> {
+    /// Undelivered intents it knows, by id (oldest first).
+    pending: BTreeMap<IntentId, Entry<T>>,
+    /// Answered, being marked: not sent again even if a reload still lists them.
+    marking: BTreeSet<IntentId>,
+    last_reload: Option<Duration>,
+    bug: Option<CourierBug>,
+}
+
+impl<T: Clone> Default for Courier<T> {
+    fn default() -> Self {
+        Courier::new(None)
+    }
+}
+
+impl<T: Clone> Courier<T> {
+    /// Deliveries out at once.
+    pub const MAX_IN_FLIGHT: usize = 64;
+    /// A delivery with no answer for this long is sent again.
+    pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+    /// How often the undelivered intents are read again from the database.
+    pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+    pub fn new(bug: Option<CourierBug>) -> Courier<T> {
+        Courier { pending: BTreeMap::new(), marking: BTreeSet::new(), last_reload: None, bug }
+    }
+
+    /// Undelivered intents known (for metrics and tests).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn step(&mut self, now: Duration, input: Input<T>) -> Vec<Output<T>> {
+        let mut out = Vec::new();
+        match input {
+            Input::Loaded(intents) => {
+                for intent in intents {
+                    if !self.marking.contains(&intent.id) {
+                        let entry = Entry { intent, sent_at: None, not_before: now };
+                        self.pending.entry(entry.intent.id).or_insert(entry);
+                    }
+                }
+            }
+            Input::Answered { id, answer } => match answer {
+                Answer::Applied | Answer::Refused(_) => {
+                    if self.pending.remove(&id).is_some() && self.marking.insert(id) {
+                        out.push(Output::MarkDelivered(vec![id]));
+                    }
+                }
+                Answer::Unreachable => {
+                    if let Some(e) = self.pending.get_mut(&id) {
+                        e.sent_at = None;
+                        e.not_before = now + Self::RETRY_AFTER;
+                    }
+                }
+            },
+            Input::Marked(ids) => {
+                for id in ids {
+                    self.marking.remove(&id);
+                }
+            }
+            Input::Tick => {}
+        }
+        self.send_due(now, &mut out);
+        let reload_due = self.last_reload.is_none_or(|at| now.saturating_sub(at) >= Self::RELOAD_EVERY);
+        if reload_due && self.bug != Some(CourierBug::NeverReload) {
+            self.last_reload = Some(now);
+            out.push(Output::Reload);
+        }
+        out
+    }
+
+    /// Sends what is due: never sent, answered "unreachable" a while ago, or unanswered
+    /// for [`Self::RETRY_AFTER`] — oldest first, keeping at most [`Self::MAX_IN_FLIGHT`] out.
+    fn send_due(&mut self, now: Duration, out: &mut Vec<Output<T>>) {
+        let out_now = |e: &Entry<T>| e.sent_at.is_some_and(|at| now.saturating_sub(at) < Self::RETRY_AFTER);
+        let mut in_flight = self.pending.values().filter(|e| out_now(e)).count();
+        let mut marked = Vec::new();
+        for e in self.pending.values_mut() {
+            if in_flight >= Self::MAX_IN_FLIGHT {
+                break;
+            }
+            if out_now(e) || now < e.not_before {
+                continue;
+            }
+            e.sent_at = Some(now);
+            in_flight += 1;
+            out.push(Output::Send(e.intent.clone()));
+            if self.bug == Some(CourierBug::MarkOnSend) {
+                marked.push(e.intent.id);
+            }
+        }
+        for id in marked {
+            self.pending.remove(&id);
+            self.marking.insert(id);
+            out.push(Output::MarkDelivered(vec![id]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(id: IntentId) -> Intent<&'static str> {
+        Intent { id, to_shard: 1, op: "inverse" }
+    }
+
+    fn sends(out: &[Output<&'static str>]) -> Vec<IntentId> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(i) => Some(i.id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const T0: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_courier_reloads_at_once_sends_what_it_loads_and_marks_only_on_an_answer() {
+        let mut c = Courier::new(None);
+        assert_eq!(c.step(T0, Input::Tick), vec![Output::Reload]);
+        let out = c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
+        assert_eq!(sends(&out), vec![1, 2]);
+        assert!(!out.iter().any(|o| matches!(o, Output::MarkDelivered(_))));
+        // Answered: marked once, not sent again, even if a reload lists it meanwhile.
+        let out = c.step(T0, Input::Answered { id: 1, answer: Answer::Applied });
+        assert_eq!(out, vec![Output::MarkDelivered(vec![1])]);
+        assert!(sends(&c.step(T0, Input::Loaded(vec![intent(1)]))).is_empty());
+        assert!(c.step(T0, Input::Answered { id: 1, answer: Answer::Applied }).is_empty(), "a duplicate answer");
+        c.step(T0, Input::Marked(vec![1]));
+        assert_eq!(c.pending(), 1);
+    }
+
+    #[test]
+    fn unanswered_and_unreachable_deliveries_go_again_later() {
+        let mut c = Courier::new(None);
+        c.step(T0, Input::Tick);
+        c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
+        let soon = T0 + Courier::<&str>::RETRY_AFTER / 2;
+        assert!(sends(&c.step(soon, Input::Tick)).is_empty(), "both still out");
+        let out = c.step(soon, Input::Answered { id: 2, answer: Answer::Unreachable });
+        assert!(sends(&out).is_empty(), "not at once after unreachable");
+        let later = T0 + Courier::<&str>::RETRY_AFTER;
+        assert_eq!(sends(&c.step(later, Input::Tick)), vec![1]);
+        assert_eq!(sends(&c.step(soon + Courier::<&str>::RETRY_AFTER, Input::Tick)), vec![2]);
+    }
+
+    #[test]
+    fn at_most_so_many_are_out_at_once_oldest_first() {
+        let mut c = Courier::new(None);
+        c.step(T0, Input::Tick);
+        let n = Courier::<&str>::MAX_IN_FLIGHT as u64;
+        let out = c.step(T0, Input::Loaded((1..=n + 3).map(intent).collect()));
+        assert_eq!(sends(&out), (1..=n).collect::<Vec<_>>());
+        let out = c.step(T0, Input::Answered { id: 5, answer: Answer::Refused("gone".into()) });
+        assert_eq!(sends(&out), vec![n + 1]);
+    }
+}
