@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use instaface_bus::graph::{Attributes, Consistency, ErrorCode, Reply, WriteOutcome, WriteRequest};
 use instaface_bus::graph_client::ClientError;
-use instaface_bus::shards::{shard_of, ShardId, Shards};
+use instaface_bus::shards::{first_id, shard_of, ShardId, Shards};
 use instaface_bus::NodeId;
 use instaface_testkit::history::Workload;
 use instaface_testkit::{poll_until, Cluster, ClusterOpts, MYSQL2_PORT};
@@ -256,4 +256,67 @@ async fn leaderships_spread_over_the_nodes_and_again_after_a_restart() {
     tokio::time::sleep(Duration::from_secs(3)).await; // a stretch of quiet to look at, not a wait for something
     let after: Vec<u64> = (0..3).map(|k| c.client.leader_info_of(k).term).collect();
     assert_eq!(before, after, "a leadership moved although the leaderships were spread");
+}
+
+/// A leader of shard 0 frozen (SIGSTOP) with a write stuck in its store: shard 0 elects
+/// another leader, which raises its fence and writes; shard 1, led by another node, writes
+/// on throughout; when the frozen node resumes, its stuck write is refused by the fence —
+/// nothing of it reaches either shard's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_leader_of_one_shard_is_fenced_off_and_the_other_shard_writes_on() {
+    let _one = serial();
+    let c = Cluster::start("shards-fence", two_shards()).await;
+    let shards = Shards::new(2).expect("two shards");
+    let (spread, _) = wait_spread(&c, 2, Duration::from_secs(60)).await;
+    let (old, term) = leader_of(&c, 0, None, 0).await;
+    let (leader1, term1) = leader_of(&c, 1, None, 0).await;
+    assert_ne!(old, leader1, "spread after {spread:?}");
+    let (in_shard1, _) = c
+        .client
+        .create_entity_near("user", attr("name", "s1"), Some(first_id(1)))
+        .await
+        .unwrap_or_else(|_| panic!("no entity near shard 1"));
+    let bus0 = c.bus.for_shard(0, shards);
+    let hook = bus0.subjects().node(&old, "debug.stall");
+    let _: bool = bus0.request(hook, &3000u64, Duration::from_secs(5)).await.expect("stall hook acknowledged");
+    let ghost = WriteRequest::CreateEntity { etype: "user".into(), attributes: attr("name", "ghost") };
+    let pending = {
+        let bus0 = bus0.clone();
+        let subject = bus0.subjects().write(&old);
+        tokio::spawn(
+            async move { bus0.request::<_, Reply<WriteOutcome>>(subject, &ghost, Duration::from_secs(20)).await },
+        )
+    };
+    poll_until(Duration::from_secs(5), "the ghost write to reach the store actor", || {
+        let log = std::fs::read_to_string(c.log_dir().join(format!("{old}.log"))).unwrap_or_default();
+        async move {
+            if log.contains("stalling a write") {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        }
+    })
+    .await;
+    c.signal(&old, "STOP");
+    // Shard 1 writes on while shard 0's leader is frozen; shard 0 gets a new leader.
+    c.client.update_entity(in_shard1.id, serde_json::json!({"name": "during"})).await.expect("a shard 1 write");
+    let (new0, new_term) = leader_of(&c, 0, Some(&old), term).await;
+    c.client.create_entity_near("user", attr("name", "after"), Some(1)).await.expect("a shard 0 write");
+    c.signal(&old, "CONT");
+    match pending.await.expect("join").expect("the frozen leader answers") {
+        Reply::Error(e) => assert!(e.message.contains("fence") || e.message.contains("not the leader"), "{e:?}"),
+        Reply::Ok(o) => panic!("a deposed leader of shard 0 wrote: {o:?} (new leader {new0}, term {new_term})"),
+    }
+    for k in 0..2 {
+        let mut conn = c.mysql_of(k).await;
+        let ghosts: u64 = conn
+            .exec_first("SELECT COUNT(*) FROM entities WHERE attributes LIKE ?", ("%ghost%",))
+            .await
+            .expect("count")
+            .unwrap_or(0);
+        assert_eq!(ghosts, 0, "the deposed leader's write reached shard {k}'s database");
+    }
+    let info = c.client.leader_info_of(1);
+    assert_eq!((info.leader.as_deref(), info.term), (Some(leader1.as_str()), term1), "shard 1's leadership moved");
 }
