@@ -294,11 +294,8 @@ async fn a_frozen_leader_of_one_shard_is_fenced_off_and_the_other_shard_writes_o
         }
     })
     .await;
-    let (in_shard1, _) = c
-        .client
-        .create_entity_near("user", attr("name", "s1"), Some(first_id(1)))
-        .await
-        .unwrap_or_else(|_| panic!("no entity near shard 1"));
+    let (in_shard1, _) =
+        c.client.create_entity_near("user", attr("name", "s1"), Some(first_id(1))).await.expect("a create in shard 1");
     let bus0 = c.bus.for_shard(0, shards);
     let hook = bus0.subjects().node(&old, "debug.stall");
     let _: bool = bus0.request(hook, &3000u64, Duration::from_secs(5)).await.expect("stall hook acknowledged");
