@@ -11,7 +11,11 @@
 # leading shard 0 with SIGKILL and notes how long until every shard has a leader again.
 # One table at the end; the first row is the baseline the others are divided by.
 #
-# Settings: SHARD_COUNTS (default "1 2 4"), CONCURRENCY (32), DURATION (10s), SEED (7).
+# Then reads through the gateway of the users the bot made (wrk: one id a request, and
+# four ids a request, split across the shards).
+#
+# Settings: SHARD_COUNTS (default "1 2 4"), CONCURRENCY (32), DURATION (10s), SEED (7),
+# READ_SECONDS (10). Needs wrk.
 # Release binaries must be built (cargo build --release --bins). Nothing else should run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +74,42 @@ print(' '.join(f'{k} {v * 100 // total}%' for k, v in sorted(d.items(), key=lamb
 PY
 }
 
+# read_bench N: "one-id req/s,p99 ms,four-id req/s,p99 ms" through the gateway.
+READ_SECONDS=${READ_SECONDS:-10}
+read_bench() {
+  local ids lua=target/bench-shards-reads.lua out1 out4
+  ids=$(curl -fsS "http://127.0.0.1:$PORT/api/random/user?count=400" | python3 -c "import json,sys; print(','.join(map(str, json.load(sys.stdin)['ids'])))")
+  cat >"$lua" <<LUA
+ids = {${ids}}
+four = os.getenv("FOUR") == "1"
+request = function()
+  local path
+  if four then
+    path = "/api/entities?ids=" .. ids[math.random(#ids)] .. "," .. ids[math.random(#ids)] .. "," .. ids[math.random(#ids)] .. "," .. ids[math.random(#ids)]
+  else
+    path = "/api/entities/" .. ids[math.random(#ids)]
+  end
+  return wrk.format("GET", path)
+end
+LUA
+  # Warm the caches, then measure.
+  wrk -t2 -c32 -d2s -s "$lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1 || true
+  FOUR=1 wrk -t2 -c32 -d2s -s "$lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1 || true
+  out1=$(wrk -t2 -c32 -d"${READ_SECONDS}s" --latency -s "$lua" "http://127.0.0.1:$PORT" 2>&1)
+  out4=$(FOUR=1 wrk -t2 -c32 -d"${READ_SECONDS}s" --latency -s "$lua" "http://127.0.0.1:$PORT" 2>&1)
+  python3 - "$out1" "$out4" <<'PY'
+import re, sys
+def parse(text):
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    p = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+    return f"{float(rps.group(1)) if rps else 0:.0f},{p:.1f},{non2xx.group(1) if non2xx else 0}"
+print(parse(sys.argv[1]) + ";" + parse(sys.argv[2]))
+PY
+}
+
 # leaders_json: the gateway's per-shard leaders.
 leaders_json() { curl -fsS "http://127.0.0.1:$PORT/api/cluster" 2>/dev/null || echo '{}'; }
 
@@ -119,6 +159,9 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
     --mix create_user=1,rename_user=3 --concurrency "$CONCURRENCY" --duration "$DURATION" --seed "$SEED" --json | tail -1)
   busy=$(( $(busy_jiffies) - busy_before ))
   split=$(cpu_split "$procs_before" "$(cpu_by_command)")
+  # Reads through the gateway of what the bot made: one id a request (its shard alone),
+  # and four ids a request (split across the shards): wrk -t2 -c32 for READ_SECONDS each.
+  reads=$(read_bench "$n")
   leaders=$(leaders_json | python3 -c "import json,sys; print(','.join(str(s.get('leader')) for s in json.load(sys.stdin)['shards']))")
   # Failover: SIGKILL the node leading shard 0; time until every shard has a leader again.
   victim=$(leaders_json | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][0]['leader'])")
@@ -139,7 +182,7 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
       sleep 0.05
     done
   fi
-  rows+=("$n|$summary|$leaders ($spread s)|$failover|$busy|$split")
+  rows+=("$n|$summary|$leaders ($spread s)|$failover|$busy|$split|$reads")
   stop_stack
   for ((k = 0; k < n; k++)); do
     mariadb -h 127.0.0.1 -P $((k % 2 ? 3307 : 3306)) -u root -e "DROP DATABASE IF EXISTS \`${prefix}_s$k\`" || true
@@ -155,8 +198,11 @@ base = None
 print('shards | writes/s (bot, c=$CONCURRENCY) | × 1 shard | machine CPU per write, µs | p99 create / rename ms | failed / unknown | leaders (spread after all led) | all led again after SIGKILL of shard 0\\'s leader, s')
 print('--- | --- | --- | --- | --- | --- | --- | ---')
 splits = []
-for n, summary, leaders, failover, busy, split in rows:
+reads = []
+for n, summary, leaders, failover, busy, split, rd in rows:
     splits.append(f'{n} shard(s): {split}')
+    one, four = rd.split(';')
+    reads.append((n, one.split(','), four.split(',')))
     s = json.loads(summary)
     ops = s['ops_per_sec']
     base = base or ops
@@ -165,6 +211,12 @@ for n, summary, leaders, failover, busy, split in rows:
     t = s.get('totals', {})
     cpu_us = int(busy) / $TICK * 1e6 / max(s['ops'], 1)
     print(f\"{n} | {ops:,.0f} | {ops / base:.2f} | {cpu_us:.0f} | {p99('create_user')} / {p99('rename_user')} | {t.get('failed')} / {t.get('outcome_unknown')} | {leaders} | {failover}\")
+print()
+print('reads through the gateway (wrk -t2 -c32, warm), of the users the bot made:')
+print('shards | one id: req/s | p99 ms | non-2xx | four ids (split by shard): req/s | p99 ms | non-2xx')
+print('--- | --- | --- | --- | --- | --- | ---')
+for n, one, four in reads:
+    print(f'{n} | {int(one[0]):,} | {one[1]} | {one[2]} | {int(four[0]):,} | {four[1]} | {four[2]}')
 print()
 print('where the CPU went during the bot run (by process name; both MariaDB servers are mariadbd):')
 for line in splits:
