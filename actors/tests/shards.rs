@@ -67,6 +67,7 @@ async fn cut_again_and_again(c: &Cluster, victim: &str, rounds: usize) {
         // The nemesis keeps its own time: the cut lasts as long as it is meant to.
         tokio::time::sleep(Duration::from_millis(690 + (round as u64 * 23) % 70)).await;
         c.unplug(victim, false).await;
+        // Also the nemesis's own time, not a wait: a second plugged in between cuts.
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
 }
@@ -257,10 +258,20 @@ async fn leaderships_spread_over_the_nodes_and_again_after_a_restart() {
     let (took, spread) = wait_spread(&c, 3, Duration::from_secs(60)).await;
     println!("leaderships spread again {spread:?} {took:?} after {victim} restarted (shard 1 was in term {term})");
     // And it stays spread: nobody hands over what is its share.
-    let before: Vec<u64> = (0..3).map(|k| c.client.leader_info_of(k).term).collect();
-    tokio::time::sleep(Duration::from_secs(3)).await; // a stretch of quiet to look at, not a wait for something
-    let after: Vec<u64> = (0..3).map(|k| c.client.leader_info_of(k).term).collect();
-    assert_eq!(before, after, "a leadership moved although the leaderships were spread");
+    // Waits for a leadership to move, which must not happen within 3 s.
+    let terms = || (0..3).map(|k| c.client.leader_info_of(k).term).collect::<Vec<u64>>();
+    let before = terms();
+    let moved = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let now = terms();
+            if now != before {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(moved.is_err(), "a leadership moved although the leaderships were spread: {before:?} -> {moved:?}");
 }
 
 /// A leader of shard 0 frozen (SIGSTOP) with a write stuck in its store: shard 0 elects
