@@ -148,10 +148,27 @@ impl GraphClient {
     pub async fn new(bus: Bus, cfg: ClientConfig) -> Result<GraphClient, BusError> {
         let mut lanes = Vec::new();
         let mut tasks = Vec::new();
+        let mut trackers = Vec::new();
         for k in cfg.shards.all() {
-            let (lane, lane_tasks) = Lane::start(bus.for_shard(k, cfg.shards), &cfg).await?;
+            let (lane, tracker, lane_tasks) = Lane::start(bus.for_shard(k, cfg.shards), &cfg).await?;
             lanes.push(lane);
+            trackers.push(tracker);
             tasks.extend(lane_tasks);
+        }
+        // With the cluster key, only authenticated heartbeats say who leads (events are
+        // not signed); without it, leader events do too: one subscription for every
+        // shard, each event going to its shard's tracker.
+        if !bus.authenticates() {
+            let mut events = bus.subscribe::<Event>(bus.subjects().events()).await?;
+            tasks.push(tokio::spawn(async move {
+                while let Some(msg) = events.next().await {
+                    if let Ok(Event { node, term, shard, kind: EventKind::Leader { members }, .. }) = msg.payload {
+                        if let Some(tx) = trackers.get(shard as usize) {
+                            observe(tx, term, &node, Some(members), None);
+                        }
+                    }
+                }
+            }));
         }
         // Bounded: while NATS is down the subscriptions are made on reconnect anyway.
         let _ = tokio::time::timeout(Duration::from_secs(1), bus.flush()).await;
@@ -591,45 +608,28 @@ impl GraphClient {
 }
 
 impl Lane {
-    /// Starts tracking one shard's leader on `bus` (which addresses that shard).
-    async fn start(bus: Bus, cfg: &ClientConfig) -> Result<(Lane, Vec<tokio::task::JoinHandle<()>>), BusError> {
-        let shard = bus.subjects().shard();
+    /// Starts tracking one shard's leader from its heartbeats on `bus` (which addresses
+    /// that shard); returns the tracker's sender too, for leader events.
+    async fn start(
+        bus: Bus,
+        cfg: &ClientConfig,
+    ) -> Result<(Lane, watch::Sender<LeaderInfo>, Vec<tokio::task::JoinHandle<()>>), BusError> {
         let (tx, rx) = watch::channel(LeaderInfo { leader: None, term: 0, seen: None, members: Vec::new(), seq: 0 });
-        let tx = Arc::new(tx);
-        // With the cluster key, only authenticated heartbeats say who leads (events are
-        // not signed); without it, heartbeats and leader events both do.
-        let keyed = bus.authenticates();
         let mut heartbeats = bus.subscribe_signed::<Heartbeat>(bus.subjects().heartbeat()).await?;
-        let mut events = bus.subscribe::<Event>(bus.subjects().events()).await?;
-        let t1 = {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(msg) = heartbeats.next().await {
-                    if let Ok(hb) = msg.payload {
-                        observe(&tx, hb.term, &hb.leader, Some(hb.members), Some(hb.seq));
-                    }
+        let heartbeat_tx = tx.clone();
+        let mut tasks = vec![tokio::spawn(async move {
+            while let Some(msg) = heartbeats.next().await {
+                if let Ok(hb) = msg.payload {
+                    observe(&heartbeat_tx, hb.term, &hb.leader, Some(hb.members), Some(hb.seq));
                 }
-            })
-        };
-        let t2 = {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while let Some(msg) = events.next().await {
-                    if let Ok(Event { node, term, shard: k, kind: EventKind::Leader { members }, .. }) = msg.payload {
-                        if !keyed && k == shard {
-                            observe(&tx, term, &node, Some(members), None);
-                        }
-                    }
-                }
-            })
-        };
-        let mut tasks = vec![t1, t2];
+            }
+        })];
         let batcher = cfg.batch_reads.then(|| {
             let (batcher, task) = ReadBatcher::start(bus.clone(), cfg.request_timeout);
             tasks.push(task);
             batcher
         });
-        Ok((Lane { bus, leader: rx, batcher }, tasks))
+        Ok((Lane { bus, leader: rx, batcher }, tx, tasks))
     }
 }
 
