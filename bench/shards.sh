@@ -12,10 +12,13 @@
 # One table at the end; the first row is the baseline the others are divided by.
 #
 # Then reads through the gateway of the users the bot made (wrk: one id a request, and
-# four ids a request, split across the shards).
+# four ids a request, split across the shards), and with several shards the lag of
+# cross-shard intents: the bot befriends and likes across shards for INTENT_SECONDS, and
+# once all are delivered, each intent's time from its commit to the other shard's answer
+# is read from the intents tables.
 #
 # Settings: SHARD_COUNTS (default "1 2 4"), CONCURRENCY (32), DURATION (10s), SEED (7),
-# READ_SECONDS (10). Needs wrk.
+# READ_SECONDS (10), INTENT_SECONDS (10). Needs wrk.
 # Release binaries must be built (cargo build --release --bins). Nothing else should run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,7 @@ SHARD_COUNTS=${SHARD_COUNTS:-"1 2 4"}
 CONCURRENCY=${CONCURRENCY:-32}
 DURATION=${DURATION:-10s}
 SEED=${SEED:-7}
+INTENT_SECONDS=${INTENT_SECONDS:-10}
 PORT=${BENCH_PORT:-8181}
 NATS_PORT=${BENCH_NATS_PORT:-4422}
 SECRETS=target/bench-shards-secrets.env
@@ -74,7 +78,10 @@ print(' '.join(f'{k} {v * 100 // total}%' for k, v in sorted(d.items(), key=lamb
 PY
 }
 
-# read_bench N: "one-id req/s,p99 ms,four-id req/s,p99 ms" through the gateway.
+# port_of K: the MariaDB port shard K's database is on (even shards 3306, odd 3307).
+port_of() { echo $(($1 % 2 ? 3307 : 3306)); }
+
+# read_bench: "one-id req/s,p99 ms,four-id req/s,p99 ms" through the gateway.
 READ_SECONDS=${READ_SECONDS:-10}
 read_bench() {
   local ids lua=target/bench-shards-reads.lua out1 out4
@@ -110,6 +117,29 @@ print(parse(sys.argv[1]) + ";" + parse(sys.argv[2]))
 PY
 }
 
+# intent_lag PREFIX N: once no intent of the N shard databases is undelivered (30 s at
+# most), "count,p50,p99,max" of delivered - created over every intent, in ms.
+intent_lag() {
+  local prefix=$1 n=$2 q k i
+  for ((i = 0; i < 300; i++)); do
+    local left=0
+    for ((k = 0; k < n; k++)); do
+      q="SELECT COUNT(*) FROM ${prefix}_s$k.intents WHERE delivered IS NULL"
+      left=$((left + $(mariadb -N -h 127.0.0.1 -P $(port_of $k) -u root -e "$q")))
+    done
+    ((left == 0)) && break
+    sleep 0.1
+  done
+  for ((k = 0; k < n; k++)); do
+    mariadb -N -h 127.0.0.1 -P $(port_of $k) -u root \
+      -e "SELECT delivered - created FROM ${prefix}_s$k.intents WHERE delivered IS NOT NULL"
+  done | python3 -c "
+import sys
+v = sorted(int(x) for x in sys.stdin if x.strip())
+q = lambda p: v[min(len(v) - 1, int(p * len(v)))] if v else '-'
+print(f'{len(v)},{q(0.5)},{q(0.99)},{v[-1] if v else \"-\"}')"
+}
+
 # leaders_json: the gateway's per-shard leaders.
 leaders_json() { curl -fsS "http://127.0.0.1:$PORT/api/cluster" 2>/dev/null || echo '{}'; }
 
@@ -123,7 +153,7 @@ for n in $SHARD_COUNTS; do
   prefix=benchshards${n}x$tag
   urls=()
   for ((k = 0; k < n; k++)); do
-    urls+=("mysql://root@127.0.0.1:$((k % 2 ? 3307 : 3306))/${prefix}_s$k")
+    urls+=("mysql://root@127.0.0.1:$(port_of $k)/${prefix}_s$k")
   done
   log=target/bench-shards-$n.log
   say "$n shard(s): starting the stack (log $log)"
@@ -150,7 +180,6 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
     fi
     sleep 0.1
   done
-  # shellcheck disable=SC1090
   bot_pw=$(grep '^NATS_BOT_PASSWORD=' "$SECRETS" | cut -d= -f2-)
   busy_before=$(busy_jiffies)
   procs_before=$(cpu_by_command)
@@ -161,7 +190,18 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
   split=$(cpu_split "$procs_before" "$(cpu_by_command)")
   # Reads through the gateway of what the bot made: one id a request (its shard alone),
   # and four ids a request (split across the shards): wrk -t2 -c32 for READ_SECONDS each.
-  reads=$(read_bench "$n")
+  reads=$(read_bench)
+  # Cross-shard associations (several shards): the bot befriends and likes across shards
+  # for INTENT_SECONDS; once every intent is delivered, the lag of each from its commit to
+  # the other shard's answer (applied and covered there), read from the intents tables.
+  lag=-
+  if ((n > 1)); then
+    NATS_URL="nats://bot:$bot_pw@127.0.0.1:$NATS_PORT" NATS_INBOX_PREFIX=_INBOX_bot \
+      INSTAFACE_PREFIX=$prefix SHARDS=$n RUST_LOG=warn target/release/instaface-bot \
+      --mix create_user=1,post=1,befriend=4,like=4 --concurrency "$CONCURRENCY" --duration "${INTENT_SECONDS}s" \
+      --seed "$SEED" --json >/dev/null
+    lag=$(intent_lag "$prefix" "$n")
+  fi
   leaders=$(leaders_json | python3 -c "import json,sys; print(','.join(str(s.get('leader')) for s in json.load(sys.stdin)['shards']))")
   # Failover: SIGKILL the node leading shard 0; time until every shard has a leader again.
   victim=$(leaders_json | python3 -c "import json,sys; print(json.load(sys.stdin)['shards'][0]['leader'])")
@@ -182,10 +222,10 @@ sys.exit(0 if len(s)==$n and max(s.count(x) for x in s)<=share else 1)"; then
       sleep 0.05
     done
   fi
-  rows+=("$n|$summary|$leaders ($spread s)|$failover|$busy|$split|$reads")
+  rows+=("$n|$summary|$leaders ($spread s)|$failover|$busy|$split|$reads|$lag")
   stop_stack
   for ((k = 0; k < n; k++)); do
-    mariadb -h 127.0.0.1 -P $((k % 2 ? 3307 : 3306)) -u root -e "DROP DATABASE IF EXISTS \`${prefix}_s$k\`" || true
+    mariadb -h 127.0.0.1 -P $(port_of $k) -u root -e "DROP DATABASE IF EXISTS \`${prefix}_s$k\`" || true
   done
   rm -rf "target/bench-shards-state-$tag"
 done
@@ -199,7 +239,10 @@ print('shards | writes/s (bot, c=$CONCURRENCY) | × 1 shard | machine CPU per wr
 print('--- | --- | --- | --- | --- | --- | --- | ---')
 splits = []
 reads = []
-for n, summary, leaders, failover, busy, split, rd in rows:
+lags = []
+for n, summary, leaders, failover, busy, split, rd, lag in rows:
+    if lag != '-':
+        lags.append((n, lag.split(',')))
     splits.append(f'{n} shard(s): {split}')
     one, four = rd.split(';')
     reads.append((n, one.split(','), four.split(',')))
@@ -217,6 +260,12 @@ print('shards | one id: req/s | p99 ms | non-2xx | four ids (split by shard): re
 print('--- | --- | --- | --- | --- | --- | ---')
 for n, one, four in reads:
     print(f'{n} | {int(one[0]):,} | {one[1]} | {one[2]} | {int(four[0]):,} | {four[1]} | {four[2]}')
+print()
+print('cross-shard intents (bot befriending and liking across shards, c=$CONCURRENCY, ${INTENT_SECONDS} s): commit to the other shard\\'s answer, ms')
+print('shards | intents | p50 | p99 | max')
+print('--- | --- | --- | --- | ---')
+for n, (count, p50, p99, mx) in lags:
+    print(f'{n} | {count} | {p50} | {p99} | {mx}')
 print()
 print('where the CPU went during the bot run (by process name; both MariaDB servers are mariadbd):')
 for line in splits:

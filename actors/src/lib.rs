@@ -14,8 +14,8 @@
 //! - [`cache`]: the cache core — LRU-bounded entries with the bookkeeping that keeps fills
 //!   that raced an invalidation out of the cache.
 //! - [`query`]: the query planner — template expansion breadth-first, one batch per level.
-//! - [`intents`]: cross-shard inverse intents — the delivery rules as a pure core with its
-//!   simulation (not wired into the node yet).
+//! - [`intents`]: cross-shard intents — the sender's delivery rules and the receiver's
+//!   rules as pure cores, with their simulation (the node's `delivery` task runs them).
 
 pub mod cache;
 pub mod election;

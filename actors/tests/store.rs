@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 use serde_json::json;
 
-use instaface_actors::store::{CommittedWrite, GraphStore, StoreError, SCHEMA_VERSION};
+use instaface_actors::store::{CommittedWrite, GraphStore, Op, StoreError, SCHEMA_VERSION};
 use instaface_bus::graph::{
     Attributes, CacheKey, CacheValue, Entity, EntityId, ErrorBody, ErrorCode, WriteRequest, WriteResult,
 };
@@ -635,7 +635,7 @@ async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
         // Changes nothing: it observed the batch's own earlier rows.
         WriteRequest::RemoveAssoc { from: b, atype: "follows".into(), to: a },
     ];
-    let results = store.write_batch(TERM, "n1", &batch).await.unwrap();
+    let results = store.write_batch(TERM, "n1", &ops(&batch)).await.unwrap();
     assert_eq!(results.len(), 4);
     let first = results[0].as_ref().expect("the update commits");
     let err = results[1].as_ref().expect_err("the missing entity is refused");
@@ -657,7 +657,7 @@ async fn a_batch_commits_together_and_a_refused_write_is_rolled_back_alone() {
 
     // A fenced batch runs none of its writes.
     store.raise_fence(TERM + 1, "n2").await.unwrap();
-    let err = store.write_batch(TERM, "n1", &batch).await.unwrap_err();
+    let err = store.write_batch(TERM, "n1", &ops(&batch)).await.unwrap_err();
     assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
     assert_eq!(store.get_entities(&[a]).await.unwrap()[0].version, 2);
     assert_eq!(store.outbox_latest().await.unwrap(), added.outcome.seq);
@@ -684,7 +684,7 @@ async fn a_batch_of_creates_gets_distinct_ids_and_seqs() {
         (37..40).map(|i| WriteRequest::CreateEntity { etype: "user".into(), attributes: attrs(json!({ "i": i })) }),
     );
     let results: Vec<CommittedWrite> =
-        store.write_batch(TERM, "n1", &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+        store.write_batch(TERM, "n1", &ops(&batch)).await.unwrap().into_iter().map(Result::unwrap).collect();
     assert_eq!(results.len(), batch.len());
 
     // The batch is applied by kind (updates, the others in order, creates): a removal of
@@ -738,7 +738,7 @@ async fn a_batch_of_updates_applies_each_patch_in_order_and_answers_each_version
         WriteRequest::UpdateEntity { id: a, patch: json!({"n": 2, "keep": null}) },
     ];
     let results: Vec<CommittedWrite> =
-        store.write_batch(TERM, "n1", &batch).await.unwrap().into_iter().map(Result::unwrap).collect();
+        store.write_batch(TERM, "n1", &ops(&batch)).await.unwrap().into_iter().map(Result::unwrap).collect();
     let entity = |w: &CommittedWrite| match &w.outcome.result {
         WriteResult::Entity { entity } => entity.clone(),
         other => panic!("{other:?}"),
@@ -760,7 +760,7 @@ async fn a_batch_of_updates_applies_each_patch_in_order_and_answers_each_version
         WriteRequest::UpdateEntity { id: EntityId::MAX / 2, patch: json!({"n": 3}) },
         WriteRequest::UpdateEntity { id: b, patch: json!("not an object") },
     ];
-    let results = store.write_batch(TERM, "n1", &batch).await.unwrap();
+    let results = store.write_batch(TERM, "n1", &ops(&batch)).await.unwrap();
     assert_eq!(entity(results[0].as_ref().expect("the update of a commits")).version, 4);
     assert_eq!(results[1].as_ref().expect_err("missing").code(), ErrorCode::NotFound);
     assert_eq!(results[2].as_ref().expect_err("not an object").code(), ErrorCode::Invalid);
@@ -776,17 +776,17 @@ async fn a_batch_of_updates_applies_each_patch_in_order_and_answers_each_version
 async fn a_database_holds_one_shard_and_its_ids_name_it() {
     use instaface_bus::shards::{first_id, shard_of};
     let db = TestDb::new();
-    let store = GraphStore::connect_shard(&db.url(), 1).await.expect("claim for shard 1");
+    let store = GraphStore::connect_shard(&db.url(), 1, two_shards()).await.expect("claim for shard 1");
     let a = create(&store, "user", json!({})).await;
     assert_eq!(a.id, first_id(1));
     let req = WriteRequest::DeleteEntity { id: a.id };
     store.write(TERM, "n1", &req).await.unwrap();
     store.disconnect().await.unwrap();
-    let store = GraphStore::connect_shard(&db.url(), 1).await.expect("shard 1 again");
+    let store = GraphStore::connect_shard(&db.url(), 1, two_shards()).await.expect("shard 1 again");
     let b = create(&store, "user", json!({})).await;
     assert!(b.id > a.id && shard_of(b.id) == 1, "{} after {}", b.id, a.id);
     store.disconnect().await.unwrap();
-    let err = GraphStore::connect_shard(&db.url(), 0).await.unwrap_err();
+    let err = GraphStore::connect_shard(&db.url(), 0, two_shards()).await.unwrap_err();
     assert!(matches!(&err, StoreError::Invalid(m) if m.contains("holds shard 1")), "{err}");
 
     let old = TestDb::new();
@@ -796,9 +796,137 @@ async fn a_database_holds_one_shard_and_its_ids_name_it() {
     assert_eq!(c.id, 1);
     // As a database from before shards: rows, no claim.
     old.raw().await.query_drop("DELETE FROM shard").await.unwrap();
-    let err = GraphStore::connect_shard(&old.url(), 1).await.unwrap_err();
+    let err = GraphStore::connect_shard(&old.url(), 1, two_shards()).await.unwrap_err();
     assert!(matches!(&err, StoreError::Invalid(m) if m.contains("of shard 0")), "{err}");
-    let store = GraphStore::connect_shard(&old.url(), 0).await.expect("still shard 0's");
+    let store = GraphStore::connect_shard(&old.url(), 0, two_shards()).await.expect("still shard 0's");
     assert_eq!(create(&store, "user", json!({})).await.id, 2);
     store.disconnect().await.unwrap();
+}
+
+/// A batch of client writes as the store runs them.
+fn ops(batch: &[WriteRequest]) -> Vec<Op> {
+    batch.iter().cloned().map(Op::from).collect()
+}
+
+fn two_shards() -> instaface_bus::shards::Shards {
+    instaface_bus::shards::Shards::new(2).expect("two shards")
+}
+
+/// Hands every undelivered intent of `from` (shard `from_shard`) to `to` as its leader
+/// would, answering each as the delivery task does (marking it), and returns what each did.
+/// With `newest_first`, in the reverse of the order they were committed.
+async fn deliver_all(
+    from: &GraphStore,
+    from_shard: u32,
+    to: &GraphStore,
+    newest_first: bool,
+) -> Vec<Result<CommittedWrite, StoreError>> {
+    use instaface_actors::store::IntentOutcome;
+    use instaface_bus::intents::IntentDelivery;
+    let mut results = Vec::new();
+    let mut pending = from.undelivered_intents(100).await.unwrap();
+    if newest_first {
+        pending.reverse();
+    }
+    for p in pending {
+        let op = Op::Apply(IntentDelivery { from_shard, intent_id: p.id, op: p.op });
+        let r = to.write_batch(TERM, "n2", &[op]).await.unwrap().pop().unwrap();
+        let outcome = if r.is_ok() { IntentOutcome::Applied } else { IntentOutcome::Refused };
+        from.mark_intents(&[p.id], outcome).await.unwrap();
+        results.push(r);
+    }
+    results
+}
+
+/// A cross-shard association: the owner's shard writes its row and an intent in one
+/// transaction; the other shard applies the intent once (a redelivery changes nothing),
+/// never lets an older intent undo a newer one, drops every association to an entity of
+/// another shard when told it was deleted (and refuses new ones), and refuses a row from
+/// one of its own entities that is gone.
+#[tokio::test]
+async fn cross_shard_associations_go_through_intents_applied_once_and_in_order() {
+    use instaface_bus::intents::{IntentDelivery, InverseOp};
+    let (db0, db1) = (TestDb::new(), TestDb::new());
+    let s0 = GraphStore::connect_shard(&db0.url(), 0, two_shards()).await.unwrap();
+    let s1 = GraphStore::connect_shard(&db1.url(), 1, two_shards()).await.unwrap();
+    let a = create(&s0, "user", json!({})).await.id;
+    let b = create(&s1, "user", json!({})).await.id;
+    let c = create(&s1, "user", json!({})).await.id;
+
+    // Shard 0 owns the pair (a < b): its row at once, shard 1's through an intent.
+    add(&s0, b, "friend", a).await;
+    assert_eq!(s0.list_assocs(a, "friend", 10, 0).await.unwrap().0, 1);
+    assert_eq!(s1.list_assocs(b, "friend", 10, 0).await.unwrap().0, 0);
+    let pending = s0.undelivered_intents(100).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(matches!(&pending[0].op, InverseOp::Put { from, to, .. } if (*from, *to) == (b, a)));
+    let put = pending[0].clone();
+    assert!(deliver_all(&s0, 0, &s1, false).await[0].is_ok());
+    let (count, items) = s1.list_assocs(b, "friend", 10, 0).await.unwrap();
+    assert_eq!((count, items[0].to), (1, a));
+    assert_eq!(s0.count_undelivered_intents().await.unwrap(), 0);
+
+    // A redelivery changes nothing (no outbox row, no second application).
+    let again = Op::Apply(IntentDelivery { from_shard: 0, intent_id: put.id, op: put.op.clone() });
+    let r = s1.write_batch(TERM, "n2", &[again]).await.unwrap().pop().unwrap().unwrap();
+    assert!(r.keys.is_empty(), "{r:?}");
+
+    // Removed, added and removed again, delivered newest first: the older ones arriving
+    // late change nothing, so the last one stands.
+    remove(&s0, a, "friend", b).await;
+    add(&s0, a, "friend", b).await;
+    remove(&s0, b, "friend", a).await;
+    let results = deliver_all(&s0, 0, &s1, true).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(s1.list_assocs(b, "friend", 10, 0).await.unwrap().0, 0, "an older intent undid a newer one");
+    add(&s0, a, "friend", b).await;
+    deliver_all(&s0, 0, &s1, true).await;
+    assert_eq!(s1.list_assocs(b, "friend", 10, 0).await.unwrap().0, 1);
+
+    // Shard 1 deletes c: shard 0 drops every association to it and refuses new ones.
+    add(&s0, c, "likes", a).await;
+    deliver_all(&s0, 0, &s1, false).await;
+    assert_eq!(s1.list_assocs(c, "likes", 10, 0).await.unwrap().0, 1);
+    s1.write(TERM, "n2", &WriteRequest::DeleteEntity { id: c }).await.unwrap();
+    assert!(deliver_all(&s1, 1, &s0, false).await[0].is_ok());
+    assert_eq!(s0.list_assocs(a, "likedby", 10, 0).await.unwrap().0, 0);
+    let again = WriteRequest::AddAssoc { from: a, atype: "friend".into(), to: c, attributes: Default::default() };
+    assert!(matches!(s0.write(TERM, "n1", &again).await, Err(StoreError::NotFound(_))));
+
+    // A put for a row from an entity that is gone is refused (the sender then removes its own).
+    let stale = Op::Apply(IntentDelivery {
+        from_shard: 0,
+        intent_id: 1_000,
+        op: InverseOp::Put { from: c, atype: "friend".into(), to: a, attributes: Default::default(), created: 1 },
+    });
+    let r = s1.write_batch(TERM, "n2", &[stale]).await.unwrap().pop().unwrap();
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+
+    // A one-way row to an entity of the other shard is checked there: one that does not
+    // exist is refused (the delivery task then removes the row); one that does, passes.
+    let ghost = instaface_bus::shards::first_id(1) + 999;
+    add(&s0, a, "follows", ghost).await;
+    add(&s0, a, "follows", b).await;
+    let results = deliver_all(&s0, 0, &s1, false).await;
+    assert!(matches!(results[0], Err(StoreError::NotFound(_))), "{results:?}");
+    assert!(results[1].is_ok(), "{results:?}");
+
+    // The record: every intent of shard 0 applied once in shard 1.
+    let applied: Vec<(u32, u64)> =
+        db1.raw().await.query("SELECT from_shard, intent_id FROM applied_intents ORDER BY intent_id").await.unwrap();
+    let sent: Vec<u64> =
+        db0.raw().await.query("SELECT id FROM intents WHERE outcome = 'applied' ORDER BY id").await.unwrap();
+    let expected: Vec<(u32, u64)> = sent.into_iter().map(|id| (0, id)).collect();
+    assert_eq!(applied, expected);
+
+    // Pruning takes delivered intents and applied records, never an undelivered intent.
+    add(&s0, a, "likes", b).await;
+    assert!(s0.prune_intents(u64::MAX).await.unwrap() > 0);
+    assert!(s1.prune_intents(u64::MAX).await.unwrap() > 0);
+    assert_eq!(s0.undelivered_intents(100).await.unwrap().len(), 1);
+    let left: Option<u64> = db1.raw().await.query_first("SELECT COUNT(*) FROM applied_intents").await.unwrap();
+    assert_eq!(left, Some(0));
+    for s in [s0, s1] {
+        s.disconnect().await.unwrap();
+    }
 }

@@ -110,10 +110,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Discovery, then the workers until they are all done.
 async fn work(ctx: Arc<Ctx>, cfg: RunConfig, mut stop: watch::Receiver<bool>) {
-    // The client learns the leader from its next heartbeat; give it that moment, so the
-    // first operations do not count a leader wait that is only the bot's own start.
+    // The client learns the leaders (one per shard) from their next heartbeats; give it
+    // that moment, so the first operations do not count a leader wait that is only the
+    // bot's own start.
     tokio::select! {
-        _ = ctx.client.wait_for_leader(FIRST_HEARTBEAT) => {}
+        _ = ctx.client.wait_for_leaders(FIRST_HEARTBEAT) => {}
         _ = stop.wait_for(|s| *s) => {}
     }
     discover(&ctx, cfg.discover, stop.clone()).await;

@@ -175,7 +175,7 @@ impl World {
         self.users.pick(rng).copied()
     }
 
-    /// Two users in one shard not known to be friends; the edge is pending until [`World::finish_add`].
+    /// Two users (of any shards) not known to be friends; the edge is pending until [`World::finish_add`].
     pub fn plan_befriend<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<Edge> {
         if self.users.len() < 2 {
             return None;
@@ -183,7 +183,7 @@ impl World {
         for _ in 0..PICK_TRIES {
             let (a, b) = (*self.users.pick(rng)?, *self.users.pick(rng)?);
             let edge = Edge::friend(a, b);
-            if a != b && same_shard(a, b) && self.is_free(&edge) {
+            if a != b && self.is_free(&edge) {
                 self.pending.insert(edge);
                 return Some(edge);
             }
@@ -191,12 +191,12 @@ impl World {
         None
     }
 
-    /// A user and a status in its shard it is not known to like; pending until [`World::finish_add`].
+    /// A user and a status it is not known to like; pending until [`World::finish_add`].
     pub fn plan_like<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<Edge> {
         for _ in 0..PICK_TRIES {
             let (user, status) = (*self.users.pick(rng)?, *self.statuses.pick(rng)?);
             let edge = Edge::likes(user, status);
-            if same_shard(user, status) && self.is_free(&edge) && self.claim(status, false) {
+            if self.is_free(&edge) && self.claim(status, false) {
                 self.pending.insert(edge);
                 return Some(edge);
             }
@@ -407,12 +407,6 @@ impl<T: Copy + Eq + Hash> Pool<T> {
             self.items.get(rng.random_range(0..self.items.len()))
         }
     }
-}
-
-/// Whether an association between `a` and `b` stays inside one shard (cross-shard
-/// associations are not built yet; with one shard every pair does).
-fn same_shard(a: EntityId, b: EntityId) -> bool {
-    instaface_bus::shards::shard_of(a) == instaface_bus::shards::shard_of(b)
 }
 
 #[cfg(test)]

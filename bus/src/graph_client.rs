@@ -208,7 +208,12 @@ impl GraphClient {
 
     /// A receiver that changes whenever shard 0's tracked leader or term changes.
     pub fn watch_leader(&self) -> watch::Receiver<LeaderInfo> {
-        self.lane(0).leader.clone()
+        self.watch_leader_of(0)
+    }
+
+    /// A receiver that changes whenever shard `k`'s tracked leader or term changes.
+    pub fn watch_leader_of(&self, k: ShardId) -> watch::Receiver<LeaderInfo> {
+        self.lane(k).leader.clone()
     }
 
     /// Waits (up to `timeout`) until shard 0's leader is known.
@@ -273,7 +278,8 @@ impl GraphClient {
     /// (a status in its poster's shard), when it names one.
     pub async fn write_near(&self, req: WriteRequest, near: Option<EntityId>) -> Result<WriteOutcome, ClientError> {
         let shards = self.cfg.shards;
-        let k = match shards.of_write(&req).map_err(ClientError::Invalid)? {
+        // An id of no shard names no entity: not found, as a read of it answers.
+        let k = match shards.of_write(&req).map_err(ClientError::NotFound)? {
             Some(k) => k,
             None => match near {
                 Some(id) => shards.of(id).ok_or_else(|| {
@@ -341,6 +347,12 @@ impl GraphClient {
                 Some(k) => self.read_in(k, query, consistency).await,
                 None => Err(ClientError::NotFound(format!("no entity {from}"))),
             },
+            // Ids of one shard (most reads): that shard answers it whole, in order.
+            ReadQuery::Entities { ref ids } | ReadQuery::Query { entities: ref ids, .. }
+                if let Some(k) = one_shard(shards, ids) =>
+            {
+                self.read_in(k, query, consistency).await
+            }
             ReadQuery::Entities { ids } => {
                 let parts = self.read_split(&ids, |ids| ReadQuery::Entities { ids }, consistency).await?;
                 let mut found = BTreeMap::new();
@@ -350,7 +362,7 @@ impl GraphClient {
                         other => return Err(unexpected(other)),
                     }
                 }
-                Ok(ReadResult::Entities { entities: in_order(&ids, &found) })
+                Ok(ReadResult::Entities { entities: in_order(&ids, found) })
             }
             ReadQuery::Query { entities: ids, template } => {
                 let parts = self
@@ -375,7 +387,7 @@ impl GraphClient {
                         other => return Err(unexpected(other)),
                     }
                 }
-                Ok(ReadResult::Query { entities: in_order(&ids, &found), stats: total })
+                Ok(ReadResult::Query { entities: in_order(&ids, found), stats: total })
             }
             ReadQuery::Random { etype, count } => {
                 // Every shard's share, so the picks span shards.
@@ -639,9 +651,15 @@ fn unexpected(result: ReadResult) -> ClientError {
 
 /// The values of `found` for `ids`, in the order asked, each once (ids not found left
 /// out), as one shard answers.
-fn in_order<T: Clone>(ids: &[EntityId], found: &BTreeMap<EntityId, T>) -> Vec<T> {
-    let mut seen = std::collections::HashSet::new();
-    ids.iter().filter(|id| seen.insert(**id)).filter_map(|id| found.get(id)).cloned().collect()
+fn in_order<T>(ids: &[EntityId], mut found: BTreeMap<EntityId, T>) -> Vec<T> {
+    // Taken out as placed: an id asked twice finds nothing the second time.
+    ids.iter().filter_map(|id| found.remove(id)).collect()
+}
+
+/// The shard of every id in `ids`, when they are all of one (and there is one).
+fn one_shard(shards: Shards, ids: &[EntityId]) -> Option<ShardId> {
+    let k = shards.of(*ids.first()?)?;
+    ids.iter().all(|id| shards.of(*id) == Some(k)).then_some(k)
 }
 
 /// Records a leader sighting if it is at least as new as what we know — or if what we

@@ -22,6 +22,7 @@ pub mod codec;
 pub mod config;
 pub mod graph;
 pub mod graph_client;
+pub mod intents;
 pub mod membership;
 pub mod messages;
 pub mod read_batcher;

@@ -78,31 +78,49 @@ impl Default for Shards {
 }
 
 impl Shards {
-    /// The shard whose leader runs `req`: the entity's, or the association's `from`
-    /// entity's; `None` for a create (the client chooses its shard). With several shards,
-    /// an association whose two ends are in different shards is refused: cross-shard
-    /// associations (written through the outbox, issue 15) are not built yet.
+    /// The shard whose leader runs `req`: the entity's for an update or delete, `None` for
+    /// a create (the client chooses its shard), and for an association the shard of its
+    /// **owner** ([`owner_of`]). Refused when an id names a shard past the last (no such
+    /// entity can exist: the graph client answers "not found", as for a read of it).
     pub fn of_write(self, req: &WriteRequest) -> Result<Option<ShardId>, String> {
-        let ids = match req {
+        let (owner, ids) = match req {
             WriteRequest::CreateEntity { .. } => return Ok(None),
-            WriteRequest::UpdateEntity { id, .. } | WriteRequest::DeleteEntity { id } => (*id, *id),
-            WriteRequest::AddAssoc { from, to, .. } | WriteRequest::RemoveAssoc { from, to, .. } => (*from, *to),
+            WriteRequest::UpdateEntity { id, .. } | WriteRequest::DeleteEntity { id } => (*id, [*id, *id]),
+            WriteRequest::AddAssoc { from, atype, to, .. } | WriteRequest::RemoveAssoc { from, atype, to } => {
+                (owner_of(*from, atype, *to), [*from, *to])
+            }
         };
         if !self.split() {
             return Ok(Some(0));
         }
-        let (from, to) = (shard_of(ids.0), shard_of(ids.1));
-        if from >= self.count {
-            return Err(format!("entity {} names shard {from}, and there are {} shards", ids.0, self.count));
+        for id in ids {
+            if self.of(id).is_none() {
+                return Err(format!(
+                    "entity {id} does not exist: it names shard {}, and there are {} shards",
+                    shard_of(id),
+                    self.count
+                ));
+            }
         }
-        if from != to {
-            return Err(format!(
-                "entities {} (shard {from}) and {} (shard {to}) are in different shards: cross-shard \
-                 associations are not supported yet",
-                ids.0, ids.1
-            ));
-        }
-        Ok(Some(from))
+        Ok(Some(shard_of(owner)))
+    }
+}
+
+/// The entity whose shard runs every write of the association `from --atype--> to`: for a
+/// one-way type, `from` (its only row lives there); for a type with an inverse, one end of
+/// the pair chosen from the two ids alone — the smaller when their parities match, else the
+/// larger — so both directions of a pair are written by one leader, one after the other
+/// (a change's inverse in the other shard is then applied in that order,
+/// [`crate::intents`]), and pairs across two shards are owned by each about equally.
+pub fn owner_of(from: EntityId, atype: &str, to: EntityId) -> EntityId {
+    if crate::graph::inverse_of(atype).is_none() {
+        return from;
+    }
+    let (lo, hi) = (from.min(to), from.max(to));
+    if (lo ^ hi) & 1 == 0 {
+        lo
+    } else {
+        hi
     }
 }
 
@@ -126,6 +144,26 @@ mod tests {
         assert!(first_id(MAX_SHARDS - 1) + ((1 << SHARD_SHIFT) - 1) < 1 << 53);
     }
 
+    proptest::proptest! {
+        /// The rule the intents rely on (`crate::intents`): both directions of a pair —
+        /// `a --t--> b` and `b --inverse(t)--> a` — are written by the same shard, so one
+        /// leader orders every change of the pair. (Routing by `from` breaks it.)
+        #[test]
+        fn both_directions_of_a_pair_are_written_by_one_shard(
+            a in 1u64..(4 << SHARD_SHIFT),
+            b in 1u64..(4 << SHARD_SHIFT),
+            t in proptest::sample::select(vec!["friend", "likes", "likedby", "posted", "postedby"]),
+        ) {
+            let four = Shards::new(4).unwrap();
+            let inverse = crate::graph::inverse_of(t).unwrap();
+            let there = WriteRequest::RemoveAssoc { from: a, atype: t.into(), to: b };
+            let back = WriteRequest::AddAssoc { from: b, atype: inverse.into(), to: a, attributes: Default::default() };
+            let owner = four.of_write(&there).unwrap();
+            proptest::prop_assert_eq!(owner, four.of_write(&back).unwrap());
+            proptest::prop_assert!(owner == Some(shard_of(a)) || owner == Some(shard_of(b)));
+        }
+    }
+
     #[test]
     fn layouts_are_bounded() {
         assert_eq!(parse_shards("2"), Ok(Shards { count: 2 }));
@@ -138,16 +176,29 @@ mod tests {
     }
 
     #[test]
-    fn a_write_runs_in_its_from_entitys_shard() {
+    fn a_write_runs_in_its_owners_shard() {
         let two = Shards::new(2).unwrap();
         let (a, b) = (5, first_id(1) + 5);
-        let assoc =
-            |from, to| WriteRequest::AddAssoc { from, atype: "friend".into(), to, attributes: Default::default() };
+        let assoc = |from, atype: &str, to| WriteRequest::AddAssoc {
+            from,
+            atype: atype.into(),
+            to,
+            attributes: Default::default(),
+        };
         assert_eq!(two.of_write(&WriteRequest::DeleteEntity { id: b }), Ok(Some(1)));
-        assert_eq!(two.of_write(&assoc(b, b + 1)), Ok(Some(1)));
-        assert!(two.of_write(&assoc(a, b)).unwrap_err().contains("different shards"));
+        assert_eq!(two.of_write(&assoc(b, "friend", b + 1)), Ok(Some(1)));
+        // A pair with an inverse is owned by one end, the same in either direction: the
+        // smaller id when the parities match, else the larger.
+        assert_eq!(two.of_write(&assoc(a, "friend", b)), Ok(Some(0)));
+        assert_eq!(two.of_write(&assoc(b, "friend", a)), Ok(Some(0)));
+        assert_eq!(two.of_write(&assoc(b, "likedby", a)), Ok(Some(0)));
+        assert_eq!(two.of_write(&assoc(a, "friend", b + 1)), Ok(Some(1)));
+        assert_eq!(two.of_write(&assoc(b + 1, "likes", a)), Ok(Some(1)));
+        // A one-way association is its `from` entity's.
+        assert_eq!(two.of_write(&assoc(b, "follows", a)), Ok(Some(1)));
+        assert!(two.of_write(&assoc(a, "friend", first_id(2))).is_err());
         assert!(two.of_write(&WriteRequest::DeleteEntity { id: first_id(7) }).is_err());
-        assert_eq!(Shards::one().of_write(&assoc(a, b)), Ok(Some(0)));
+        assert_eq!(Shards::one().of_write(&assoc(a, "friend", b)), Ok(Some(0)));
         let create = WriteRequest::CreateEntity { etype: "user".into(), attributes: Default::default() };
         assert_eq!(two.of_write(&create), Ok(None));
     }

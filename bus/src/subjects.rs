@@ -123,6 +123,11 @@ impl Subjects {
         self.node(leader, "fill")
     }
 
+    /// Cross-shard intents sent to this group's leader by another shard's leader.
+    pub fn intent(&self, leader: &NodeId) -> String {
+        self.node(leader, "intent")
+    }
+
     /// Reads addressed to one node (the leader, when no follower can serve).
     pub fn read_at(&self, node: &NodeId) -> String {
         self.node(node, "read")

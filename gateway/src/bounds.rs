@@ -147,7 +147,8 @@ pub fn near_parameter(shards: Shards) -> Parameter {
     let last = last_shard_id(shards);
     let description = format!(
         "Create the entity in the shard of this one (a status in its author's shard, say), so that \
-         associations between them stay within one shard. Only the shard is taken from the id (`id >> \
+         associations between them are written in one transaction (across shards, the other shard's \
+         row follows a moment later). Only the shard is taken from the id (`id >> \
          {SHARD_SHIFT}`); the entity itself is not looked up. Without it, creates go to each shard in turn. \
          This gateway's cluster has {} shard(s): an id past {last} names none and is refused (400).",
         shards.count()

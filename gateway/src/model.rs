@@ -443,7 +443,11 @@ pub struct Health {
     /// Always `ok` while the process serves.
     pub status: String,
     pub nats_connected: bool,
+    /// Shard 0's leader, as this gateway last heard.
     pub leader: Option<String>,
+    /// The shards whose leader this gateway does not know now (empty while every shard is
+    /// led; writes to these shards wait or fail until one is).
+    pub shards_without_leader: Vec<u32>,
 }
 
 /// Every error: `{"error": {"code", "message"}}`.

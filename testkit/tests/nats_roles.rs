@@ -359,6 +359,7 @@ fn cluster_subjects(users: &Users) -> Vec<String> {
         "node.x.timeout_now",
         "node.x.fill",
         "node.x.debug.panic",
+        "shard.1.node.x.intent",
     ]
     .iter()
     .map(|s| users.subject(s))
@@ -1144,6 +1145,21 @@ async fn a_sharded_cluster_works_under_the_roles() {
         for read in futures::future::join_all(reads).await {
             read.expect("a read in a burst");
         }
+    }
+
+    // An association across the shards: the other shard's row comes through an intent,
+    // node to node, under the node role and the cluster key.
+    let by_shard = |k| *ids.iter().find(|&&id| instaface_bus::shards::shard_of(id) == k).expect("an id");
+    let (a, b) = (by_shard(0), by_shard(1));
+    retry("a cross-shard association", || gateway.add_assoc(a, "friend", b, Attributes::new())).await;
+    for (from, to) in [(a, b), (b, a)] {
+        instaface_testkit::poll_until(Duration::from_secs(20), "both rows of a cross-shard pair", || async {
+            match bot.list_assocs(from, "friend", 10, 0, Consistency::Strong).await {
+                Ok((1, items)) if items[0].to == to => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
     }
 
     let violations = server.violations();

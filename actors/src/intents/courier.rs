@@ -5,9 +5,12 @@
 //!
 //! The rules:
 //! - an intent is marked delivered only once the other shard answered that it took
-//!   effect (or refused it for good), never on sending;
+//!   effect, or refused it for good and the sender's own row that depended on it was
+//!   removed ([`Output::Undo`]) — never on sending;
 //! - every undelivered intent the courier knows is sent until answered: again after
-//!   [`Courier::RETRY_AFTER`] without an answer or after an "unreachable" one, at most
+//!   [`Courier::RETRY_AFTER`] without an answer (longer than the runtime waits for one, so
+//!   a slow answer is not raced by a resend), or [`Courier::BACKOFF`] after an
+//!   "unreachable" one (no leader yet: ask again soon), at most
 //!   [`Courier::MAX_IN_FLIGHT`] at a time, oldest first;
 //! - it reloads the undelivered intents from the database when it starts and every
 //!   [`Courier::RELOAD_EVERY`], so an intent committed while no courier heard of it (a
@@ -52,6 +55,12 @@ pub enum Input<T> {
     },
     /// The database recorded these as delivered.
     Marked(Vec<IntentId>),
+    /// The sender's own row that a refused intent `id` depended on was removed (`done`),
+    /// or removing it failed (the intent is delivered again, refused again, undone again).
+    Undone {
+        id: IntentId,
+        done: bool,
+    },
     Tick,
 }
 
@@ -59,10 +68,23 @@ pub enum Input<T> {
 pub enum Output<T> {
     /// Deliver this intent to its shard's leader.
     Send(Intent<T>),
-    /// Record these intents as delivered (answer with [`Input::Marked`]).
-    MarkDelivered(Vec<IntentId>),
+    /// Record these intents as delivered, and how (answer with [`Input::Marked`]).
+    MarkDelivered(Vec<IntentId>, Delivered),
     /// Read the undelivered intents (answer with [`Input::Loaded`]).
     Reload,
+    /// The other shard refused this intent (its entity is gone): remove the sender's own
+    /// row that depended on it, then answer with [`Input::Undone`]. It is marked delivered
+    /// only after that, so a crash in between delivers (and undoes) it again.
+    Undo(Intent<T>),
+}
+
+/// How a delivered intent ended at the other shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivered {
+    /// It took effect (now, earlier, or through a later intent).
+    Applied,
+    /// Refused (its entity gone), and the sender's own row that depended on it removed.
+    Refused,
 }
 
 /// A rule broken on purpose, for the simulation's negative controls.
@@ -70,6 +92,8 @@ pub enum Output<T> {
 pub enum CourierBug {
     /// Mark an intent delivered as soon as it is sent.
     MarkOnSend,
+    /// Mark a refused intent delivered before its undo is done.
+    MarkBeforeUndo,
     /// Never reload from the database: only intents handed over are delivered.
     NeverReload,
 }
@@ -90,6 +114,8 @@ pub struct Courier<T> {
     pending: BTreeMap<IntentId, Entry<T>>,
     /// Answered, being marked: not sent again even if a reload still lists them.
     marking: BTreeSet<IntentId>,
+    /// Refused, their undo running: neither sent nor marked meanwhile.
+    undoing: BTreeMap<IntentId, Intent<T>>,
     last_reload: Option<Duration>,
     bug: Option<CourierBug>,
 }
@@ -104,12 +130,14 @@ impl<T: Clone> Courier<T> {
     /// Deliveries out at once.
     pub const MAX_IN_FLIGHT: usize = 64;
     /// A delivery with no answer for this long is sent again.
-    pub const RETRY_AFTER: Duration = Duration::from_millis(500);
+    pub const RETRY_AFTER: Duration = Duration::from_secs(3);
+    /// An intent answered "unreachable" is sent again after this long.
+    pub const BACKOFF: Duration = Duration::from_millis(250);
     /// How often the undelivered intents are read again from the database.
     pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
     pub fn new(bug: Option<CourierBug>) -> Courier<T> {
-        Courier { pending: BTreeMap::new(), marking: BTreeSet::new(), last_reload: None, bug }
+        Courier { pending: BTreeMap::new(), marking: BTreeSet::new(), undoing: BTreeMap::new(), last_reload: None, bug }
     }
 
     /// Undelivered intents known (for metrics and tests).
@@ -122,28 +150,50 @@ impl<T: Clone> Courier<T> {
         match input {
             Input::Loaded(intents) => {
                 for intent in intents {
-                    if !self.marking.contains(&intent.id) {
+                    if !self.marking.contains(&intent.id) && !self.undoing.contains_key(&intent.id) {
                         let entry = Entry { intent, sent_at: None, not_before: now };
                         self.pending.entry(entry.intent.id).or_insert(entry);
                     }
                 }
             }
             Input::Answered { id, answer } => match answer {
-                Answer::Applied | Answer::Refused(_) => {
+                Answer::Applied => {
                     if self.pending.remove(&id).is_some() && self.marking.insert(id) {
-                        out.push(Output::MarkDelivered(vec![id]));
+                        out.push(Output::MarkDelivered(vec![id], Delivered::Applied));
+                    }
+                }
+                Answer::Refused(_) => {
+                    if let Some(e) = self.pending.remove(&id) {
+                        if self.bug == Some(CourierBug::MarkBeforeUndo) {
+                            self.marking.insert(id);
+                            out.push(Output::MarkDelivered(vec![id], Delivered::Refused));
+                        } else {
+                            self.undoing.insert(id, e.intent.clone());
+                        }
+                        out.push(Output::Undo(e.intent));
                     }
                 }
                 Answer::Unreachable => {
                     if let Some(e) = self.pending.get_mut(&id) {
                         e.sent_at = None;
-                        e.not_before = now + Self::RETRY_AFTER;
+                        e.not_before = now + Self::BACKOFF;
                     }
                 }
             },
             Input::Marked(ids) => {
                 for id in ids {
                     self.marking.remove(&id);
+                }
+            }
+            Input::Undone { id, done } => {
+                if let Some(intent) = self.undoing.remove(&id) {
+                    if done {
+                        self.marking.insert(id);
+                        out.push(Output::MarkDelivered(vec![id], Delivered::Refused));
+                    } else {
+                        let entry = Entry { intent, sent_at: None, not_before: now + Self::BACKOFF };
+                        self.pending.insert(id, entry);
+                    }
                 }
             }
             Input::Tick => {}
@@ -180,7 +230,7 @@ impl<T: Clone> Courier<T> {
         for id in marked {
             self.pending.remove(&id);
             self.marking.insert(id);
-            out.push(Output::MarkDelivered(vec![id]));
+            out.push(Output::MarkDelivered(vec![id], Delivered::Applied));
         }
     }
 }
@@ -210,10 +260,10 @@ mod tests {
         assert_eq!(c.step(T0, Input::Tick), vec![Output::Reload]);
         let out = c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
         assert_eq!(sends(&out), vec![1, 2]);
-        assert!(!out.iter().any(|o| matches!(o, Output::MarkDelivered(_))));
+        assert!(!out.iter().any(|o| matches!(o, Output::MarkDelivered(..))));
         // Answered: marked once, not sent again, even if a reload lists it meanwhile.
         let out = c.step(T0, Input::Answered { id: 1, answer: Answer::Applied });
-        assert_eq!(out, vec![Output::MarkDelivered(vec![1])]);
+        assert_eq!(out, vec![Output::MarkDelivered(vec![1], Delivered::Applied)]);
         assert!(sends(&c.step(T0, Input::Loaded(vec![intent(1)]))).is_empty());
         assert!(c.step(T0, Input::Answered { id: 1, answer: Answer::Applied }).is_empty(), "a duplicate answer");
         c.step(T0, Input::Marked(vec![1]));
@@ -225,13 +275,31 @@ mod tests {
         let mut c = Courier::new(None);
         c.step(T0, Input::Tick);
         c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
-        let soon = T0 + Courier::<&str>::RETRY_AFTER / 2;
+        let soon = T0 + Courier::<&str>::BACKOFF / 2;
         assert!(sends(&c.step(soon, Input::Tick)).is_empty(), "both still out");
         let out = c.step(soon, Input::Answered { id: 2, answer: Answer::Unreachable });
         assert!(sends(&out).is_empty(), "not at once after unreachable");
+        assert_eq!(sends(&c.step(soon + Courier::<&str>::BACKOFF, Input::Tick)), vec![2]);
         let later = T0 + Courier::<&str>::RETRY_AFTER;
         assert_eq!(sends(&c.step(later, Input::Tick)), vec![1]);
-        assert_eq!(sends(&c.step(soon + Courier::<&str>::RETRY_AFTER, Input::Tick)), vec![2]);
+    }
+
+    #[test]
+    fn a_refused_intent_is_undone_before_it_is_marked_and_sent_again_if_the_undo_failed() {
+        let mut c = Courier::new(None);
+        c.step(T0, Input::Tick);
+        c.step(T0, Input::Loaded(vec![intent(1)]));
+        let out = c.step(T0, Input::Answered { id: 1, answer: Answer::Refused("gone".into()) });
+        assert_eq!(out, vec![Output::Undo(intent(1))]);
+        assert!(sends(&c.step(T0, Input::Loaded(vec![intent(1)]))).is_empty(), "not sent while undoing");
+        assert!(c.step(T0, Input::Undone { id: 1, done: false }).is_empty());
+        let again = T0 + Courier::<&str>::BACKOFF;
+        assert_eq!(sends(&c.step(again, Input::Tick)), vec![1]);
+        c.step(again, Input::Answered { id: 1, answer: Answer::Refused("gone".into()) });
+        assert_eq!(
+            c.step(again, Input::Undone { id: 1, done: true }),
+            vec![Output::MarkDelivered(vec![1], Delivered::Refused)]
+        );
     }
 
     #[test]

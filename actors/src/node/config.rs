@@ -11,6 +11,7 @@ use instaface_bus::shards::{ShardId, Shards};
 use instaface_bus::NodeId;
 
 use crate::election::ElectionConfig;
+use crate::intents::CourierBug;
 pub use crate::invalidation::InvalidationMode;
 use crate::invalidation::PlantedBug;
 
@@ -156,6 +157,9 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub test_hooks: bool,
     pub planted_bug: Option<PlantedBug>,
+    /// A rule of intent delivery broken on purpose (tests only): `intent-mark-on-send`,
+    /// `intent-never-reload`, given as `INSTAFACE_PLANTED_BUG`.
+    pub courier_bug: Option<CourierBug>,
 }
 
 impl NodeArgs {
@@ -217,12 +221,14 @@ impl NodeArgs {
         }
         let shard_mysql_urls = shard_urls(&self.mysql_url, &self.shard_mysql_urls, self.bus.shards)?;
         self.bus.nats_servers()?;
-        let planted_bug = match &self.planted_bug {
-            None => None,
+        let (planted_bug, courier_bug) = match self.planted_bug.as_deref() {
+            None => (None, None),
             Some(_) if !self.test_hooks => {
                 return Err("INSTAFACE_PLANTED_BUG needs INSTAFACE_TEST_HOOKS=true (tests only)".into())
             }
-            Some(name) => Some(name.parse::<PlantedBug>().map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?),
+            Some("intent-mark-on-send") => (None, Some(CourierBug::MarkOnSend)),
+            Some("intent-never-reload") => (None, Some(CourierBug::NeverReload)),
+            Some(name) => (Some(name.parse::<PlantedBug>().map_err(|e| format!("INSTAFACE_PLANTED_BUG: {e}"))?), None),
         };
         if self.max_inflight_requests == 0 {
             return Err("MAX_INFLIGHT_REQUESTS must be at least 1".into());
@@ -251,6 +257,7 @@ impl NodeArgs {
             state_dir: self.state_dir.clone(),
             test_hooks: self.test_hooks,
             planted_bug,
+            courier_bug,
         })
     }
 }
@@ -357,5 +364,7 @@ mod tests {
             .contains("INSTAFACE_PLANTED_BUG"));
         let planted = parse(&["--node-id", "n1", "--test-hooks", "--planted-bug", "confirm-with-gap"]);
         assert_eq!(planted.unwrap().planted_bug, Some(PlantedBug::ConfirmWithGap));
+        let planted = parse(&["--node-id", "n1", "--test-hooks", "--planted-bug", "intent-mark-on-send"]);
+        assert_eq!(planted.unwrap().courier_bug, Some(CourierBug::MarkOnSend));
     }
 }

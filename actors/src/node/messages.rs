@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome, WriteRequest};
+use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome};
 use instaface_bus::messages::{
     Ack, AckConfirm, Heartbeat, Invalidate, InvalidationEntry, Role, TimeoutNow, VoteReply, VoteRequest,
 };
@@ -13,7 +13,7 @@ use instaface_bus::NodeId;
 use ractor::RpcReplyPort;
 
 use crate::cache::FetchId;
-use crate::store::GraphStore;
+use crate::store::{GraphStore, Op};
 
 /// Where a write's answer goes.
 pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
@@ -114,8 +114,9 @@ pub enum StoreMsg {
         term: u64,
         store: GraphStore,
     },
+    /// A write: a client's, or another shard's intent to apply.
     Write {
-        req: WriteRequest,
+        req: Op,
         reply: WriteReply,
     },
     /// A batch's transaction ended (from its task): the result of each write, or the

@@ -35,6 +35,13 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     /// Reads per batch served from `P.graph.reads`.
     pub read_batch_size: Histogram,
+    /// Cross-shard intents: `sent`, `applied` / `refused` (answers), `unreachable`,
+    /// `received` (from other shards).
+    pub intents: IntCounterVec,
+    /// Undelivered intents the leader's courier knows.
+    pub intents_pending: IntGauge,
+    /// From an intent's commit to the other shard's answer, as the sender sees it.
+    pub intent_lag_seconds: Histogram,
 }
 
 impl Metrics {
@@ -99,6 +106,12 @@ impl Metrics {
             read_seconds: histogram("read_seconds", "read latency at the serving node"),
             write_batch_size: sizes("write_batch_size", "writes committed in one transaction"),
             read_batch_size: sizes("read_batch_size", "reads served in one batch (P.graph.reads)"),
+            intents: counter_vec("intents_total", "cross-shard intents, by event", &["event"]),
+            intents_pending: gauge("intents_pending", "undelivered cross-shard intents the leader knows"),
+            intent_lag_seconds: histogram(
+                "intent_lag_seconds",
+                "from an intent's commit to the other shard's answer (sender's clock)",
+            ),
             registry,
         }
     }

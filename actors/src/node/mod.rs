@@ -17,10 +17,12 @@
 //! - [`metrics`]: Prometheus. [`view`]: the role/term/lease snapshot the actors share.
 //! - [`vote_file`]: the term and vote on disk.
 //! - [`balance`]: with several shards, spreading the groups' leaderships over the nodes.
+//! - [`delivery`]: with several shards, the leader's delivery of cross-shard intents.
 
 pub mod balance;
 pub mod cache_actor;
 pub mod config;
+pub mod delivery;
 pub mod intake;
 pub mod messages;
 pub mod metrics;
@@ -66,6 +68,15 @@ pub struct NodeContext {
     pub counters: service::SharedCounters,
     /// Permits for the requests handled at once (`MAX_INFLIGHT_REQUESTS`).
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Every group of this process's view, by shard: where another shard's leader is,
+    /// for delivering intents to it.
+    pub groups: Arc<Vec<watch::Receiver<ClusterView>>>,
+    /// The leader's MySQL pool and its term, while the store actor holds it ready (the
+    /// fence raised): shared with the intent delivery, which needs no pool of its own.
+    pub store: watch::Sender<Option<(u64, crate::store::GraphStore)>>,
+    /// Woken by the store when a batch may have recorded intents (the delivery task
+    /// reads them at once instead of at its next reload).
+    pub intents_written: Arc<tokio::sync::Notify>,
 }
 
 impl NodeContext {

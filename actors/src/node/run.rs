@@ -56,11 +56,14 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let label = |k| shards.split().then_some(k);
     let root_metrics = Metrics::new(&cfg.id, label(0));
     let root_net = Net::new(bus.for_shard(0, shards), cfg.id.clone(), root_metrics.clone());
+    let views: Vec<watch::Sender<ClusterView>> =
+        shards.all().map(|_| watch::channel(ClusterView::initial()).0).collect();
+    let all_views = Arc::new(views.iter().map(watch::Sender::subscribe).collect::<Vec<_>>());
     let groups: Vec<NodeContext> = shards
         .all()
-        .map(|k| {
+        .zip(views)
+        .map(|(k, view)| {
             let metrics = if k == 0 { root_metrics.clone() } else { Metrics::new(&cfg.id, label(k)) };
-            let (view, _) = watch::channel(ClusterView::initial());
             NodeContext {
                 net: root_net.for_group(bus.for_shard(k, shards), metrics.clone()),
                 membership: membership.clone(),
@@ -71,6 +74,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
                 names: ActorNames::new(&cfg.id, label(k)),
                 counters: Arc::new(Mutex::new(Default::default())),
                 inflight: inflight.clone(),
+                groups: all_views.clone(),
+                store: watch::channel(None).0,
+                intents_written: Arc::new(tokio::sync::Notify::new()),
                 cfg: Arc::new(cfg.for_shard(k)),
             }
         })
@@ -104,6 +110,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         tasks.extend(intake::start(ctx).await?);
         tasks.extend(super::requests::start(ctx).await?);
         tasks.push(intake::spawn_membership(ctx));
+        if shards.split() {
+            tasks.push(super::delivery::spawn(ctx.clone()));
+        }
         match service::start(ctx, ctx.counters.clone()).await {
             Ok(t) => tasks.push(t),
             Err(e) => tracing::warn!(error = %e, shard = ctx.cfg.shard, "NATS micro service not registered"),

@@ -24,7 +24,7 @@ use instaface_bus::graph::WriteRequest;
 use super::messages::{CommittedWrite, ProtocolMsg, StoreMsg, WriteReply};
 use super::{cast_to, NodeContext};
 use crate::invalidation::LogConfig;
-use crate::store::{GraphStore, StoreError};
+use crate::store::{GraphStore, Op, StoreError};
 
 pub struct StoreActor;
 
@@ -38,7 +38,7 @@ pub struct StoreState {
     /// Test hook: the next write waits this long first.
     stall: Option<Duration>,
     /// Writes waiting for the next batch.
-    queue: VecDeque<(WriteRequest, WriteReply)>,
+    queue: VecDeque<(Op, WriteReply)>,
     /// The batch whose transaction is running: each write's op name and reply.
     in_flight: Option<Vec<(&'static str, WriteReply)>>,
     /// The pool of a term that ended while its batch ran, closed when the batch ends.
@@ -103,6 +103,7 @@ impl Actor for StoreActor {
 
     async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.watcher.abort();
+        state.ctx.store.send_replace(None);
         if let Some(store) = state.store.take() {
             let _ = store.disconnect().await;
         }
@@ -134,6 +135,7 @@ async fn on_message(
             for (_, reply) in state.queue.drain(..) {
                 let _ = reply.send(Err(unavailable("leadership changed; the write did not run")));
             }
+            state.ctx.store.send_replace(None);
             if let Some(store) = state.store.take() {
                 if role != Role::Leader {
                     tracing::info!(term, "no longer leading: closing the MySQL pool");
@@ -158,6 +160,7 @@ async fn on_message(
             }
             match take_office(&state.ctx, &store, term).await {
                 Ok(()) => {
+                    state.ctx.store.send_replace(Some((term, store.clone())));
                     state.store = Some(store);
                     state.ready = true;
                 }
@@ -275,7 +278,7 @@ fn spawn_connect(ctx: &NodeContext, store_actor: ActorRef<StoreMsg>, term: u64) 
             if ctx.view.borrow().term > term {
                 return;
             }
-            match GraphStore::connect_shard(&ctx.cfg.mysql_url, ctx.cfg.shard).await {
+            match GraphStore::connect_shard(&ctx.cfg.mysql_url, ctx.cfg.shard, ctx.cfg.bus.shards).await {
                 Ok(store) => {
                     if let Err(e) = store_actor.cast(StoreMsg::Opened { term, store }) {
                         tracing::debug!(error = %e, "store actor gone before the pool opened");
@@ -325,6 +328,10 @@ fn start_batch(myself: &ActorRef<StoreMsg>, state: &mut StoreState) {
         return;
     }
     state.in_flight = Some(replies);
+    // A write that may record intents for other shards wakes the delivery task when its
+    // batch ends (an extra read of the undelivered intents costs little).
+    let nudge = (state.ctx.cfg.bus.shards.split() && reqs.iter().any(may_record_intents))
+        .then(|| state.ctx.intents_written.clone());
     let (term, leader, me) = (state.term, state.ctx.cfg.id.clone(), myself.clone());
     let stall = state.stall.take();
     tokio::spawn(async move {
@@ -336,7 +343,19 @@ fn start_batch(myself: &ActorRef<StoreMsg>, state: &mut StoreState) {
         if me.cast(StoreMsg::BatchDone { term, result }).is_err() {
             tracing::debug!("store actor gone before its batch ended");
         }
+        if let Some(nudge) = nudge {
+            nudge.notify_one();
+        }
     });
+}
+
+/// Whether `op` may record an intent for another shard: an association write (its other
+/// row may be another shard's) or an entity delete (a drop for every other shard).
+fn may_record_intents(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Write(WriteRequest::AddAssoc { .. } | WriteRequest::RemoveAssoc { .. } | WriteRequest::DeleteEntity { .. })
+    )
 }
 
 /// A batch's transaction ended: refusals and failures are answered here, the committed

@@ -22,7 +22,9 @@ use mysql_async::{Transaction, TxOpts};
 
 use instaface_bus::graph::{Attributes, CacheKey, EntityId, WriteOutcome, WriteRequest};
 
-use super::{apply, entities, fence, outbox, rollback_quietly, Change, CommittedWrite, GraphStore, StoreError};
+use super::{
+    apply, entities, fence, outbox, rollback_quietly, Change, CommittedWrite, GraphStore, Op, Place, StoreError,
+};
 
 /// Rows one multi-row INSERT carries at most.
 const MAX_ROWS_PER_INSERT: usize = 64;
@@ -45,7 +47,7 @@ impl GraphStore {
         &self,
         term: u64,
         leader: &str,
-        reqs: &[WriteRequest],
+        reqs: &[Op],
     ) -> Result<Vec<Result<CommittedWrite, StoreError>>, StoreError> {
         match self.run_batch(term, leader, reqs, Mode::Grouped).await? {
             Batch::Committed(results) => Ok(results),
@@ -59,15 +61,15 @@ impl GraphStore {
 
     /// One transaction of the batch: fence check, the writes, commit — or, grouped, a
     /// rollback at the first refused write.
-    async fn run_batch(&self, term: u64, leader: &str, reqs: &[WriteRequest], mode: Mode) -> Result<Batch, StoreError> {
+    async fn run_batch(&self, term: u64, leader: &str, reqs: &[Op], mode: Mode) -> Result<Batch, StoreError> {
         let mut tx = self.begin(TxOpts::default()).await?;
         if let Err(e) = fence::check(&mut tx, term, leader).await {
             rollback_quietly(tx).await;
             return Err(e);
         }
         let ran = match mode {
-            Mode::Grouped => grouped(&mut tx, term, reqs, self.consecutive_ids).await,
-            Mode::Savepoints => one_by_one(&mut tx, term, reqs).await.map(Ok),
+            Mode::Grouped => grouped(&mut tx, self.place, term, reqs, self.consecutive_ids).await,
+            Mode::Savepoints => one_by_one(&mut tx, self.place, term, reqs).await.map(Ok),
         };
         match ran {
             Ok(Ok(results)) => {
@@ -125,8 +127,9 @@ fn refusal(e: StoreError) -> Result<StoreError, StoreError> {
 /// their seqs need not increase along it (the store actor hands them on in seq order).
 async fn grouped(
     tx: &mut Transaction<'static>,
+    place: Place,
     term: u64,
-    reqs: &[WriteRequest],
+    reqs: &[Op],
     consecutive_ids: bool,
 ) -> Result<Result<Results, StoreError>, StoreError> {
     let mut updates = Vec::new();
@@ -134,8 +137,10 @@ async fn grouped(
     let mut others = Vec::new();
     for (i, req) in reqs.iter().enumerate() {
         match req {
-            WriteRequest::UpdateEntity { id, patch } => updates.push((i, (*id, patch))),
-            WriteRequest::CreateEntity { etype, attributes } => creates.push((i, (etype.as_str(), attributes))),
+            Op::Write(WriteRequest::UpdateEntity { id, patch }) => updates.push((i, (*id, patch))),
+            Op::Write(WriteRequest::CreateEntity { etype, attributes }) => {
+                creates.push((i, (etype.as_str(), attributes)))
+            }
             _ => others.push(i),
         }
     }
@@ -149,7 +154,7 @@ async fn grouped(
         }
     }
     for i in others {
-        match apply(tx, &reqs[i]).await {
+        match apply(tx, place, &reqs[i]).await {
             Ok(change) => applied.push((i, change)),
             Err(e) => return refusal(e).map(Err),
         }
@@ -205,11 +210,16 @@ async fn grouped(
 
 /// The savepoint run: every write in a savepoint of its own, a refused one rolled back
 /// alone and answered with its error.
-async fn one_by_one(tx: &mut Transaction<'static>, term: u64, reqs: &[WriteRequest]) -> Result<Results, StoreError> {
+async fn one_by_one(
+    tx: &mut Transaction<'static>,
+    place: Place,
+    term: u64,
+    reqs: &[Op],
+) -> Result<Results, StoreError> {
     let mut results = Vec::with_capacity(reqs.len());
     for req in reqs {
         tx.query_drop("SAVEPOINT write_one").await?;
-        let change = match apply(tx, req).await {
+        let change = match apply(tx, place, req).await {
             Ok(change) => change,
             Err(e) => {
                 let refused = refusal(e)?;

@@ -8,8 +8,9 @@ use mysql_async::{Transaction, Value};
 use rand::Rng;
 
 use instaface_bus::graph::{Attributes, CacheKey, Entity, EntityId, WriteResult};
+use instaface_bus::intents::InverseOp;
 
-use super::{batch, check_type, placeholders, Change, GraphStore, StoreError};
+use super::{batch, check_type, placeholders, Change, GraphStore, Place, StoreError};
 
 /// Ids bound in one `IN (…)` list at most (MySQL allows 65 535 parameters a statement).
 pub(super) const MAX_IN_LIST: usize = 10_000;
@@ -252,24 +253,27 @@ pub(super) async fn update_many(
     Ok(changes)
 }
 
-/// Deletes the entity and every association from or to it. The keys: the entity, then
-/// every list that lost an item (its own lists and the lists pointing at it), sorted.
-pub(super) async fn delete(tx: &mut Transaction<'static>, id: EntityId) -> Result<Change, StoreError> {
+/// Deletes the entity and every association from or to it here; with several shards, a
+/// drop for every other shard removes the ones there (its inverse rows, and one-way
+/// associations pointing at it) and keeps new ones out. The keys: the entity, then every
+/// list here that lost an item (its own lists and the lists pointing at it), sorted.
+pub(super) async fn delete(tx: &mut Transaction<'static>, place: Place, id: EntityId) -> Result<Change, StoreError> {
     // Reads here see every earlier write: they all committed before we got the fence lock.
     let own: Vec<String> = tx.exec("SELECT DISTINCT atype FROM associations WHERE from_id = ?", (id,)).await?;
-    let pointing: Vec<(u64, String)> =
-        tx.exec("SELECT DISTINCT from_id, atype FROM associations WHERE to_id = ?", (id,)).await?;
     let mut lists: BTreeSet<(u64, String)> = own.into_iter().map(|atype| (id, atype)).collect();
-    lists.extend(pointing);
-
     tx.exec_drop("DELETE FROM associations WHERE from_id = ?", (id,)).await?;
-    tx.exec_drop("DELETE FROM associations WHERE to_id = ?", (id,)).await?;
+    lists.extend(super::associations::delete_rows_to(tx, id).await?);
     tx.exec_drop("DELETE FROM entities WHERE id = ?", (id,)).await?;
     let found = tx.affected_rows() > 0;
 
     let result = WriteResult::Deleted { found };
     if !found && lists.is_empty() {
         return Ok(Change::Nothing { result });
+    }
+    if found {
+        for k in place.shards.all().filter(|k| *k != place.shard) {
+            super::intents::record(tx, k, &InverseOp::Dropped { id }).await?;
+        }
     }
     let mut keys = vec![CacheKey::Entity(id)];
     keys.extend(lists.into_iter().map(|(from, atype)| CacheKey::Assocs { from, atype }));

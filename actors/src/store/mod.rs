@@ -23,6 +23,7 @@ mod entities;
 mod error;
 mod fence;
 mod fetch;
+mod intents;
 mod merge_patch;
 mod outbox;
 mod schema;
@@ -31,11 +32,14 @@ use std::time::Duration;
 
 use mysql_async::{Conn, Pool, Transaction, TxOpts};
 
-use instaface_bus::graph::{CacheKey, WriteOutcome, WriteRequest, WriteResult};
-use instaface_bus::shards::ShardId;
+use instaface_bus::graph::{CacheKey, EntityId, WriteOutcome, WriteRequest, WriteResult};
+use instaface_bus::intents::IntentDelivery;
+use instaface_bus::shards::{shard_of, ShardId, Shards};
 
+pub use crate::intents::Delivered as IntentOutcome;
 pub use entities::MAX_RANDOM_IDS;
 pub use error::StoreError;
+pub use intents::{PendingIntent, MAX_UNDELIVERED};
 pub use merge_patch::apply_merge_patch;
 pub use schema::{CONNECT_TIMEOUT, SCHEMA_VERSION};
 
@@ -62,6 +66,45 @@ pub struct GraphStore {
     /// 0 or 1, increment 1), so a batch may insert its new entities and its outbox rows
     /// with one statement each and read every id off the first (`batch.rs`).
     consecutive_ids: bool,
+    place: Place,
+}
+
+/// Which shard a database holds, of how many: what a write may change here, and where
+/// the rest of it goes (an intent for another shard's row, a drop for every other shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub shard: ShardId,
+    pub shards: Shards,
+}
+
+impl Place {
+    /// Whether `id`'s rows are in this database (with one shard, every id's are).
+    pub fn holds(self, id: EntityId) -> bool {
+        !self.shards.split() || shard_of(id) == self.shard
+    }
+}
+
+/// One write a batch runs: a client's, or an intent of another shard being applied.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Write(WriteRequest),
+    Apply(IntentDelivery),
+}
+
+impl Op {
+    /// The operation's name, for events and metrics.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Op::Write(req) => req.op_name(),
+            Op::Apply(_) => "apply_intent",
+        }
+    }
+}
+
+impl From<WriteRequest> for Op {
+    fn from(req: WriteRequest) -> Op {
+        Op::Write(req)
+    }
 }
 
 /// A committed write: its outbox seq and result, and the cache keys it invalidates.
@@ -91,13 +134,13 @@ impl GraphStore {
     /// (`[A-Za-z0-9_]{1,64}`), and with [`StoreError::Mysql`] when the server cannot be
     /// reached (within [`CONNECT_TIMEOUT`]).
     pub async fn connect(url: &str) -> Result<GraphStore, StoreError> {
-        GraphStore::connect_shard(url, 0).await
+        GraphStore::connect_shard(url, 0, Shards::one()).await
     }
 
-    /// [`GraphStore::connect`] for shard `shard`'s database: refused when the database
-    /// holds another shard; new entities get ids of this shard.
+    /// [`GraphStore::connect`] for shard `shard`'s database, of `shards`: refused when the
+    /// database holds another shard; new entities get ids of this shard.
     #[tracing::instrument(skip(url))]
-    pub async fn connect_shard(url: &str, shard: ShardId) -> Result<GraphStore, StoreError> {
+    pub async fn connect_shard(url: &str, shard: ShardId, shards: Shards) -> Result<GraphStore, StoreError> {
         let (opts, consecutive_ids) = schema::prepare(url, shard).await?;
         let pool_opts = opts
             .pool_opts()
@@ -112,7 +155,7 @@ impl GraphStore {
             .pool_opts(pool_opts)
             // Reads rely on snapshots; do not inherit a server-wide READ COMMITTED.
             .setup(vec!["SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"]);
-        Ok(GraphStore { pool: Pool::new(opts), consecutive_ids })
+        Ok(GraphStore { pool: Pool::new(opts), consecutive_ids, place: Place { shard, shards } })
     }
 
     /// Closes every connection of the pool.
@@ -127,7 +170,7 @@ impl GraphStore {
     /// above `term`. The same as a batch of one ([`GraphStore::write_batch`]).
     #[tracing::instrument(skip(self, req), fields(op = req.op_name()))]
     pub async fn write(&self, term: u64, leader: &str, req: &WriteRequest) -> Result<CommittedWrite, StoreError> {
-        let mut results = self.write_batch(term, leader, std::slice::from_ref(req)).await?;
+        let mut results = self.write_batch(term, leader, &[Op::Write(req.clone())]).await?;
         results.pop().unwrap_or_else(|| Err(StoreError::Corrupt("a batch of one gave no result".into())))
     }
 }
@@ -150,18 +193,22 @@ impl GraphStore {
     }
 }
 
-/// Applies `req` (the fence already checked); the caller commits or rolls back.
-async fn apply(tx: &mut Transaction<'static>, req: &WriteRequest) -> Result<Change, StoreError> {
+/// Applies `op` (the fence already checked); the caller commits or rolls back.
+async fn apply(tx: &mut Transaction<'static>, place: Place, op: &Op) -> Result<Change, StoreError> {
+    let req = match op {
+        Op::Write(req) => req,
+        Op::Apply(delivery) => return intents::apply(tx, place, delivery).await,
+    };
     match req {
         WriteRequest::CreateEntity { etype, attributes } => {
             only(entities::create_many(tx, &[(etype.as_str(), attributes)], false).await?)
         }
         WriteRequest::UpdateEntity { id, patch } => only(entities::update_many(tx, &[(*id, patch)]).await?),
-        WriteRequest::DeleteEntity { id } => entities::delete(tx, *id).await,
+        WriteRequest::DeleteEntity { id } => entities::delete(tx, place, *id).await,
         WriteRequest::AddAssoc { from, atype, to, attributes } => {
-            associations::add(tx, *from, atype, *to, attributes).await
+            associations::add(tx, place, *from, atype, *to, attributes).await
         }
-        WriteRequest::RemoveAssoc { from, atype, to } => associations::remove(tx, *from, atype, *to).await,
+        WriteRequest::RemoveAssoc { from, atype, to } => associations::remove(tx, place, *from, atype, *to).await,
     }
 }
 

@@ -84,6 +84,51 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"],
     },
+    Migration {
+        version: 3,
+        description: "cross-shard intents: sent, applied, row versions, dropped entities",
+        statements: &[
+            // Sent: an association row for another shard (or a drop), committed with the
+            // write; `delivered` once the other shard answered (`outcome`: applied or
+            // refused). Delivered rows are kept for a while (a record of what crossed).
+            "CREATE TABLE IF NOT EXISTS intents (
+            id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+            to_shard INT UNSIGNED NOT NULL,
+            op MEDIUMTEXT NOT NULL,
+            created BIGINT UNSIGNED NOT NULL,
+            delivered BIGINT UNSIGNED NULL,
+            outcome VARCHAR(16) NULL,
+            PRIMARY KEY (id),
+            KEY undelivered_to (to_shard, delivered, id),
+            KEY by_delivery (delivered, id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            // Received: each intent applied here, recorded in the transaction that applied
+            // it, so a redelivery changes nothing (kept for a while; after that the row
+            // versions still make a late redelivery change nothing).
+            "CREATE TABLE IF NOT EXISTS applied_intents (
+            from_shard INT UNSIGNED NOT NULL,
+            intent_id BIGINT UNSIGNED NOT NULL,
+            applied BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (from_shard, intent_id),
+            KEY by_age (applied)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            // The latest intent applied to each row written by intents: an older one that
+            // arrives late changes nothing.
+            "CREATE TABLE IF NOT EXISTS pair_versions (
+            from_id BIGINT UNSIGNED NOT NULL,
+            atype VARCHAR(32) COLLATE utf8mb4_bin NOT NULL,
+            to_id BIGINT UNSIGNED NOT NULL,
+            intent_id BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (from_id, atype, to_id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+            // Entities of other shards that were deleted (ids are never reused).
+            "CREATE TABLE IF NOT EXISTS dropped_entities (
+            id BIGINT UNSIGNED NOT NULL,
+            dropped BIGINT UNSIGNED NOT NULL,
+            PRIMARY KEY (id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        ],
+    },
 ];
 
 /// Parses `url`, creates its database when missing, migrates it and claims it for

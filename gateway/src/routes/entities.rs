@@ -61,8 +61,9 @@ impl IntoParams for CreateParams {
 /// Creates an entity of a type with the given attributes.
 ///
 /// The body is the attributes themselves. When the graph is split into shards (`SHARDS`),
-/// `?near=<id>` creates the entity in that entity's shard — associations must stay within
-/// one shard — and without it creates go to each shard in turn. With one shard, `near` only
+/// `?near=<id>` creates the entity in that entity's shard — so their associations are
+/// written in one transaction; across shards the other row follows a moment later — and
+/// without it creates go to each shard in turn. With one shard, `near` only
 /// has to name it.
 #[utoipa::path(
     post,

@@ -23,7 +23,14 @@ use crate::ui;
 )]
 pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let leader = state.client.leader_info().current().map(|(l, _)| l.clone());
-    Json(Health { status: "ok".into(), nats_connected: state.client.bus().is_connected(), leader })
+    let shards_without_leader =
+        state.client.shards().all().filter(|k| state.client.leader_info_of(*k).current().is_none()).collect();
+    Json(Health {
+        status: "ok".into(),
+        nats_connected: state.client.bus().is_connected(),
+        leader,
+        shards_without_leader,
+    })
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -10,7 +10,8 @@
 //!
 //! - [`read`]: reads — lease and consistency checks, the query engine, ranges past the
 //!   cached window and reads forwarded to the leader.
-//! - [`write`]: writes, run by the leader's store actor.
+//! - [`write`]: writes, run by the leader's store actor, and other shards' intents
+//!   (`P.shard.<k>.node.<id>.intent`, peers only), run the same way.
 //! - [`fill`]: followers' cache fills, served by the leader.
 
 mod fill;
@@ -25,6 +26,7 @@ use instaface_bus::graph::{
     CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadBatch, ReadRequest, ReadResult, Reply,
     WriteOutcome, WriteRequest,
 };
+use instaface_bus::intents::IntentDelivery;
 use instaface_bus::messages::Role;
 use instaface_bus::subjects::READERS_GROUP;
 use instaface_bus::Incoming;
@@ -33,11 +35,12 @@ use tokio::task::JoinHandle;
 
 use super::messages::CacheMsg;
 use super::net::Audience;
-use super::{lookup, NodeContext};
+use super::{lookup, ActorNames, NodeContext};
+use instaface_bus::shards::ShardId;
 
 pub use fill::fill;
 pub use read::{read, read_batch};
-pub use write::write;
+pub use write::{apply_intent, write};
 
 /// How long a request may wait on the cache actor.
 pub(super) const CACHE_TIMEOUT: Duration = Duration::from_secs(4);
@@ -46,7 +49,8 @@ pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, msg)
 }
 
-/// Starts the request intakes: `P.node.<id>.{read,write,fill}` and the `readers` queue
+/// Starts the request intakes: `P.node.<id>.{read,write,fill}` (and `intent` with several
+/// shards) and the `readers` queue
 /// group on `P.graph.read`, joined only while this node holds a read lease as a follower.
 pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let s = ctx.net.subjects().clone();
@@ -74,6 +78,18 @@ pub async fn start(ctx: &NodeContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
         )
         .await?,
     );
+    if ctx.cfg.bus.shards.split() {
+        tasks.push(
+            serve::<IntentDelivery, WriteOutcome, _, _>(
+                ctx,
+                s.intent(&me),
+                Audience::Peers,
+                ErrorCode::NotLeader,
+                |ctx, delivery| async move { apply_intent(&ctx, delivery).await },
+            )
+            .await?,
+        );
+    }
     tasks.push(
         serve::<FillRequest, FillReply, _, _>(
             ctx,
@@ -184,6 +200,7 @@ trait Weighed {
 impl Weighed for ReadRequest {}
 impl Weighed for WriteRequest {}
 impl Weighed for FillRequest {}
+impl Weighed for IntentDelivery {}
 impl Weighed for ReadBatch {
     fn weight(&self) -> u32 {
         // A batch past the bound is refused by its handler: it costs one.
@@ -275,11 +292,46 @@ pub(super) async fn cache_get(
     ctx: &NodeContext,
     keys: Vec<CacheKey>,
 ) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
+    cache_get_at(&ctx.names.cache, keys).await
+}
+
+/// Values for `keys` that may belong to any shard (a query's later levels, which follow
+/// associations across shards): each shard's from that shard's group on this node — its
+/// cache actor serves only under its own group's read lease, as this one does — one call
+/// per shard, all at once, in the order the shards' parts come back.
+pub(super) async fn cache_get_across(
+    ctx: &NodeContext,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
+    let shards = ctx.cfg.bus.shards;
+    if !shards.split() {
+        return cache_get(ctx, keys).await;
+    }
+    let mut parts: std::collections::BTreeMap<ShardId, Vec<CacheKey>> = Default::default();
+    for key in keys {
+        let id = match &key {
+            CacheKey::Entity(id) | CacheKey::Assocs { from: id, .. } => *id,
+        };
+        // An id of no shard is looked up here (and found nowhere).
+        parts.entry(shards.of(id).unwrap_or(ctx.cfg.shard)).or_default().push(key);
+    }
+    let calls = parts.into_iter().map(|(k, keys)| async move {
+        let name =
+            if k == ctx.cfg.shard { ctx.names.cache.clone() } else { ActorNames::new(&ctx.cfg.id, Some(k)).cache };
+        cache_get_at(&name, keys).await
+    });
+    let mut values = Vec::new();
+    for part in futures::future::join_all(calls).await {
+        values.extend(part?);
+    }
+    Ok(values)
+}
+
+async fn cache_get_at(name: &str, keys: Vec<CacheKey>) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let cache =
-        lookup::<CacheMsg>(&ctx.names.cache).ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
+    let cache = lookup::<CacheMsg>(name).ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
     match cache.call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT)).await {
         Ok(ractor::rpc::CallResult::Success(r)) => r,
         Ok(_) => Err(err(ErrorCode::Unavailable, "the cache did not answer in time")),

@@ -1,7 +1,8 @@
 //! The read path: a read is served here only under a read lease (and, for `strong`, by
 //! the leader; for `min_seq`, once that seq is applied), through the query engine over the
 //! cache; a range past the cached window is read from MySQL by the leader, and what a
-//! follower cannot serve from its cache is forwarded to the leader.
+//! follower cannot serve from its cache is forwarded to the leader. A query's later levels
+//! follow associations into other shards: their keys go to those shards' groups on this node.
 
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use instaface_bus::graph::{
 };
 use instaface_bus::messages::Role;
 
-use super::{cache_get, err, CACHE_TIMEOUT};
+use super::{cache_get, cache_get_across, err, CACHE_TIMEOUT};
 use crate::node::messages::StoreMsg;
 use crate::node::view::ClusterView;
 use crate::node::{lookup, NodeContext};
@@ -122,7 +123,7 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
             check_ids(&entities)?;
             let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
             while let Some(keys) = plan.next_batch() {
-                let values = cache_get(ctx, keys).await?;
+                let values = cache_get_across(ctx, keys).await?;
                 plan.feed(values).map_err(query_err)?;
             }
             let (entities, mut stats) = plan.finish().map_err(query_err)?;
@@ -133,7 +134,7 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
         ReadQuery::Timeline { user, limit } => {
             let mut plan = timeline_plan(user, limit.min(graph::MAX_TIMELINE_LIMIT) as usize);
             while let Some(keys) = plan.next_batch() {
-                let values = cache_get(ctx, keys).await?;
+                let values = cache_get_across(ctx, keys).await?;
                 plan.feed(values).map_err(query_err)?;
             }
             let (timeline, _stats) = plan.finish().map_err(query_err)?;
