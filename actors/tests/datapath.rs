@@ -351,6 +351,12 @@ async fn a_batch_of_reads_answers_each_read_as_it_would_alone() {
             consistency: Consistency::MinSeq { min_seq: seq + 1_000_000 },
             query: ReadQuery::Entities { ids: vec![ada.id] },
         },
+        // Keys named twice in a read and by several reads, another kind beside them.
+        eventual(ReadQuery::Entities { ids: vec![ada.id, ada.id, bob.id] }),
+        eventual(ReadQuery::Entities { ids: vec![bob.id] }),
+        eventual(ReadQuery::Assocs { from: ada.id, atype: "friend".into(), limit: 1, offset: 0 }),
+        eventual(ReadQuery::Timeline { user: ada.id, limit: 5 }),
+        ReadRequest { consistency: Consistency::Strong, query: ReadQuery::Entities { ids: vec![bob.id] } },
     ];
     let batch = ReadBatch { reads: reads.clone() };
     let answers: Reply<Vec<Reply<ReadResult>>> =
@@ -370,6 +376,8 @@ async fn a_batch_of_reads_answers_each_read_as_it_would_alone() {
     assert!(matches!(&answers[1], Reply::Ok(ReadResult::Entities { entities }) if entities.is_empty()));
     assert!(matches!(&answers[3], Reply::Error(e) if e.code == ErrorCode::Invalid));
     assert!(matches!(&answers[4], Reply::Error(e) if e.code == ErrorCode::Unavailable));
+    assert!(matches!(&answers[5], Reply::Ok(ReadResult::Entities { entities }) if entities.len() == 2));
+    assert!(matches!(&answers[9], Reply::Error(e) if e.code == ErrorCode::NotLeader));
 
     // Too many reads: refused as a whole, clearly.
     let too_many = ReadBatch { reads: vec![reads[0].clone(); MAX_READS_PER_BATCH + 1] };

@@ -41,7 +41,8 @@
 //! `BENCH_TARGETS` (`trivial,mysql,project,alone`), `BENCH_USERS` (200), `BENCH_STATUSES` (400),
 //! `BENCH_ZIPF` (1.0), `BENCH_PATHS` (paths drawn per workload, 100000),
 //! `BENCH_MYSQL_POOL` (the direct-MySQL pool size, default the concurrency),
-//! `BENCH_CLUSTER_KEY` (1: nodes and gateway share a cluster key, as in compose and the
+//! `BENCH_GATEWAY_THREADS` (the gateway's tokio worker threads, as `TOKIO_WORKER_THREADS`;
+//! default tokio's, one per core), `BENCH_CLUSTER_KEY` (1: nodes and gateway share a cluster key, as in compose and the
 //! launcher; 0: none), `BENCH_GATEWAY_LOG` (the gateway's `RUST_LOG`, default `info`, its
 //! default). Progress goes to stderr, the report (Markdown) to stdout.
 //!

@@ -56,6 +56,9 @@ pub fn start_gateway(cluster: &Cluster, key: Option<&str>, log_level: &str, batc
     if let Some(key) = key {
         cmd.env("CLUSTER_KEY", key);
     }
+    if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
+        cmd.env("TOKIO_WORKER_THREADS", n);
+    }
     let name = if batch_reads { "project" } else { "alone" };
     ServerProcess::spawn("gateway", cmd, port, &cluster.log_dir().join(format!("gateway-{name}.log")))
 }

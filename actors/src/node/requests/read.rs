@@ -4,6 +4,7 @@
 //! follower cannot serve from its cache is forwarded to the leader. A query's later levels
 //! follow associations into other shards: their keys go to those shards' groups on this node.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use instaface_bus::graph::{
@@ -30,36 +31,55 @@ fn query_err(e: QueryError) -> ErrorBody {
 pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     let view = ctx.view.borrow().clone();
-    if !view.lease_holds(started) {
+    let kind = kind_of(&req.query);
+    let result = match admit(ctx, &view, started, &req.consistency) {
+        Ok(()) => run_query(ctx, req.query, &view).await,
+        Err(e) => return Err(e),
+    };
+    count(ctx, kind, started);
+    result
+}
+
+/// Whether this node may serve a read of `consistency` now: under a read lease, a `strong`
+/// one only as the leader, a `min_seq` one once that seq is applied.
+fn admit(ctx: &NodeContext, view: &ClusterView, now: Instant, consistency: &Consistency) -> Result<(), ErrorBody> {
+    if !view.lease_holds(now) {
         return Err(err(ErrorCode::Unavailable, format!("{} holds no read lease", ctx.cfg.id)));
     }
-    match req.consistency {
+    match consistency {
         Consistency::Strong if view.role != Role::Leader => {
-            return Err(err(ErrorCode::NotLeader, format!("strong reads go to the leader ({:?})", view.leader)));
+            Err(err(ErrorCode::NotLeader, format!("strong reads go to the leader ({:?})", view.leader)))
         }
-        Consistency::MinSeq { min_seq } if ctx.applied_seq() < min_seq => {
-            return Err(err(
-                ErrorCode::Unavailable,
-                format!("{} has applied seq {} < min_seq {min_seq}", ctx.cfg.id, ctx.applied_seq()),
-            ));
-        }
-        _ => {}
+        Consistency::MinSeq { min_seq } if ctx.applied_seq() < *min_seq => Err(err(
+            ErrorCode::Unavailable,
+            format!("{} has applied seq {} < min_seq {min_seq}", ctx.cfg.id, ctx.applied_seq()),
+        )),
+        _ => Ok(()),
     }
-    let kind = match &req.query {
+}
+
+/// The `kind` label of a read's metrics.
+fn kind_of(query: &ReadQuery) -> &'static str {
+    match query {
         ReadQuery::Entities { .. } => "entities",
         ReadQuery::Assocs { .. } => "assocs",
         ReadQuery::Query { .. } => "query",
         ReadQuery::Timeline { .. } => "timeline",
         ReadQuery::Random { .. } => "random",
-    };
-    let result = run_query(ctx, req.query, &view).await;
+    }
+}
+
+/// Counts an admitted read in the metrics.
+fn count(ctx: &NodeContext, kind: &str, started: Instant) {
     ctx.metrics.reads.with_label_values(&[kind]).inc();
     ctx.metrics.read_seconds.observe(started.elapsed().as_secs_f64());
-    result
 }
 
 /// Serves a batch of reads (`P.graph.reads`): each read as [`read`] would alone, all at
-/// once, the answers in the order asked.
+/// once, the answers in the order asked. The batch's entity and association-list reads —
+/// nearly all of a batch — share one view of the cluster and one call to the cache actor
+/// (each read is admitted as it would be alone, and answered from the values of its own
+/// keys); the others run as they would alone, beside them.
 pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply<ReadResult>>, ErrorBody> {
     if batch.reads.len() > graph::MAX_READS_PER_BATCH {
         return Err(err(
@@ -68,13 +88,224 @@ pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply
         ));
     }
     ctx.metrics.read_batch_size.observe(batch.reads.len() as f64);
-    let answers = futures::future::join_all(batch.reads.into_iter().map(|req| read(ctx, req))).await;
-    Ok(answers.into_iter().map(Reply::from).collect())
+    let started = Instant::now();
+    let view = ctx.view.borrow().clone();
+    let mut answers: Vec<Option<Result<ReadResult, ErrorBody>>> = Vec::with_capacity(batch.reads.len());
+    let mut cached: Vec<(usize, Cached)> = Vec::new();
+    let mut alone = Vec::new();
+    let mut keys = Vec::new();
+    for (at, req) in batch.reads.into_iter().enumerate() {
+        answers.push(None);
+        let Some(read) = Cached::of(&req.query) else {
+            alone.push(async move { (at, read(ctx, req).await) });
+            continue;
+        };
+        if let Err(e) = admit(ctx, &view, started, &req.consistency) {
+            answers[at] = Some(Err(e));
+        } else if let Err(e) = read.check() {
+            count(ctx, read.kind(), started);
+            answers[at] = Some(Err(e));
+        } else {
+            keys.extend(read.keys());
+            cached.push((at, read));
+        }
+    }
+    let cache_call = async {
+        if cached.is_empty() {
+            return Ok(Values::default());
+        }
+        cache_get(ctx, keys).await.map(|values| Values::new(values, cached.iter().flat_map(|(_, r)| r.keys())))
+    };
+    let (values, alone) = futures::future::join(cache_call, futures::future::join_all(alone)).await;
+    for (at, result) in alone {
+        answers[at] = Some(result);
+    }
+    match values {
+        Ok(mut values) => {
+            let served = cached.into_iter().map(|(at, read)| {
+                let kind = read.kind();
+                let answer = read.answer(&mut values);
+                let view = &view;
+                async move {
+                    let result = match answer {
+                        Answer::Ready(result) => result,
+                        Answer::BeyondWindow { from, atype, limit, offset } => {
+                            beyond_window(ctx, view, from, atype, limit, offset).await
+                        }
+                    };
+                    count(ctx, kind, started);
+                    (at, result)
+                }
+            });
+            for (at, result) in futures::future::join_all(served).await {
+                answers[at] = Some(result);
+            }
+        }
+        Err(e) => {
+            for (at, read) in cached {
+                count(ctx, read.kind(), started);
+                answers[at] = Some(Err(e.clone()));
+            }
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| Reply::from(a.unwrap_or_else(|| Err(err(ErrorCode::Internal, "a read of the batch went unanswered")))))
+        .collect())
+}
+
+/// A read answered from cache values alone: entities by id, or an association list.
+enum Cached {
+    /// `ids` each once, of the `asked` the read named.
+    Entities {
+        ids: Vec<EntityId>,
+        asked: usize,
+    },
+    Assocs {
+        from: EntityId,
+        atype: String,
+        limit: u32,
+        offset: u32,
+    },
+}
+
+/// A cached read's answer: ready, or a range past the cached window to read from MySQL.
+enum Answer {
+    Ready(Result<ReadResult, ErrorBody>),
+    BeyondWindow { from: EntityId, atype: String, limit: u32, offset: u32 },
+}
+
+impl Cached {
+    fn of(query: &ReadQuery) -> Option<Cached> {
+        match query {
+            // Each id once, as the cache answers a read alone.
+            ReadQuery::Entities { ids } => {
+                let mut seen = HashSet::with_capacity(ids.len());
+                let asked = ids.len();
+                Some(Cached::Entities { ids: ids.iter().copied().filter(|id| seen.insert(*id)).collect(), asked })
+            }
+            ReadQuery::Assocs { from, atype, limit, offset } => Some(Cached::Assocs {
+                from: *from,
+                atype: atype.clone(),
+                limit: (*limit).min(graph::MAX_ASSOC_LIMIT),
+                offset: *offset,
+            }),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Cached::Entities { .. } => "entities",
+            Cached::Assocs { .. } => "assocs",
+        }
+    }
+
+    /// The bounds [`run_query`] checks before it asks the cache.
+    fn check(&self) -> Result<(), ErrorBody> {
+        match self {
+            Cached::Entities { asked, .. } => check_ids(*asked),
+            Cached::Assocs { offset, .. } => check_offset(*offset),
+        }
+    }
+
+    fn keys(&self) -> Vec<CacheKey> {
+        match self {
+            Cached::Entities { ids, .. } => ids.iter().map(|id| CacheKey::Entity(*id)).collect(),
+            Cached::Assocs { from, atype, .. } => vec![CacheKey::Assocs { from: *from, atype: atype.clone() }],
+        }
+    }
+
+    fn answer(self, values: &mut Values) -> Answer {
+        match self {
+            Cached::Entities { ids, .. } => {
+                let entities = ids.iter().filter_map(|id| values.take(&CacheKey::Entity(*id))).collect::<Vec<_>>();
+                Answer::Ready(Ok(entities_from(entities)))
+            }
+            Cached::Assocs { from, atype, limit, offset } => {
+                let value = values.take(&CacheKey::Assocs { from, atype: atype.clone() });
+                match assocs_from(value, limit, offset) {
+                    Some(result) => Answer::Ready(result),
+                    None => Answer::BeyondWindow { from, atype, limit, offset },
+                }
+            }
+        }
+    }
+}
+
+/// The cache's values for a batch's keys, each handed out as often as the batch's reads
+/// name its key (moved out at its last use, cloned before).
+#[derive(Default)]
+struct Values {
+    values: HashMap<CacheKey, (CacheValue, usize)>,
+}
+
+impl Values {
+    fn new(values: Vec<(CacheKey, CacheValue)>, uses: impl Iterator<Item = CacheKey>) -> Values {
+        let mut values: HashMap<CacheKey, (CacheValue, usize)> =
+            values.into_iter().map(|(key, value)| (key, (value, 0))).collect();
+        for key in uses {
+            if let Some((_, n)) = values.get_mut(&key) {
+                *n += 1;
+            }
+        }
+        Values { values }
+    }
+
+    fn take(&mut self, key: &CacheKey) -> Option<CacheValue> {
+        let (value, left) = self.values.get_mut(key)?;
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            self.values.remove(key).map(|(value, _)| value)
+        } else {
+            Some(value.clone())
+        }
+    }
+}
+
+/// The answer to an entities read from its keys' values (missing entities left out).
+fn entities_from(values: Vec<CacheValue>) -> ReadResult {
+    let entities = values
+        .into_iter()
+        .filter_map(|v| match v {
+            CacheValue::Entity { entity } => entity,
+            _ => None,
+        })
+        .collect();
+    ReadResult::Entities { entities }
+}
+
+/// The answer to an association-list read from its key's value, or `None` when the range
+/// reaches past the cached window (the leader reads it from MySQL).
+fn assocs_from(value: Option<CacheValue>, limit: u32, offset: u32) -> Option<Result<ReadResult, ErrorBody>> {
+    match value {
+        Some(CacheValue::Assocs { count, items, complete }) => {
+            let end = offset.saturating_add(limit) as usize;
+            if complete || end <= items.len() {
+                let items = items.into_iter().skip(offset as usize).take(limit as usize).collect();
+                Some(Ok(ReadResult::Assocs { count, items }))
+            } else {
+                None
+            }
+        }
+        _ => Some(Err(err(ErrorCode::Internal, "the cache returned no association list"))),
+    }
+}
+
+/// An association range starts at most [`graph::MAX_ASSOC_OFFSET`] in.
+fn check_offset(offset: u32) -> Result<(), ErrorBody> {
+    if offset > graph::MAX_ASSOC_OFFSET {
+        return Err(err(
+            ErrorCode::Invalid,
+            format!("offset {offset} is past the largest, {}", graph::MAX_ASSOC_OFFSET),
+        ));
+    }
+    Ok(())
 }
 
 /// At most [`graph::MAX_IDS_PER_READ`] ids in one read.
-fn check_ids(ids: &[EntityId]) -> Result<(), ErrorBody> {
-    if ids.len() > graph::MAX_IDS_PER_READ {
+fn check_ids(asked: usize) -> Result<(), ErrorBody> {
+    if asked > graph::MAX_IDS_PER_READ {
         return Err(err(ErrorCode::Invalid, format!("at most {} ids per request", graph::MAX_IDS_PER_READ)));
     }
     Ok(())
@@ -84,43 +315,23 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
     let started = Instant::now();
     match query {
         ReadQuery::Entities { ids } => {
-            check_ids(&ids)?;
+            check_ids(ids.len())?;
             let keys = ids.iter().map(|id| CacheKey::Entity(*id)).collect();
             let values = cache_get(ctx, keys).await?;
-            let entities = values
-                .into_iter()
-                .filter_map(|(_, v)| match v {
-                    CacheValue::Entity { entity } => entity,
-                    _ => None,
-                })
-                .collect();
-            Ok(ReadResult::Entities { entities })
+            Ok(entities_from(values.into_iter().map(|(_, v)| v).collect()))
         }
         ReadQuery::Assocs { from, atype, limit, offset } => {
             let limit = limit.min(graph::MAX_ASSOC_LIMIT);
-            if offset > graph::MAX_ASSOC_OFFSET {
-                return Err(err(
-                    ErrorCode::Invalid,
-                    format!("offset {offset} is past the largest, {}", graph::MAX_ASSOC_OFFSET),
-                ));
-            }
+            check_offset(offset)?;
             let key = CacheKey::Assocs { from, atype: atype.clone() };
             let values = cache_get(ctx, vec![key]).await?;
-            match values.into_iter().next() {
-                Some((_, CacheValue::Assocs { count, items, complete })) => {
-                    let end = offset.saturating_add(limit) as usize;
-                    if complete || end <= items.len() {
-                        let items = items.into_iter().skip(offset as usize).take(limit as usize).collect();
-                        Ok(ReadResult::Assocs { count, items })
-                    } else {
-                        beyond_window(ctx, view, from, atype, limit, offset).await
-                    }
-                }
-                _ => Err(err(ErrorCode::Internal, "the cache returned no association list")),
+            match assocs_from(values.into_iter().next().map(|(_, v)| v), limit, offset) {
+                Some(result) => result,
+                None => beyond_window(ctx, view, from, atype, limit, offset).await,
             }
         }
         ReadQuery::Query { entities, template } => {
-            check_ids(&entities)?;
+            check_ids(entities.len())?;
             let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
             while let Some(keys) = plan.next_batch() {
                 let values = cache_get_across(ctx, keys).await?;
