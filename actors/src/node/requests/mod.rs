@@ -1,7 +1,7 @@
 //! Request handling on a node: reads (the `readers` queue group while this node serves
-//! as a follower, and `P.node.<id>.read` always), writes, and fills from followers. Each
-//! request runs in a task of its own; the query engine runs there too, asking the cache
-//! actor one batch per level. Client requests are dropped only while the node is isolated
+//! as a follower, and `P.node.<id>.read` always), writes, and fills from followers. The
+//! requests of a subscription run concurrently in its one task; the query engine runs there
+//! too, asking the cache actor one batch per level. Client requests are dropped only while the node is isolated
 //! from clients; fills (peer traffic) while it is unplugged from its peers.
 //!
 //! This module holds the subscription plumbing every path shares: the intakes, the
@@ -125,15 +125,20 @@ where
         Audience::Peers => ctx.net.bus().subscribe_signed::<Req>(subject).await?,
         Audience::Clients => ctx.net.bus().subscribe::<Req>(subject).await?,
     };
-    Ok(tokio::spawn(answer_all(ctx.clone(), sub, audience, shed, handler)))
+    Ok(tokio::spawn(answer_all(ctx.clone(), sub, audience, shed, handler, None)))
 }
 
+/// Answers each request of `sub` with `handler`, until the subscription ends or `stop`
+/// fires (or its sender is dropped): then it unsubscribes and finishes the requests it took.
+/// The handlers run concurrently inside this one task (no task spawned per request: on a
+/// small machine the hand-over to another thread costs more than the cache lookup).
 async fn answer_all<Req, Res, F, Fut>(
     ctx: NodeContext,
     mut sub: instaface_bus::client::Subscription<Req>,
     audience: Audience,
     shed: ErrorCode,
     handler: F,
+    mut stop: Option<tokio::sync::oneshot::Receiver<()>>,
 ) where
     Req: DeserializeOwned + Weighed + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
@@ -141,7 +146,23 @@ async fn answer_all<Req, Res, F, Fut>(
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     let mut decode_log = DecodeLog::default();
-    while let Some(Incoming { subject, reply, payload, forged }) = sub.next().await {
+    let mut running = futures::stream::FuturesUnordered::new();
+    loop {
+        let stopped = async {
+            match stop.as_mut() {
+                Some(stop) => {
+                    let _ = stop.await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let incoming = tokio::select! {
+            biased;
+            () = stopped => break,
+            Some(()) = running.next(), if !running.is_empty() => continue,
+            incoming = sub.next() => incoming,
+        };
+        let Some(Incoming { subject, reply, payload, forged }) = incoming else { break };
         if forged {
             ctx.net.rejected("unauthenticated", &subject);
             continue;
@@ -151,12 +172,11 @@ async fn answer_all<Req, Res, F, Fut>(
             continue;
         }
         let Some(reply) = reply else { continue };
-        let ctx = ctx.clone();
         match payload {
             Ok(req) => {
                 // At most `MAX_INFLIGHT_REQUESTS` handled at once (a batch counts each of
                 // its reads): past that, shed with a clear error (the client tries another
-                // node) instead of piling up tasks.
+                // node) instead of piling up work.
                 let Ok(permit) = ctx.inflight.clone().try_acquire_many_owned(req.weight()) else {
                     ctx.net.dropped("overloaded");
                     let answer: Reply<()> = Reply::Error(err(
@@ -166,8 +186,8 @@ async fn answer_all<Req, Res, F, Fut>(
                     let _ = reply_to(&ctx, audience, reply, &answer).await;
                     continue;
                 };
-                let handler = handler.clone();
-                tokio::spawn(async move {
+                let (ctx, handler) = (ctx.clone(), handler.clone());
+                running.push(async move {
                     let answer: Reply<Res> = handler(ctx.clone(), req).await.into();
                     drop(permit);
                     if let Err(e) = reply_to(&ctx, audience, reply.clone(), &answer).await {
@@ -188,6 +208,9 @@ async fn answer_all<Req, Res, F, Fut>(
             }
         }
     }
+    // Unsubscribed (dropping the subscription does it); the requests taken are answered.
+    drop(sub);
+    while running.next().await.is_some() {}
 }
 
 /// How many of the in-flight permits a request takes: one per read it carries.
@@ -227,7 +250,9 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let mut view_rx = ctx.view.subscribe();
-        let mut serving: Vec<JoinHandle<()>> = Vec::new();
+        // The readers' tasks, and what stops them (dropped: they unsubscribe and finish
+        // the reads they took).
+        let mut serving: Vec<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)> = Vec::new();
         loop {
             let (should, until) = {
                 let view = view_rx.borrow_and_update();
@@ -243,10 +268,8 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
                     Err(e) => tracing::warn!(error = %e, "could not join the readers group"),
                 },
                 (false, false) => {
-                    // Dropping the subscriptions (with their tasks) unsubscribes.
-                    for task in serving.drain(..) {
-                        task.abort();
-                    }
+                    // Dropping the stops unsubscribes; the reads taken are still answered.
+                    serving.clear();
                     tracing::info!("no read lease: left the readers group");
                 }
                 _ => {}
@@ -264,26 +287,38 @@ fn spawn_readers_group(ctx: &NodeContext) -> JoinHandle<()> {
 
 /// Queue-subscribes to reads alone (`P.graph.read`) and in batches (`P.graph.reads`) in
 /// the `readers` group, and answers them.
-async fn join_readers(ctx: &NodeContext) -> Result<Vec<JoinHandle<()>>, instaface_bus::BusError> {
+async fn join_readers(
+    ctx: &NodeContext,
+) -> Result<Vec<(JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>, instaface_bus::BusError> {
     let subjects = ctx.net.subjects();
     let bus = ctx.net.bus();
     let alone = bus.queue_subscribe::<ReadRequest>(subjects.graph_read(), READERS_GROUP).await?;
     let batches = bus.queue_subscribe::<ReadBatch>(subjects.graph_reads(), READERS_GROUP).await?;
+    let (stop_alone, stopped_alone) = tokio::sync::oneshot::channel();
+    let (stop_batches, stopped_batches) = tokio::sync::oneshot::channel();
     Ok(vec![
-        tokio::spawn(answer_all(
-            ctx.clone(),
-            alone,
-            Audience::Clients,
-            ErrorCode::Unavailable,
-            |ctx, req| async move { read(&ctx, req).await },
-        )),
-        tokio::spawn(answer_all(
-            ctx.clone(),
-            batches,
-            Audience::Clients,
-            ErrorCode::Unavailable,
-            |ctx, req| async move { read_batch(&ctx, req).await },
-        )),
+        (
+            tokio::spawn(answer_all(
+                ctx.clone(),
+                alone,
+                Audience::Clients,
+                ErrorCode::Unavailable,
+                |ctx, req| async move { read(&ctx, req).await },
+                Some(stopped_alone),
+            )),
+            stop_alone,
+        ),
+        (
+            tokio::spawn(answer_all(
+                ctx.clone(),
+                batches,
+                Audience::Clients,
+                ErrorCode::Unavailable,
+                |ctx, req| async move { read_batch(&ctx, req).await },
+                Some(stopped_batches),
+            )),
+            stop_batches,
+        ),
     ])
 }
 
