@@ -12,10 +12,10 @@ use instaface_bus::graph::{
     ReadResult, Reply,
 };
 use instaface_bus::messages::Role;
+use instaface_bus::NodeId;
 
 use super::{cache_get, cache_get_across, err, CACHE_TIMEOUT};
 use crate::node::messages::StoreMsg;
-use crate::node::view::ClusterView;
 use crate::node::{lookup, NodeContext};
 use crate::query::{timeline_plan, QueryError, QueryPlan};
 
@@ -30,7 +30,7 @@ fn query_err(e: QueryError) -> ErrorBody {
 /// leader, for `min_seq` it has applied that seq.
 pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
-    let view = ctx.view.borrow().clone();
+    let view = ReadView::now(ctx);
     let kind = kind_of(&req.query);
     let result = match admit(ctx, &view, started, &req.consistency) {
         Ok(()) => run_query(ctx, req.query, &view).await,
@@ -40,9 +40,28 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     result
 }
 
+/// What a read needs of the cluster view, taken once per read (or batch) without cloning
+/// the members' and followers' lists.
+struct ReadView {
+    role: Role,
+    leader: Option<NodeId>,
+    lease_until: Option<Instant>,
+}
+
+impl ReadView {
+    fn now(ctx: &NodeContext) -> ReadView {
+        let view = ctx.view.borrow();
+        ReadView { role: view.role, leader: view.leader.clone(), lease_until: view.lease_until }
+    }
+
+    fn lease_holds(&self, now: Instant) -> bool {
+        self.lease_until.is_some_and(|until| now < until)
+    }
+}
+
 /// Whether this node may serve a read of `consistency` now: under a read lease, a `strong`
 /// one only as the leader, a `min_seq` one once that seq is applied.
-fn admit(ctx: &NodeContext, view: &ClusterView, now: Instant, consistency: &Consistency) -> Result<(), ErrorBody> {
+fn admit(ctx: &NodeContext, view: &ReadView, now: Instant, consistency: &Consistency) -> Result<(), ErrorBody> {
     if !view.lease_holds(now) {
         return Err(err(ErrorCode::Unavailable, format!("{} holds no read lease", ctx.cfg.id)));
     }
@@ -89,7 +108,7 @@ pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply
     }
     ctx.metrics.read_batch_size.observe(batch.reads.len() as f64);
     let started = Instant::now();
-    let view = ctx.view.borrow().clone();
+    let view = ReadView::now(ctx);
     let mut answers: Vec<Option<Result<ReadResult, ErrorBody>>> = Vec::with_capacity(batch.reads.len());
     let mut cached: Vec<(usize, Cached)> = Vec::new();
     let mut alone = Vec::new();
@@ -311,7 +330,7 @@ fn check_ids(asked: usize) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> Result<ReadResult, ErrorBody> {
+async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ReadView) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     match query {
         ReadQuery::Entities { ids } => {
@@ -375,7 +394,7 @@ async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ClusterView) -> R
 /// An association range past the cached window: the leader reads it from MySQL.
 async fn beyond_window(
     ctx: &NodeContext,
-    view: &ClusterView,
+    view: &ReadView,
     from: u64,
     atype: String,
     limit: u32,
@@ -395,7 +414,7 @@ async fn beyond_window(
 }
 
 /// Sends a read this follower cannot serve from its cache to the leader (strong).
-async fn forward_to_leader(ctx: &NodeContext, view: &ClusterView, query: ReadQuery) -> Result<ReadResult, ErrorBody> {
+async fn forward_to_leader(ctx: &NodeContext, view: &ReadView, query: ReadQuery) -> Result<ReadResult, ErrorBody> {
     let leader = view.leader.clone().ok_or_else(|| err(ErrorCode::Unavailable, "no leader"))?;
     let req = ReadRequest { consistency: Consistency::Strong, query };
     // A client's read relayed, not a cluster message: plain, like any client's.
