@@ -286,3 +286,23 @@ pub fn run_seeds<S: Default>(
     }
     total
 }
+
+/// Runs `scenario` over the seeds of [`seeds`] (`var`) and keeps every failure (a negative
+/// control must see some); sums the counts of the runs that passed.
+pub fn collect_seeds(
+    var: &str,
+    default: u64,
+    seed_of: impl Fn(u64) -> u64,
+    scenario: impl Fn(u64, bool) -> Result<usize, String>,
+) -> (usize, Vec<String>) {
+    let (seeds, trace) = seeds(var, default, seed_of);
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for seed in seeds {
+        match scenario(seed, trace) {
+            Ok(n) => total += n,
+            Err(f) => failures.push(f),
+        }
+    }
+    (total, failures)
+}

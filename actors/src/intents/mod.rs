@@ -21,8 +21,13 @@
 //! while, and a network that loses, duplicates, delays and reorders, against a model of
 //! both databases, and checks that every intent takes effect exactly once, none is marked
 //! before it took effect, and every row ends as its last committed change left it.
+//! `pairs_sim` (tests) checks the owner rule itself: two shards whose leaders crash, writes
+//! of both directions of every pair routed by [`instaface_bus::shards::owner_of`], and both
+//! rows of every pair ending as its last write left them (routing by `from` is caught).
 
 pub mod courier;
+#[cfg(test)]
+mod pairs_sim;
 pub mod receiver;
 #[cfg(test)]
 mod sim;

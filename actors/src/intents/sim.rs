@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use super::courier::{Answer, Courier, CourierBug, Input, Intent, IntentId, Output};
 use super::receiver::{decide, Decision, Kind, ReceiverBug, Seen};
-use crate::simnet::{ms, rand_dur, seeds, Recorder, Timeline, Weather};
+use crate::simnet::{collect_seeds, ms, rand_dur, Recorder, Timeline, Weather};
 
 /// Long enough after the heal for a delivery lost just before it to be sent again
 /// ([`Courier::RETRY_AFTER`]) and answered.
@@ -385,16 +385,7 @@ impl Sim {
 }
 
 fn run_seeds(bug: Option<Bug>, default: u64) -> (usize, Vec<String>) {
-    let (seeds, trace) = seeds("INTENT_SIM", default, |i| 0x1_2345 + i * 7919);
-    let mut intents = 0;
-    let mut failures = Vec::new();
-    for seed in seeds {
-        match Sim::new(seed, bug, trace).run(seed) {
-            Ok(n) => intents += n,
-            Err(f) => failures.push(f),
-        }
-    }
-    (intents, failures)
+    collect_seeds("INTENT_SIM", default, |i| 0x1_2345 + i * 7919, |seed, trace| Sim::new(seed, bug, trace).run(seed))
 }
 
 #[test]
