@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use instaface_bus::graph::{
     inverse_of, Attributes, Consistency, EntityId, ErrorCode, Reply, WriteOutcome, WriteRequest,
@@ -24,7 +24,7 @@ use instaface_bus::messages::{NodeStatus, Role};
 use instaface_bus::shards::{first_id, shard_of, ShardId, Shards};
 use instaface_bus::NodeId;
 use instaface_testkit::history::Workload;
-use instaface_testkit::{poll_until, Cluster, ClusterOpts, MYSQL2_PORT};
+use instaface_testkit::{poll_until, poll_within, Cluster, ClusterOpts, MYSQL2_PORT};
 use mysql_async::prelude::Queryable;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -68,15 +68,16 @@ async fn follower_of_both(c: &Cluster) -> NodeId {
 }
 
 /// Cuts `victim` off from its peers for 0.69–0.76 s (longer than the lease bound, shorter
-/// than an election timeout) and plugs it back for about a second, `rounds` times.
+/// than an election timeout) and plugs it back until it serves again, `rounds` times.
 async fn cut_again_and_again(c: &Cluster, victim: &str, rounds: usize) {
     for round in 0..rounds {
         c.unplug(victim, true).await;
         // The nemesis keeps its own time: the cut lasts as long as it is meant to.
         tokio::time::sleep(Duration::from_millis(690 + (round as u64 * 23) % 70)).await;
         c.unplug(victim, false).await;
-        // Also the nemesis's own time, not a wait: a second plugged in between cuts.
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Plugged back until it serves again (holds a read lease): the next cut then hits a
+        // serving follower, as the bug a negative control plants needs.
+        c.wait_serving(&[victim], Duration::from_secs(20)).await;
     }
 }
 
@@ -620,24 +621,24 @@ async fn check_reads(c: &Cluster, users: &[EntityId], dbs: &[ShardDb; 2]) -> Vec
     let want = |u: EntityId, t: &str| -> BTreeSet<EntityId> {
         dbs[shard_of(u) as usize].rows.keys().filter(|(f, a, _)| *f == u && a == t).map(|r| r.2).collect()
     };
-    let mut pending: Vec<(EntityId, &str)> =
+    let lists: Vec<(EntityId, &str)> =
         users.iter().flat_map(|&u| ["friend", "likes", "likedby"].map(|t| (u, t))).collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let agree = || async {
         let mut seen = Vec::new();
-        for &(u, t) in &pending {
+        for &(u, t) in &lists {
             let got = c.client.list_assocs(u, t, 1000, 0, Consistency::Eventual).await;
             let got = got.map(|(_, items)| items.iter().map(|a| a.to).collect::<BTreeSet<_>>());
             if got.as_ref().ok() != Some(&want(u, t)) {
-                seen.push(((u, t), format!("{u} {t}: read {got:?}, the database holds {:?}", want(u, t))));
+                seen.push(format!("{u} {t}: read {got:?}, the database holds {:?}", want(u, t)));
             }
         }
-        if seen.is_empty() || Instant::now() >= deadline {
-            return seen.into_iter().map(|(_, why)| why).collect();
+        if seen.is_empty() {
+            Ok(())
+        } else {
+            Err(seen)
         }
-        pending = seen.into_iter().map(|(key, _)| key).collect();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    poll_within(Duration::from_secs(10), agree).await.err().unwrap_or_default()
 }
 
 const USERS_PER_SHARD: usize = 12;

@@ -111,23 +111,34 @@ where
 
 /// Polls `probe` every 20 ms until it gives `Ok(value)`, and returns the value; fails
 /// after `timeout` with `what` and the last `Err` (what the probe saw instead).
-pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let seen = match probe().await {
-            Ok(value) => return value,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < deadline,
+    match poll_within(timeout, probe).await {
+        Ok(value) => value,
+        Err(seen) => panic!(
             "timed out after {timeout:?} waiting for {what}{}",
             if seen.is_empty() { String::new() } else { format!(": {seen}") }
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        ),
+    }
+}
+
+/// [`poll_until`] for a caller that reports a timeout itself: the last `Err` after
+/// `timeout` (a negative control counts what a check still sees then, rather than fail).
+pub async fn poll_within<T, E, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return Ok(value),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 
