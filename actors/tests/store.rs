@@ -846,12 +846,20 @@ async fn deliver_all(
 #[tokio::test]
 async fn cross_shard_associations_go_through_intents_applied_once_and_in_order() {
     use instaface_bus::intents::{IntentDelivery, InverseOp};
+    use instaface_bus::shards::owner_of;
     let (db0, db1) = (TestDb::new(), TestDb::new());
     let s0 = GraphStore::connect_shard(&db0.url(), 0, two_shards()).await.unwrap();
     let s1 = GraphStore::connect_shard(&db1.url(), 1, two_shards()).await.unwrap();
     let a = create(&s0, "user", json!({})).await.id;
+    // Every other id skipped, so that b's and c's have a's parity: shard 0 owns both
+    // pairs (owner_of: the smaller id when the parities match), and only the owner may
+    // write a pair.
+    create(&s1, "user", json!({})).await;
     let b = create(&s1, "user", json!({})).await.id;
+    create(&s1, "user", json!({})).await;
     let c = create(&s1, "user", json!({})).await.id;
+    assert_eq!(owner_of(a, "friend", b), a);
+    assert_eq!(owner_of(c, "likes", a), a);
 
     // Shard 0 owns the pair (a < b): its row at once, shard 1's through an intent.
     add(&s0, b, "friend", a).await;

@@ -9,7 +9,7 @@ use mysql_async::{Transaction, TxOpts, Value};
 
 use instaface_bus::graph::{inverse_of, Association, Attributes, CacheKey, EntityId, WriteResult};
 use instaface_bus::intents::InverseOp;
-use instaface_bus::shards::shard_of;
+use instaface_bus::shards::{owner_of, shard_of};
 
 use super::entities::{attributes_json, not_found};
 use super::{check_type, intents, Change, GraphStore, Place, StoreError};
@@ -93,7 +93,9 @@ pub(super) async fn add(
         return Err(StoreError::Invalid(format!("an association from entity {from} to itself")));
     }
     let rows = rows(from, atype, to);
-    let Some(own) = rows.iter().find(|r| place.holds(r.0)).cloned() else {
+    // Only the pair's owner writes it (the other shard's row versions follow its order).
+    let owned = place.holds(owner_of(from, atype, to));
+    let Some(own) = rows.iter().find(|r| owned && place.holds(r.0)).cloned() else {
         return Err(not_owned(place, from, to));
     };
     // Both ends must exist: an entity here is looked up (and locked against a delete until
@@ -143,7 +145,7 @@ pub(super) async fn remove(
 ) -> Result<Change, StoreError> {
     check_type("association", atype)?;
     let rows = rows(from, atype, to);
-    if !rows.iter().any(|r| place.holds(r.0)) {
+    if !place.holds(owner_of(from, atype, to)) {
         return Err(not_owned(place, from, to));
     }
     let mut removed = 0;
@@ -209,7 +211,7 @@ fn local_keys(place: Place, rows: &[(EntityId, String, EntityId)]) -> Vec<CacheK
 
 fn not_owned(place: Place, from: EntityId, to: EntityId) -> StoreError {
     StoreError::Invalid(format!(
-        "neither entity {from} nor entity {to} is in shard {}: an association is written by its owner's shard",
+        "the association {from} -> {to} is not owned by shard {}: an association is written by its owner's shard",
         place.shard
     ))
 }
