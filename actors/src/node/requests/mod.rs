@@ -20,7 +20,7 @@ mod write;
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use instaface_bus::codec::DecodeLog;
 use instaface_bus::graph::{
     CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, ReadBatch, ReadRequest, ReadResult, Reply,
@@ -129,7 +129,8 @@ where
 }
 
 /// Answers each request of `sub` with `handler`, until the subscription ends or `stop`
-/// fires (or its sender is dropped): then it unsubscribes and finishes the requests it took.
+/// fires (or its sender is dropped): then it unsubscribes, answers what was delivered
+/// already and finishes the requests it took.
 /// The handlers run concurrently inside this one task (no task spawned per request: on a
 /// small machine the hand-over to another thread costs more than the cache lookup).
 async fn answer_all<Req, Res, F, Fut>(
@@ -156,11 +157,19 @@ async fn answer_all<Req, Res, F, Fut>(
                 None => std::future::pending().await,
             }
         };
-        let incoming = tokio::select! {
+        let next = tokio::select! {
             biased;
-            () = stopped => break,
+            () = stopped => None,
             Some(()) = running.next(), if !running.is_empty() => continue,
-            incoming = sub.next() => incoming,
+            incoming = sub.next() => Some(incoming),
+        };
+        let Some(incoming) = next else {
+            // Stopped: no new request comes; those already delivered here are still
+            // answered (a read refused at once when the lease is gone), and then the
+            // subscription's stream ends.
+            sub.unsubscribe().await;
+            stop = None;
+            continue;
         };
         let Some(Incoming { subject, reply, payload, forged }) = incoming else { break };
         if forged {
@@ -188,7 +197,12 @@ async fn answer_all<Req, Res, F, Fut>(
                 };
                 let (ctx, handler) = (ctx.clone(), handler.clone());
                 running.push(async move {
-                    let answer: Reply<Res> = handler(ctx.clone(), req).await.into();
+                    // A handler that panics fails its own request, not the intake.
+                    let handled = std::panic::AssertUnwindSafe(handler(ctx.clone(), req)).catch_unwind().await;
+                    let answer: Reply<Res> = match handled {
+                        Ok(result) => result.into(),
+                        Err(_) => Reply::Error(err(ErrorCode::Internal, "the request failed inside the node")),
+                    };
                     drop(permit);
                     if let Err(e) = reply_to(&ctx, audience, reply.clone(), &answer).await {
                         // Most likely an answer larger than the server takes in one
@@ -208,8 +222,7 @@ async fn answer_all<Req, Res, F, Fut>(
             }
         }
     }
-    // Unsubscribed (dropping the subscription does it); the requests taken are answered.
-    drop(sub);
+    // The stream ended (unsubscribed or closed): the requests taken are answered.
     while running.next().await.is_some() {}
 }
 
