@@ -109,71 +109,65 @@ pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply
     ctx.metrics.read_batch_size.observe(batch.reads.len() as f64);
     let started = Instant::now();
     let view = ReadView::now(ctx);
-    let mut answers: Vec<Option<Result<ReadResult, ErrorBody>>> = Vec::with_capacity(batch.reads.len());
-    let mut cached: Vec<(usize, Cached)> = Vec::new();
+    // Each read's answer once, by its place in the batch.
+    let mut answers: Vec<(usize, Result<ReadResult, ErrorBody>)> = Vec::with_capacity(batch.reads.len());
+    let mut cached: Vec<(usize, &'static str, Cached)> = Vec::new();
     let mut alone = Vec::new();
-    let mut keys = Vec::new();
-    for (at, req) in batch.reads.into_iter().enumerate() {
-        answers.push(None);
-        let Some(read) = Cached::of(&req.query) else {
-            alone.push(async move { (at, read(ctx, req).await) });
-            continue;
+    let mut uses: HashMap<CacheKey, usize> = HashMap::new();
+    for (at, ReadRequest { consistency, query }) in batch.reads.into_iter().enumerate() {
+        let kind = kind_of(&query);
+        let read = match Cached::of(query) {
+            Ok(read) => read,
+            Err(query) => {
+                alone.push(async move { (at, read(ctx, ReadRequest { consistency, query }).await) });
+                continue;
+            }
         };
-        if let Err(e) = admit(ctx, &view, started, &req.consistency) {
-            answers[at] = Some(Err(e));
+        if let Err(e) = admit(ctx, &view, started, &consistency) {
+            answers.push((at, Err(e)));
         } else if let Err(e) = read.check() {
-            count(ctx, read.kind(), started);
-            answers[at] = Some(Err(e));
+            count(ctx, kind, started);
+            answers.push((at, Err(e)));
         } else {
-            keys.extend(read.keys());
-            cached.push((at, read));
+            read.count_uses(&mut uses);
+            cached.push((at, kind, read));
         }
     }
     let cache_call = async {
         if cached.is_empty() {
             return Ok(Values::default());
         }
-        cache_get(ctx, keys).await.map(|values| Values::new(values, cached.iter().flat_map(|(_, r)| r.keys())))
+        let keys = uses.keys().cloned().collect();
+        cache_get(ctx, keys).await.map(|values| Values::new(values, &uses))
     };
     let (values, alone) = futures::future::join(cache_call, futures::future::join_all(alone)).await;
-    for (at, result) in alone {
-        answers[at] = Some(result);
-    }
+    answers.extend(alone);
     match values {
         Ok(mut values) => {
-            let served = cached.into_iter().map(|(at, read)| {
-                let kind = read.kind();
+            let view = &view;
+            let served = cached.into_iter().map(|(at, kind, read)| {
                 let answer = read.answer(&mut values);
-                let view = &view;
                 async move {
-                    let result = match answer {
-                        Answer::Ready(result) => result,
-                        Answer::BeyondWindow { from, atype, limit, offset } => {
-                            beyond_window(ctx, view, from, atype, limit, offset).await
-                        }
-                    };
+                    let result = answer.finish(ctx, view).await;
                     count(ctx, kind, started);
                     (at, result)
                 }
             });
-            for (at, result) in futures::future::join_all(served).await {
-                answers[at] = Some(result);
-            }
+            answers.extend(futures::future::join_all(served).await);
         }
         Err(e) => {
-            for (at, read) in cached {
-                count(ctx, read.kind(), started);
-                answers[at] = Some(Err(e.clone()));
+            for (at, kind, _) in cached {
+                count(ctx, kind, started);
+                answers.push((at, Err(e.clone())));
             }
         }
     }
-    Ok(answers
-        .into_iter()
-        .map(|a| Reply::from(a.unwrap_or_else(|| Err(err(ErrorCode::Internal, "a read of the batch went unanswered")))))
-        .collect())
+    answers.sort_by_key(|(at, _)| *at);
+    Ok(answers.into_iter().map(|(_, answer)| Reply::from(answer)).collect())
 }
 
-/// A read answered from cache values alone: entities by id, or an association list.
+/// A read answered from cache values alone: entities by id, or an association list. A read
+/// alone ([`run_query`]) and the reads of a batch ([`read_batch`]) are answered the same way.
 enum Cached {
     /// `ids` each once, of the `asked` the read named.
     Entities {
@@ -194,33 +188,35 @@ enum Answer {
     BeyondWindow { from: EntityId, atype: String, limit: u32, offset: u32 },
 }
 
+impl Answer {
+    async fn finish(self, ctx: &NodeContext, view: &ReadView) -> Result<ReadResult, ErrorBody> {
+        match self {
+            Answer::Ready(result) => result,
+            Answer::BeyondWindow { from, atype, limit, offset } => {
+                beyond_window(ctx, view, from, atype, limit, offset).await
+            }
+        }
+    }
+}
+
 impl Cached {
-    fn of(query: &ReadQuery) -> Option<Cached> {
+    /// The read, if it is one of these; else the query back.
+    fn of(query: ReadQuery) -> Result<Cached, ReadQuery> {
         match query {
             // Each id once, as the cache answers a read alone.
             ReadQuery::Entities { ids } => {
                 let mut seen = HashSet::with_capacity(ids.len());
                 let asked = ids.len();
-                Some(Cached::Entities { ids: ids.iter().copied().filter(|id| seen.insert(*id)).collect(), asked })
+                Ok(Cached::Entities { ids: ids.into_iter().filter(|id| seen.insert(*id)).collect(), asked })
             }
-            ReadQuery::Assocs { from, atype, limit, offset } => Some(Cached::Assocs {
-                from: *from,
-                atype: atype.clone(),
-                limit: (*limit).min(graph::MAX_ASSOC_LIMIT),
-                offset: *offset,
-            }),
-            _ => None,
+            ReadQuery::Assocs { from, atype, limit, offset } => {
+                Ok(Cached::Assocs { from, atype, limit: limit.min(graph::MAX_ASSOC_LIMIT), offset })
+            }
+            other => Err(other),
         }
     }
 
-    fn kind(&self) -> &'static str {
-        match self {
-            Cached::Entities { .. } => "entities",
-            Cached::Assocs { .. } => "assocs",
-        }
-    }
-
-    /// The bounds [`run_query`] checks before it asks the cache.
+    /// The bounds checked before the cache is asked.
     fn check(&self) -> Result<(), ErrorBody> {
         match self {
             Cached::Entities { asked, .. } => check_ids(*asked),
@@ -228,11 +224,28 @@ impl Cached {
         }
     }
 
-    fn keys(&self) -> Vec<CacheKey> {
+    /// Counts each key this read needs in `uses`.
+    fn count_uses(&self, uses: &mut HashMap<CacheKey, usize>) {
         match self {
-            Cached::Entities { ids, .. } => ids.iter().map(|id| CacheKey::Entity(*id)).collect(),
-            Cached::Assocs { from, atype, .. } => vec![CacheKey::Assocs { from: *from, atype: atype.clone() }],
+            Cached::Entities { ids, .. } => {
+                for id in ids {
+                    *uses.entry(CacheKey::Entity(*id)).or_default() += 1;
+                }
+            }
+            Cached::Assocs { from, atype, .. } => {
+                *uses.entry(CacheKey::Assocs { from: *from, atype: atype.clone() }).or_default() += 1;
+            }
         }
+    }
+
+    /// Answers this read alone: its checks, its keys from the cache, its answer.
+    async fn serve(self, ctx: &NodeContext, view: &ReadView) -> Result<ReadResult, ErrorBody> {
+        self.check()?;
+        let mut uses = HashMap::new();
+        self.count_uses(&mut uses);
+        let values = cache_get(ctx, uses.keys().cloned().collect()).await?;
+        let mut values = Values::new(values, &uses);
+        self.answer(&mut values).finish(ctx, view).await
     }
 
     fn answer(self, values: &mut Values) -> Answer {
@@ -252,22 +265,21 @@ impl Cached {
     }
 }
 
-/// The cache's values for a batch's keys, each handed out as often as the batch's reads
-/// name its key (moved out at its last use, cloned before).
+/// The cache's values for the keys of one or more reads, each handed out as often as the
+/// reads use its key (moved out at its last use, cloned before).
 #[derive(Default)]
 struct Values {
     values: HashMap<CacheKey, (CacheValue, usize)>,
 }
 
 impl Values {
-    fn new(values: Vec<(CacheKey, CacheValue)>, uses: impl Iterator<Item = CacheKey>) -> Values {
-        let mut values: HashMap<CacheKey, (CacheValue, usize)> =
-            values.into_iter().map(|(key, value)| (key, (value, 0))).collect();
-        for key in uses {
-            if let Some((_, n)) = values.get_mut(&key) {
-                *n += 1;
-            }
-        }
+    fn new(values: Vec<(CacheKey, CacheValue)>, uses: &HashMap<CacheKey, usize>) -> Values {
+        let values = (values.into_iter())
+            .map(|(key, value)| {
+                let n = uses.get(&key).copied().unwrap_or(0);
+                (key, (value, n))
+            })
+            .collect();
         Values { values }
     }
 
@@ -333,22 +345,10 @@ fn check_ids(asked: usize) -> Result<(), ErrorBody> {
 async fn run_query(ctx: &NodeContext, query: ReadQuery, view: &ReadView) -> Result<ReadResult, ErrorBody> {
     let started = Instant::now();
     match query {
-        ReadQuery::Entities { ids } => {
-            check_ids(ids.len())?;
-            let keys = ids.iter().map(|id| CacheKey::Entity(*id)).collect();
-            let values = cache_get(ctx, keys).await?;
-            Ok(entities_from(values.into_iter().map(|(_, v)| v).collect()))
-        }
-        ReadQuery::Assocs { from, atype, limit, offset } => {
-            let limit = limit.min(graph::MAX_ASSOC_LIMIT);
-            check_offset(offset)?;
-            let key = CacheKey::Assocs { from, atype: atype.clone() };
-            let values = cache_get(ctx, vec![key]).await?;
-            match assocs_from(values.into_iter().next().map(|(_, v)| v), limit, offset) {
-                Some(result) => result,
-                None => beyond_window(ctx, view, from, atype, limit, offset).await,
-            }
-        }
+        query @ (ReadQuery::Entities { .. } | ReadQuery::Assocs { .. }) => match Cached::of(query) {
+            Ok(read) => read.serve(ctx, view).await,
+            Err(_) => Err(err(ErrorCode::Internal, "not a cached read")),
+        },
         ReadQuery::Query { entities, template } => {
             check_ids(entities.len())?;
             let mut plan = QueryPlan::new(&entities, &template, ctx.cfg.assoc_window as usize).map_err(query_err)?;
