@@ -276,15 +276,10 @@ pub fn run_seeds<S: Default>(
     scenario: impl Fn(u64, bool) -> Result<S, String>,
     add: impl Fn(&mut S, &S),
 ) -> S {
-    let (seeds, trace) = seeds(var, default, seed_of);
-    let mut total = S::default();
-    for seed in seeds {
-        match scenario(seed, trace) {
-            Ok(s) => add(&mut total, &s),
-            Err(e) => panic!("{e}"),
-        }
+    match over_seeds(var, default, seed_of, scenario, add, true) {
+        (total, failures) if failures.is_empty() => total,
+        (_, failures) => panic!("{}", failures[0]),
     }
-    total
 }
 
 /// Runs `scenario` over the seeds of [`seeds`] (`var`) and keeps every failure (a negative
@@ -295,13 +290,31 @@ pub fn collect_seeds(
     seed_of: impl Fn(u64) -> u64,
     scenario: impl Fn(u64, bool) -> Result<usize, String>,
 ) -> (usize, Vec<String>) {
+    over_seeds(var, default, seed_of, scenario, |total, n| *total += n, false)
+}
+
+/// The seeds' runs: the counters of those that passed summed with `add`, the failures
+/// (stopping at the first when `first_only`).
+fn over_seeds<S: Default>(
+    var: &str,
+    default: u64,
+    seed_of: impl Fn(u64) -> u64,
+    scenario: impl Fn(u64, bool) -> Result<S, String>,
+    add: impl Fn(&mut S, &S),
+    first_only: bool,
+) -> (S, Vec<String>) {
     let (seeds, trace) = seeds(var, default, seed_of);
-    let mut total = 0;
+    let mut total = S::default();
     let mut failures = Vec::new();
     for seed in seeds {
         match scenario(seed, trace) {
-            Ok(n) => total += n,
-            Err(f) => failures.push(f),
+            Ok(s) => add(&mut total, &s),
+            Err(e) => {
+                failures.push(e);
+                if first_only {
+                    break;
+                }
+            }
         }
     }
     (total, failures)

@@ -206,11 +206,6 @@ impl GraphClient {
         self.lane(k).leader.borrow().clone()
     }
 
-    /// A receiver that changes whenever shard 0's tracked leader or term changes.
-    pub fn watch_leader(&self) -> watch::Receiver<LeaderInfo> {
-        self.watch_leader_of(0)
-    }
-
     /// A receiver that changes whenever shard `k`'s tracked leader or term changes.
     pub fn watch_leader_of(&self, k: ShardId) -> watch::Receiver<LeaderInfo> {
         self.lane(k).leader.clone()

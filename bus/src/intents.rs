@@ -42,6 +42,16 @@ impl InverseOp {
             InverseOp::Dropped { .. } => None,
         }
     }
+
+    /// The sending shard's entity the op comes from: the pair's owner end, the one-way
+    /// row's `from`, or the entity deleted there.
+    pub fn remote_entity(&self) -> EntityId {
+        match self {
+            InverseOp::Put { to, .. } | InverseOp::Remove { to, .. } => *to,
+            InverseOp::Exists { from, .. } => *from,
+            InverseOp::Dropped { id } => *id,
+        }
+    }
 }
 
 /// One delivery of intent `intent_id` of shard `from_shard`'s database.

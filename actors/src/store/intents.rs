@@ -143,11 +143,7 @@ pub(super) async fn apply(
 ) -> Result<Change, StoreError> {
     // Each op names one end here and one in the sending shard (the pair's owner, whose
     // commit order the row versions rely on).
-    let there = match &d.op {
-        InverseOp::Put { to, .. } | InverseOp::Remove { to, .. } => *to,
-        InverseOp::Exists { from, .. } => *from,
-        InverseOp::Dropped { id } => *id,
-    };
+    let there = d.op.remote_entity();
     let here_ok = d.op.local_entity().is_none_or(|id| place.holds(id));
     if !here_ok || shard_of(there) != d.from_shard || d.from_shard == place.shard || !place.shards.split() {
         return Err(StoreError::Invalid(format!(
@@ -162,34 +158,33 @@ pub(super) async fn apply(
     .await?;
     let mut seen = Seen { applied_before: tx.affected_rows() == 0, ..Seen::default() };
     let kind = match &d.op {
-        InverseOp::Put { from, atype, to, .. } => {
-            check_type("association", atype)?;
-            seen.version = version(tx, *from, atype, *to).await?;
-            seen.far_end_dropped = dropped(tx, *to).await?;
-            let here: Option<u64> =
-                tx.exec_first("SELECT id FROM entities WHERE id = ? LOCK IN SHARE MODE", (*from,)).await?;
-            seen.near_end_exists = here.is_some();
-            Kind::Put
-        }
-        InverseOp::Remove { from, atype, to } => {
-            check_type("association", atype)?;
-            seen.version = version(tx, *from, atype, *to).await?;
-            Kind::Remove
-        }
-        InverseOp::Exists { id, .. } => {
-            let here: Option<u64> =
-                tx.exec_first("SELECT id FROM entities WHERE id = ? LOCK IN SHARE MODE", (*id,)).await?;
-            seen.near_end_exists = here.is_some();
-            Kind::Check
-        }
+        InverseOp::Put { .. } => Kind::Put,
+        InverseOp::Remove { .. } => Kind::Remove,
+        InverseOp::Exists { .. } => Kind::Check,
         InverseOp::Dropped { .. } => Kind::Drop,
     };
+    // What `decide` reads besides the id (nothing more once the id was applied before).
+    if !seen.applied_before {
+        if let InverseOp::Put { from, atype, to, .. } | InverseOp::Remove { from, atype, to } = &d.op {
+            check_type("association", atype)?;
+            seen.version = version(tx, *from, atype, *to).await?;
+        }
+        if let InverseOp::Put { to, .. } = &d.op {
+            seen.far_end_dropped = dropped(tx, *to).await?;
+        }
+        if let (Kind::Put | Kind::Check, Some(id)) = (kind, d.op.local_entity()) {
+            let here: Option<u64> =
+                tx.exec_first("SELECT id FROM entities WHERE id = ? LOCK IN SHARE MODE", (id,)).await?;
+            seen.near_end_exists = here.is_some();
+        }
+    }
     match decide(kind, d.intent_id, seen, None) {
         Decision::Skip => return Ok(Change::Nothing { result: WriteResult::Deleted { found: false } }),
         Decision::Refuse => return Err(not_found(d.op.local_entity().unwrap_or_default())),
         Decision::Apply => {}
     }
     match &d.op {
+        // A check is never applied (it is skipped or refused): nothing to change.
         InverseOp::Exists { .. } => Ok(Change::Nothing { result: WriteResult::Deleted { found: false } }),
         InverseOp::Put { from, atype, to, attributes, created } => {
             set_version(tx, *from, atype, *to, d.intent_id).await?;
