@@ -1,7 +1,7 @@
 //! [`CacheCore`]: the cache's entries and its in-flight fetches, as a synchronous state
-//! machine that the cache actor drives.
+//! machine that the node's cache (`node::node_cache`) drives.
 //!
-//! The actor turns a read into [`CacheCore::lookup`], sends the [`FetchOrder`] it gets (if
+//! The node's cache turns a read into [`CacheCore::lookup`], sends the [`FetchOrder`] it gets (if
 //! any) to whoever fills misses, feeds the reply to [`CacheCore::complete_fetch`] (or
 //! [`CacheCore::complete_fetch_in_order`]), and sends every [`Answer`] it gets back to its
 //! waiter. Invalidations go to [`CacheCore::invalidate`]. The rules of DESIGN.md's data

@@ -1,4 +1,4 @@
-//! The cache core: what a node's cache actor wraps. Pure and synchronous — no I/O, no
+//! The cache core: what a node's cache (`node::node_cache`) wraps. Pure and synchronous — no I/O, no
 //! clock, no async — so the rules of DESIGN.md's data path can be tested by brute force.
 //!
 //! - [`CacheCore`] (in `cache_core.rs`): entries bounded by an LRU, single-flight fetches

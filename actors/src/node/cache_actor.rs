@@ -1,66 +1,28 @@
-//! The cache actor: this node's cache of entities and association lists.
+//! The cache actor: the keeper of this node's [`NodeCache`](super::node_cache::NodeCache).
 //!
-//! It is told, by the protocol actor and in the order the protocol core decided, which
-//! keys to drop ([`CacheMsg::Invalidate`], [`CacheMsg::Clear`]) and until when it may
-//! serve ([`CacheMsg::Serving`]); it answers lookups ([`CacheMsg::Get`]) only while it
-//! may serve. Because those commands and the lookups share one mailbox, a lookup that
-//! arrives after the node acked an invalidation never sees the dropped value.
-//!
-//! Lookups are answered from the [`CacheCore`], which decides what must be fetched
-//! (single flight, and never handing a reader a value fetched before an invalidation it
-//! came after). The actor never awaits the network: a fetch runs as a task — a fill
-//! request to the leader on a follower, a MySQL read through the store actor on the
-//! leader — that sends its result back as [`CacheMsg::Filled`]. Fetch numbers never repeat
-//! within a process, so a fill started before a restart cannot complete a later fetch.
+//! The cache itself is shared state, not this actor's: reads look it up in their own
+//! tasks, and the protocol actor applies invalidations and the serving right to it before
+//! anything of the same step leaves the node (see `node_cache.rs`). What this actor owns
+//! is the cache's life within the node's supervision tree: when the tree (re)starts, it
+//! starts the cache over — empty, not serving, fetches numbered anew — exactly as a node
+//! restart would; and it publishes the cache's counters every second.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use instaface_bus::graph::{CacheKey, ErrorBody, ErrorCode, FillReply, FillRequest};
-use instaface_bus::messages::{EventKind, Role};
-use instaface_bus::NodeId;
+use instaface_bus::messages::EventKind;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::Instrument;
 
-use super::messages::{CacheMsg, StoreMsg, Waiter};
-use super::{cast_to, lookup, NodeContext};
-use crate::cache::{Answer, CacheCore, FetchOrder};
+use super::messages::CacheMsg;
+use super::NodeContext;
 
 /// How often cache counters are published as a `cache` event.
 const STATS_EVERY: Duration = Duration::from_secs(1);
-
-/// How long a fetch may take before it fails (its waiters get an error).
-const FILL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Each cache actor of the process numbers its fetches from its own base.
-static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
 
 pub struct CacheActor;
 
 pub struct CacheState {
     ctx: NodeContext,
-    core: CacheCore<Waiter, ErrorBody>,
-    serving_until: Option<Instant>,
-    term: u64,
-    role: Role,
-    leader: Option<NodeId>,
     last_published: (u64, u64, u64),
-}
-
-impl CacheState {
-    fn invalidate(&mut self, keys: &[String]) {
-        let parsed: Vec<CacheKey> = keys.iter().filter_map(|k| k.parse().ok()).collect();
-        if parsed.len() != keys.len() {
-            tracing::warn!(?keys, "invalidation with unparsable keys: clearing the cache");
-            self.core.clear();
-        } else {
-            self.core.invalidate(&parsed);
-        }
-    }
-
-    fn serving(&self) -> bool {
-        self.serving_until.is_some_and(|u| Instant::now() < u)
-    }
 }
 
 impl Actor for CacheActor {
@@ -73,17 +35,10 @@ impl Actor for CacheActor {
         myself: ActorRef<Self::Msg>,
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // The tree's protocol actor starts from nothing applied: so does its cache.
+        ctx.cache.reset();
         myself.send_interval(STATS_EVERY, || CacheMsg::PublishStats);
-        let base = INCARNATIONS.fetch_add(1, Ordering::SeqCst) << 40;
-        Ok(CacheState {
-            core: CacheCore::with_fetch_base(ctx.cfg.cache_capacity, base),
-            ctx,
-            serving_until: None,
-            term: 0,
-            role: Role::Follower,
-            leader: None,
-            last_published: (0, 0, 0),
-        })
+        Ok(CacheState { ctx, last_published: (0, 0, 0) })
     }
 
     async fn handle(
@@ -92,52 +47,16 @@ impl Actor for CacheActor {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let span = tracing::info_span!("cache", node = %state.ctx.cfg.id, term = state.term);
-        on_message(msg, state).instrument(span).await
+        match msg {
+            CacheMsg::PublishStats => publish_stats(state).await,
+            CacheMsg::Panic => panic!("test hook: cache actor panic"),
+        }
+        Ok(())
     }
-}
-
-async fn on_message(msg: CacheMsg, state: &mut CacheState) -> Result<(), ActorProcessingErr> {
-    match msg {
-        CacheMsg::Invalidate(keys) => state.invalidate(&keys),
-        CacheMsg::Clear => state.core.clear(),
-        CacheMsg::Serving { until, role, term, leader } => {
-            state.serving_until = until;
-            state.role = role;
-            state.term = term;
-            state.leader = leader;
-        }
-        CacheMsg::Get { keys, reply } => {
-            if !state.serving() {
-                let _ = reply.send(Err(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    format!("{} holds no read lease", state.ctx.cfg.id),
-                )));
-                return Ok(());
-            }
-            let found = state.core.lookup(&keys, reply);
-            state.ctx.metrics.cache_hits.inc_by(found.hits as u64);
-            state.ctx.metrics.cache_misses.inc_by(found.misses as u64);
-            if let Some(answer) = found.answer {
-                deliver(answer);
-            }
-            if let Some(order) = found.fetch {
-                start_fetch(state, order);
-            }
-        }
-        CacheMsg::Filled { id, result } => {
-            for answer in state.core.complete_fetch_in_order(id, result) {
-                deliver(answer);
-            }
-        }
-        CacheMsg::PublishStats => publish_stats(state).await,
-        CacheMsg::Panic => panic!("test hook: cache actor panic"),
-    }
-    Ok(())
 }
 
 async fn publish_stats(state: &mut CacheState) {
-    let s = state.core.stats();
+    let s = state.ctx.cache.stats();
     state.ctx.metrics.cache_entries.set(s.entries as i64);
     if let Ok(mut c) = state.ctx.counters.lock() {
         c.hits = s.hits;
@@ -148,11 +67,12 @@ async fn publish_stats(state: &mut CacheState) {
     let now = (s.hits, s.misses, s.entries);
     if now != state.last_published {
         state.last_published = now;
+        let term = state.ctx.view.borrow().term;
         state
             .ctx
             .net
             .event(
-                state.term,
+                term,
                 EventKind::Cache {
                     hits: s.hits,
                     misses: s.misses,
@@ -162,66 +82,5 @@ async fn publish_stats(state: &mut CacheState) {
                 },
             )
             .await;
-    }
-}
-
-/// Sends a lookup's answer to its waiter.
-fn deliver(answer: Answer<Waiter, ErrorBody>) {
-    let (waiter, values) = answer.into_values();
-    let _ = waiter.send(values.map_err(|e| match e {
-        crate::cache::FetchError::Failed(body) => body,
-        crate::cache::FetchError::Missing => ErrorBody::new(ErrorCode::Internal, "a fill brought no value for a key"),
-    }));
-}
-
-/// Starts a fetch as a task: from MySQL through the store actor on the leader, from the
-/// leader's cache (a fill request) on a follower. The result comes back as `Filled`.
-fn start_fetch(state: &CacheState, order: FetchOrder) {
-    let ctx = state.ctx.clone();
-    let leader = state.leader.clone();
-    let leading = state.role == Role::Leader;
-    let term = state.term;
-    ctx.metrics.cache_fills.inc();
-    tokio::spawn(async move {
-        let FetchOrder { id, keys } = order;
-        let result = if leading {
-            fetch_from_mysql(&ctx, keys).await
-        } else if let Some(leader) = leader {
-            fetch_from_leader(&ctx, &leader, term, keys).await
-        } else {
-            Err(ErrorBody::new(ErrorCode::Unavailable, "no leader to fill from"))
-        };
-        cast_to(&ctx.names.cache, CacheMsg::Filled { id, result });
-    });
-}
-
-async fn fetch_from_mysql(
-    ctx: &NodeContext,
-    keys: Vec<CacheKey>,
-) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
-    let Some(store) = lookup::<StoreMsg>(&ctx.names.store) else {
-        return Err(ErrorBody::new(ErrorCode::Unavailable, "the store actor is restarting"));
-    };
-    match store.call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT)).await {
-        Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(_, values)| values),
-        _ => Err(ErrorBody::new(ErrorCode::Unavailable, "the store did not answer the fill")),
-    }
-}
-
-async fn fetch_from_leader(
-    ctx: &NodeContext,
-    leader: &NodeId,
-    term: u64,
-    keys: Vec<CacheKey>,
-) -> Result<Vec<instaface_bus::graph::CacheValue>, ErrorBody> {
-    let req = FillRequest { term, node: ctx.cfg.id.clone(), keys };
-    match ctx
-        .net
-        .request::<_, instaface_bus::graph::Reply<FillReply>>(ctx.net.subjects().fill(leader), &req, FILL_TIMEOUT)
-        .await
-    {
-        Ok(instaface_bus::graph::Reply::Ok(fill)) => Ok(fill.values),
-        Ok(instaface_bus::graph::Reply::Error(e)) => Err(e),
-        Err(e) => Err(ErrorBody::new(ErrorCode::Unavailable, format!("fill from the leader failed: {e}"))),
     }
 }

@@ -3,7 +3,7 @@
 //! nothing else of each other.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use instaface_bus::graph::{Association, CacheKey, CacheValue, EntityId, ErrorBody, WriteOutcome};
 use instaface_bus::messages::{
@@ -12,14 +12,10 @@ use instaface_bus::messages::{
 use instaface_bus::NodeId;
 use ractor::RpcReplyPort;
 
-use crate::cache::FetchId;
 use crate::store::{GraphStore, Op};
 
 /// Where a write's answer goes.
 pub type WriteReply = RpcReplyPort<Result<WriteOutcome, ErrorBody>>;
-
-/// Where a cache lookup's answer goes: the values of the keys asked, in order.
-pub type Waiter = RpcReplyPort<Result<Vec<(CacheKey, CacheValue)>, ErrorBody>>;
 
 /// To the protocol actor (it steps the node's [`NodeCore`](crate::protocol::NodeCore)).
 pub enum ProtocolMsg {
@@ -74,30 +70,8 @@ pub struct CommittedWrite {
     pub reply: WriteReply,
 }
 
-/// To the cache actor. Invalidations and serving changes come from the protocol actor
-/// only, in the order the core issued them.
+/// To the cache actor (the keeper of the node's cache; see `cache_actor.rs`).
 pub enum CacheMsg {
-    /// Drop these keys (wire form).
-    Invalidate(Vec<String>),
-    /// Drop everything.
-    Clear,
-    /// Until when this node may serve reads (`None`: not now), and whom it fills from.
-    Serving {
-        until: Option<Instant>,
-        role: Role,
-        term: u64,
-        leader: Option<NodeId>,
-    },
-    /// Values for `keys` (in order), from the cache or filled. Refused unless serving.
-    Get {
-        keys: Vec<CacheKey>,
-        reply: Waiter,
-    },
-    /// A fetch finished.
-    Filled {
-        id: FetchId,
-        result: Result<Vec<CacheValue>, ErrorBody>,
-    },
     PublishStats,
     /// Test hook: panic inside the handler.
     Panic,

@@ -4,7 +4,7 @@
 //! ```text
 //! NodeSupervisor ── restarts all three children when one fails (bounded rate), escalates past it
 //!  ├─ StoreActor      the leader's MySQL pool: fence, outbox, writes, fills
-//!  ├─ CacheActor      the node's cache and the reads it serves, as the core allows
+//!  ├─ CacheActor      keeps the node's cache: starts it over with the tree, publishes its counters
 //!  └─ ProtocolActor   steps the core: election, leases, the invalidation log; persists the vote
 //! ```
 //!
@@ -27,6 +27,7 @@ pub mod intake;
 pub mod messages;
 pub mod metrics;
 pub mod net;
+pub mod node_cache;
 pub mod protocol_actor;
 pub mod requests;
 pub mod run;
@@ -59,6 +60,11 @@ pub struct NodeContext {
     pub metrics: Metrics,
     /// The election actor's latest view of the cluster.
     pub view: watch::Sender<ClusterView>,
+    /// This group's cache, which reads look up and the protocol actor invalidates.
+    pub cache: node_cache::NodeCache,
+    /// Every group's cache on this process, by shard: a query's later levels follow
+    /// associations into other shards.
+    pub caches: Arc<Vec<node_cache::NodeCache>>,
     /// Invalidations applied to this node's cache up to here (the protocol actor keeps it).
     pub applied_seq: Arc<AtomicU64>,
     /// The origin of this node's monotonic clock (the election core's `now`).

@@ -3,10 +3,11 @@
 //! [`Command`]s that come out, in an order that keeps the core's promises:
 //!
 //! 1. the term and vote are persisted (fsynced) before anything else of the step;
-//! 2. cache commands, then the node's serving right, go to the cache actor's mailbox
-//!    before anything of the step leaves the node — so an ack reporting an
-//!    `applied_seq`, or a vote reply that gives up a lease, is sent only after the cache
-//!    will have dropped those keys, or stopped serving, for every read that arrives later;
+//! 2. cache commands, then the node's serving right, are applied to the shared
+//!    [`NodeCache`](super::node_cache::NodeCache) before anything of the step leaves the
+//!    node — so an ack reporting an `applied_seq`, or a vote reply that gives up a lease,
+//!    is sent only after the cache has dropped those keys, or stopped serving, for every
+//!    read that starts later;
 //! 3. the [`ClusterView`] is published; then the rest, in order.
 //!
 //! It holds the replies of writes waiting for coverage, and has no other logic.
@@ -21,7 +22,7 @@ use instaface_bus::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::Instrument;
 
-use super::messages::{CacheMsg, CommittedWrite, ProtocolMsg, StoreMsg, WriteReply};
+use super::messages::{CommittedWrite, ProtocolMsg, StoreMsg, WriteReply};
 use super::view::{ClusterView, FollowerProgress};
 use super::vote_file::VoteFile;
 use super::{cast_to, NodeContext};
@@ -227,15 +228,10 @@ async fn perform(
         }
     }
     // 2. The cache, in order, then its serving right.
-    let cache = &state.ctx.names.cache;
     for c in &commands {
         match c {
-            Command::CacheInvalidate(keys) => {
-                cast_to(cache, CacheMsg::Invalidate(keys.clone()));
-            }
-            Command::CacheClear => {
-                cast_to(cache, CacheMsg::Clear);
-            }
+            Command::CacheInvalidate(keys) => state.ctx.cache.invalidate(keys),
+            Command::CacheClear => state.ctx.cache.clear(),
             _ => {}
         }
     }
@@ -349,7 +345,7 @@ fn publish(state: &mut ProtocolState) {
     let told = (serving_until, core.role(), core.term(), core.leader().cloned());
     if state.told_cache.as_ref() != Some(&told) {
         let (until, role, term, leader) = told.clone();
-        cast_to(&state.ctx.names.cache, CacheMsg::Serving { until, role, term, leader });
+        state.ctx.cache.set_serving(until, role, term, leader);
         state.told_cache = Some(told);
     }
     let applied = core.applied_seq();

@@ -17,6 +17,7 @@ use super::config::NodeConfig;
 use super::messages::SupervisorMsg;
 use super::metrics::Metrics;
 use super::net::Net;
+use super::node_cache::NodeCache;
 use super::supervisor::NodeSupervisor;
 use super::view::ClusterView;
 use super::{intake, service, ActorNames, NodeContext};
@@ -59,26 +60,45 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let views: Vec<watch::Sender<ClusterView>> =
         shards.all().map(|_| watch::channel(ClusterView::initial()).0).collect();
     let all_views = Arc::new(views.iter().map(watch::Sender::subscribe).collect::<Vec<_>>());
+    // Each group's bus, metrics and actor names, then its cache (which fills through them),
+    // then its context (which sees every group's cache: queries cross shards).
+    let parts: Vec<(Net, Metrics, ActorNames)> = shards
+        .all()
+        .map(|k| {
+            let metrics = if k == 0 { root_metrics.clone() } else { Metrics::new(&cfg.id, label(k)) };
+            let net = root_net.for_group(bus.for_shard(k, shards), metrics.clone());
+            (net, metrics, ActorNames::new(&cfg.id, label(k)))
+        })
+        .collect();
+    let caches: Arc<Vec<NodeCache>> = Arc::new(
+        parts
+            .iter()
+            .map(|(net, metrics, names)| {
+                NodeCache::new(cfg.cache_capacity, net.clone(), names.store.clone(), metrics.clone())
+            })
+            .collect(),
+    );
     let groups: Vec<NodeContext> = shards
         .all()
         .zip(views)
-        .map(|(k, view)| {
-            let metrics = if k == 0 { root_metrics.clone() } else { Metrics::new(&cfg.id, label(k)) };
-            NodeContext {
-                net: root_net.for_group(bus.for_shard(k, shards), metrics.clone()),
-                membership: membership.clone(),
-                metrics,
-                view,
-                applied_seq: Arc::new(AtomicU64::new(0)),
-                origin,
-                names: ActorNames::new(&cfg.id, label(k)),
-                counters: Arc::new(Mutex::new(Default::default())),
-                inflight: inflight.clone(),
-                groups: all_views.clone(),
-                store: watch::channel(None).0,
-                intents_written: Arc::new(tokio::sync::Notify::new()),
-                cfg: Arc::new(cfg.for_shard(k)),
-            }
+        .zip(parts)
+        .zip(caches.iter().cloned())
+        .map(|(((k, view), (net, metrics, names)), cache)| NodeContext {
+            net,
+            membership: membership.clone(),
+            metrics,
+            view,
+            applied_seq: Arc::new(AtomicU64::new(0)),
+            origin,
+            names,
+            counters: Arc::new(Mutex::new(Default::default())),
+            inflight: inflight.clone(),
+            groups: all_views.clone(),
+            cache,
+            caches: caches.clone(),
+            store: watch::channel(None).0,
+            intents_written: Arc::new(tokio::sync::Notify::new()),
+            cfg: Arc::new(cfg.for_shard(k)),
         })
         .collect();
     tracing::info!(

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::NodeContext;
 
-/// The latest cache counters, written by the cache actor, read by the status endpoint.
+/// The latest cache counters, written by the cache actor (every second), read by the status endpoint.
 pub type SharedCounters = Arc<Mutex<CacheCounters>>;
 
 /// This node's status right now.

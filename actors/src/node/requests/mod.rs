@@ -1,7 +1,7 @@
 //! Request handling on a node: reads (the `readers` queue group while this node serves
 //! as a follower, and `P.node.<id>.read` always), writes, and fills from followers. The
 //! requests of a subscription run concurrently in its one task; the query engine runs there
-//! too, asking the cache actor one batch per level. Client requests are dropped only while the node is isolated
+//! too, looking up the cache one batch per level. Client requests are dropped only while the node is isolated
 //! from clients; fills (peer traffic) while it is unplugged from its peers.
 //!
 //! This module holds the subscription plumbing every path shares: the intakes, the
@@ -18,6 +18,7 @@ mod fill;
 mod read;
 mod write;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
@@ -33,16 +34,16 @@ use instaface_bus::Incoming;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::task::JoinHandle;
 
-use super::messages::CacheMsg;
 use super::net::Audience;
-use super::{lookup, ActorNames, NodeContext};
+use super::NodeContext;
 use instaface_bus::shards::ShardId;
 
 pub use fill::fill;
 pub use read::{read, read_batch};
 pub use write::{apply_intent, write};
 
-/// How long a request may wait on the cache actor.
+/// How long a request may wait on the cache (for a fetch it waits on; longer than a fetch
+/// may take, so the fetch answers first), the store actor or the leader.
 pub(super) const CACHE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
@@ -117,7 +118,7 @@ async fn serve<Req, Res, F, Fut>(
 where
     Req: DeserializeOwned + Weighed + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
-    F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Arc<NodeContext>, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
     // Peers' requests (fills) must carry the cluster key's MAC, and get signed replies.
@@ -143,9 +144,11 @@ async fn answer_all<Req, Res, F, Fut>(
 ) where
     Req: DeserializeOwned + Weighed + Send + 'static,
     Res: Serialize + Send + Sync + 'static,
-    F: Fn(NodeContext, Req) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(Arc<NodeContext>, Req) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Res, ErrorBody>> + Send + 'static,
 {
+    // Shared by the requests: a context clone per request costs more than a cache hit.
+    let ctx = Arc::new(ctx);
     let mut decode_log = DecodeLog::default();
     let mut running = futures::stream::FuturesUnordered::new();
     loop {
@@ -335,18 +338,18 @@ async fn join_readers(
     ])
 }
 
-/// Values for `keys` from the cache actor (which fills misses).
+/// Values for `keys` from this group's cache (which fills misses).
 pub(super) async fn cache_get(
     ctx: &NodeContext,
     keys: Vec<CacheKey>,
 ) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
-    cache_get_at(&ctx.names.cache, keys).await
+    ctx.cache.get(keys).await
 }
 
 /// Values for `keys` that may belong to any shard (a query's later levels, which follow
-/// associations across shards): each shard's from that shard's group on this node — its
-/// cache actor serves only under its own group's read lease, as this one does — one call
-/// per shard, all at once, in the order the shards' parts come back.
+/// associations across shards): each shard's from that shard's group's cache on this
+/// node — which serves only under its own group's read lease, as this one does — all
+/// shards at once, in the order the shards' parts come back.
 pub(super) async fn cache_get_across(
     ctx: &NodeContext,
     keys: Vec<CacheKey>,
@@ -364,25 +367,12 @@ pub(super) async fn cache_get_across(
         parts.entry(shards.of(id).unwrap_or(ctx.cfg.shard)).or_default().push(key);
     }
     let calls = parts.into_iter().map(|(k, keys)| async move {
-        let name =
-            if k == ctx.cfg.shard { ctx.names.cache.clone() } else { ActorNames::new(&ctx.cfg.id, Some(k)).cache };
-        cache_get_at(&name, keys).await
+        let cache = ctx.caches.get(k as usize).unwrap_or(&ctx.cache);
+        cache.get(keys).await
     });
     let mut values = Vec::new();
     for part in futures::future::join_all(calls).await {
         values.extend(part?);
     }
     Ok(values)
-}
-
-async fn cache_get_at(name: &str, keys: Vec<CacheKey>) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let cache = lookup::<CacheMsg>(name).ok_or_else(|| err(ErrorCode::Unavailable, "the cache is restarting"))?;
-    match cache.call(|reply| CacheMsg::Get { keys, reply }, Some(CACHE_TIMEOUT)).await {
-        Ok(ractor::rpc::CallResult::Success(r)) => r,
-        Ok(_) => Err(err(ErrorCode::Unavailable, "the cache did not answer in time")),
-        Err(e) => Err(err(ErrorCode::Unavailable, format!("the cache is unavailable: {e}"))),
-    }
 }

@@ -96,7 +96,7 @@ fn count(ctx: &NodeContext, kind: &str, started: Instant) {
 
 /// Serves a batch of reads (`P.graph.reads`): each read as [`read`] would alone, all at
 /// once, the answers in the order asked. The batch's entity and association-list reads —
-/// nearly all of a batch — share one view of the cluster and one call to the cache actor
+/// nearly all of a batch — share one view of the cluster and one cache lookup
 /// (each read is admitted as it would be alone, and answered from the values of its own
 /// keys); the others run as they would alone, beside them.
 pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply<ReadResult>>, ErrorBody> {

@@ -1,0 +1,254 @@
+//! [`NodeCache`]: this node's cache of entities and association lists, and its right to
+//! serve, under one lock that the request tasks and the protocol actor share.
+//!
+//! The protocol actor applies the core's cache commands here ([`NodeCache::invalidate`],
+//! [`NodeCache::clear`], [`NodeCache::set_serving`]) *before* anything of the same step
+//! leaves the node; a read looks its keys up here, in its own task. Because both take the
+//! same lock, a lookup that starts after the node acked an invalidation never sees the
+//! dropped value, and one that starts after the node gave up its lease is refused — the
+//! order the protocol simulation assumes when it applies cache commands inside the step.
+//!
+//! Lookups are answered from the [`CacheCore`], which decides what must be fetched (single
+//! flight, and never handing a reader a value fetched before an invalidation it came
+//! after). A hit is answered in the reader's task with no hand-over. A miss starts a fetch
+//! as a task — a fill request to the leader on a follower, a MySQL read through the store
+//! actor on the leader — which completes the fetch here and answers every lookup waiting
+//! on it. The cache actor resets the cache when the node's tree (re)starts: fetch numbers
+//! never repeat within a process, so a fill started before a restart completes nothing
+//! after it, and the lookups it would have answered are told the cache restarted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use instaface_bus::graph::{CacheKey, CacheValue, ErrorBody, ErrorCode, FillReply, FillRequest, Reply};
+use instaface_bus::messages::Role;
+use instaface_bus::NodeId;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::lookup;
+use super::messages::StoreMsg;
+use super::metrics::Metrics;
+use super::net::Net;
+use super::requests::CACHE_TIMEOUT;
+use crate::cache::{Answer, CacheCore, CacheStats, FetchError, FetchOrder};
+
+/// How long a fetch may take before it fails (its waiters get an error).
+const FILL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Each cache of the process numbers its fetches from its own base.
+static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The values of the keys a lookup asked, in order, or why not.
+pub type Values = Result<Vec<(CacheKey, CacheValue)>, ErrorBody>;
+
+/// Where a lookup that waits on a fetch gets its answer.
+type Waiter = oneshot::Sender<Values>;
+
+/// One node's cache (of one shard's group). Cheap to clone: every clone is the same cache.
+#[derive(Clone)]
+pub struct NodeCache {
+    inner: Arc<Mutex<Inner>>,
+    capacity: usize,
+    group: Arc<Group>,
+}
+
+/// The group a cache belongs to: where its fetches go and what they count. A query's later
+/// levels look up other shards' caches from this group's requests; their misses are still
+/// filled from their own shard.
+struct Group {
+    /// This group's bus (its shard's subjects).
+    net: Net,
+    /// This group's store actor (the leader's MySQL pool).
+    store: String,
+    metrics: Metrics,
+}
+
+struct Inner {
+    core: CacheCore<Waiter, ErrorBody>,
+    /// Reads are served until then; `None`: not now.
+    serving_until: Option<Instant>,
+    role: Role,
+    term: u64,
+    leader: Option<NodeId>,
+}
+
+impl Inner {
+    fn new(capacity: usize) -> Inner {
+        let base = INCARNATIONS.fetch_add(1, Ordering::SeqCst) << 40;
+        Inner {
+            core: CacheCore::with_fetch_base(capacity, base),
+            serving_until: None,
+            role: Role::Follower,
+            term: 0,
+            leader: None,
+        }
+    }
+
+    fn serving(&self, now: Instant) -> bool {
+        self.serving_until.is_some_and(|until| now < until)
+    }
+}
+
+impl NodeCache {
+    /// An empty cache holding at most `capacity` entries, not serving, of the group whose
+    /// bus is `net` and whose store actor is named `store`.
+    pub fn new(capacity: usize, net: Net, store: String, metrics: Metrics) -> NodeCache {
+        NodeCache {
+            inner: Arc::new(Mutex::new(Inner::new(capacity))),
+            capacity,
+            group: Arc::new(Group { net, store, metrics }),
+        }
+    }
+
+    /// Starts over: empty, not serving, numbering fetches anew. The lookups waiting on a
+    /// fetch are answered that the cache restarted (their senders are dropped).
+    pub fn reset(&self) {
+        let old = std::mem::replace(&mut *self.inner.lock(), Inner::new(self.capacity));
+        drop(old);
+    }
+
+    /// Drops these keys (wire form) and marks them invalidated now. A key that does not
+    /// parse clears the whole cache: it cannot tell what changed.
+    pub fn invalidate(&self, keys: &[String]) {
+        let parsed: Vec<CacheKey> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+        let mut inner = self.inner.lock();
+        if parsed.len() != keys.len() {
+            tracing::warn!(?keys, "invalidation with unparsable keys: clearing the cache");
+            inner.core.clear();
+        } else {
+            inner.core.invalidate(&parsed);
+        }
+    }
+
+    /// Drops everything (a node too far behind the leader's outbox to know what changed).
+    pub fn clear(&self) {
+        self.inner.lock().core.clear();
+    }
+
+    /// Until when this node may serve reads (`None`: not now), and whom it fills from.
+    pub fn set_serving(&self, until: Option<Instant>, role: Role, term: u64, leader: Option<NodeId>) {
+        let mut inner = self.inner.lock();
+        inner.serving_until = until;
+        inner.role = role;
+        inner.term = term;
+        inner.leader = leader;
+    }
+
+    /// The counters and current sizes.
+    pub fn stats(&self) -> CacheStats {
+        self.inner.lock().core.stats()
+    }
+
+    /// Values for `keys` (in order), from the cache or filled. Refused unless this node
+    /// may serve now.
+    pub async fn get(&self, keys: Vec<CacheKey>) -> Values {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (waiter, answer) = oneshot::channel();
+        let (mut found, from) = {
+            let mut inner = self.inner.lock();
+            if !inner.serving(Instant::now()) {
+                return Err(ErrorBody::new(
+                    ErrorCode::Unavailable,
+                    format!("{} holds no read lease", self.group.net.node()),
+                ));
+            }
+            let found = inner.core.lookup(&keys, waiter);
+            let from = found.fetch.is_some().then(|| Source::of(&inner));
+            (found, from)
+        };
+        if let (Some(order), Some(from)) = (found.fetch.take(), from) {
+            self.start_fetch(from, order);
+        }
+        self.group.metrics.cache_hits.inc_by(found.hits as u64);
+        self.group.metrics.cache_misses.inc_by(found.misses as u64);
+        if let Some(found) = found.answer {
+            return values_of(found).1;
+        }
+        match tokio::time::timeout(CACHE_TIMEOUT, answer).await {
+            Ok(Ok(values)) => values,
+            Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache restarted during the read")),
+            Err(_) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache did not answer in time")),
+        }
+    }
+
+    /// Starts a fetch as a task, which completes it here and answers its waiters.
+    fn start_fetch(&self, from: Source, order: FetchOrder) {
+        let cache = self.clone();
+        self.group.metrics.cache_fills.inc();
+        tokio::spawn(async move {
+            let FetchOrder { id, keys } = order;
+            let group = &cache.group;
+            let result = match from {
+                Source::Mysql => fetch_from_mysql(group, keys).await,
+                Source::Leader { leader, term } => fetch_from_leader(group, &leader, term, keys).await,
+                Source::Nobody => Err(ErrorBody::new(ErrorCode::Unavailable, "no leader to fill from")),
+            };
+            let answers = cache.inner.lock().core.complete_fetch_in_order(id, result);
+            for answer in answers {
+                let (waiter, values) = values_of(answer);
+                let _ = waiter.send(values);
+            }
+        });
+    }
+}
+
+/// Where a fetch gets its values.
+enum Source {
+    /// The leader reads MySQL through its store actor.
+    Mysql,
+    /// A follower asks the leader of `term` for a fill.
+    Leader {
+        leader: NodeId,
+        term: u64,
+    },
+    Nobody,
+}
+
+impl Source {
+    fn of(inner: &Inner) -> Source {
+        match (&inner.role, &inner.leader) {
+            (Role::Leader, _) => Source::Mysql,
+            (_, Some(leader)) => Source::Leader { leader: leader.clone(), term: inner.term },
+            (_, None) => Source::Nobody,
+        }
+    }
+}
+
+/// A lookup's waiter and its values, or the error a reader is told.
+fn values_of<W>(answer: Answer<W, ErrorBody>) -> (W, Values) {
+    let (waiter, values) = answer.into_values();
+    let values = values.map_err(|e| match e {
+        FetchError::Failed(body) => body,
+        FetchError::Missing => ErrorBody::new(ErrorCode::Internal, "a fill brought no value for a key"),
+    });
+    (waiter, values)
+}
+
+async fn fetch_from_mysql(group: &Group, keys: Vec<CacheKey>) -> Result<Vec<CacheValue>, ErrorBody> {
+    let Some(store) = lookup::<StoreMsg>(&group.store) else {
+        return Err(ErrorBody::new(ErrorCode::Unavailable, "the store actor is restarting"));
+    };
+    match store.call(|reply| StoreMsg::Fill { keys, reply }, Some(FILL_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(r)) => r.map(|(_, values)| values),
+        _ => Err(ErrorBody::new(ErrorCode::Unavailable, "the store did not answer the fill")),
+    }
+}
+
+async fn fetch_from_leader(
+    group: &Group,
+    leader: &NodeId,
+    term: u64,
+    keys: Vec<CacheKey>,
+) -> Result<Vec<CacheValue>, ErrorBody> {
+    let net = &group.net;
+    let req = FillRequest { term, node: net.node().clone(), keys };
+    match net.request::<_, Reply<FillReply>>(net.subjects().fill(leader), &req, FILL_TIMEOUT).await {
+        Ok(Reply::Ok(fill)) => Ok(fill.values),
+        Ok(Reply::Error(e)) => Err(e),
+        Err(e) => Err(ErrorBody::new(ErrorCode::Unavailable, format!("fill from the leader failed: {e}"))),
+    }
+}
