@@ -13,10 +13,12 @@
 //! after). A hit is answered in the reader's task with no hand-over. A miss starts a fetch
 //! as a task — a fill request to the leader on a follower, a MySQL read through the store
 //! actor on the leader — which completes the fetch here and answers every lookup waiting
-//! on it. The cache actor resets the cache when the node's tree (re)starts: fetch numbers
-//! never repeat within a process, so a fill started before a restart completes nothing
-//! after it, and the lookups it would have answered are told the cache restarted.
+//! on it. The supervisor resets the cache when it stops the node's tree (nobody applies
+//! invalidations while the tree is down), and the cache actor when the tree starts: fetch
+//! numbers never repeat within a process, so a fill started before a reset completes
+//! nothing after it, and the lookups it would have answered are told the cache restarted.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +38,10 @@ use crate::cache::{Answer, CacheCore, CacheStats, FetchError, FetchOrder};
 
 /// How long a fetch may take before it fails (its waiters get an error).
 const FILL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Keys looked up under one hold of the lock: a big lookup (a fill of thousands of keys)
+/// is taken in parts, so the protocol actor never waits long behind it to invalidate.
+const KEYS_PER_HOLD: usize = 64;
 
 /// Each cache of the process numbers its fetches from its own base.
 static INCARNATIONS: AtomicU64 = AtomicU64::new(0);
@@ -141,9 +147,25 @@ impl NodeCache {
         self.inner.lock().core.stats()
     }
 
-    /// Values for `keys` (in order), from the cache or filled. Refused unless this node
-    /// may serve now.
+    /// Values for `keys` (each key once, in the order first asked), from the cache or
+    /// filled. Refused unless this node may serve now. More than [`KEYS_PER_HOLD`] keys are
+    /// looked up in parts, each under its own hold of the lock.
     pub async fn get(&self, keys: Vec<CacheKey>) -> Values {
+        if keys.len() <= KEYS_PER_HOLD {
+            return self.get_part(keys).await;
+        }
+        let mut seen = HashSet::with_capacity(keys.len());
+        let distinct: Vec<CacheKey> = keys.into_iter().filter(|k| seen.insert(k.clone())).collect();
+        let parts = distinct.chunks(KEYS_PER_HOLD).map(|part| self.get_part(part.to_vec()));
+        let mut values = Vec::with_capacity(distinct.len());
+        for part in futures::future::join_all(parts).await {
+            values.extend(part?);
+        }
+        Ok(values)
+    }
+
+    /// One lookup of `keys` under one hold of the lock.
+    async fn get_part(&self, keys: Vec<CacheKey>) -> Values {
         if keys.is_empty() {
             return Ok(Vec::new());
         }

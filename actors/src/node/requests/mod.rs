@@ -367,7 +367,8 @@ pub(super) async fn cache_get_across(
         parts.entry(shards.of(id).unwrap_or(ctx.cfg.shard)).or_default().push(key);
     }
     let calls = parts.into_iter().map(|(k, keys)| async move {
-        let cache = ctx.caches.get(k as usize).unwrap_or(&ctx.cache);
+        let cache =
+            ctx.caches.get(k as usize).ok_or_else(|| err(ErrorCode::Internal, format!("no cache of shard {k}")))?;
         cache.get(keys).await
     });
     let mut values = Vec::new();

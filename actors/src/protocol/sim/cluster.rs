@@ -219,8 +219,8 @@ struct WriteCtx {
 struct Running {
     core: NodeCore,
     cache: CacheCore<Waiter, String>,
-    /// The cache's own view of its serving right (the runtime sends it with the cache
-    /// commands, in order).
+    /// The cache's own view of its serving right (the runtime applies it to the node's
+    /// cache, under the cache's lock, right after the step's cache commands).
     serving_until: Option<Duration>,
     store: Option<Store>,
     writes: HashMap<WriteId, WriteCtx>,
@@ -491,7 +491,8 @@ impl Sim {
     }
 
     /// Steps node `i`'s core with `event` and performs the commands; the cache then
-    /// learns its serving right (the runtime sends it after the step's cache commands).
+    /// learns its serving right (the runtime applies it after the step's cache commands,
+    /// before anything of the step leaves the node).
     fn step(&mut self, i: usize, event: Event) {
         // A stopped process does nothing; its events wait (see `postpone`).
         assert!(self.now >= self.nodes[i].stalled_until, "stepping a stalled node {i} at {:?}: {event:?}", self.now);
