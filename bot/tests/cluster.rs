@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use instaface_testkit::{Cluster, ClusterOpts};
 use support::*;
@@ -65,11 +65,14 @@ async fn a_run_across_a_leader_kill_accounts_for_every_operation() {
 
     // The middle of the run: once the bot has written a fair part of its entities. The
     // database and its tables appear when the leader first connects to MySQL.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while entity_rows(&cluster.database).await < 40 {
-        assert!(Instant::now() < deadline, "the bot wrote fewer than 40 entities in 60 s; log {}", log.display());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("the bot to write 40 entities; log {}", log.display());
+    instaface_testkit::poll_until(Duration::from_secs(60), &what, || async {
+        match entity_rows(&cluster.database).await {
+            n if n >= 40 => Ok(()),
+            n => Err(format!("{n} so far")),
+        }
+    })
+    .await;
     assert!(bot.try_wait().expect("bot status").is_none(), "the bot ended before the kill; log {}", log.display());
     cluster.kill9(&old);
     let (new, new_term) = cluster.wait_leader(Duration::from_secs(30), Some(&old), term).await;
