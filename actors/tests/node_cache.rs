@@ -74,8 +74,8 @@ async fn the_shared_cache_serves_under_its_lease_refills_after_an_invalidation_a
     cache.get(one.clone()).await.expect("filled again");
     assert_eq!(leader.fills.load(Ordering::SeqCst), 2, "the invalidated key was filled again");
 
-    // A big lookup is taken in parts under the lock: each key answered once, in the order
-    // first asked, duplicates included in the asking.
+    // A big lookup is taken in parts under the lock, its misses in one fill: each key
+    // answered once, in the order first asked, duplicates included in the asking.
     let many: Vec<CacheKey> = (100..300).chain(100..110).map(CacheKey::Entity).collect();
     let got = cache.get(many).await.expect("a big lookup");
     assert_eq!(
@@ -83,6 +83,7 @@ async fn the_shared_cache_serves_under_its_lease_refills_after_an_invalidation_a
         (100..300).map(CacheKey::Entity).collect::<Vec<_>>()
     );
     let fills_so_far = leader.fills.load(Ordering::SeqCst);
+    assert_eq!(fills_so_far, 3, "the big lookup's misses went out as one fill");
 
     // A read waiting on a fill that does not come back: a reset answers it at once.
     leader.silent.store(true, Ordering::SeqCst);

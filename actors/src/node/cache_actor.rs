@@ -1,11 +1,11 @@
-//! The cache actor: the keeper of this node's [`NodeCache`](super::node_cache::NodeCache).
+//! The cache actor: publishes the counters of this node's
+//! [`NodeCache`](super::node_cache::NodeCache) every second, and is the tree's member for
+//! the cache (its test hook panics it, which restarts the tree).
 //!
 //! The cache itself is shared state, not this actor's: reads look it up in their own
 //! tasks, and the protocol actor applies invalidations and the serving right to it before
-//! anything of the same step leaves the node (see `node_cache.rs`). What this actor owns
-//! is the cache's life within the node's supervision tree: when the tree (re)starts, it
-//! starts the cache over — empty, not serving, fetches numbered anew — exactly as a node
-//! restart would; and it publishes the cache's counters every second.
+//! anything of the same step leaves the node (see `node_cache.rs`). The supervisor starts
+//! it over when it stops the tree, as a node restart would.
 
 use std::time::Duration;
 
@@ -35,8 +35,6 @@ impl Actor for CacheActor {
         myself: ActorRef<Self::Msg>,
         ctx: NodeContext,
     ) -> Result<Self::State, ActorProcessingErr> {
-        // The tree's protocol actor starts from nothing applied: so does its cache.
-        ctx.cache.reset();
         myself.send_interval(STATS_EVERY, || CacheMsg::PublishStats);
         Ok(CacheState { ctx, last_published: (0, 0, 0) })
     }
@@ -56,7 +54,7 @@ impl Actor for CacheActor {
 }
 
 async fn publish_stats(state: &mut CacheState) {
-    let s = state.ctx.cache.stats();
+    let s = state.ctx.cache().stats();
     state.ctx.metrics.cache_entries.set(s.entries as i64);
     if let Ok(mut c) = state.ctx.counters.lock() {
         c.hits = s.hits;

@@ -4,7 +4,7 @@
 //! ```text
 //! NodeSupervisor ── restarts all three children when one fails (bounded rate), escalates past it
 //!  ├─ StoreActor      the leader's MySQL pool: fence, outbox, writes, fills
-//!  ├─ CacheActor      keeps the node's cache: starts it over with the tree, publishes its counters
+//!  ├─ CacheActor      publishes the node's cache's counters (the cache is shared state: node_cache)
 //!  └─ ProtocolActor   steps the core: election, leases, the invalidation log; persists the vote
 //! ```
 //!
@@ -60,10 +60,8 @@ pub struct NodeContext {
     pub metrics: Metrics,
     /// The election actor's latest view of the cluster.
     pub view: watch::Sender<ClusterView>,
-    /// This group's cache, which reads look up and the protocol actor invalidates.
-    pub cache: node_cache::NodeCache,
-    /// Every group's cache on this process, by shard: a query's later levels follow
-    /// associations into other shards.
+    /// Every group's cache on this process, by shard ([`NodeContext::cache`] is this
+    /// group's): a query's later levels follow associations into other shards.
     pub caches: Arc<Vec<node_cache::NodeCache>>,
     /// Invalidations applied to this node's cache up to here (the protocol actor keeps it).
     pub applied_seq: Arc<AtomicU64>,
@@ -93,6 +91,11 @@ impl NodeContext {
 
     pub fn applied_seq(&self) -> u64 {
         self.applied_seq.load(Ordering::SeqCst)
+    }
+
+    /// This group's cache, which reads look up and the protocol actor invalidates.
+    pub fn cache(&self) -> &node_cache::NodeCache {
+        &self.caches[self.cfg.shard as usize]
     }
 
     pub fn id(&self) -> &str {

@@ -14,9 +14,10 @@
 //! as a task — a fill request to the leader on a follower, a MySQL read through the store
 //! actor on the leader — which completes the fetch here and answers every lookup waiting
 //! on it. The supervisor resets the cache when it stops the node's tree (nobody applies
-//! invalidations while the tree is down), and the cache actor when the tree starts: fetch
-//! numbers never repeat within a process, so a fill started before a reset completes
-//! nothing after it, and the lookups it would have answered are told the cache restarted.
+//! invalidations while the tree is down, and the restarted tree's protocol core starts
+//! from nothing applied): fetch numbers never repeat within a process, so a fill started
+//! before a reset completes nothing after it, and the lookups it would have answered are
+//! told the cache restarted.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,11 +34,14 @@ use super::lookup;
 use super::messages::StoreMsg;
 use super::metrics::Metrics;
 use super::net::Net;
-use super::requests::CACHE_TIMEOUT;
-use crate::cache::{Answer, CacheCore, CacheStats, FetchError, FetchOrder};
+use crate::cache::{Answer, CacheCore, CacheStats, FetchError, FetchId, FetchOrder};
 
 /// How long a fetch may take before it fails (its waiters get an error).
 const FILL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a read waits for the fetches it is waiting on: longer than a fetch may take,
+/// so the fetch answers first.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Keys looked up under one hold of the lock: a big lookup (a fill of thousands of keys)
 /// is taken in parts, so the protocol actor never waits long behind it to invalidate.
@@ -93,7 +97,7 @@ impl Inner {
     }
 
     fn serving(&self, now: Instant) -> bool {
-        self.serving_until.is_some_and(|until| now < until)
+        super::view::lease_holds(self.serving_until, now)
     }
 }
 
@@ -149,67 +153,98 @@ impl NodeCache {
 
     /// Values for `keys` (each key once, in the order first asked), from the cache or
     /// filled. Refused unless this node may serve now. More than [`KEYS_PER_HOLD`] keys are
-    /// looked up in parts, each under its own hold of the lock.
+    /// looked up in parts, each under its own hold of the lock; their misses still go out
+    /// as one fetch.
     pub async fn get(&self, keys: Vec<CacheKey>) -> Values {
-        if keys.len() <= KEYS_PER_HOLD {
-            return self.get_part(keys).await;
+        let keys = if keys.len() > KEYS_PER_HOLD {
+            let mut seen = HashSet::with_capacity(keys.len());
+            keys.into_iter().filter(|k| seen.insert(k.clone())).collect()
+        } else {
+            keys
+        };
+        let mut parts = Vec::new();
+        let mut orders = Vec::new();
+        let mut from = None;
+        let mut refused = None;
+        for keys in keys.chunks(KEYS_PER_HOLD) {
+            let (waiter, answer) = oneshot::channel();
+            let found = {
+                let mut inner = self.inner.lock();
+                if !inner.serving(Instant::now()) {
+                    refused = Some(ErrorBody::new(
+                        ErrorCode::Unavailable,
+                        format!("{} holds no read lease", self.group.net.node()),
+                    ));
+                    break;
+                }
+                let found = inner.core.lookup(keys, waiter);
+                if found.fetch.is_some() && from.is_none() {
+                    from = Some(Source::of(&inner));
+                }
+                found
+            };
+            self.group.metrics.cache_hits.inc_by(found.hits as u64);
+            self.group.metrics.cache_misses.inc_by(found.misses as u64);
+            orders.extend(found.fetch);
+            parts.push(found.answer.map(|a| values_of(a).1).ok_or(answer));
         }
-        let mut seen = HashSet::with_capacity(keys.len());
-        let distinct: Vec<CacheKey> = keys.into_iter().filter(|k| seen.insert(k.clone())).collect();
-        let parts = distinct.chunks(KEYS_PER_HOLD).map(|part| self.get_part(part.to_vec()));
-        let mut values = Vec::with_capacity(distinct.len());
-        for part in futures::future::join_all(parts).await {
+        // Started even when a later part was refused: the fetches an earlier part opened
+        // must complete, or later lookups would join them and wait in vain.
+        if let Some(from) = from {
+            self.start_fetch(from, orders);
+        }
+        if let Some(refused) = refused {
+            return Err(refused);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_TIMEOUT;
+        let mut values = Vec::with_capacity(keys.len());
+        for part in parts {
+            let part = match part {
+                Ok(found) => found,
+                Err(answer) => match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(values)) => values,
+                    Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache restarted during the read")),
+                    Err(_) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache did not answer in time")),
+                },
+            };
             values.extend(part?);
         }
         Ok(values)
     }
 
-    /// One lookup of `keys` under one hold of the lock.
-    async fn get_part(&self, keys: Vec<CacheKey>) -> Values {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (waiter, answer) = oneshot::channel();
-        let (mut found, from) = {
-            let mut inner = self.inner.lock();
-            if !inner.serving(Instant::now()) {
-                return Err(ErrorBody::new(
-                    ErrorCode::Unavailable,
-                    format!("{} holds no read lease", self.group.net.node()),
-                ));
-            }
-            let found = inner.core.lookup(&keys, waiter);
-            let from = found.fetch.is_some().then(|| Source::of(&inner));
-            (found, from)
-        };
-        if let (Some(order), Some(from)) = (found.fetch.take(), from) {
-            self.start_fetch(from, order);
-        }
-        self.group.metrics.cache_hits.inc_by(found.hits as u64);
-        self.group.metrics.cache_misses.inc_by(found.misses as u64);
-        if let Some(found) = found.answer {
-            return values_of(found).1;
-        }
-        match tokio::time::timeout(CACHE_TIMEOUT, answer).await {
-            Ok(Ok(values)) => values,
-            Ok(Err(_)) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache restarted during the read")),
-            Err(_) => Err(ErrorBody::new(ErrorCode::Unavailable, "the cache did not answer in time")),
-        }
-    }
-
-    /// Starts a fetch as a task, which completes it here and answers its waiters.
-    fn start_fetch(&self, from: Source, order: FetchOrder) {
+    /// Starts one fetch of every key of `orders` as a task, which completes each order
+    /// here and answers their waiters.
+    fn start_fetch(&self, from: Source, orders: Vec<FetchOrder>) {
         let cache = self.clone();
         self.group.metrics.cache_fills.inc();
         tokio::spawn(async move {
-            let FetchOrder { id, keys } = order;
+            let lens: Vec<(FetchId, usize)> = orders.iter().map(|o| (o.id, o.keys.len())).collect();
+            let keys: Vec<CacheKey> = orders.into_iter().flat_map(|o| o.keys).collect();
+            let asked = keys.len();
             let group = &cache.group;
             let result = match from {
                 Source::Mysql => fetch_from_mysql(group, keys).await,
                 Source::Leader { leader, term } => fetch_from_leader(group, &leader, term, keys).await,
                 Source::Nobody => Err(ErrorBody::new(ErrorCode::Unavailable, "no leader to fill from")),
             };
-            let answers = cache.inner.lock().core.complete_fetch_in_order(id, result);
+            let answers = {
+                let mut inner = cache.inner.lock();
+                let core = &mut inner.core;
+                match result {
+                    Ok(values) if values.len() == asked => {
+                        let mut values = values.into_iter();
+                        let parts = lens.into_iter().map(|(id, n)| (id, values.by_ref().take(n).collect()));
+                        parts.flat_map(|(id, part)| core.complete_fetch_in_order(id, Ok(part))).collect::<Vec<_>>()
+                    }
+                    // A reply that does not match what was asked: every key is missing.
+                    Ok(_) => {
+                        lens.into_iter().flat_map(|(id, _)| core.complete_fetch_in_order(id, Ok(Vec::new()))).collect()
+                    }
+                    Err(e) => {
+                        lens.into_iter().flat_map(|(id, _)| core.complete_fetch_in_order(id, Err(e.clone()))).collect()
+                    }
+                }
+            };
             for answer in answers {
                 let (waiter, values) = values_of(answer);
                 let _ = waiter.send(values);

@@ -230,8 +230,8 @@ async fn perform(
     // 2. The cache, in order, then its serving right.
     for c in &commands {
         match c {
-            Command::CacheInvalidate(keys) => state.ctx.cache.invalidate(keys),
-            Command::CacheClear => state.ctx.cache.clear(),
+            Command::CacheInvalidate(keys) => state.ctx.cache().invalidate(keys),
+            Command::CacheClear => state.ctx.cache().clear(),
             _ => {}
         }
     }
@@ -345,7 +345,7 @@ fn publish(state: &mut ProtocolState) {
     let told = (serving_until, core.role(), core.term(), core.leader().cloned());
     if state.told_cache.as_ref() != Some(&told) {
         let (until, role, term, leader) = told.clone();
-        state.ctx.cache.set_serving(until, role, term, leader);
+        state.ctx.cache().set_serving(until, role, term, leader);
         state.told_cache = Some(told);
     }
     let applied = core.applied_seq();

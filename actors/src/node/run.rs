@@ -82,8 +82,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         .all()
         .zip(views)
         .zip(parts)
-        .zip(caches.iter().cloned())
-        .map(|(((k, view), (net, metrics, names)), cache)| NodeContext {
+        .map(|((k, view), (net, metrics, names))| NodeContext {
             net,
             membership: membership.clone(),
             metrics,
@@ -94,7 +93,6 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             counters: Arc::new(Mutex::new(Default::default())),
             inflight: inflight.clone(),
             groups: all_views.clone(),
-            cache,
             caches: caches.clone(),
             store: watch::channel(None).0,
             intents_written: Arc::new(tokio::sync::Notify::new()),

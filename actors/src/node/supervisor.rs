@@ -78,13 +78,13 @@ pub struct SupervisorState {
 impl SupervisorState {
     async fn stop_children(&mut self) {
         // The cache stops serving first: nobody will apply invalidations to it while the
-        // tree is down (its restarted cache actor starts it over again).
-        self.ctx.cache.reset();
+        // tree is down, and the restarted tree's core starts from nothing applied.
+        self.ctx.cache().reset();
         while let Some((_, cell)) = self.children.pop() {
             let _ = cell.stop_and_wait(Some("stopping the tree".into()), Some(Duration::from_secs(3))).await;
         }
         // And again: whatever the protocol actor told it while stopping is dropped.
-        self.ctx.cache.reset();
+        self.ctx.cache().reset();
     }
 
     async fn start_children(&mut self, supervisor: ActorCell) -> Result<(), ActorProcessingErr> {

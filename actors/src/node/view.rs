@@ -45,10 +45,15 @@ impl ClusterView {
 
     /// Whether this node may serve reads at `now`.
     pub fn lease_holds(&self, now: Instant) -> bool {
-        self.lease_until.is_some_and(|until| now < until)
+        lease_holds(self.lease_until, now)
     }
 
     pub fn is_leader(&self) -> bool {
         self.role == Role::Leader
     }
+}
+
+/// Whether a lease that lasts until `until` (`None`: no lease) holds at `now`.
+pub fn lease_holds(until: Option<Instant>, now: Instant) -> bool {
+    until.is_some_and(|until| now < until)
 }

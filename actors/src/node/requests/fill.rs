@@ -10,13 +10,16 @@ use crate::node::NodeContext;
 /// A follower's fill, served from the leader's cache (which fills from MySQL) under the
 /// leader's own lease.
 pub async fn fill(ctx: &NodeContext, req: FillRequest) -> Result<FillReply, ErrorBody> {
-    let view = ctx.view.borrow().clone();
-    if view.role != Role::Leader {
+    let (role, term) = {
+        let view = ctx.view.borrow();
+        (view.role, view.term)
+    };
+    if role != Role::Leader {
         return Err(err(ErrorCode::NotLeader, "fills go to the leader"));
     }
     if req.keys.len() > 10_000 {
         return Err(err(ErrorCode::Invalid, "at most 10000 keys per fill"));
     }
     let values = cache_get(ctx, req.keys).await?;
-    Ok(FillReply { term: view.term, seq: ctx.applied_seq(), values: values.into_iter().map(|(_, v)| v).collect() })
+    Ok(FillReply { term, seq: ctx.applied_seq(), values: values.into_iter().map(|(_, v)| v).collect() })
 }

@@ -42,8 +42,7 @@ pub use fill::fill;
 pub use read::{read, read_batch};
 pub use write::{apply_intent, write};
 
-/// How long a request may wait on the cache (for a fetch it waits on; longer than a fetch
-/// may take, so the fetch answers first), the store actor or the leader.
+/// How long a request may wait on the store actor or the leader.
 pub(super) const CACHE_TIMEOUT: Duration = Duration::from_secs(4);
 
 pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> ErrorBody {
@@ -343,7 +342,7 @@ pub(super) async fn cache_get(
     ctx: &NodeContext,
     keys: Vec<CacheKey>,
 ) -> Result<Vec<(CacheKey, CacheValue)>, ErrorBody> {
-    ctx.cache.get(keys).await
+    ctx.cache().get(keys).await
 }
 
 /// Values for `keys` that may belong to any shard (a query's later levels, which follow

@@ -32,10 +32,8 @@ pub async fn read(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, Err
     let started = Instant::now();
     let view = ReadView::now(ctx);
     let kind = kind_of(&req.query);
-    let result = match admit(ctx, &view, started, &req.consistency) {
-        Ok(()) => run_query(ctx, req.query, &view).await,
-        Err(e) => return Err(e),
-    };
+    admit(ctx, &view, started, &req.consistency)?;
+    let result = run_query(ctx, req.query, &view).await;
     count(ctx, kind, started);
     result
 }
@@ -55,7 +53,7 @@ impl ReadView {
     }
 
     fn lease_holds(&self, now: Instant) -> bool {
-        self.lease_until.is_some_and(|until| now < until)
+        crate::node::view::lease_holds(self.lease_until, now)
     }
 }
 
@@ -134,9 +132,6 @@ pub async fn read_batch(ctx: &NodeContext, batch: ReadBatch) -> Result<Vec<Reply
         }
     }
     let cache_call = async {
-        if cached.is_empty() {
-            return Ok(Values::default());
-        }
         let keys = uses.keys().cloned().collect();
         cache_get(ctx, keys).await.map(|values| Values::new(values, &uses))
     };
