@@ -2,8 +2,9 @@
 //! and each node's drifting view of it ([`Clock`]), the network's behaviour for a while
 //! ([`Weather`]), and a seeded queue of timed events ([`Timeline`]).
 //!
-//! Both simulations — the election alone (`election::sim`) and the whole protocol with
-//! caches, a MySQL model and clients (`protocol::sim`) — are built on these.
+//! The simulations — the election alone (`election::sim`), the whole protocol with
+//! caches, a MySQL model and clients (`protocol::sim`), and the cross-shard intents
+//! (`intents::sim`, `intents::pairs_sim`) — are built on these.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

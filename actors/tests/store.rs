@@ -861,6 +861,15 @@ async fn cross_shard_associations_go_through_intents_applied_once_and_in_order()
     assert_eq!(owner_of(a, "friend", b), a);
     assert_eq!(owner_of(c, "likes", a), a);
 
+    // Only the owner writes a pair: shard 1, which holds b, refuses to add or remove it.
+    for req in [
+        WriteRequest::AddAssoc { from: b, atype: "friend".into(), to: a, attributes: Attributes::new() },
+        WriteRequest::RemoveAssoc { from: b, atype: "friend".into(), to: a },
+    ] {
+        let refused = s1.write(TERM, "n2", &req).await;
+        assert!(matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("not owned")), "{refused:?}");
+    }
+
     // Shard 0 owns the pair (a < b): its row at once, shard 1's through an intent.
     add(&s0, b, "friend", a).await;
     assert_eq!(s0.list_assocs(a, "friend", 10, 0).await.unwrap().0, 1);

@@ -83,11 +83,9 @@ impl Shards {
     /// **owner** ([`owner_of`]). Refused when an id names a shard past the last (no such
     /// entity can exist: the graph client answers "not found", as for a read of it).
     pub fn of_write(self, req: &WriteRequest) -> Result<Option<ShardId>, String> {
-        if !self.split() {
-            return Ok((!matches!(req, WriteRequest::CreateEntity { .. })).then_some(0));
-        }
         let (owner, ids) = match req {
             WriteRequest::CreateEntity { .. } => return Ok(None),
+            _ if !self.split() => return Ok(Some(0)),
             WriteRequest::UpdateEntity { id, .. } | WriteRequest::DeleteEntity { id } => (*id, [*id, *id]),
             WriteRequest::AddAssoc { from, atype, to, .. } | WriteRequest::RemoveAssoc { from, atype, to } => {
                 (owner_of(*from, atype, *to), [*from, *to])

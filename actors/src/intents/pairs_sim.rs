@@ -76,7 +76,7 @@ struct Sim {
 }
 
 /// The shard of one of the pairs' entities (its end's index in [`PAIRS`]).
-fn shard_of(pair: usize, id: EntityId) -> usize {
+fn side_of(pair: usize, id: EntityId) -> usize {
     usize::from(PAIRS[pair].1 == id)
 }
 
@@ -148,7 +148,7 @@ impl Sim {
         let (a, b) = PAIRS[pair];
         let (from, to) = if self.rng.random_bool(0.5) { (a, b) } else { (b, a) };
         let by = if self.route_by_from { from } else { owner_of(from, "friend", to) };
-        let s = shard_of(pair, by);
+        let s = side_of(pair, by);
         let Some((via, _)) = self.shards[s].leader else { return };
         self.next_value += 1;
         let op = (pair, self.rng.random_bool(0.6), self.next_value);

@@ -94,8 +94,10 @@ pub(super) async fn add(
     }
     let rows = rows(from, atype, to);
     // Only the pair's owner writes it (the other shard's row versions follow its order).
-    let owned = place.holds(owner_of(from, atype, to));
-    let Some(own) = rows.iter().find(|r| owned && place.holds(r.0)).cloned() else {
+    if !place.holds(owner_of(from, atype, to)) {
+        return Err(not_owned(place, from, to));
+    }
+    let Some(own) = rows.iter().find(|r| place.holds(r.0)).cloned() else {
         return Err(not_owned(place, from, to));
     };
     // Both ends must exist: an entity here is looked up (and locked against a delete until
