@@ -52,7 +52,16 @@ pub enum RuntimeBug {
     /// A restarted node numbers its cache's fetches from 0 again, so a fill started by the
     /// previous incarnation can complete a fetch of the new one.
     FetchIdsRestart,
+    /// The runtime hands a step's invalidations to the cache to apply later (as a message
+    /// to another task would be), so the step's ack can leave before the cache drops the
+    /// keys. The node's protocol actor applies them under the cache's lock first.
+    InvalidateAfterSend,
 }
+
+/// How long [`RuntimeBug::InvalidateAfterSend`]'s invalidations take to reach the cache:
+/// a message behind a busy mailbox. (At 5 ms the "cut follower" scenario's clients landed
+/// no read in the window in 60 seeds: this simulation cannot see a reorder that short.)
+const LATE_INVALIDATION: Duration = Duration::from_millis(50);
 
 /// What a run plants and how it is set up.
 #[derive(Clone, Copy, Debug)]
@@ -134,10 +143,19 @@ impl Msg {
 #[derive(Clone, Debug)]
 enum Local {
     Core(Event),
-    StoreOpen { term: u64 },
+    StoreOpen {
+        term: u64,
+    },
     StoreExec,
-    DbFetch { fetch: FetchId, keys: Vec<CacheKey> },
-    FillTimeout { fetch: FetchId },
+    DbFetch {
+        fetch: FetchId,
+        keys: Vec<CacheKey>,
+    },
+    FillTimeout {
+        fetch: FetchId,
+    },
+    /// A step's invalidation reaching the cache late ([`RuntimeBug::InvalidateAfterSend`]).
+    Invalidate(Vec<CacheKey>),
 }
 
 #[derive(Clone, Debug)]
@@ -528,7 +546,9 @@ impl Sim {
                 Command::RoleChanged { role, term, .. } => self.role_changed(i, role, term),
                 Command::CacheInvalidate(keys) => {
                     let keys: Vec<CacheKey> = keys.iter().filter_map(|k| k.parse().ok()).collect();
-                    if let Some(run) = self.nodes[i].run.as_mut() {
+                    if self.opts.runtime_bug == Some(RuntimeBug::InvalidateAfterSend) {
+                        self.local_timer(i, LATE_INVALIDATION, Local::Invalidate(keys));
+                    } else if let Some(run) = self.nodes[i].run.as_mut() {
                         run.cache.invalidate(&keys);
                     }
                 }
@@ -882,6 +902,11 @@ impl Sim {
                 self.fetch_done(i, fetch, result);
             }
             Local::FillTimeout { fetch } => self.fetch_done(i, fetch, Err("the fill timed out".into())),
+            Local::Invalidate(keys) => {
+                if let Some(run) = self.nodes[i].run.as_mut() {
+                    run.cache.invalidate(&keys);
+                }
+            }
         }
     }
 

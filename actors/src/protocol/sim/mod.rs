@@ -345,7 +345,7 @@ fn protocol_sim_catches_every_planted_bug() {
     if std::env::var("PROTOCOL_SIM_SEED").is_ok() {
         return;
     }
-    let cases: [(Plant, &str, Scenario, u64); 8] = [
+    let cases: [(Plant, &str, Scenario, u64); 9] = [
         (
             Plant::Core(PlantedBug::ForgetEarlierLeases),
             "leader split with a follower",
@@ -358,6 +358,7 @@ fn protocol_sim_catches_every_planted_bug() {
         (Plant::Core(PlantedBug::BatchLastKeysOnly), "cut follower", cut_follower_repeatedly, 60),
         (Plant::Core(PlantedBug::SkipReadyGate), "isolated leader", isolate_leader_over_a_long_outbox, 60),
         (Plant::Runtime(RuntimeBug::LoadOldest), "isolated leader", isolate_leader_over_a_long_outbox, 60),
+        (Plant::Runtime(RuntimeBug::InvalidateAfterSend), "cut follower", cut_follower_repeatedly, 60),
         (
             Plant::Runtime(RuntimeBug::FetchIdsRestart),
             "restarting followers",
