@@ -219,6 +219,7 @@ impl NodeCache {
         self.group.metrics.cache_fills.inc();
         tokio::spawn(async move {
             let lens: Vec<(FetchId, usize)> = orders.iter().map(|o| (o.id, o.keys.len())).collect();
+            let mut unfinished = Unfinished { cache: &cache, ids: lens.iter().map(|&(id, _)| id).collect() };
             let keys: Vec<CacheKey> = orders.into_iter().flat_map(|o| o.keys).collect();
             let asked = keys.len();
             let group = &cache.group;
@@ -245,11 +246,39 @@ impl NodeCache {
                     }
                 }
             };
-            for answer in answers {
-                let (waiter, values) = values_of(answer);
-                let _ = waiter.send(values);
-            }
+            unfinished.ids.clear();
+            answer_all(answers);
         });
+    }
+}
+
+/// The orders of a fetch task not completed yet. If the task ends without completing
+/// them (a panic in the fill, or the runtime shutting down), dropping this fails them, so
+/// their waiters hear at once and no later lookup joins a fetch that will never end.
+struct Unfinished<'a> {
+    cache: &'a NodeCache,
+    ids: Vec<FetchId>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let failed = ErrorBody::new(ErrorCode::Internal, "the cache fill failed");
+        let answers: Vec<_> = {
+            let mut inner = self.cache.inner.lock();
+            self.ids.drain(..).flat_map(|id| inner.core.complete_fetch_in_order(id, Err(failed.clone()))).collect()
+        };
+        answer_all(answers);
+    }
+}
+
+/// Sends each completed lookup its values.
+fn answer_all(answers: Vec<Answer<Waiter, ErrorBody>>) {
+    for answer in answers {
+        let (waiter, values) = values_of(answer);
+        let _ = waiter.send(values);
     }
 }
 
