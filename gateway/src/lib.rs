@@ -99,7 +99,8 @@ pub fn app(state: AppState) -> Router {
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http().make_span_with(request_span))
                 .layer(middleware::map_response(error::json_errors))
-                .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+                // The state is cloned per request: an `Arc` is one count, the `Metrics` nine.
+                .layer(middleware::from_fn_with_state(std::sync::Arc::new(state.metrics.clone()), metrics::track))
                 .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, config.http_timeout))
                 .layer(DefaultBodyLimit::max(config.body_limit)),
         )

@@ -1,6 +1,7 @@
 //! The gateway's Prometheus metrics: requests and their latency per route template, and the
 //! websocket feed (clients, events relayed, slow clients dropped). Served at `GET /metrics`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -99,14 +100,14 @@ impl Default for Metrics {
 /// Middleware: counts and times each request under its route template (never the raw path,
 /// which would make a label per id) and its method (an extension method — any token a
 /// client makes up — counts as `other`: each label value is a series kept forever).
-pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
-    metrics.latency.with_label_values(&[method, &route]).observe(start.elapsed().as_secs_f64());
-    metrics.requests.with_label_values(&[method, &route, response.status().as_str()]).inc();
+    metrics.latency.with_label_values(&[method, route]).observe(start.elapsed().as_secs_f64());
+    metrics.requests.with_label_values(&[method, route, response.status().as_str()]).inc();
     response
 }
 

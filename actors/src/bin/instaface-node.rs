@@ -5,6 +5,10 @@ use instaface_actors::node::config::{Command, NodeArgs};
 use instaface_actors::node::run;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, not glibc's malloc, as in the gateway (docs/benchmarks.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = NodeArgs::parse();
