@@ -12,9 +12,13 @@
 //!   a slow answer is not raced by a resend), or [`Courier::BACKOFF`] after an
 //!   "unreachable" one (no leader yet: ask again soon), at most
 //!   [`Courier::MAX_IN_FLIGHT`] at a time, oldest first;
-//! - it reloads the undelivered intents from the database when it starts and every
-//!   [`Courier::RELOAD_EVERY`], so an intent committed while no courier heard of it (a
-//!   leader that crashed between its commit and handing the intent over) is delivered.
+//! - it reloads the undelivered intents from the database when it starts, every
+//!   [`Courier::RELOAD_EVERY`] and when woken ([`Input::Wake`]), one reload at a time, so
+//!   an intent committed while no courier heard of it (a leader that crashed between its
+//!   commit and handing the intent over) is delivered;
+//! - a reload's list is as old as its read: an intent whose mark committed while the
+//!   reload was out may still be on it, and is not taken back (it would be sent again, and
+//!   a refused one undone a second time — removing a row added again since the first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -45,9 +49,15 @@ pub enum Answer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input<T> {
-    /// Undelivered intents read from the database (after a [`Output::Reload`]), or just
-    /// committed by this leader.
+    /// Intents this leader just committed, handed over.
     Loaded(Vec<Intent<T>>),
+    /// The undelivered intents read for [`Output::Reload`] `gen` (none if the read failed).
+    Reloaded {
+        gen: u64,
+        intents: Vec<Intent<T>>,
+    },
+    /// Intents may have been committed without being handed over: reload soon.
+    Wake,
     /// The answer to a delivery of `id`.
     Answered {
         id: IntentId,
@@ -70,8 +80,9 @@ pub enum Output<T> {
     Send(Intent<T>),
     /// Record these intents as delivered, and how (answer with [`Input::Marked`]).
     MarkDelivered(Vec<IntentId>, Delivered),
-    /// Read the undelivered intents (answer with [`Input::Loaded`]).
-    Reload,
+    /// Read the undelivered intents (answer with [`Input::Reloaded`], even if the read
+    /// fails: no other reload is asked for until then).
+    Reload { gen: u64 },
     /// The other shard refused this intent (its entity is gone): remove the sender's own
     /// row that depended on it, then answer with [`Input::Undone`]. It is marked delivered
     /// only after that, so a crash in between delivers (and undoes) it again.
@@ -96,6 +107,8 @@ pub enum CourierBug {
     MarkBeforeUndo,
     /// Never reload from the database: only intents handed over are delivered.
     NeverReload,
+    /// Take a reload's list as it comes, even the intents marked while it was out.
+    TrustStaleReload,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +130,11 @@ pub struct Courier<T> {
     /// Refused, their undo running: neither sent nor marked meanwhile.
     undoing: BTreeMap<IntentId, Intent<T>>,
     last_reload: Option<Duration>,
+    /// The reloads asked for so far; the one out, if any.
+    reloads: u64,
+    reloading: Option<u64>,
+    /// Intents whose marks were confirmed while the reload out was: its list may be older.
+    settled: BTreeSet<IntentId>,
     bug: Option<CourierBug>,
 }
 
@@ -135,9 +153,21 @@ impl<T: Clone> Courier<T> {
     pub const BACKOFF: Duration = Duration::from_millis(250);
     /// How often the undelivered intents are read again from the database.
     pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
+    /// Marks remembered during one reload at most; past it, that reload's list is thrown
+    /// away (and another asked for), which only delays deliveries.
+    pub const MAX_SETTLED: usize = 4096;
 
     pub fn new(bug: Option<CourierBug>) -> Courier<T> {
-        Courier { pending: BTreeMap::new(), marking: BTreeSet::new(), undoing: BTreeMap::new(), last_reload: None, bug }
+        Courier {
+            pending: BTreeMap::new(),
+            marking: BTreeSet::new(),
+            undoing: BTreeMap::new(),
+            last_reload: None,
+            reloads: 0,
+            reloading: None,
+            settled: BTreeSet::new(),
+            bug,
+        }
     }
 
     /// Undelivered intents known (for metrics and tests).
@@ -148,14 +178,15 @@ impl<T: Clone> Courier<T> {
     pub fn step(&mut self, now: Duration, input: Input<T>) -> Vec<Output<T>> {
         let mut out = Vec::new();
         match input {
-            Input::Loaded(intents) => {
-                for intent in intents {
-                    if !self.marking.contains(&intent.id) && !self.undoing.contains_key(&intent.id) {
-                        let entry = Entry { intent, sent_at: None, not_before: now };
-                        self.pending.entry(entry.intent.id).or_insert(entry);
-                    }
+            Input::Loaded(intents) => self.take(now, intents),
+            Input::Reloaded { gen, intents } => {
+                if self.reloading == Some(gen) {
+                    self.reloading = None;
+                    let settled = std::mem::take(&mut self.settled);
+                    self.take(now, intents.into_iter().filter(|i| !settled.contains(&i.id)).collect());
                 }
             }
+            Input::Wake => self.last_reload = None,
             Input::Answered { id, answer } => match answer {
                 Answer::Applied => {
                     if self.pending.remove(&id).is_some() && self.marking.insert(id) {
@@ -182,7 +213,18 @@ impl<T: Clone> Courier<T> {
             },
             Input::Marked(ids) => {
                 for id in ids {
-                    self.marking.remove(&id);
+                    if self.marking.remove(&id)
+                        && self.reloading.is_some()
+                        && self.bug != Some(CourierBug::TrustStaleReload)
+                    {
+                        self.settled.insert(id);
+                    }
+                }
+                if self.settled.len() > Self::MAX_SETTLED {
+                    // Too many to remember: the list out is not taken at all.
+                    self.settled.clear();
+                    self.reloading = None;
+                    self.last_reload = None;
                 }
             }
             Input::Undone { id, done } => {
@@ -200,11 +242,23 @@ impl<T: Clone> Courier<T> {
         }
         self.send_due(now, &mut out);
         let reload_due = self.last_reload.is_none_or(|at| now.saturating_sub(at) >= Self::RELOAD_EVERY);
-        if reload_due && self.bug != Some(CourierBug::NeverReload) {
+        if reload_due && self.reloading.is_none() && self.bug != Some(CourierBug::NeverReload) {
             self.last_reload = Some(now);
-            out.push(Output::Reload);
+            self.reloads += 1;
+            self.reloading = Some(self.reloads);
+            out.push(Output::Reload { gen: self.reloads });
         }
         out
+    }
+
+    /// Adds intents to deliver, unless already known or being marked or undone.
+    fn take(&mut self, now: Duration, intents: Vec<Intent<T>>) {
+        for intent in intents {
+            if !self.marking.contains(&intent.id) && !self.undoing.contains_key(&intent.id) {
+                let entry = Entry { intent, sent_at: None, not_before: now };
+                self.pending.entry(entry.intent.id).or_insert(entry);
+            }
+        }
     }
 
     /// Sends what is due: never sent, answered "unreachable" a while ago, or unanswered
@@ -257,8 +311,8 @@ mod tests {
     #[test]
     fn a_courier_reloads_at_once_sends_what_it_loads_and_marks_only_on_an_answer() {
         let mut c = Courier::new(None);
-        assert_eq!(c.step(T0, Input::Tick), vec![Output::Reload]);
-        let out = c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
+        assert_eq!(c.step(T0, Input::Tick), vec![Output::Reload { gen: 1 }]);
+        let out = c.step(T0, Input::Reloaded { gen: 1, intents: vec![intent(1), intent(2)] });
         assert_eq!(sends(&out), vec![1, 2]);
         assert!(!out.iter().any(|o| matches!(o, Output::MarkDelivered(..))));
         // Answered: marked once, not sent again, even if a reload lists it meanwhile.
@@ -268,6 +322,26 @@ mod tests {
         assert!(c.step(T0, Input::Answered { id: 1, answer: Answer::Applied }).is_empty(), "a duplicate answer");
         c.step(T0, Input::Marked(vec![1]));
         assert_eq!(c.pending(), 1);
+    }
+
+    #[test]
+    fn one_reload_at_a_time_and_an_intent_marked_while_it_was_out_is_not_taken_back() {
+        let mut c = Courier::new(None);
+        c.step(T0, Input::Tick);
+        c.step(T0, Input::Reloaded { gen: 1, intents: vec![intent(1)] });
+        c.step(T0, Input::Answered { id: 1, answer: Answer::Applied });
+        let later = T0 + Courier::<&str>::RELOAD_EVERY;
+        assert_eq!(c.step(later, Input::Tick), vec![Output::Reload { gen: 2 }]);
+        // The reload read the table before the mark committed; the mark is confirmed first.
+        c.step(later, Input::Marked(vec![1]));
+        assert!(c.step(later, Input::Wake).is_empty(), "no second reload while one is out");
+        let out = c.step(later, Input::Reloaded { gen: 2, intents: vec![intent(1), intent(2)] });
+        assert_eq!(sends(&out), vec![2], "intent 1 is delivered and marked: not sent again");
+        // Woken meanwhile: the next reload goes as this one ends, and a stale answer is ignored.
+        assert_eq!(out.last(), Some(&Output::Reload { gen: 3 }));
+        assert!(sends(&c.step(later, Input::Reloaded { gen: 2, intents: vec![intent(4)] })).is_empty(), "stale");
+        let out = c.step(later, Input::Reloaded { gen: 3, intents: vec![intent(2), intent(3)] });
+        assert_eq!(sends(&out), vec![3]);
     }
 
     #[test]

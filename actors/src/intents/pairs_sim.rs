@@ -41,7 +41,7 @@ enum Ev {
     Deliver { from: usize, via: u64, id: IntentId, op: Op },
     Answer { to: usize, via: u64, id: IntentId, answer: Answer },
     Marked { to: usize, via: u64, ids: Vec<IntentId> },
-    Reloaded { to: usize, via: u64 },
+    Reloaded { to: usize, via: u64, gen: u64 },
     Crash(usize),
     Start(usize),
     Weather,
@@ -131,9 +131,11 @@ impl Sim {
                     let done = self.now + rand_dur(&mut self.rng, ms(1), ms(30));
                     self.queue.push(done, Ev::Marked { to: s, via, ids });
                 }
-                Output::Reload => {
+                // Read when it completes (the intents simulation reads when asked, the
+                // stalest case).
+                Output::Reload { gen } => {
                     let done = self.now + rand_dur(&mut self.rng, ms(1), ms(50));
-                    self.queue.push(done, Ev::Reloaded { to: s, via });
+                    self.queue.push(done, Ev::Reloaded { to: s, via, gen });
                 }
                 // No write here is refused, so nothing is undone.
                 Output::Undo(intent) => self.rec.fail(format!("an undo of {} with nothing refused", intent.id)),
@@ -224,12 +226,12 @@ impl Sim {
                 }
                 self.step(to, via, Input::Marked(ids));
             }
-            Ev::Reloaded { to, via } => {
+            Ev::Reloaded { to, via, gen } => {
                 let undelivered = (self.shards[to].intents.iter())
                     .filter(|(_, (_, delivered))| !*delivered)
                     .map(|(id, (op, _))| Intent { id: *id, to_shard: 1 - to as u32, op: *op })
                     .collect();
-                self.step(to, via, Input::Loaded(undelivered));
+                self.step(to, via, Input::Reloaded { gen, intents: undelivered });
             }
             Ev::Crash(s) => {
                 if self.healed() {

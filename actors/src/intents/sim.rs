@@ -8,8 +8,13 @@
 //! One row's entity at the receiver is gone: its puts are refused, and the sender must
 //! undo its own row of the pair (a write, with its own intent) before marking them.
 //!
+//! A reload reads the sending database when it is asked for and answers up to 120 ms
+//! later (longer than a mark takes), so its list can be older than marks confirmed
+//! meanwhile.
+//!
 //! Checked: no intent is marked delivered before it took effect at the receiver or was
-//! undone (at every mark); after the heal every committed intent took effect exactly once
+//! undone (at every mark); no courier sends or undoes an intent again after its own mark of
+//! it committed (a refused one would be undone twice); after the heal every committed intent took effect exactly once
 //! (or was refused) and is marked, every row at the receiver is as the last intent
 //! committed for it left it, and no row of the gone entity is left on either side.
 //! Negative controls: each [`CourierBug`] and each [`ReceiverBug`] must be caught.
@@ -66,9 +71,11 @@ enum Ev {
         to: u64,
         ids: Vec<IntentId>,
     },
-    /// The sending database finished a reload for courier `to`.
+    /// A reload for courier `to` answers, with what it read when it was asked for.
     Reloaded {
         to: u64,
+        gen: u64,
+        intents: Vec<Intent<Op>>,
     },
     /// The write removing the sender's own row for refused intent `id` ends (for courier
     /// `to`; it committed only if that courier still runs).
@@ -101,6 +108,8 @@ struct Sim {
     own: BTreeMap<u8, bool>,
     refused: BTreeSet<IntentId>,
     undone: BTreeSet<IntentId>,
+    /// Which courier's mark of each intent committed.
+    marked_by: BTreeMap<IntentId, u64>,
     courier: Option<(u64, Courier<Op>)>,
     incarnation: u64,
     receiver_up: bool,
@@ -122,6 +131,7 @@ impl Sim {
             own: BTreeMap::new(),
             refused: BTreeSet::new(),
             undone: BTreeSet::new(),
+            marked_by: BTreeMap::new(),
             courier: None,
             incarnation: 0,
             receiver_up: true,
@@ -163,6 +173,12 @@ impl Sim {
     }
 
     fn perform(&mut self, from: u64, output: Output<Op>) {
+        if let Output::Send(Intent { id, .. }) | Output::Undo(Intent { id, .. }) = &output {
+            if self.marked_by.get(id) == Some(&from) {
+                self.rec
+                    .fail(format!("courier {from} delivers or undoes {id} again after its own mark of it committed"));
+            }
+        }
         match output {
             Output::Send(intent) => {
                 let (id, op) = (intent.id, intent.op);
@@ -178,9 +194,13 @@ impl Sim {
                 let done = self.now + rand_dur(&mut self.rng, ms(1), ms(30));
                 self.queue.push(done, Ev::Marked { to: from, ids });
             }
-            Output::Reload => {
-                let done = self.now + rand_dur(&mut self.rng, ms(1), ms(50));
-                self.queue.push(done, Ev::Reloaded { to: from });
+            Output::Reload { gen } => {
+                let intents: Vec<Intent<Op>> = (self.sent_db.iter())
+                    .filter(|(_, (_, delivered))| !*delivered)
+                    .map(|(id, (op, _))| Intent { id: *id, to_shard: 1, op: *op })
+                    .collect();
+                let done = self.now + rand_dur(&mut self.rng, ms(1), ms(120));
+                self.queue.push(done, Ev::Reloaded { to: from, gen, intents });
             }
             Output::Undo(intent) => {
                 let done = self.now + rand_dur(&mut self.rng, ms(1), ms(30));
@@ -262,16 +282,11 @@ impl Sim {
                     if let Some(sent) = self.sent_db.get_mut(id) {
                         sent.1 = true;
                     }
+                    self.marked_by.insert(*id, to);
                 }
                 self.step(to, Input::Marked(ids));
             }
-            Ev::Reloaded { to } => {
-                let undelivered: Vec<Intent<Op>> = (self.sent_db.iter())
-                    .filter(|(_, (_, delivered))| !*delivered)
-                    .map(|(id, (op, _))| Intent { id: *id, to_shard: 1, op: *op })
-                    .collect();
-                self.step(to, Input::Loaded(undelivered));
-            }
+            Ev::Reloaded { to, gen, intents } => self.step(to, Input::Reloaded { gen, intents }),
             Ev::Undone { to, id, row } => {
                 if !matches!(self.courier, Some((inc, _)) if inc == to) {
                     return; // its leader crashed: the removal never ran
@@ -401,6 +416,7 @@ fn the_simulation_catches_each_broken_rule() {
         Bug::Courier(CourierBug::MarkOnSend),
         Bug::Courier(CourierBug::NeverReload),
         Bug::Courier(CourierBug::MarkBeforeUndo),
+        Bug::Courier(CourierBug::TrustStaleReload),
         Bug::Receiver(ReceiverBug::IgnoreVersions),
     ];
     for bug in bugs {

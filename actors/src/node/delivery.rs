@@ -99,9 +99,6 @@ async fn deliver(ctx: &NodeContext, store: &GraphStore, term: u64) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruning: Option<JoinHandle<()>> = None;
-    // One read of the undelivered intents at a time; a wake-up during one asks for another.
-    let mut loading = false;
-    let mut load_again = false;
     loop {
         let input = tokio::select! {
             _ = tick.tick() => Input::Tick,
@@ -111,15 +108,7 @@ async fn deliver(ctx: &NodeContext, store: &GraphStore, term: u64) {
                 }
                 continue;
             }
-            () = ctx.intents_written.notified() => {
-                if loading {
-                    load_again = true;
-                } else {
-                    loading = true;
-                    spawn_load(store, tx.clone());
-                }
-                continue;
-            }
+            () = ctx.intents_written.notified() => Input::Wake,
             Some(input) = rx.recv() => input,
             changed = view.changed() => {
                 if changed.is_err() || !leading(ctx, term) {
@@ -133,32 +122,21 @@ async fn deliver(ctx: &NodeContext, store: &GraphStore, term: u64) {
                 continue;
             }
         };
-        if matches!(input, Input::Loaded(_)) {
-            loading = false;
-            if std::mem::take(&mut load_again) {
-                loading = true;
-                spawn_load(store, tx.clone());
-            }
-        }
         for out in courier.step(ctx.now(), input) {
             match out {
                 Output::Send(intent) => spawn_send(ctx, intent, tx.clone()),
                 Output::MarkDelivered(ids, how) => spawn_mark(ctx, store, term, ids, how, tx.clone()),
                 Output::Undo(intent) => spawn_undo(ctx, intent, tx.clone()),
-                Output::Reload if !loading => {
-                    loading = true;
-                    spawn_load(store, tx.clone());
-                }
-                Output::Reload => load_again = true,
+                Output::Reload { gen } => spawn_load(store, gen, tx.clone()),
             }
         }
         ctx.metrics.intents_pending.set(courier.pending() as i64);
     }
 }
 
-/// Reads the oldest undelivered intents for the courier (none on a failure: the next
-/// reload tries again).
-fn spawn_load(store: &GraphStore, tx: mpsc::Sender<Input<Payload>>) {
+/// Reads the oldest undelivered intents for the courier's reload `gen` (none on a failure:
+/// the next reload tries again). Always answers: the courier asks for no other meanwhile.
+fn spawn_load(store: &GraphStore, gen: u64, tx: mpsc::Sender<Input<Payload>>) {
     let store = store.clone();
     tokio::spawn(async move {
         let read = tokio::time::timeout(DB_TIMEOUT, store.undelivered_intents(MAX_UNDELIVERED)).await;
@@ -171,7 +149,7 @@ fn spawn_load(store: &GraphStore, tx: mpsc::Sender<Input<Payload>>) {
                 Vec::new()
             }
         };
-        let _ = tx.send(Input::Loaded(intents)).await;
+        let _ = tx.send(Input::Reloaded { gen, intents }).await;
     });
 }
 
