@@ -31,6 +31,7 @@ type Payload = (InverseOp, u64);
 /// How long one delivery may wait for the other shard's answer: less than the courier
 /// waits before sending again, so every send has ended when its resend goes.
 const SEND_TIMEOUT: Duration = Duration::from_millis(2500);
+const _: () = assert!(SEND_TIMEOUT.as_millis() < Courier::<Payload>::RETRY_AFTER.as_millis());
 /// How long a read or a mark of intents may take before it counts as failed.
 const DB_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the courier's clock ticks (retries and reloads fall due on ticks).
