@@ -1,7 +1,8 @@
 //! The node's shared cache (`NodeCache`) on a real NATS connection, with this test standing
 //! in for the leader that fills it: it serves only while it may, a hit costs no fill, an
-//! invalidation makes the next read fill again, and a reset (the supervision tree
-//! restarting) answers a read waiting on a fill at once instead of leaving it to time out.
+//! invalidation makes the next read fill again, a fill whose task dies does not hold up
+//! the next read of its keys, and a reset (the supervision tree restarting) answers a read
+//! waiting on a fill at once instead of leaving it to time out.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -82,8 +83,36 @@ async fn the_shared_cache_serves_under_its_lease_refills_after_an_invalidation_a
         got.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
         (100..300).map(CacheKey::Entity).collect::<Vec<_>>()
     );
+    assert_eq!(leader.fills.load(Ordering::SeqCst), 3, "the big lookup's misses went out as one fill");
+
+    // A fill whose task ends without completing (here its runtime shuts down under it; a
+    // panic in the fill ends it the same way) fails its fetch as it goes: the next read of
+    // the key fills anew at once instead of joining a fetch that will never end.
+    leader.silent.store(true, Ordering::SeqCst);
+    let fills = leader.fills.clone();
+    let (doomed, seven) = (cache.clone(), vec![CacheKey::Entity(7)]);
+    let asked = seven.clone();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
+        rt.spawn(async move { doomed.get(asked).await });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fills.load(Ordering::SeqCst) < 4 {
+            assert!(Instant::now() < deadline, "the doomed fill was never asked for");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(rt);
+    })
+    .await
+    .expect("the doomed runtime's thread");
+    leader.silent.store(false, Ordering::SeqCst);
+    let again_at = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), cache.get(seven))
+        .await
+        .expect("not left waiting on the dropped fill")
+        .expect("filled anew");
+    assert_eq!(leader.fills.load(Ordering::SeqCst), 5, "a fill of its own");
+    assert!(again_at.elapsed() < Duration::from_secs(2));
     let fills_so_far = leader.fills.load(Ordering::SeqCst);
-    assert_eq!(fills_so_far, 3, "the big lookup's misses went out as one fill");
 
     // A read waiting on a fill that does not come back: a reset answers it at once.
     leader.silent.store(true, Ordering::SeqCst);
