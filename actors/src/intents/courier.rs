@@ -1,6 +1,8 @@
 //! The sender's side of intent delivery as a pure state machine: inputs in (intents
-//! loaded from the database, answers, marks confirmed, ticks), outputs out (send this
-//! intent, mark these delivered, reload the undelivered ones). No I/O and no clock of its
+//! read from the database, answers, marks and undos confirmed, wake-ups, ticks), outputs
+//! out (send this intent, mark these delivered, undo this one, reload the undelivered
+//! ones). The database is the only way intents reach it: a leader that commits some wakes
+//! it, and it reloads. No I/O and no clock of its
 //! own; one courier per leadership — a new leader starts a new one, which reloads.
 //!
 //! The rules:
@@ -13,9 +15,9 @@
 //!   "unreachable" one (no leader yet: ask again soon), at most
 //!   [`Courier::MAX_IN_FLIGHT`] at a time, oldest first;
 //! - it reloads the undelivered intents from the database when it starts, every
-//!   [`Courier::RELOAD_EVERY`] and when woken ([`Input::Wake`]), one reload at a time, so
-//!   an intent committed while no courier heard of it (a leader that crashed between its
-//!   commit and handing the intent over) is delivered;
+//!   [`Courier::RELOAD_EVERY`] and when woken ([`Input::Wake`]), one reload at a time (one
+//!   unanswered for [`Courier::RELOAD_ANSWER_WITHIN`] is given up), so an intent committed
+//!   while no courier was woken for it (a leader that crashed after its commit) is delivered;
 //! - a reload's list is as old as its read: an intent whose mark committed while the
 //!   reload was out may still be on it, and is not taken back (it would be sent again, and
 //!   a refused one undone a second time — removing a row added again since the first).
@@ -49,8 +51,6 @@ pub enum Answer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input<T> {
-    /// Intents this leader just committed, handed over.
-    Loaded(Vec<Intent<T>>),
     /// The undelivered intents read for [`Output::Reload`] `gen` (none if the read failed).
     Reloaded {
         gen: u64,
@@ -81,7 +81,8 @@ pub enum Output<T> {
     /// Record these intents as delivered, and how (answer with [`Input::Marked`]).
     MarkDelivered(Vec<IntentId>, Delivered),
     /// Read the undelivered intents (answer with [`Input::Reloaded`], even if the read
-    /// fails: no other reload is asked for until then).
+    /// fails: no other reload is asked for until then, or until
+    /// [`Courier::RELOAD_ANSWER_WITHIN`] has passed).
     Reload { gen: u64 },
     /// The other shard refused this intent (its entity is gone): remove the sender's own
     /// row that depended on it, then answer with [`Input::Undone`]. It is marked delivered
@@ -130,9 +131,9 @@ pub struct Courier<T> {
     /// Refused, their undo running: neither sent nor marked meanwhile.
     undoing: BTreeMap<IntentId, Intent<T>>,
     last_reload: Option<Duration>,
-    /// The reloads asked for so far; the one out, if any.
+    /// The reloads asked for so far; the one out, if any, and when it was asked for.
     reloads: u64,
-    reloading: Option<u64>,
+    reloading: Option<(u64, Duration)>,
     /// Intents whose marks were confirmed while the reload out was: its list may be older.
     settled: BTreeSet<IntentId>,
     bug: Option<CourierBug>,
@@ -156,6 +157,9 @@ impl<T: Clone> Courier<T> {
     /// Marks remembered during one reload at most; past it, that reload's list is thrown
     /// away (and another asked for), which only delays deliveries.
     pub const MAX_SETTLED: usize = 4096;
+    /// A reload unanswered for this long is given up (its task died): another is asked for.
+    /// Longer than the runtime lets a read take.
+    pub const RELOAD_ANSWER_WITHIN: Duration = Duration::from_secs(15);
 
     pub fn new(bug: Option<CourierBug>) -> Courier<T> {
         Courier {
@@ -178,9 +182,8 @@ impl<T: Clone> Courier<T> {
     pub fn step(&mut self, now: Duration, input: Input<T>) -> Vec<Output<T>> {
         let mut out = Vec::new();
         match input {
-            Input::Loaded(intents) => self.take(now, intents),
             Input::Reloaded { gen, intents } => {
-                if self.reloading == Some(gen) {
+                if self.reloading.is_some_and(|(out, _)| out == gen) {
                     self.reloading = None;
                     let settled = std::mem::take(&mut self.settled);
                     self.take(now, intents.into_iter().filter(|i| !settled.contains(&i.id)).collect());
@@ -222,9 +225,7 @@ impl<T: Clone> Courier<T> {
                 }
                 if self.settled.len() > Self::MAX_SETTLED {
                     // Too many to remember: the list out is not taken at all.
-                    self.settled.clear();
-                    self.reloading = None;
-                    self.last_reload = None;
+                    self.give_up_reload();
                 }
             }
             Input::Undone { id, done } => {
@@ -240,15 +241,25 @@ impl<T: Clone> Courier<T> {
             }
             Input::Tick => {}
         }
+        if self.reloading.is_some_and(|(_, at)| now.saturating_sub(at) >= Self::RELOAD_ANSWER_WITHIN) {
+            self.give_up_reload();
+        }
         self.send_due(now, &mut out);
         let reload_due = self.last_reload.is_none_or(|at| now.saturating_sub(at) >= Self::RELOAD_EVERY);
         if reload_due && self.reloading.is_none() && self.bug != Some(CourierBug::NeverReload) {
             self.last_reload = Some(now);
             self.reloads += 1;
-            self.reloading = Some(self.reloads);
+            self.reloading = Some((self.reloads, now));
             out.push(Output::Reload { gen: self.reloads });
         }
         out
+    }
+
+    /// Forgets the reload out (its answer will be ignored) and makes the next one due.
+    fn give_up_reload(&mut self) {
+        self.settled.clear();
+        self.reloading = None;
+        self.last_reload = None;
     }
 
     /// Adds intents to deliver, unless already known or being marked or undone.
@@ -318,7 +329,9 @@ mod tests {
         // Answered: marked once, not sent again, even if a reload lists it meanwhile.
         let out = c.step(T0, Input::Answered { id: 1, answer: Answer::Applied });
         assert_eq!(out, vec![Output::MarkDelivered(vec![1], Delivered::Applied)]);
-        assert!(sends(&c.step(T0, Input::Loaded(vec![intent(1)]))).is_empty());
+        let t1 = T0 + Courier::<&str>::RELOAD_EVERY;
+        assert_eq!(c.step(t1, Input::Tick), vec![Output::Reload { gen: 2 }]);
+        assert!(sends(&c.step(t1, Input::Reloaded { gen: 2, intents: vec![intent(1)] })).is_empty());
         assert!(c.step(T0, Input::Answered { id: 1, answer: Answer::Applied }).is_empty(), "a duplicate answer");
         c.step(T0, Input::Marked(vec![1]));
         assert_eq!(c.pending(), 1);
@@ -345,10 +358,22 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_never_answered_is_given_up_and_asked_again() {
+        let mut c = Courier::<&str>::new(None);
+        assert_eq!(c.step(T0, Input::Tick), vec![Output::Reload { gen: 1 }]);
+        let before = T0 + Courier::<&str>::RELOAD_ANSWER_WITHIN - Duration::from_millis(1);
+        assert!(c.step(before, Input::Tick).is_empty(), "still waiting for it");
+        let after = T0 + Courier::<&str>::RELOAD_ANSWER_WITHIN;
+        assert_eq!(c.step(after, Input::Tick), vec![Output::Reload { gen: 2 }]);
+        assert!(sends(&c.step(after, Input::Reloaded { gen: 1, intents: vec![intent(1)] })).is_empty(), "too late");
+        assert_eq!(sends(&c.step(after, Input::Reloaded { gen: 2, intents: vec![intent(1)] })), vec![1]);
+    }
+
+    #[test]
     fn unanswered_and_unreachable_deliveries_go_again_later() {
         let mut c = Courier::new(None);
         c.step(T0, Input::Tick);
-        c.step(T0, Input::Loaded(vec![intent(1), intent(2)]));
+        c.step(T0, Input::Reloaded { gen: 1, intents: vec![intent(1), intent(2)] });
         let soon = T0 + Courier::<&str>::BACKOFF / 2;
         assert!(sends(&c.step(soon, Input::Tick)).is_empty(), "both still out");
         let out = c.step(soon, Input::Answered { id: 2, answer: Answer::Unreachable });
@@ -362,12 +387,15 @@ mod tests {
     fn a_refused_intent_is_undone_before_it_is_marked_and_sent_again_if_the_undo_failed() {
         let mut c = Courier::new(None);
         c.step(T0, Input::Tick);
-        c.step(T0, Input::Loaded(vec![intent(1)]));
+        c.step(T0, Input::Reloaded { gen: 1, intents: vec![intent(1)] });
         let out = c.step(T0, Input::Answered { id: 1, answer: Answer::Refused("gone".into()) });
         assert_eq!(out, vec![Output::Undo(intent(1))]);
-        assert!(sends(&c.step(T0, Input::Loaded(vec![intent(1)]))).is_empty(), "not sent while undoing");
-        assert!(c.step(T0, Input::Undone { id: 1, done: false }).is_empty());
-        let again = T0 + Courier::<&str>::BACKOFF;
+        let t1 = T0 + Courier::<&str>::RELOAD_EVERY;
+        assert_eq!(c.step(t1, Input::Tick), vec![Output::Reload { gen: 2 }]);
+        let listed = c.step(t1, Input::Reloaded { gen: 2, intents: vec![intent(1)] });
+        assert!(sends(&listed).is_empty(), "not sent while undoing");
+        assert!(c.step(t1, Input::Undone { id: 1, done: false }).is_empty());
+        let again = t1 + Courier::<&str>::BACKOFF;
         assert_eq!(sends(&c.step(again, Input::Tick)), vec![1]);
         c.step(again, Input::Answered { id: 1, answer: Answer::Refused("gone".into()) });
         assert_eq!(
@@ -381,7 +409,7 @@ mod tests {
         let mut c = Courier::new(None);
         c.step(T0, Input::Tick);
         let n = Courier::<&str>::MAX_IN_FLIGHT as u64;
-        let out = c.step(T0, Input::Loaded((1..=n + 3).map(intent).collect()));
+        let out = c.step(T0, Input::Reloaded { gen: 1, intents: (1..=n + 3).map(intent).collect() });
         assert_eq!(sends(&out), (1..=n).collect::<Vec<_>>());
         let out = c.step(T0, Input::Answered { id: 5, answer: Answer::Refused("gone".into()) });
         assert_eq!(sends(&out), vec![n + 1]);

@@ -161,7 +161,7 @@ impl Sim {
         self.last.insert(pair, (op.1, op.2));
         self.rec.log(self.now, || format!("shard {s} writes {op:?} as intent {id}"));
         if self.rng.random_bool(0.8) {
-            self.step(s, via, Input::Loaded(vec![Intent { id, to_shard: 1 - s as u32, op }]));
+            self.step(s, via, Input::Wake);
         }
     }
 

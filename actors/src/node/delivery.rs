@@ -32,6 +32,7 @@ type Payload = (InverseOp, u64);
 /// waits before sending again, so every send has ended when its resend goes.
 const SEND_TIMEOUT: Duration = Duration::from_millis(2500);
 const _: () = assert!(SEND_TIMEOUT.as_millis() < Courier::<Payload>::RETRY_AFTER.as_millis());
+const _: () = assert!(DB_TIMEOUT.as_millis() < Courier::<Payload>::RELOAD_ANSWER_WITHIN.as_millis());
 /// How long a read or a mark of intents may take before it counts as failed.
 const DB_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the courier's clock ticks (retries and reloads fall due on ticks).
@@ -136,7 +137,8 @@ async fn deliver(ctx: &NodeContext, store: &GraphStore, term: u64) {
 }
 
 /// Reads the oldest undelivered intents for the courier's reload `gen` (none on a failure:
-/// the next reload tries again). Always answers: the courier asks for no other meanwhile.
+/// the next reload tries again). Answers within [`DB_TIMEOUT`]: the courier asks for no
+/// other meanwhile (a task that dies is given up after `Courier::RELOAD_ANSWER_WITHIN`).
 fn spawn_load(store: &GraphStore, gen: u64, tx: mpsc::Sender<Input<Payload>>) {
     let store = store.clone();
     tokio::spawn(async move {

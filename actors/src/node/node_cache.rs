@@ -228,6 +228,9 @@ impl NodeCache {
                 Source::Leader { leader, term } => fetch_from_leader(group, &leader, term, keys).await,
                 Source::Nobody => Err(ErrorBody::new(ErrorCode::Unavailable, "no leader to fill from")),
             };
+            // The fill is over: from here a panic is the core's own, and completing its
+            // orders again on a half-updated core would be worse than leaving them.
+            unfinished.ids.clear();
             let answers = {
                 let mut inner = cache.inner.lock();
                 let core = &mut inner.core;
@@ -246,15 +249,14 @@ impl NodeCache {
                     }
                 }
             };
-            unfinished.ids.clear();
             answer_all(answers);
         });
     }
 }
 
-/// The orders of a fetch task not completed yet. If the task ends without completing
-/// them (a panic in the fill, or the runtime shutting down), dropping this fails them, so
-/// their waiters hear at once and no later lookup joins a fetch that will never end.
+/// The orders of a fetch task whose fill is not over yet. If the task ends during the fill
+/// (a panic in it, or the runtime shutting down), dropping this fails them, so their
+/// waiters hear at once and no later lookup joins a fetch that will never end.
 struct Unfinished<'a> {
     cache: &'a NodeCache,
     ids: Vec<FetchId>,
