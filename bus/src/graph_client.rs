@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::graph::*;
+use crate::local_reads::LocalReader;
 use crate::messages::{Event, EventKind, Heartbeat};
 use crate::read_batcher::{Batched, ReadBatcher};
 use crate::shards::{ShardId, Shards};
@@ -98,6 +99,9 @@ pub struct ClientConfig {
     pub batch_reads: bool,
     /// The cluster's shards (`SHARDS`).
     pub shards: Shards,
+    /// Reads this process may serve itself (a gateway inside a node): asked first, the
+    /// bus when it may not serve a read here.
+    pub local: Option<LocalReader>,
 }
 
 impl Default for ClientConfig {
@@ -107,6 +111,7 @@ impl Default for ClientConfig {
             deadline: Duration::from_secs(10),
             batch_reads: true,
             shards: Shards::one(),
+            local: None,
         }
     }
 }
@@ -440,6 +445,14 @@ impl GraphClient {
         let lane = self.lane(k);
         let deadline = Instant::now() + self.cfg.deadline;
         let req = ReadRequest { consistency, query };
+        if let Some(served) = self.cfg.local.as_ref().and_then(|local| local.0.read(k, req.clone())) {
+            match served.await {
+                Ok(r) => return Ok(r),
+                // Not here (no lease, not the leader, behind min_seq): over the bus.
+                Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {}
+                Err(e) => return Err(ClientError::from_body(e)),
+            }
+        }
         if consistency != Consistency::Strong {
             let batched = match &lane.batcher {
                 Some(batcher) => batcher.read(req.clone()).await,

@@ -23,6 +23,7 @@ pub mod config;
 pub mod graph;
 pub mod graph_client;
 pub mod intents;
+pub mod local_reads;
 pub mod membership;
 pub mod messages;
 pub mod read_batcher;

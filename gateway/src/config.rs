@@ -100,6 +100,7 @@ impl GatewayArgs {
             deadline: Duration::from_millis(self.leader_wait_ms),
             batch_reads: self.batch_reads,
             shards: self.bus.shards,
+            local: None,
         }
     }
 

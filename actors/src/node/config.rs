@@ -89,6 +89,26 @@ pub struct NodeArgs {
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Serve the REST gateway in this process too, on this address: its reads are served
+    /// from this node's own cache (under its read lease) without a hop over NATS, and go
+    /// over the bus like any gateway's when this node may not serve them.
+    #[arg(long, env = "GATEWAY_LISTEN")]
+    pub gateway_listen: Option<SocketAddr>,
+
+    /// The in-node gateway's own NATS connection (default: the node's `NATS_URL`); with
+    /// NATS roles, the gateway role's URL, so the gateway keeps its own permissions.
+    #[arg(long, env = "GATEWAY_NATS_URL", hide_env_values = true)]
+    pub gateway_nats_url: Option<String>,
+
+    /// The in-node gateway's inbox prefix (with NATS roles, `_INBOX_gateway`).
+    #[arg(long, env = "GATEWAY_NATS_INBOX_PREFIX", value_parser = instaface_bus::config::parse_prefix)]
+    pub gateway_inbox_prefix: Option<String>,
+
+    /// The in-node gateway's admin bearer token (as the gateway's `ADMIN_TOKEN`; without
+    /// it, its admin routes answer loopback clients only).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
@@ -160,6 +180,18 @@ pub struct NodeConfig {
     /// A rule of intent delivery broken on purpose (tests only): `intent-mark-on-send`,
     /// `intent-never-reload`, given as `INSTAFACE_PLANTED_BUG`.
     pub courier_bug: Option<CourierBug>,
+    /// The REST gateway this process serves too (`GATEWAY_LISTEN`), if any.
+    pub gateway: Option<InNodeGateway>,
+}
+
+/// The REST gateway a node serves in its own process (`GATEWAY_LISTEN`).
+#[derive(Clone, Debug)]
+pub struct InNodeGateway {
+    pub listen: SocketAddr,
+    /// Its own NATS connection's settings: the node's, with the gateway's URL and inbox
+    /// prefix when given.
+    pub bus: BusArgs,
+    pub admin_token: Option<String>,
 }
 
 impl NodeArgs {
@@ -236,6 +268,21 @@ impl NodeArgs {
         if self.state_dir.as_os_str().is_empty() {
             return Err("STATE_DIR must name a directory".into());
         }
+        let gateway = match self.gateway_listen {
+            None => None,
+            Some(listen) => {
+                let mut bus = self.bus.clone();
+                if let Some(url) = &self.gateway_nats_url {
+                    bus.nats_url = url.clone();
+                }
+                if let Some(prefix) = &self.gateway_inbox_prefix {
+                    bus.nats_inbox_prefix = Some(prefix.clone());
+                }
+                bus.nats_servers().map_err(|e| format!("GATEWAY_NATS_URL: {e}"))?;
+                let admin_token = self.admin_token.clone().filter(|t| !t.is_empty());
+                Some(InNodeGateway { listen, bus, admin_token })
+            }
+        };
         Ok(NodeConfig {
             id,
             members,
@@ -258,6 +305,7 @@ impl NodeArgs {
             test_hooks: self.test_hooks,
             planted_bug,
             courier_bug,
+            gateway,
         })
     }
 }

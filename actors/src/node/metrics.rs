@@ -42,6 +42,9 @@ pub struct Metrics {
     pub intents_pending: IntGauge,
     /// From an intent's commit to the other shard's answer, as the sender sees it.
     pub intent_lag_seconds: Histogram,
+    /// Reads of the in-node gateway (`GATEWAY_LISTEN`) asked here first: `served`,
+    /// `elsewhere` (not servable here; they went over the bus), `error`.
+    pub local_reads: IntCounterVec,
 }
 
 impl Metrics {
@@ -111,6 +114,11 @@ impl Metrics {
             intent_lag_seconds: histogram(
                 "intent_lag_seconds",
                 "from an intent's commit to the other shard's answer (sender's clock)",
+            ),
+            local_reads: counter_vec(
+                "local_reads_total",
+                "reads of the in-node gateway asked of this node first, by outcome",
+                &["outcome"],
             ),
             registry,
         }

@@ -18,11 +18,13 @@
 //! - [`vote_file`]: the term and vote on disk.
 //! - [`balance`]: with several shards, spreading the groups' leaderships over the nodes.
 //! - [`delivery`]: with several shards, the leader's delivery of cross-shard intents.
+//! - [`gateway`]: the REST gateway a node may serve in its own process (`GATEWAY_LISTEN`).
 
 pub mod balance;
 pub mod cache_actor;
 pub mod config;
 pub mod delivery;
+pub mod gateway;
 pub mod intake;
 pub mod messages;
 pub mod metrics;

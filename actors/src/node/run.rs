@@ -140,6 +140,9 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     if shards.split() && cfg.balance_leaders {
         tasks.push(super::balance::spawn(groups.clone()));
     }
+    if let Some(gw) = &cfg.gateway {
+        tasks.push(super::gateway::start(gw, &groups).await?);
+    }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {

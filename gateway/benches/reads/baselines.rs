@@ -209,12 +209,19 @@ async fn assocs(
 pub struct ServerProcess {
     pub name: &'static str,
     pub base: String,
-    child: Child,
+    /// `None` for a server inside a process the bench does not own (a node's gateway).
+    child: Option<Child>,
+    pid: u32,
 }
 
 impl ServerProcess {
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    /// A server that lives in process `pid`, which someone else started and stops.
+    pub fn inside(name: &'static str, base: String, pid: u32) -> ServerProcess {
+        ServerProcess { name, base, child: None, pid }
     }
 
     /// Starts `cmd` (stdout and stderr to `log`, stdin a pipe the process may watch),
@@ -223,7 +230,7 @@ impl ServerProcess {
         let file = std::fs::File::create(log).expect("server log");
         cmd.stdin(Stdio::piped()).stdout(Stdio::from(file.try_clone().expect("log"))).stderr(Stdio::from(file));
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        ServerProcess { name, base: format!("http://127.0.0.1:{port}"), child }
+        ServerProcess { name, base: format!("http://127.0.0.1:{port}"), pid: child.id(), child: Some(child) }
     }
 
     /// Starts this binary as the baseline `what` (`trivial` or `mysql`).
@@ -241,7 +248,7 @@ impl ServerProcess {
     pub async fn wait_ready(&mut self, http: &reqwest::Client, path: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(format!("{} exited ({status})", self.name));
             }
             if let Ok(r) = http.get(format!("{}{path}", self.base)).send().await {
@@ -259,8 +266,10 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reads through the gateway (issue 13), beside two baselines measured in the same run,
 //! alternately. Prints figures; asserts nothing about speed.
 //!
-//! Four targets, each an HTTP server on 127.0.0.1 loaded by `wrk` (keep-alive connections,
+//! Five targets, each an HTTP server on 127.0.0.1 loaded by `wrk` (keep-alive connections,
 //! `BENCH_CONCURRENCY` of them, default 32, over `BENCH_WRK_THREADS` threads, default 2):
 //!
 //! - **trivial axum**: a fixed small JSON body on one route, the floor for any HTTP service
@@ -12,7 +12,10 @@
 //! - **project**: a 3-node cluster of real `instaface-node` processes and one real
 //!   `instaface-gateway` process pointed at it ([`project`]);
 //! - **project, reads alone**: a second gateway on the same cluster with `BATCH_READS=false`
-//!   (every read its own NATS request), to see what batching does in the same run.
+//!   (every read its own NATS request), to see what batching does in the same run;
+//! - **project, gateway in a node** (`innode`): the gateway served
+//!   inside node n3 (`GATEWAY_LISTEN`), whose reads n3 serves from its own cache while it
+//!   holds a read lease, with no NATS hop.
 //!
 //! Two workloads ([`workload`]), each run against the targets in turn, alternating the
 //! order each round (the list, then the list reversed, …),
@@ -38,7 +41,7 @@
 //! (`bench/run.sh` does this, and the write-scaling part of the datapath bench, in one
 //! command.) Environment: `BENCH_SECONDS` (10), `BENCH_WARMUP_SECONDS` (2), `BENCH_ROUNDS`
 //! (2), `BENCH_CONCURRENCY` (32), `BENCH_WRK_THREADS` (2), `BENCH_WORKLOADS` (`r1,r2`),
-//! `BENCH_TARGETS` (`trivial,mysql,project,alone`), `BENCH_USERS` (200), `BENCH_STATUSES` (400),
+//! `BENCH_TARGETS` (`trivial,mysql,project,alone,innode`), `BENCH_USERS` (200), `BENCH_STATUSES` (400),
 //! `BENCH_ZIPF` (1.0), `BENCH_PATHS` (paths drawn per workload, 100000),
 //! `BENCH_MYSQL_POOL` (the direct-MySQL pool size, default the concurrency),
 //! `BENCH_GATEWAY_THREADS` (the gateway's tokio worker threads, as `TOKIO_WORKER_THREADS`;
@@ -92,6 +95,8 @@ enum Target {
     /// The project with `BATCH_READS=false`: every read its own NATS request.
     ProjectAlone,
     Mysql,
+    /// The gateway inside a node (`GATEWAY_LISTEN` on [`project::IN_NODE`]).
+    InNode,
 }
 
 impl Target {
@@ -101,6 +106,7 @@ impl Target {
             Target::Project => "**project** (gateway + 3 nodes)",
             Target::ProjectAlone => "project, reads alone (`BATCH_READS=false`)",
             Target::Mysql => "direct-MySQL",
+            Target::InNode => "**project, gateway in a node** (`GATEWAY_LISTEN`)",
         }
     }
 
@@ -110,12 +116,21 @@ impl Target {
             Target::Project => "project",
             Target::ProjectAlone => "alone",
             Target::Mysql => "mysql",
+            Target::InNode => "innode",
         }
     }
 
     /// A gateway in front of the cluster (its log is in the cluster's log directory).
     fn is_gateway(self) -> bool {
-        matches!(self, Target::Project | Target::ProjectAlone)
+        matches!(self, Target::Project | Target::ProjectAlone | Target::InNode)
+    }
+
+    /// Its log file's name in the cluster's log directory (a gateway's).
+    fn log_name(self) -> String {
+        match self {
+            Target::InNode => format!("{}.log", project::IN_NODE),
+            t => format!("gateway-{}.log", t.key()),
+        }
     }
 }
 
@@ -179,15 +194,16 @@ impl Settings {
                 }
             })
             .collect();
-        let mut targets: Vec<Target> = env_list("BENCH_TARGETS", "trivial,mysql,project,alone")
+        let mut targets: Vec<Target> = env_list("BENCH_TARGETS", "trivial,mysql,project,alone,innode")
             .iter()
             .filter_map(|t| match t.as_str() {
                 "trivial" => Some(Target::Trivial),
                 "mysql" => Some(Target::Mysql),
                 "project" => Some(Target::Project),
                 "alone" => Some(Target::ProjectAlone),
+                "innode" => Some(Target::InNode),
                 other => {
-                    eprintln!("BENCH_TARGETS: ignoring {other:?} (trivial, mysql, project)");
+                    eprintln!("BENCH_TARGETS: ignoring {other:?} (trivial, mysql, project, alone, innode)");
                     None
                 }
             })
@@ -330,7 +346,8 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
 
     // ---- the cluster and its graph (the direct-MySQL service reads the same database)
     eprintln!("starting a 3-node cluster{}", if key.is_some() { " with a cluster key" } else { "" });
-    let cluster = project::start_cluster(key.as_deref()).await?;
+    let in_node_port = s.targets.contains(&Target::InNode).then(baselines::free_port);
+    let cluster = project::start_cluster(key.as_deref(), in_node_port).await?;
     eprintln!("building the graph");
     let nodes = project::build_graph(&cluster, s.users, s.statuses, 8, &mut rng).await?;
     let (reads, failed) = project::warm(&cluster, &nodes).await;
@@ -351,11 +368,16 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
             ),
             Target::Project => project::start_gateway(&cluster, key.as_deref(), &s.gateway_log, true),
             Target::ProjectAlone => project::start_gateway(&cluster, key.as_deref(), &s.gateway_log, false),
+            Target::InNode => ServerProcess::inside(
+                "gateway in a node",
+                format!("http://127.0.0.1:{}", in_node_port.unwrap_or_default()),
+                cluster.pid(project::IN_NODE),
+            ),
         };
         let path = if *t == Target::Trivial { TRIVIAL_PATH } else { probe.as_str() };
         server.wait_ready(&http, path, Duration::from_secs(30)).await.map_err(|e| {
             let log = if t.is_gateway() {
-                cluster.log_dir().join(format!("gateway-{}.log", t.key()))
+                cluster.log_dir().join(t.log_name())
             } else {
                 dir.join(format!("{}.log", t.key()))
             };
@@ -376,7 +398,9 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
 
     // ---- the gateway and the direct-MySQL service must answer alike
     let mut report_notes = Vec::new();
-    if let (Some(gw), Some(db)) = (servers.get(&Target::Project), servers.get(&Target::Mysql)) {
+    for (gw, db) in
+        [Target::Project, Target::InNode].iter().filter_map(|t| Some((servers.get(t)?, servers.get(&Target::Mysql)?)))
+    {
         let sample: Vec<&String> = r2.iter().take(300).chain(r1.iter().take(100)).collect();
         let (mut same, mut differ, mut failed) = (0, 0, 0);
         for path in &sample {
@@ -409,9 +433,10 @@ async fn run_all(s: &Settings, dir: &std::path::Path, hz: f64) -> Result<Vec<Str
                 }
             }
         }
-        eprintln!("  gateway vs direct-MySQL on {} sample paths: {same} identical 200 answers, {differ} different, {failed} failed", sample.len());
+        eprintln!("  {} vs direct-MySQL on {} sample paths: {same} identical 200 answers, {differ} different, {failed} failed", gw.name, sample.len());
         report_notes.push(format!(
-            "Same answers: the gateway and the direct-MySQL service were asked the same {} paths (300 of r2, 100 of r1) before the runs: {same} identical 200 answers (status and JSON), {differ} different, {failed} failed.",
+            "Same answers: the {} and the direct-MySQL service were asked the same {} paths (300 of r2, 100 of r1) before the runs: {same} identical 200 answers (status and JSON), {differ} different, {failed} failed.",
+            gw.name,
             sample.len()
         ));
     }
@@ -666,7 +691,7 @@ fn report(s: &Settings, runs: &[Run], mix: &[usize; 4], notes: &[String], n_enti
         }
     }
     out.push(String::new());
-    out.push("(The server process is the gateway for the project, the baseline's own process otherwise; the nodes, nats-server and mariadbd run through every run, so a baseline's row shows their idle cost. \"Machine busy\" is the share of all CPUs busy during the runs, `/proc/stat`.)".into());
+    out.push("(The server process is the gateway for the project — for the gateway in a node, that node's process, which the 3 nodes' column counts too — the baseline's own process otherwise; the nodes, nats-server and mariadbd run through every run, so a baseline's row shows their idle cost. \"Machine busy\" is the share of all CPUs busy during the runs, `/proc/stat`.)".into());
     // Where the project's hits came from.
     let project_runs: Vec<&Run> = measured.iter().copied().filter(|r| r.cache.is_some()).collect();
     if !project_runs.is_empty() {

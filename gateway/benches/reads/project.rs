@@ -24,14 +24,26 @@ use rand::Rng as _;
 
 use crate::workload::{assoc_types, Node, Rng};
 
-/// Starts the cluster (with `CLUSTER_KEY` when `key` is set) and waits until it settles.
-pub async fn start_cluster(key: Option<&str>) -> Result<Cluster, String> {
+/// The node that serves the gateway in its own process (`GATEWAY_LISTEN`), when asked.
+pub const IN_NODE: &str = "n3";
+
+/// Starts the cluster (with `CLUSTER_KEY` when `key` is set; with [`IN_NODE`] serving the
+/// gateway on `in_node_port` too, when given) and waits until it settles.
+pub async fn start_cluster(key: Option<&str>, in_node_port: Option<u16>) -> Result<Cluster, String> {
     let mut env = Vec::new();
     if let Some(key) = key {
         env.push(("CLUSTER_KEY".to_string(), key.to_string()));
     }
-    let cluster =
-        Cluster::start("bench-reads", ClusterOpts { nodes: 3, env, fast: false, ..ClusterOpts::default() }).await;
+    let mut node_env = Vec::new();
+    if let Some(port) = in_node_port {
+        let mut own = vec![("GATEWAY_LISTEN".to_string(), format!("127.0.0.1:{port}"))];
+        if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
+            own.push(("TOKIO_WORKER_THREADS".to_string(), n));
+        }
+        node_env.push((IN_NODE.to_string(), own));
+    }
+    let opts = ClusterOpts { nodes: 3, env, fast: false, ..ClusterOpts::default() };
+    let cluster = Cluster::start_placed("bench-reads", opts, "nats://127.0.0.1:4222", node_env).await;
     match wait_settled(&cluster, Duration::from_secs(30)).await {
         Some((leader, term)) => {
             eprintln!("  cluster {} settled: leader {leader}, term {term}", cluster.prefix);

@@ -15,7 +15,7 @@
 //! - [`fill`]: followers' cache fills, served by the leader.
 
 mod fill;
-mod read;
+pub(crate) mod read;
 mod write;
 
 use std::sync::Arc;
