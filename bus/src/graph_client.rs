@@ -12,6 +12,10 @@
 //! association's `from` entity's) shard, a create to the shard of the entity it is `near`
 //! or else to the next shard in turn, a read to the shards of its ids, split and run in
 //! parallel, the answers merged in the order asked. Seqs are per shard.
+//!
+//! A client inside a node (the gateway a node serves, `GATEWAY_LISTEN`) has a
+//! [`LocalReader`] in its configuration: each read asks it first, and goes over the bus
+//! only when the node may not serve it there ([`crate::local_reads`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};

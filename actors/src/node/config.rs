@@ -187,10 +187,12 @@ pub struct NodeConfig {
 /// The REST gateway a node serves in its own process (`GATEWAY_LISTEN`).
 #[derive(Clone, Debug)]
 pub struct InNodeGateway {
+    /// `GATEWAY_LISTEN`.
     pub listen: SocketAddr,
     /// Its own NATS connection's settings: the node's, with the gateway's URL and inbox
     /// prefix when given.
     pub bus: BusArgs,
+    /// `ADMIN_TOKEN` (an empty one is none).
     pub admin_token: Option<String>,
 }
 

@@ -12,6 +12,7 @@
 //! invalidation. Nothing is cached on the gateway's side.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
@@ -42,6 +43,7 @@ struct Group {
 }
 
 impl NodeReads {
+    /// The reader over `groups`, one per shard in shard order (as `run` builds them).
     pub fn new(groups: &[NodeContext]) -> NodeReads {
         let group = |g: &NodeContext| {
             let count = |outcome| g.metrics.local_reads.with_label_values(&[outcome]);
@@ -61,13 +63,7 @@ impl LocalReads for NodeReads {
         let group = self.groups.get(shard as usize)?.clone();
         Some(Box::pin(async move {
             let Group { ctx, served, elsewhere, error } = &*group;
-            // A node isolated from clients (the monitor's unplug with clients) serves none,
-            // its own gateway included: the read goes to the other members.
-            if ctx.net.clients_cut() {
-                elsewhere.inc();
-                return Err(ErrorBody::new(ErrorCode::Unavailable, format!("{} is isolated from clients", ctx.id())));
-            }
-            let result = super::requests::read::read(ctx, req).await;
+            let result = super::requests::read_here(ctx, req).await;
             match &result {
                 Ok(_) => served.inc(),
                 Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => elsewhere.inc(),
@@ -78,15 +74,28 @@ impl LocalReads for NodeReads {
     }
 }
 
+/// Binds the gateway's address (`GATEWAY_LISTEN`), before anything of the node starts, so
+/// an address in use fails the start with one line naming the setting.
+pub async fn bind(gw: &InNodeGateway) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(gw.listen).await.with_context(|| format!("GATEWAY_LISTEN {}", gw.listen))
+}
+
 /// Connects the gateway's own NATS client, starts its state and serves its router on
-/// `gw.listen`; the task serves until the process ends.
-pub async fn start(gw: &InNodeGateway, groups: &[NodeContext]) -> anyhow::Result<JoinHandle<()>> {
+/// `listener` (from [`bind`]); the task serves until the process ends. Its settings are
+/// the gateway process's defaults (leader wait and request timeout 5 s, body limit 1 MiB,
+/// 256 websockets), with the node's `ADMIN_TOKEN` and Redis.
+pub async fn start(
+    gw: &InNodeGateway,
+    listener: tokio::net::TcpListener,
+    groups: &[NodeContext],
+) -> anyhow::Result<JoinHandle<()>> {
     let node = groups.first().map(|g| g.id().to_string()).unwrap_or_default();
     let bus = Bus::connect(&gw.bus, &format!("instaface-node-{node}-gateway"))
         .await
         .context("connecting the in-node gateway to NATS")?;
     let client_config = ClientConfig {
         shards: gw.bus.shards,
+        deadline: Duration::from_secs(5),
         local: Some(LocalReader(Arc::new(NodeReads::new(groups)))),
         ..ClientConfig::default()
     };
@@ -96,8 +105,6 @@ pub async fn start(gw: &InNodeGateway, groups: &[NodeContext]) -> anyhow::Result
         ..GatewayConfig::default()
     };
     let state = AppState::start(bus, client_config, config).await.context("starting the in-node gateway")?;
-    let listener =
-        tokio::net::TcpListener::bind(gw.listen).await.with_context(|| format!("GATEWAY_LISTEN {}", gw.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "gateway listening in the node (local reads first)");
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, instaface_gateway::service(state)).await {

@@ -50,6 +50,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node = %cfg.id);
     let _enter = span.enter();
     let shards = cfg.bus.shards;
+    let gateway_listener = match &cfg.gateway {
+        Some(gw) => Some(super::gateway::bind(gw).await?),
+        None => None,
+    };
     let bus = Bus::connect(&cfg.bus, &format!("instaface-node-{}", cfg.id)).await?;
     let membership = connect_membership(&cfg.bus).await;
     let inflight = Arc::new(tokio::sync::Semaphore::new(cfg.max_inflight_requests));
@@ -140,8 +144,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     if shards.split() && cfg.balance_leaders {
         tasks.push(super::balance::spawn(groups.clone()));
     }
-    if let Some(gw) = &cfg.gateway {
-        tasks.push(super::gateway::start(gw, &groups).await?);
+    if let (Some(gw), Some(listener)) = (&cfg.gateway, gateway_listener) {
+        tasks.push(super::gateway::start(gw, listener, &groups).await?);
     }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -36,11 +36,8 @@ pub async fn start_cluster(key: Option<&str>, in_node_port: Option<u16>) -> Resu
     }
     let mut node_env = Vec::new();
     if let Some(port) = in_node_port {
-        let mut own = vec![("GATEWAY_LISTEN".to_string(), format!("127.0.0.1:{port}"))];
-        if let Ok(n) = std::env::var("BENCH_GATEWAY_THREADS") {
-            own.push(("TOKIO_WORKER_THREADS".to_string(), n));
-        }
-        node_env.push((IN_NODE.to_string(), own));
+        // (Not `BENCH_GATEWAY_THREADS`: the node's runtime is the node's, in every target.)
+        node_env.push((IN_NODE.to_string(), vec![("GATEWAY_LISTEN".to_string(), format!("127.0.0.1:{port}"))]));
     }
     let opts = ClusterOpts { nodes: 3, env, fast: false, ..ClusterOpts::default() };
     let cluster = Cluster::start_placed("bench-reads", opts, "nats://127.0.0.1:4222", node_env).await;

@@ -15,7 +15,7 @@
 //! - [`fill`]: followers' cache fills, served by the leader.
 
 mod fill;
-pub(crate) mod read;
+mod read;
 mod write;
 
 use std::sync::Arc;
@@ -226,6 +226,25 @@ async fn answer_all<Req, Res, F, Fut>(
     }
     // The stream ended (unsubscribed or closed): the requests taken are answered.
     while running.next().await.is_some() {}
+}
+
+/// Serves a read asked in this process (the node's own gateway, [`crate::node::gateway`])
+/// under the rules a client's read from NATS gets in [`answer_all`]: nothing while the node
+/// is isolated from clients, one of the in-flight permits (past the bound: "overloaded",
+/// and the asker goes elsewhere), a panic failing this read only. `Unavailable` or
+/// `NotLeader`: not here, ask another node.
+pub(crate) async fn read_here(ctx: &NodeContext, req: ReadRequest) -> Result<ReadResult, ErrorBody> {
+    if ctx.net.cut_from(Audience::Clients) {
+        return Err(err(ErrorCode::Unavailable, format!("{} is isolated from clients", ctx.cfg.id)));
+    }
+    let Ok(_permit) = ctx.inflight.clone().try_acquire_many_owned(req.weight()) else {
+        ctx.net.dropped("overloaded");
+        return Err(err(ErrorCode::Unavailable, format!("{} is overloaded", ctx.cfg.id)));
+    };
+    std::panic::AssertUnwindSafe(read::read(ctx, req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(err(ErrorCode::Internal, "the read failed inside the node")))
 }
 
 /// How many of the in-flight permits a request takes: one per read it carries.
