@@ -272,6 +272,16 @@ fn nodes_have_unique_ids_and_list_every_node_as_member() {
         assert!(ids.insert(id.clone()), "NODE_ID {id} is used twice");
         assert_eq!(id, name, "node service {name} should carry NODE_ID {name} (the id is its host name too)");
         assert!(env.contains_key("METRICS_ADDR"), "{name} has no METRICS_ADDR (its health check reads the metrics)");
+        // The gateway each node serves is published on a port of the host.
+        let listen = env.get("GATEWAY_LISTEN").unwrap_or_else(|| panic!("{name} has no GATEWAY_LISTEN"));
+        let inner = listen.rsplit(':').next().unwrap_or_default();
+        let svc = &services(&doc)[name.as_str()];
+        let ports: Vec<String> =
+            svc.get("ports").and_then(Value::as_sequence).map(|p| p.iter().map(str_of).collect()).unwrap_or_default();
+        assert!(
+            ports.iter().any(|p| p.ends_with(&format!(":{inner}"))),
+            "{name} does not publish its gateway's port {inner}: {ports:?}"
+        );
         for key in ["NATS_URL", "NATS_INBOX_PREFIX", "MYSQL_URL", "REDIS_URL"] {
             assert!(env.contains_key(key), "{name} has no {key}");
         }
@@ -383,29 +393,37 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
         if !command(svc).first().is_some_and(|c| c.starts_with("instaface-")) {
             continue;
         }
-        let url = environment(svc).remove("NATS_URL").unwrap_or_else(|| panic!("{name} has no NATS_URL"));
-        // Still its role's user and password on every server.
         let role = role_of(svc).unwrap_or_else(|| panic!("{name}: no role"));
-        for one in url.split(',') {
-            assert_eq!(
-                url_credentials(one),
-                role_credentials(&role),
-                "{name}'s NATS_URL {one} in the override is not its role's"
-            );
+        let base_env = environment(&services(&base)[name.as_str()]);
+        // Its own connection as its role; a node's gateway's as the gateway role.
+        let mut urls = vec![("NATS_URL", role.clone())];
+        if base_env.contains_key("GATEWAY_NATS_URL") {
+            urls.push(("GATEWAY_NATS_URL", "gateway".to_string()));
         }
-        let hosts: BTreeSet<String> = url
-            .split(',')
-            .map(|u| {
-                u.rsplit_once('@')
-                    .map_or(u, |(_, h)| h)
-                    .trim_start_matches("nats://")
-                    .split(':')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        assert_eq!(hosts, nats.iter().cloned().collect(), "{name}'s NATS_URL {url} must list every NATS server");
+        for (key, role) in &urls {
+            let url = environment(svc).remove(*key).unwrap_or_else(|| panic!("{name} has no {key}"));
+            // Still the role's user and password on every server.
+            for one in url.split(',') {
+                assert_eq!(
+                    url_credentials(one),
+                    role_credentials(role),
+                    "{name}'s {key} {one} in the override is not its role's"
+                );
+            }
+            let hosts: BTreeSet<String> = url
+                .split(',')
+                .map(|u| {
+                    u.rsplit_once('@')
+                        .map_or(u, |(_, h)| h)
+                        .trim_start_matches("nats://")
+                        .split(':')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect();
+            assert_eq!(hosts, nats.iter().cloned().collect(), "{name}'s {key} {url} must list every NATS server");
+        }
         for n in &nats {
             assert_eq!(
                 depends_on(svc).get(n).map(String::as_str),
@@ -414,8 +432,7 @@ fn the_nats_cluster_override_gives_everyone_three_servers() {
             );
         }
         // Everything else the base file gave it is still there.
-        let base_env = environment(&services(&base)[name.as_str()]);
-        for (key, value) in base_env.iter().filter(|(k, _)| *k != "NATS_URL") {
+        for (key, value) in base_env.iter().filter(|(k, _)| !urls.iter().any(|(u, _)| u == k)) {
             assert_eq!(environment(svc).get(key), Some(value), "{name} lost {key} in the override");
         }
     }
@@ -516,8 +533,18 @@ fn every_process_uses_its_own_nats_role() {
         let url = env.get("NATS_URL").unwrap_or_else(|| panic!("{name} has no NATS_URL"));
         assert!(!url.contains(','), "{name}: one server in the base file");
         assert_eq!(url_credentials(url), role_credentials(&role), "{name} ({role}) connects as another user: {url}");
-        let inbox = &roles.iter().find(|(r, _)| *r == role).expect("a role of nats-auth.sh").1;
-        assert_eq!(env.get("NATS_INBOX_PREFIX"), Some(inbox), "{name} ({role}) has another inbox prefix");
+        let inbox_of = |role: &str| &roles.iter().find(|(r, _)| *r == role).expect("a role of nats-auth.sh").1;
+        assert_eq!(env.get("NATS_INBOX_PREFIX"), Some(inbox_of(&role)), "{name} ({role}) has another inbox prefix");
+        // The gateway a node serves connects as the gateway role, not as the node.
+        if let Some(url) = env.get("GATEWAY_NATS_URL") {
+            assert_eq!(role, "node", "{name}: only nodes serve a gateway inside");
+            assert_eq!(url_credentials(url), role_credentials("gateway"), "{name}'s gateway connects as another user");
+            assert_eq!(
+                env.get("GATEWAY_NATS_INBOX_PREFIX"),
+                Some(inbox_of("gateway")),
+                "{name}'s gateway has another inbox prefix"
+            );
+        }
         assert_eq!(
             env.get("INSTAFACE_PREFIX").map(String::as_str),
             Some("${INSTAFACE_PREFIX:-instaface}"),
