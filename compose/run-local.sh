@@ -34,6 +34,9 @@
 #   BUILD             1 (default) builds first; 0 runs the binaries already in target/PROFILE
 #   METRICS_PORT_BASE node i serves Prometheus metrics on 127.0.0.1:BASE+i (default 9100;
 #                     0 = none)
+#   NODE_GATEWAY_PORT_BASE  node i serves the REST API too on 127.0.0.1:BASE+i, its cached
+#                     reads from its own cache (GATEWAY_LISTEN; as the gateway's NATS role);
+#                     default 8080, so n1 is on 8081; 0 = none
 #   STATE_DIR         where the nodes keep their term and vote across restarts
 #                     (default target/instaface-state)
 #   NATS_PORT         the launcher's NATS server's port on 127.0.0.1 (default 4322)
@@ -59,6 +62,7 @@ BOT_RATE=${BOT_RATE:-20}
 PROFILE=${PROFILE:-release}
 BUILD=${BUILD:-1}
 METRICS_PORT_BASE=${METRICS_PORT_BASE:-9100}
+NODE_GATEWAY_PORT_BASE=${NODE_GATEWAY_PORT_BASE:-8080}
 export STATE_DIR=${STATE_DIR:-target/instaface-state}
 export SHARDS=${SHARDS:-1}
 NATS_PORT=${NATS_PORT:-4322}
@@ -83,6 +87,8 @@ if ((SHARDS > 1)) && [[ -z ${SHARD_MYSQL_URLS:-} ]]; then
 fi
 [[ $PROFILE == release || $PROFILE == debug ]] || die "PROFILE ($PROFILE) must be release or debug"
 [[ $METRICS_PORT_BASE =~ ^[0-9]+$ ]] || die "METRICS_PORT_BASE ($METRICS_PORT_BASE) must be a port number or 0"
+[[ $NODE_GATEWAY_PORT_BASE =~ ^[0-9]+$ ]] ||
+  die "NODE_GATEWAY_PORT_BASE ($NODE_GATEWAY_PORT_BASE) must be a port number or 0"
 [[ $BOT_RATE =~ ^[0-9]+([.][0-9]+)?$ ]] || die "BOT_RATE ($BOT_RATE) must be a number of operations per second"
 [[ $NATS_PORT =~ ^[1-9][0-9]*$ ]] && ((NATS_PORT < 65536)) || die "NATS_PORT ($NATS_PORT) must be a port number"
 
@@ -283,11 +289,17 @@ port_base=$METRICS_PORT_BASE
 key=()
 [[ -n ${CLUSTER_KEY:-} ]] && key=(CLUSTER_KEY="$CLUSTER_KEY")
 unset CLUSTER_KEY
+# The gateway each node serves connects as the gateway role (GATEWAY_NATS_URL, …).
+role_words gateway
+node_gateway_role=("${words[@]/#/GATEWAY_}")
 role_words node
 for i in $(seq 1 "$NODES"); do
   metrics=()
   ((port_base == 0)) || metrics=(METRICS_ADDR="127.0.0.1:$((port_base + i))")
-  run "n$i" "${words[@]}" "${key[@]}" NODE_ID="n$i" "${metrics[@]}" "$BIN/instaface-node"
+  gateway=()
+  ((NODE_GATEWAY_PORT_BASE == 0)) ||
+    gateway=(GATEWAY_LISTEN="127.0.0.1:$((NODE_GATEWAY_PORT_BASE + i))" "${node_gateway_role[@]}")
+  run "n$i" "${words[@]}" "${key[@]}" NODE_ID="n$i" "${metrics[@]}" "${gateway[@]}" "$BIN/instaface-node"
   node_pids+=("$!")
 done
 role_words gateway
@@ -342,6 +354,8 @@ until healthz; do
   ((waited % 150 == 0)) && say "still waiting for $url/healthz"
 done
 say "monitor and API at $url/ — Ctrl-C stops everything"
+((NODE_GATEWAY_PORT_BASE == 0)) ||
+  say "each node serves the API too (cached reads from its own cache): n1 at http://127.0.0.1:$((NODE_GATEWAY_PORT_BASE + 1))/ … n$NODES at :$((NODE_GATEWAY_PORT_BASE + NODES))"
 if ((OWN_NATS)); then
   # As the observer, which may listen to everything under the prefix and publish nothing
   # there.

@@ -96,6 +96,13 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     let log = std::fs::File::create(&log_path).expect("log file");
     let nats_port = free_port();
     let secrets = log_dir.join("secrets.env");
+    // Node i serves the API on base + i: three ports free right now.
+    let node_gateways = loop {
+        let base = free_port() - 1;
+        if (1..=3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            break base;
+        }
+    };
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/run-local.sh");
     let mut launcher = Command::new("bash")
@@ -107,6 +114,7 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
         .env("BUILD", "0")
         .env("BOT_RATE", "10")
         .env("METRICS_PORT_BASE", "0")
+        .env("NODE_GATEWAY_PORT_BASE", node_gateways.to_string())
         .env("MYSQL_URL", format!("mysql://root@127.0.0.1:3306/{database}"))
         .env("SERVICES_QUIET", "1")
         .env("NO_COLOR", "1")
@@ -147,6 +155,18 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     };
     let members: Vec<&str> = cluster["members"].as_array().expect("members").iter().filter_map(Value::as_str).collect();
     assert_eq!(members, ["n1", "n2", "n3"], "{cluster}");
+
+    // Each node serves the API too (as the gateway's NATS role): n3's reports the cluster.
+    let n3 = format!("http://127.0.0.1:{}", node_gateways + 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = async { http.get(format!("{n3}/api/cluster")).send().await.ok()?.json::<Value>().await.ok() };
+        if answer.await.is_some_and(|c| c["leader"].is_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "n3's gateway at {n3} reported no leader:\n{}", tail(&log_path));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The bot: users appear in this fresh database, and keep appearing.
     let users = |v: Option<Value>| v.and_then(|v| v["ids"].as_array().map(Vec::len)).unwrap_or(0);
@@ -219,8 +239,22 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
             Some(format!("_INBOX_{role}").as_str()),
             "{comm} ({pid})"
         );
+        // A node serves a gateway inside (`GATEWAY_LISTEN`), which connects as the gateway
+        // role: that URL is the one place another role's password may be.
+        if role == "node" {
+            assert_eq!(
+                env.get("GATEWAY_NATS_URL").map(String::as_str),
+                Some(format!("nats://gateway:{}@127.0.0.1:{nats_port}", password("gateway")).as_str()),
+                "{comm} ({pid})'s gateway is not on the gateway's NATS user"
+            );
+            assert_eq!(env.get("GATEWAY_NATS_INBOX_PREFIX").map(String::as_str), Some("_INBOX_gateway"));
+        }
         for other in ["node", "gateway", "bot", "observer"].iter().filter(|r| **r != role) {
-            assert!(!env.values().any(|v| v.contains(&password(other))), "{comm} ({pid}) holds the {other} password");
+            let holds = env
+                .iter()
+                .filter(|(k, _)| !(role == "node" && *other == "gateway" && k.as_str() == "GATEWAY_NATS_URL"))
+                .any(|(_, v)| v.contains(&password(other)));
+            assert!(!holds, "{comm} ({pid}) holds the {other} password");
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         assert!(
