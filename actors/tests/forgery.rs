@@ -12,15 +12,11 @@ use std::time::{Duration, Instant};
 use instaface_bus::config::BusArgs;
 use instaface_bus::messages::{Ack, Heartbeat, Invalidate, Unplug, VoteRequest};
 use instaface_bus::Bus;
-use instaface_testkit::{Cluster, ClusterOpts, NodeEnv};
+use instaface_testkit::{free_port, Cluster, ClusterOpts, NodeEnv};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
 
 /// Starts `n` nodes, each serving metrics on a port of its own; returns the cluster and
 /// each node's metrics address.

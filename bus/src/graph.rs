@@ -394,6 +394,14 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// This node may not serve the request now (`NotLeader`, `Unavailable`), and it did not
+    /// run here: another node, or the leader once there is one, may.
+    pub fn ask_elsewhere(self) -> bool {
+        matches!(self, ErrorCode::NotLeader | ErrorCode::Unavailable)
+    }
+}
+
 /// An error answered over the bus.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{code:?}: {message}")]

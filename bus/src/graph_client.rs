@@ -453,7 +453,7 @@ impl GraphClient {
             match served.await {
                 Ok(r) => return Ok(r),
                 // Not here (no lease, not the leader, behind min_seq): over the bus.
-                Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {}
+                Err(e) if e.code.ask_elsewhere() => {}
                 Err(e) => return Err(ClientError::from_body(e)),
             }
         }
@@ -471,7 +471,7 @@ impl GraphClient {
             };
             match answer {
                 Ok(Reply::Ok(r)) => return Ok(r),
-                Ok(Reply::Error(e)) if !matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
+                Ok(Reply::Error(e)) if !e.code.ask_elsewhere() => {
                     return Err(ClientError::from_body(e));
                 }
                 // No follower can serve (none holds a lease, or it lags min_seq): the leader.
@@ -494,7 +494,7 @@ impl GraphClient {
                 .await
             {
                 Ok(Reply::Ok(r)) => return Ok(r),
-                Ok(Reply::Error(e)) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => {
+                Ok(Reply::Error(e)) if e.code.ask_elsewhere() => {
                     last = ClientError::Unavailable(e.message);
                     // The leader lost its lease or office: wait for the next one.
                     let _ = self

@@ -11,6 +11,9 @@ use instaface_bus::graph_client::ClientConfig;
 
 /// `BODY_LIMIT`'s default: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+/// `REQUEST_TIMEOUT_MS` and `LEADER_WAIT_MS` unless set (a node's gateway takes them too).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_LEADER_WAIT_MS: u64 = 5000;
 
 /// `instaface-gateway`: the REST API, websocket event feed and monitor UI of an Instaface
 /// cluster.
@@ -63,11 +66,11 @@ pub struct GatewayArgs {
     pub batch_reads: bool,
 
     /// Timeout of one request to a node over NATS, in ms.
-    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
 
     /// How long a request may wait for a leader (and retry) before answering 503, in ms.
-    #[arg(long, env = "LEADER_WAIT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "LEADER_WAIT_MS", default_value_t = DEFAULT_LEADER_WAIT_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub leader_wait_ms: u64,
 
     /// Backstop for a whole HTTP request, in ms; must exceed LEADER_WAIT_MS + REQUEST_TIMEOUT_MS.

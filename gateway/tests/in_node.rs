@@ -9,69 +9,55 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::Method;
 use common::*;
-use instaface_testkit::{Cluster, ClusterOpts};
+use instaface_testkit::{free_port, poll_until, wait_until_async, Cluster, ClusterOpts};
 use serde_json::json;
 
 const STARTUP: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// The sum of metric `name`'s samples whose labels contain `having`, on the node's
+/// metrics endpoint at `metrics`.
+async fn metric(http: &reqwest::Client, metrics: &str, name: &str, having: &str) -> u64 {
+    let reply = http.get(format!("{metrics}/metrics")).send().await.expect("the node's metrics endpoint");
+    let text = reply.text().await.expect("the node's metrics");
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(having))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
-/// `local_reads_total{outcome}` on the node's metrics endpoint at `metrics`.
+/// `local_reads_total{outcome}` of the node whose metrics are at `metrics`.
 async fn local_reads(http: &reqwest::Client, metrics: &str, outcome: &str) -> u64 {
-    let reply = http.get(format!("{metrics}/metrics")).send().await.expect("the node's metrics endpoint");
-    let text = reply.text().await.expect("the node's metrics");
-    let want = format!("outcome=\"{outcome}\"");
-    text.lines()
-        .filter(|l| l.starts_with("instaface_local_reads_total") && l.contains(&want))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// The sum of metric `name`'s samples on the node's metrics endpoint at `metrics`.
-async fn metric(http: &reqwest::Client, metrics: &str, name: &str) -> u64 {
-    let reply = http.get(format!("{metrics}/metrics")).send().await.expect("the node's metrics endpoint");
-    let text = reply.text().await.expect("the node's metrics");
-    text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    metric(http, metrics, "instaface_local_reads_total", &format!("outcome=\"{outcome}\"")).await
 }
 
 /// Sends `call` to the gateway at `base` until it answers other than 5xx or a transport
 /// error (the cluster settling: an unplugged leader's write may end `OutcomeUnknown`; a
 /// rename is safe to repeat), within `within`.
 async fn send(http: &reqwest::Client, base: &str, call: Call, within: Duration) -> Reply {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("{} {base}{} to answer", call.method, call.path);
+    poll_until(within, &what, || async {
         match call.send_http(http, base).await {
-            Ok(reply) if !reply.status.is_server_error() => return reply,
-            other => assert!(
-                Instant::now() < deadline,
-                "{} {}{}: {:?}",
-                call.method,
-                base,
-                call.path,
-                other.map(|r| r.status)
-            ),
+            Ok(reply) if !reply.status.is_server_error() => Ok(reply),
+            other => Err(format!("{:?}", other.map(|r| r.status))),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
-/// Renames `id` to `name` through the gateway, then reads it back at once, twice.
-async fn write_then_read(http: &reqwest::Client, base: &str, id: u64, name: &str) {
+/// Renames `id` to `name` through the gateway, then reads it back at once, twice; returns
+/// the version written.
+async fn write_then_read(http: &reqwest::Client, base: &str, id: u64, name: &str) -> u64 {
     let patch = Call::new(Method::PATCH, format!("/api/entities/{id}")).json(json!({ "name": name }));
     let written = send(http, base, patch, Duration::from_secs(20)).await.expect(200);
     let version = written.json()["version"].as_u64().expect("version");
     for _ in 0..2 {
         read_is(http, base, id, name, version).await;
     }
+    version
 }
 
 /// Reads `id` through the gateway: it must be `name` at `version`.
@@ -132,18 +118,13 @@ async fn a_gateway_inside_a_node_reads_its_own_cache_and_never_stale() {
     // once, while its lease still runs (a write would wait that lease out first).
     cluster.unplug("n1", false).await;
     cluster.wait_serving(&["n1"], STARTUP).await;
-    write_then_read(&http, &base, id, "before-isolation").await;
-    let version = send(&http, &base, Call::get(format!("/api/entities/{id}")), STARTUP).await.expect(200).json()
-        ["version"]
-        .as_u64()
-        .expect("version");
+    let version = write_then_read(&http, &base, id, "before-isolation").await;
     cluster.isolate("n1", true).await;
     // The switch is flipped once n1's `unplugged` gauge says 2 (isolated from clients too).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&http, &metrics, "instaface_unplugged").await != 2 {
-        assert!(Instant::now() < deadline, "n1 never reported itself isolated");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(Duration::from_secs(10), "n1 to report itself isolated", || async {
+        metric(&http, &metrics, "instaface_unplugged", "").await == 2
+    })
+    .await;
     let served_before = local_reads(&http, &metrics, "served").await;
     for _ in 0..5 {
         read_is(&http, &base, id, "before-isolation", version).await;

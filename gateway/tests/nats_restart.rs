@@ -6,12 +6,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use instaface_testkit::{Cluster, ClusterOpts};
+use instaface_testkit::{free_port, Cluster, ClusterOpts};
 use serde_json::json;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Nats(Child);
 

@@ -80,6 +80,11 @@ pub async fn round_trip(bus: &Bus) {
     assert!(matches!(heard, Ok(Some(_))), "no round trip to the NATS server within 5 s");
 }
 
+/// A port on 127.0.0.1 that nothing listens on right now (for a process to bind next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
 /// Waits for `cond` to hold, polling every 20 ms, failing with `what` after `timeout`.
 pub async fn wait_until<F: FnMut() -> bool>(timeout: Duration, what: &str, mut cond: F) {
     let deadline = Instant::now() + timeout;

@@ -15,12 +15,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use instaface_testkit::{bin_dir, binary};
+use instaface_testkit::{bin_dir, binary, free_port, wait_until_async};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 /// Pids of the processes whose environment has `INSTAFACE_PREFIX=<prefix>`, with their
 /// command names.
@@ -99,7 +95,7 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
     // Node i serves the API on base + i: three ports free right now.
     let node_gateways = loop {
         let base = free_port() - 1;
-        if (1..=3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             break base;
         }
     };
@@ -158,15 +154,11 @@ async fn the_launcher_runs_the_stack_and_stops_it_cleanly() {
 
     // Each node serves the API too (as the gateway's NATS role): n3's reports the cluster.
     let n3 = format!("http://127.0.0.1:{}", node_gateways + 3);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until_async(Duration::from_secs(30), &format!("n3's gateway at {n3} to report a leader"), || async {
         let answer = async { http.get(format!("{n3}/api/cluster")).send().await.ok()?.json::<Value>().await.ok() };
-        if answer.await.is_some_and(|c| c["leader"].is_string()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "n3's gateway at {n3} reported no leader:\n{}", tail(&log_path));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        answer.await.is_some_and(|c| c["leader"].is_string())
+    })
+    .await;
 
     // The bot: users appear in this fresh database, and keep appearing.
     let users = |v: Option<Value>| v.and_then(|v| v["ids"].as_array().map(Vec::len)).unwrap_or(0);

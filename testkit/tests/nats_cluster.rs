@@ -7,19 +7,13 @@
 //! Needs `nats-server` (`/usr/sbin/nats-server`, installed by compose/services.sh),
 //! `instaface-node` built, MariaDB and Redis.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use instaface_bus::graph::{Attributes, Consistency};
-use instaface_testkit::{bin_dir, Cluster, ClusterOpts};
+use instaface_testkit::{bin_dir, free_port, Cluster, ClusterOpts};
 use serde_json::Value;
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 fn nats_server_binary() -> PathBuf {
     let sbin = PathBuf::from("/usr/sbin/nats-server");

@@ -22,7 +22,6 @@
 //! multi-process test also needs the binaries built, MariaDB and Redis.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,14 +32,10 @@ use instaface_bus::config::BusArgs;
 use instaface_bus::graph::{Attributes, Consistency};
 use instaface_bus::graph_client::{ClientConfig, GraphClient};
 use instaface_bus::Bus;
-use instaface_testkit::{bin_dir, binary, Cluster, ClusterOpts};
+use instaface_testkit::{bin_dir, binary, free_port, Cluster, ClusterOpts};
 use serde_json::Value;
 
 const ROLES: [&str; 4] = ["node", "gateway", "bot", "observer"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 fn nats_auth_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../compose/nats-auth.sh")

@@ -231,7 +231,7 @@ async fn send(ctx: &NodeContext, to: u32, intent_id: u64, op: InverseOp) -> Answ
         Ok(Reply::Ok(_)) => Answer::Applied,
         Ok(Reply::Error(e)) if e.code == ErrorCode::NotFound => Answer::Refused(e.message),
         Ok(Reply::Error(e)) => {
-            if !matches!(e.code, ErrorCode::NotLeader | ErrorCode::Unavailable) {
+            if !e.code.ask_elsewhere() {
                 tracing::warn!(intent_id, to, error = %e, "intent refused; delivering again");
             }
             Answer::Unreachable

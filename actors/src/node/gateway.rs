@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
-use instaface_bus::graph::{ErrorBody, ErrorCode, ReadRequest, ReadResult};
+use instaface_bus::graph::{ErrorBody, ReadRequest, ReadResult};
 use instaface_bus::graph_client::ClientConfig;
 use instaface_bus::local_reads::{LocalReader, LocalReads};
 use instaface_bus::shards::ShardId;
 use instaface_bus::Bus;
-use instaface_gateway::config::GatewayConfig;
+use instaface_gateway::config::{self, GatewayConfig};
 use instaface_gateway::AppState;
 use prometheus::IntCounter;
 use tokio::task::JoinHandle;
@@ -66,7 +66,7 @@ impl LocalReads for NodeReads {
             let result = super::requests::read_here(ctx, req).await;
             match &result {
                 Ok(_) => served.inc(),
-                Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::NotLeader) => elsewhere.inc(),
+                Err(e) if e.code.ask_elsewhere() => elsewhere.inc(),
                 Err(_) => error.inc(),
             }
             result
@@ -95,7 +95,8 @@ pub async fn start(
         .context("connecting the in-node gateway to NATS")?;
     let client_config = ClientConfig {
         shards: gw.bus.shards,
-        deadline: Duration::from_secs(5),
+        request_timeout: Duration::from_millis(config::DEFAULT_REQUEST_TIMEOUT_MS),
+        deadline: Duration::from_millis(config::DEFAULT_LEADER_WAIT_MS),
         local: Some(LocalReader(Arc::new(NodeReads::new(groups)))),
         ..ClientConfig::default()
     };

@@ -273,7 +273,4 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
+pub use instaface_testkit::free_port;
